@@ -1,0 +1,140 @@
+//! The one place where the compute device is chosen: a CPU backend by default, burn's wgpu
+//! backend on request (`gpu`), or the GPU when a real one exists (`auto`). A software wgpu
+//! adapter (lavapipe, llvmpipe: device type CPU) is not counted as a GPU: it trains ten times
+//! slower than the CPU backends.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+/// Which backend to run on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackendChoice {
+    /// The default CPU backend (burn's `flex`, pure Rust).
+    #[default]
+    Cpu,
+    /// A hardware GPU through burn's wgpu backend; an error when there is none.
+    Gpu,
+    /// The GPU when a hardware one exists, otherwise the CPU.
+    Auto,
+    /// burn's `flex` CPU backend.
+    Flex,
+    /// burn's `ndarray` CPU backend (deprecated upstream; kept for comparison).
+    Ndarray,
+}
+
+/// A chosen device and how to describe it to the user.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// The device tensors and models live on (without autodiff).
+    pub device: Device,
+    /// A short description: "CPU (flex)" or "GPU: <adapter name> (Vulkan)".
+    pub description: String,
+    /// Something the user should know about the choice (a fallback), if anything.
+    pub notice: Option<String>,
+}
+
+/// Why no device could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// `gpu` was asked for but none is usable.
+    #[error("no GPU available: {0}")]
+    NoGpu(String),
+}
+
+/// The default CPU backend, chosen by measurement (see README: flex vs ndarray).
+pub const DEFAULT_CPU: BackendChoice = BackendChoice::Flex;
+
+impl BackendChoice {
+    /// Picks the device.
+    pub fn select(self) -> Result<Backend, BackendError> {
+        match self {
+            BackendChoice::Cpu => DEFAULT_CPU.select(),
+            BackendChoice::Flex => Ok(cpu(Device::flex(), "flex")),
+            #[allow(deprecated)] // kept on purpose, for the benchmark's comparison
+            BackendChoice::Ndarray => Ok(cpu(Device::ndarray(), "ndarray")),
+            BackendChoice::Gpu => gpu::select(),
+            BackendChoice::Auto => match gpu::select() {
+                Ok(backend) => Ok(backend),
+                Err(e) => {
+                    let mut backend = DEFAULT_CPU.select()?;
+                    backend.notice = Some(format!("{e}; training on the CPU instead"));
+                    Ok(backend)
+                }
+            },
+        }
+    }
+}
+
+fn cpu(device: Device, name: &str) -> Backend {
+    Backend {
+        device,
+        description: format!("CPU ({name})"),
+        notice: None,
+    }
+}
+
+#[cfg(feature = "gpu")]
+mod gpu {
+    use super::{Backend, BackendError};
+    use burn::tensor::wgpu::wgpu;
+    use burn::tensor::{Device, DeviceKind};
+
+    /// Polls a future that is ready at once on native platforms (wgpu's adapter listing).
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    pub fn select() -> Result<Backend, BackendError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters: Vec<wgpu::AdapterInfo> = block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(|a| a.get_info())
+            .collect();
+        let rank = |t: wgpu::DeviceType| match t {
+            wgpu::DeviceType::DiscreteGpu => Some(0),
+            wgpu::DeviceType::IntegratedGpu => Some(1),
+            wgpu::DeviceType::VirtualGpu => Some(2),
+            _ => None,
+        };
+        let Some(best) = adapters.iter().filter(|a| rank(a.device_type).is_some()).min_by_key(|a| rank(a.device_type))
+        else {
+            let software: Vec<String> = adapters.iter().map(|a| format!("{} ({:?})", a.name, a.device_type)).collect();
+            return Err(BackendError::NoGpu(if software.is_empty() {
+                "wgpu found no adapter".into()
+            } else {
+                format!("wgpu found only software adapters: {}", software.join(", "))
+            }));
+        };
+        let kind = match best.device_type {
+            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(0),
+            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(0),
+            _ => DeviceKind::VirtualGpu(0),
+        };
+        let device: Device = Device::wgpu_options()
+            .device_kind(kind)
+            .init()
+            .map_err(|e| BackendError::NoGpu(format!("{} could not be opened: {e}", best.name)))?;
+        Ok(Backend {
+            device,
+            description: format!("GPU: {} ({:?})", best.name, best.backend),
+            notice: None,
+        })
+    }
+}
+
+#[cfg(not(feature = "gpu"))]
+mod gpu {
+    use super::{Backend, BackendError};
+
+    pub fn select() -> Result<Backend, BackendError> {
+        Err(BackendError::NoGpu("this build has no GPU support (cargo feature `gpu`)".into()))
+    }
+}

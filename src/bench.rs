@@ -1,0 +1,201 @@
+//! `latent-atlas bench`: training throughput of the reference model (784-512-256-2 MLP VAE,
+//! batch 128, Adam, Bernoulli) on each CPU backend, idle and with another core kept busy, a
+//! breakdown of where a step's time goes, and the latency of decoding one latent point.
+//! Every figure is a median over rounds (or repetitions) measured in this run.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::Device;
+
+use crate::backend::BackendChoice;
+use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
+use crate::data::builtin::Builtin;
+use crate::model::Likelihood;
+use crate::rng::Rng;
+use crate::train::{TrainConfig, Trainer};
+
+/// `latent-atlas bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Seconds per timed round.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Timed rounds per backend and condition (rounds interleave the backends).
+    #[arg(long, default_value_t = 4)]
+    pub rounds: usize,
+    /// Backends to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "flex,ndarray")]
+    pub backends: Vec<BackendChoice>,
+    /// Skip the run with a second thread keeping one core busy.
+    #[arg(long)]
+    pub no_load: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn reference_config() -> TrainConfig {
+    TrainConfig {
+        probe_size: 16,
+        nll_samples: 0,
+        ..TrainConfig::default()
+    }
+}
+
+/// Trains for `seconds` and returns samples per second.
+fn timed_round(trainer: &mut Trainer, seconds: f64) -> anyhow::Result<f64> {
+    let batch = trainer.config().hyper.batch_size;
+    let start = Instant::now();
+    let mut samples = 0usize;
+    while start.elapsed().as_secs_f64() < seconds {
+        trainer.step()?;
+        samples += batch;
+    }
+    Ok(samples as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A thread spinning on one core until dropped, like a UI thread busy while training runs.
+struct BusyCore {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BusyCore {
+    fn start() -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new().name("bench-busy-core".into()).spawn(move || {
+            let mut x = 1u64;
+            while !flag.load(Ordering::Relaxed) {
+                for _ in 0..10_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+        })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for BusyCore {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Median milliseconds of each phase of a training step: batch preparation, forward with the
+/// loss read back, backward, optimiser update.
+fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
+    let data = Builtin::Mnist.load(0).map(Arc::new);
+    let Ok(data) = data else { return [f64::NAN; 4] };
+    let device = device.clone().autodiff();
+    device.seed(0);
+    let config = reference_config();
+    let mut model = config.vae_config(784).init(&device);
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut rng = Rng::new(0);
+    let order = EpochOrder::shuffled(data.train.len(), 128, &mut rng);
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for s in 0..steps + 10 {
+        let t0 = Instant::now();
+        let x = to_tensor(pixels(&data.train, order.batch(s % order.batch_count()), None), 128, 784, &device);
+        let eps = to_tensor(rng.normals(256), 128, 2, &device);
+        let t1 = Instant::now();
+        let out = model.forward(x, eps, Likelihood::Bernoulli);
+        let loss = out.reconstruction.mean() + out.kl_per_dim.sum_dim(1).mean();
+        let _ = to_vec(loss.clone().detach());
+        let t2 = Instant::now();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let t3 = Instant::now();
+        model = optim.step(1e-3, model, grads);
+        // Force the update to finish (eager CPU backends already have; this reads one value).
+        let _ = to_vec(model.output.bias.as_ref().map(|b| b.val()).unwrap_or_else(|| model.output.weight.val().sum()));
+        let t4 = Instant::now();
+        if s >= 10 {
+            for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)].into_iter().enumerate() {
+                phases[i].push(b.duration_since(a).as_secs_f64() * 1e3);
+            }
+        }
+    }
+    phases.map(median)
+}
+
+/// Runs the benchmark and prints its table.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let data = Arc::new(Builtin::Mnist.load(0)?);
+    let mut trainers = Vec::new();
+    for &choice in &args.backends {
+        let backend = choice.select()?;
+        let mut trainer = Trainer::new(reference_config(), data.clone(), backend.device.clone())?;
+        for _ in 0..30 {
+            trainer.step()?;
+        }
+        trainers.push((backend, trainer));
+    }
+    println!("reference model 784-512-256-2 VAE, batch 128, Adam, Bernoulli; {} rounds of {} s, median", args.rounds, args.seconds);
+    let mut conditions = vec![("idle", false)];
+    if !args.no_load {
+        conditions.push(("one core busy", true));
+    }
+    for (name, loaded) in conditions {
+        let _busy = if loaded { Some(BusyCore::start()?) } else { None };
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); trainers.len()];
+        for _ in 0..args.rounds {
+            for (i, (_, trainer)) in trainers.iter_mut().enumerate() {
+                rates[i].push(timed_round(trainer, args.seconds)?);
+            }
+        }
+        for ((backend, _), r) in trainers.iter().zip(rates) {
+            let spread = format!("{:.0}-{:.0}", r.iter().copied().fold(f64::INFINITY, f64::min), r.iter().copied().fold(0.0, f64::max));
+            println!("train_samples_per_sec {:<16} {:<14} {:>8.0}   (rounds {spread})", backend.description, name, median(r));
+        }
+    }
+    for (backend, trainer) in &trainers {
+        let [prep, fwd, bwd, opt] = step_profile(&backend.device, 100);
+        println!(
+            "step_ms {:<16} batch {prep:.2}  forward+loss {fwd:.2}  backward {bwd:.2}  adam {opt:.2}  total {:.2}",
+            backend.description,
+            prep + fwd + bwd + opt
+        );
+        let decoder = trainer.snapshot().decoder;
+        let plain: Vec<f64> = (0..2000)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(decoder.decode(std::hint::black_box(&[0.3, -0.2])));
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        let model = trainer.model().valid();
+        let device = backend.device.clone();
+        let burn_us: Vec<f64> = (0..500)
+            .map(|_| {
+                let t = Instant::now();
+                let z = to_tensor(vec![0.3, -0.2], 1, 2, &device);
+                std::hint::black_box(to_vec(model.decode(z)));
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        println!(
+            "decode_one_point_us {:<16} plain-data decoder copy {:.1}   burn model {:.1}",
+            backend.description,
+            median(plain),
+            median(burn_us)
+        );
+    }
+    Ok(())
+}

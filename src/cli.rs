@@ -1,0 +1,308 @@
+//! The command line: `train`, `eval` and `bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::BackendChoice;
+use crate::data::{Dataset, DatasetSpec};
+use crate::explore::geometry::PathKind;
+use crate::export::{atomic_write, csv, save_png, views};
+use crate::model::Likelihood;
+use crate::train::{HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig, Trainer, checkpoint};
+
+/// Latent Atlas: watch generative autoencoders learn.
+#[derive(Parser, Debug)]
+#[command(name = "latent-atlas", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Commands {
+    /// Train a model headlessly and write metrics, a checkpoint and images into a folder.
+    Train(TrainArgs),
+    /// Reload a run's checkpoint and print its test metrics.
+    Eval(EvalArgs),
+    /// Measure training throughput and decoding latency.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Model families on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ModelArg {
+    /// Variational autoencoder.
+    Vae,
+}
+
+/// Decoder likelihoods on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LikelihoodArg {
+    /// Bernoulli (binary cross-entropy with logits).
+    Bernoulli,
+    /// Gaussian with the standard deviation `--gaussian-sigma`.
+    Gaussian,
+}
+
+/// `latent-atlas train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// `mnist`, `fashion-mnist`, a folder of IDX files, or an image folder.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Model family.
+    #[arg(long, value_enum, default_value = "vae")]
+    pub model: ModelArg,
+    /// Latent dimension.
+    #[arg(long, default_value_t = 2)]
+    pub latent_dim: usize,
+    /// Hidden layer widths, comma-separated (the decoder mirrors them).
+    #[arg(long, value_delimiter = ',', default_value = "512,256")]
+    pub hidden: Vec<usize>,
+    /// Passes over the training split.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Samples per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Weight of the KL term.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f32,
+    /// Steps over which the KL weight rises linearly from 0 to beta.
+    #[arg(long, default_value_t = 0)]
+    pub kl_warmup_steps: u64,
+    /// Decoder likelihood.
+    #[arg(long, value_enum, default_value = "bernoulli")]
+    pub likelihood: LikelihoodArg,
+    /// Standard deviation of the Gaussian likelihood.
+    #[arg(long, default_value_t = 0.1)]
+    pub gaussian_sigma: f32,
+    /// Dynamic binarisation (a fresh Bernoulli draw of each training batch).
+    #[arg(long)]
+    pub binarize: bool,
+    /// Importance samples per image for the test log-likelihood (0 skips it).
+    #[arg(long, default_value_t = 100)]
+    pub nll_samples: usize,
+    /// Test images for the log-likelihood estimate.
+    #[arg(long, default_value_t = 1000)]
+    pub nll_images: usize,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendChoice,
+    /// Output folder (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+impl TrainArgs {
+    /// The run's settings.
+    pub fn config(&self) -> TrainConfig {
+        TrainConfig {
+            dataset: self.dataset.clone(),
+            model: match self.model {
+                ModelArg::Vae => ModelKind::Vae,
+            },
+            latent_dim: self.latent_dim,
+            hidden: self.hidden.clone(),
+            likelihood: match self.likelihood {
+                LikelihoodArg::Bernoulli => Likelihood::Bernoulli,
+                LikelihoodArg::Gaussian => Likelihood::Gaussian {
+                    sigma: self.gaussian_sigma,
+                },
+            },
+            hyper: HyperParams {
+                lr: self.lr,
+                batch_size: self.batch_size,
+                beta: self.beta,
+                kl_warmup_steps: self.kl_warmup_steps,
+            },
+            epochs: self.epochs,
+            seed: self.seed,
+            binarize: self.binarize,
+            nll_samples: self.nll_samples,
+            nll_images: self.nll_images,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+/// `latent-atlas eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A folder written by `train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Importance samples per image (default: the run's setting).
+    #[arg(long)]
+    pub nll_samples: Option<usize>,
+    /// Test images for the log-likelihood estimate (default: the run's setting).
+    #[arg(long)]
+    pub nll_images: Option<usize>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendChoice,
+}
+
+/// Parses the command line and runs it; errors are printed as one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Train(args) => train(&args),
+        Commands::Eval(args) => eval(&args),
+        Commands::Bench(args) => crate::bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_dataset(spec: &str, seed: u64) -> anyhow::Result<Arc<Dataset>> {
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {spec}"));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(100));
+    let data = DatasetSpec::parse(spec).load(seed);
+    spinner.finish_and_clear();
+    let data = data?;
+    for w in &data.warnings {
+        eprintln!("warning: {w}");
+    }
+    eprintln!(
+        "dataset {}: {} training and {} test images of {}x{}, {} classes",
+        data.name,
+        data.train.len(),
+        data.test.len(),
+        data.train.width,
+        data.train.height,
+        data.class_names.len()
+    );
+    Ok(Arc::new(data))
+}
+
+fn select_backend(choice: BackendChoice) -> anyhow::Result<crate::backend::Backend> {
+    let backend = choice.select()?;
+    if let Some(notice) = &backend.notice {
+        eprintln!("note: {notice}");
+    }
+    eprintln!("backend: {}", backend.description);
+    Ok(backend)
+}
+
+fn print_test(m: &TestMetrics) {
+    let nll = m
+        .nll
+        .map(|v| format!(", importance-sampled NLL {v:.2} (K = {}, {} images)", m.nll_samples, m.nll_images))
+        .unwrap_or_default();
+    println!(
+        "epoch {:>3}: test reconstruction {:.2}, KL {:.2}, negative ELBO {:.2} nats{nll}; active dims {}/{}",
+        m.epoch,
+        m.reconstruction,
+        m.kl,
+        m.neg_elbo,
+        m.active_dims(),
+        m.kl_per_dim.len()
+    );
+}
+
+fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let config = args.config();
+    config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data = load_dataset(&config.dataset, config.seed)?;
+    let backend = select_backend(args.backend)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    let mut trainer = Trainer::new(config.clone(), data, backend.device.clone())?;
+    let steps_per_epoch = trainer.data().train.len().div_ceil(config.hyper.batch_size) as u64;
+    let bar = ProgressBar::new(steps_per_epoch * config.epochs as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut train_rows: Vec<StepMetrics> = Vec::new();
+    let mut test_rows: Vec<TestMetrics> = Vec::new();
+    let mut window = (Instant::now(), 0usize);
+    let mut rate = 0.0;
+    while !trainer.is_finished() {
+        let m = trainer.step()?;
+        window.1 += config.hyper.batch_size;
+        let elapsed = window.0.elapsed().as_secs_f64();
+        if elapsed > 1.0 {
+            rate = window.1 as f64 / elapsed;
+            window = (Instant::now(), 0);
+        }
+        bar.inc(1);
+        if m.step % 10 == 0 {
+            bar.set_message(format!(
+                "epoch {} loss {:.2} (rec {:.2} + KL {:.2})  {:.0} samples/s",
+                m.epoch, m.total, m.reconstruction, m.kl, rate
+            ));
+        }
+        let epoch_done = m.epoch_progress >= 1.0;
+        train_rows.push(m);
+        if epoch_done {
+            let test = trainer.evaluate(true);
+            bar.suspend(|| print_test(&test));
+            test_rows.push(test);
+            // Everything is rewritten after each epoch, so a crash loses at most one epoch.
+            write_run(&args.out, &trainer, &backend.description, &train_rows, &test_rows)?;
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Writes the checkpoint, the CSV tables and every PNG view of the current model.
+pub fn write_run(
+    dir: &Path,
+    trainer: &Trainer,
+    backend: &str,
+    train_rows: &[StepMetrics],
+    test_rows: &[TestMetrics],
+) -> anyhow::Result<()> {
+    let d = trainer.config().latent_dim;
+    checkpoint::save(dir, trainer.model(), &trainer.run_info(backend))?;
+    atomic_write(&dir.join("metrics.csv"), csv::metrics_csv(train_rows, test_rows, d).as_bytes())?;
+    let snapshot = trainer.snapshot();
+    atomic_write(&dir.join("latent.csv"), csv::latent_csv(&snapshot).as_bytes())?;
+    write_views(dir, &snapshot, trainer.config().seed)
+}
+
+/// Writes the PNG views of a snapshot.
+pub fn write_views(dir: &Path, snapshot: &Snapshot, seed: u64) -> anyhow::Result<()> {
+    let dims = [0, 1.min(snapshot.latent_dim.saturating_sub(1))];
+    save_png(&dir.join("latent_plane.png"), &views::latent_plane(snapshot, dims, 800))?;
+    save_png(&dir.join("samples.png"), &views::prior_samples(&snapshot.decoder, &[0.5, 0.8, 1.0], seed))?;
+    save_png(&dir.join("reconstructions.png"), &views::reconstructions(snapshot, 32))?;
+    save_png(&dir.join("manifold.png"), &views::manifold(&snapshot.decoder, 20))?;
+    let (a, b) = views::interpolation_ends(snapshot);
+    save_png(&dir.join("interpolation.png"), &views::interpolation(snapshot, a, b, 10, PathKind::Linear))?;
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let info = checkpoint::read_info(&args.run)?;
+    let data = load_dataset(&info.config.dataset, info.config.seed)?;
+    let backend = select_backend(args.backend)?;
+    let mut trainer = Trainer::from_checkpoint(&args.run, data, backend.device)?;
+    let mut config = trainer.config().clone();
+    config.nll_samples = args.nll_samples.unwrap_or(config.nll_samples);
+    config.nll_images = args.nll_images.unwrap_or(config.nll_images);
+    trainer.set_eval(config.nll_samples, config.nll_images);
+    print_test(&trainer.evaluate(true));
+    Ok(())
+}

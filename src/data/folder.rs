@@ -1,0 +1,185 @@
+//! Image folders: one subfolder per class, or a flat folder of unlabelled images.
+//! PNG, JPEG and BMP files are decoded, turned grey and resized to one common size.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{DataError, Dataset, HOLD_OUT_FRACTION, ImageSet};
+
+/// Largest side of the common image size chosen by default.
+pub const MAX_SIDE: usize = 64;
+
+const EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "bmp"];
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// Loads an image folder; 10% (seeded) is held out as the test split.
+///
+/// `max_side` caps the common size: the most common image size, scaled down so that neither
+/// side exceeds it. Files that do not decode are skipped and counted in a warning.
+pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Dataset, DataError> {
+    let entries = sorted_entries(dir)?;
+    let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+    // (path, label) of every candidate file.
+    let mut files: Vec<(PathBuf, u8)> = Vec::new();
+    let mut class_names = Vec::new();
+    if class_dirs.is_empty() {
+        files.extend(entries.iter().filter(|p| is_image(p)).map(|p| (p.clone(), 0)));
+        class_names.push("unlabelled".to_owned());
+    } else {
+        for class_dir in class_dirs.iter().take(256) {
+            let label = class_names.len() as u8;
+            let images = sorted_entries(class_dir)?;
+            let before = files.len();
+            files.extend(images.into_iter().filter(|p| is_image(p)).map(|p| (p, label)));
+            if files.len() > before {
+                class_names.push(class_dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut decoded = Vec::with_capacity(files.len());
+    let mut skipped = Vec::new();
+    for (path, label) in &files {
+        match image::open(path) {
+            Ok(img) => decoded.push((img.into_luma8(), *label)),
+            Err(e) => skipped.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if decoded.is_empty() {
+        let reason = if files.is_empty() {
+            "no PNG, JPEG or BMP images found (expected one subfolder per class, or images directly inside)".to_owned()
+        } else {
+            format!("none of the {} image files could be decoded (first: {})", files.len(), skipped[0])
+        };
+        return Err(DataError::NoData {
+            path: dir.to_owned(),
+            reason,
+        });
+    }
+    if decoded.len() < 2 {
+        return Err(DataError::NoData {
+            path: dir.to_owned(),
+            reason: "only one usable image; at least two are needed to hold one out for testing".into(),
+        });
+    }
+    let (width, height) = common_size(decoded.iter().map(|(img, _)| img.dimensions()), max_side);
+    let mut set = ImageSet {
+        width,
+        height,
+        pixels: Vec::with_capacity(decoded.len() * width * height),
+        labels: Vec::with_capacity(decoded.len()),
+    };
+    for (img, label) in decoded {
+        let img = if img.dimensions() == (width as u32, height as u32) {
+            img
+        } else {
+            image::imageops::resize(&img, width as u32, height as u32, image::imageops::FilterType::Triangle)
+        };
+        set.pixels.extend_from_slice(img.as_raw());
+        set.labels.push(label);
+    }
+    let mut warnings = Vec::new();
+    if !skipped.is_empty() {
+        warnings.push(format!(
+            "{}: skipped {} of {} image files that could not be decoded (first: {})",
+            dir.display(),
+            skipped.len(),
+            files.len(),
+            skipped[0]
+        ));
+    }
+    let (train, test) = set.hold_out(HOLD_OUT_FRACTION, seed);
+    Ok(Dataset {
+        name,
+        source: dir.display().to_string(),
+        train,
+        test,
+        class_names,
+        warnings,
+    })
+}
+
+/// The most common size among `sizes` (ties: the first seen), scaled so neither side exceeds
+/// `max_side`.
+pub fn common_size(sizes: impl Iterator<Item = (u32, u32)>, max_side: usize) -> (usize, usize) {
+    let mut counts: HashMap<(u32, u32), (usize, usize)> = HashMap::new();
+    for (order, size) in sizes.enumerate() {
+        counts.entry(size).or_insert((0, order)).0 += 1;
+    }
+    let (w, h) = counts
+        .into_iter()
+        .max_by_key(|&(_, (count, order))| (count, std::cmp::Reverse(order)))
+        .map_or((1, 1), |(size, _)| size);
+    let (w, h) = (w as usize, h as usize);
+    let scale = (max_side as f64 / w.max(h) as f64).min(1.0);
+    (
+        ((w as f64 * scale).round() as usize).max(1),
+        ((h as f64 * scale).round() as usize).max(1),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn save(path: &Path, w: u32, h: u32, value: u8) {
+        image::GrayImage::from_pixel(w, h, image::Luma([value])).save(path).unwrap();
+    }
+
+    #[test]
+    fn class_folders_become_labels_and_sizes_are_unified() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, value) in [("cats", 10u8), ("dogs", 200)] {
+            let sub = dir.path().join(class);
+            std::fs::create_dir(&sub).unwrap();
+            for i in 0..6 {
+                save(&sub.join(format!("{i}.png")), 8, 8, value);
+            }
+        }
+        save(&dir.path().join("dogs/odd.png"), 16, 12, 200);
+        std::fs::write(dir.path().join("dogs/broken.png"), b"not a png").unwrap();
+        let ds = load(dir.path(), "pets".into(), 0, MAX_SIDE).unwrap();
+        assert_eq!(ds.class_names, vec!["cats", "dogs"]);
+        assert_eq!((ds.train.width, ds.train.height), (8, 8));
+        assert_eq!(ds.train.len() + ds.test.len(), 13);
+        assert_eq!(ds.warnings.len(), 1);
+        assert!(ds.warnings[0].contains("skipped 1 of 14"), "{}", ds.warnings[0]);
+        // Labels follow folders: every "dogs" image is bright.
+        let all = [&ds.train, &ds.test];
+        for set in all {
+            for i in 0..set.len() {
+                assert_eq!(set.image(i)[0] > 100, set.labels[i] == 1);
+            }
+        }
+    }
+
+    #[test]
+    fn folder_without_images_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+        let err = load(dir.path(), "empty".into(), 0, MAX_SIDE).unwrap_err();
+        assert!(matches!(err, DataError::NoData { .. }));
+        assert!(err.to_string().contains(&dir.path().display().to_string()));
+        assert!(err.to_string().contains("no PNG, JPEG or BMP images"));
+    }
+
+    #[test]
+    fn common_size_is_capped() {
+        assert_eq!(common_size([(100, 50), (100, 50), (8, 8)].into_iter(), 64), (64, 32));
+        assert_eq!(common_size([(28, 28)].into_iter(), 64), (28, 28));
+    }
+}

@@ -1,0 +1,255 @@
+//! Datasets: IDX files (gzip or raw), image folders, and the built-in MNIST and Fashion-MNIST.
+//!
+//! Everything here is plain data (`u8` pixels and labels); tensors are made from batches in
+//! [`batch`].
+
+pub mod batch;
+pub mod builtin;
+pub mod folder;
+pub mod idx;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// A failure to read a dataset. Every variant names the file (or folder) and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The file could not be opened or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file is named `.gz` but does not start with the gzip signature.
+    #[error("{path}: named .gz but is not a gzip file")]
+    NotGzip {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The gzip stream is corrupt.
+    #[error("{path}: corrupt gzip stream: {message}")]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// What the decompressor reported.
+        message: String,
+    },
+    /// The IDX magic number is not the one expected.
+    #[error("{path}: not an IDX {expected} file (magic 0x{found:08x}, expected 0x{magic:08x})")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// What kind of file was expected ("images" or "labels").
+        expected: &'static str,
+        /// The magic number found.
+        found: u32,
+        /// The magic number expected.
+        magic: u32,
+    },
+    /// The IDX header's dimensions are zero or absurdly large.
+    #[error("{path}: implausible dimensions {dims:?} ({reason})")]
+    BadDims {
+        /// The file.
+        path: PathBuf,
+        /// The dimensions from the header.
+        dims: Vec<u32>,
+        /// Why they were refused.
+        reason: &'static str,
+    },
+    /// The payload is shorter or longer than the header says.
+    #[error("{path}: header promises {expected} bytes of data but the file holds {actual}")]
+    PayloadLength {
+        /// The file.
+        path: PathBuf,
+        /// Bytes the header promises.
+        expected: u64,
+        /// Bytes found (at most `expected + 1` are read).
+        actual: u64,
+    },
+    /// The image and label files disagree on the number of samples.
+    #[error("{labels}: {labels_count} labels for {images_count} images in {images}")]
+    CountMismatch {
+        /// The image file.
+        images: PathBuf,
+        /// The label file.
+        labels: PathBuf,
+        /// Number of images.
+        images_count: usize,
+        /// Number of labels.
+        labels_count: usize,
+    },
+    /// A label is not below the number of classes.
+    #[error("{path}: label {label} at index {index} is not below the {classes} classes")]
+    LabelOutOfRange {
+        /// The label file.
+        path: PathBuf,
+        /// Index of the first bad label.
+        index: usize,
+        /// The bad label.
+        label: u8,
+        /// Number of classes allowed.
+        classes: usize,
+    },
+    /// A folder held no usable data.
+    #[error("{path}: {reason}")]
+    NoData {
+        /// The folder or file.
+        path: PathBuf,
+        /// What was missing.
+        reason: String,
+    },
+}
+
+/// Images of one split with their labels.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSet {
+    /// Image width in pixels.
+    pub width: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Grey levels, `len() * width * height` bytes, row-major per image.
+    pub pixels: Vec<u8>,
+    /// One label per image (all 0 when the dataset is unlabelled).
+    pub labels: Vec<u8>,
+}
+
+impl ImageSet {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the set holds no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image.
+    pub fn dim(&self) -> usize {
+        self.width * self.height
+    }
+
+    /// The grey levels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let d = self.dim();
+        &self.pixels[i * d..(i + 1) * d]
+    }
+
+    /// A new set holding the images at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
+        let mut pixels = Vec::with_capacity(indices.len() * self.dim());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            width: self.width,
+            height: self.height,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
+    /// Splits off a seeded random `fraction` of the images: `(rest, held_out)`.
+    pub fn hold_out(&self, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        Rng::new(seed).shuffle(&mut order);
+        let n_out = ((self.len() as f64 * fraction).round() as usize).clamp(1, self.len().max(2) - 1);
+        let (out, rest) = order.split_at(n_out);
+        (self.select(rest), self.select(out))
+    }
+}
+
+/// A dataset ready for training: a training split, a test split and class names.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    /// A short name for display ("mnist", or the folder's name).
+    pub name: String,
+    /// Where it came from, for configs and messages ("built-in" or a path).
+    pub source: String,
+    /// The training split.
+    pub train: ImageSet,
+    /// The test split (held out from the training data when the source had none).
+    pub test: ImageSet,
+    /// One name per class; a single "unlabelled" class when the source had no labels.
+    pub class_names: Vec<String>,
+    /// Problems that did not stop loading (skipped files), to show the user.
+    pub warnings: Vec<String>,
+}
+
+impl Dataset {
+    /// Pixels per image.
+    pub fn dim(&self) -> usize {
+        self.train.dim()
+    }
+
+    /// Whether the samples carry real labels.
+    pub fn is_labelled(&self) -> bool {
+        self.class_names.len() > 1
+    }
+}
+
+/// Which dataset to load: a built-in one or a path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatasetSpec {
+    /// A dataset embedded in the program.
+    Builtin(builtin::Builtin),
+    /// A directory of IDX files or an image folder.
+    Path(PathBuf),
+}
+
+impl DatasetSpec {
+    /// Reads a command-line value: a built-in name (`mnist`, `fashion-mnist`) or a path.
+    pub fn parse(value: &str) -> Self {
+        match builtin::Builtin::from_name(value) {
+            Some(b) => DatasetSpec::Builtin(b),
+            None => DatasetSpec::Path(PathBuf::from(value)),
+        }
+    }
+
+    /// Loads the dataset; `seed` fixes the held-out split when the source has no test split.
+    pub fn load(&self, seed: u64) -> Result<Dataset, DataError> {
+        match self {
+            DatasetSpec::Builtin(b) => b.load(seed),
+            DatasetSpec::Path(path) => load_path(path, seed),
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatasetSpec::Builtin(b) => f.write_str(b.name()),
+            DatasetSpec::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Share of the data held out as a test split when a source has none.
+pub const HOLD_OUT_FRACTION: f64 = 0.1;
+
+/// Loads a directory: IDX files when it holds any, otherwise an image folder.
+pub fn load_path(path: &Path, seed: u64) -> Result<Dataset, DataError> {
+    let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(DataError::NoData {
+            path: path.to_owned(),
+            reason: "not a directory (expected a folder of IDX files or of images)".into(),
+        });
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    match idx::find_pairs(path)? {
+        Some(files) => idx::load_dir(&files, name, path, seed),
+        None => folder::load(path, name, seed, folder::MAX_SIDE),
+    }
+}

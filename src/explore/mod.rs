@@ -1,0 +1,8 @@
+//! Geometry and decoding for exploring a latent space: a plain-data copy of the decoder that
+//! decodes without the training thread, the inverse-CDF manifold grid, interpolation paths
+//! and ellipse outlines. Plain data in, plain data out.
+
+pub mod decoder;
+pub mod geometry;
+
+pub use decoder::{Dense, PlainDecoder};

@@ -1,0 +1,19 @@
+//! Latent Atlas: a desktop lab for generative autoencoders.
+//!
+//! The library holds everything but the window: datasets ([`data`]), models ([`model`]), the
+//! training loop ([`train`]), the training thread ([`worker`]), latent-space geometry and
+//! decoding ([`explore`]), image and table exports ([`export`]), the device choice
+//! ([`backend`]) and the command line ([`cli`]).
+
+#![recursion_limit = "256"]
+
+pub mod backend;
+pub mod bench;
+pub mod cli;
+pub mod data;
+pub mod explore;
+pub mod export;
+pub mod model;
+pub mod rng;
+pub mod train;
+pub mod worker;

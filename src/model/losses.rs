@@ -1,0 +1,156 @@
+//! The loss terms of the VAE family, in one place, each checked against a closed form.
+//!
+//! Notation: `mu` and `logvar` are the posterior's mean and log-variance, `[batch, latent]`;
+//! `logits` the decoder's output before the sigmoid and `x` the target, `[batch, pixels]`.
+
+use burn::tensor::Tensor;
+use burn::tensor::activation::relu;
+
+/// ln(2 pi).
+pub const LN_2PI: f32 = 1.837_877_1;
+
+/// KL(N(mu, sigma^2) || N(0, I)) per latent dimension:
+/// `1/2 (mu^2 + sigma^2 - log sigma^2 - 1)`.
+///
+/// # Shapes
+///   mu, logvar `[batch, latent]` -> `[batch, latent]`
+pub fn kl_standard_normal(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<2> {
+    (mu.square() + logvar.clone().exp() - logvar - 1.0) * 0.5
+}
+
+/// Bernoulli negative log-likelihood (binary cross-entropy with logits), summed over pixels:
+/// `max(l, 0) - l x + log(1 + exp(-|l|))`, stable for any logit.
+///
+/// # Shapes
+///   logits, x `[batch, pixels]` -> `[batch]`
+pub fn bernoulli_nll(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
+    let softplus_neg_abs = logits.clone().abs().neg().exp().log1p();
+    (relu(logits.clone()) - logits * x + softplus_neg_abs)
+        .sum_dim(1)
+        .squeeze_dim(1)
+}
+
+/// Gaussian negative log-likelihood with a fixed standard deviation `sigma` around the
+/// decoder mean `sigmoid(logits)`, summed over pixels:
+/// `|x - mean|^2 / (2 sigma^2) + D/2 log(2 pi sigma^2)`.
+///
+/// # Shapes
+///   logits, x `[batch, pixels]` -> `[batch]`
+pub fn gaussian_nll(logits: Tensor<2>, x: Tensor<2>, sigma: f32) -> Tensor<1> {
+    let pixels = x.dims()[1] as f32;
+    let constant = 0.5 * pixels * (LN_2PI + 2.0 * sigma.ln());
+    let mean = burn::tensor::activation::sigmoid(logits);
+    ((mean - x).square().sum_dim(1) / (2.0 * sigma * sigma) + constant).squeeze_dim(1)
+}
+
+/// Log-density of a diagonal Gaussian `N(mean, exp(logvar))` at `z`, summed over dimensions.
+///
+/// # Shapes
+///   z, mean, logvar `[batch, latent]` -> `[batch]`
+pub fn log_normal(z: Tensor<2>, mean: Tensor<2>, logvar: Tensor<2>) -> Tensor<1> {
+    let d = z.dims()[1] as f32;
+    let mahalanobis = (z - mean).square() * logvar.clone().neg().exp();
+    ((mahalanobis + logvar).sum_dim(1) * -0.5 - 0.5 * d * LN_2PI).squeeze_dim(1)
+}
+
+/// Log-density of the standard normal at `z`, summed over dimensions.
+///
+/// # Shapes
+///   z `[batch, latent]` -> `[batch]`
+pub fn log_standard_normal(z: Tensor<2>) -> Tensor<1> {
+    let d = z.dims()[1] as f32;
+    (z.square().sum_dim(1) * -0.5 - 0.5 * d * LN_2PI).squeeze_dim(1)
+}
+
+/// `log(mean(exp(values)))`, computed stably on the host.
+pub fn log_mean_exp(values: &[f32]) -> f32 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return max;
+    }
+    let sum: f64 = values.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    max + (sum / values.len() as f64).ln() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batch::{to_tensor, to_vec};
+    use crate::rng::Rng;
+    use burn::tensor::Device;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    fn t(values: &[f32], rows: usize, cols: usize) -> Tensor<2> {
+        to_tensor(values.to_vec(), rows, cols, &device())
+    }
+
+    #[test]
+    fn kl_is_zero_at_the_prior() {
+        let kl = to_vec(kl_standard_normal(t(&[0.0; 6], 3, 2), t(&[0.0; 6], 3, 2)));
+        assert!(kl.iter().all(|&v| v.abs() < 1e-7), "{kl:?}");
+    }
+
+    #[test]
+    fn kl_matches_the_closed_form() {
+        let (mu, logvar) = ([0.5f32, -1.2, 2.0, 0.0], [0.3f32, -0.7, 1.1, -2.0]);
+        let kl = to_vec(kl_standard_normal(t(&mu, 2, 2), t(&logvar, 2, 2)));
+        for i in 0..4 {
+            let expected = 0.5 * (mu[i].powi(2) + logvar[i].exp() - logvar[i] - 1.0);
+            assert!((kl[i] - expected).abs() < 1e-6, "{i}: {} vs {expected}", kl[i]);
+        }
+    }
+
+    #[test]
+    fn kl_agrees_with_a_monte_carlo_estimate() {
+        // KL = E_q[log q(z) - log p(z)], estimated with 200,000 draws from q.
+        let (mu, logvar) = ([0.8f32, -0.4], [-0.5f32, 0.6]);
+        let closed: f32 = to_vec(kl_standard_normal(t(&mu, 1, 2), t(&logvar, 1, 2))).iter().sum();
+        let n = 200_000;
+        let mut rng = Rng::new(5);
+        let mut z = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            for d in 0..2 {
+                z.push(mu[d] + (0.5 * logvar[d]).exp() * rng.normal());
+            }
+        }
+        let z = t(&z, n, 2);
+        let mean = t(&mu, 1, 2).repeat_dim(0, n);
+        let lv = t(&logvar, 1, 2).repeat_dim(0, n);
+        let diff = log_normal(z.clone(), mean, lv) - log_standard_normal(z);
+        let estimate = to_vec(diff.mean())[0];
+        assert!((estimate - closed).abs() < 0.01, "MC {estimate} vs closed {closed}");
+    }
+
+    #[test]
+    fn bernoulli_nll_matches_the_definition_and_stays_finite() {
+        let logits = [-3.0f32, 0.0, 2.5, 100.0, -100.0, 0.7];
+        let x = [0.0f32, 1.0, 0.3, 1.0, 0.0, 1.0];
+        let nll = to_vec(bernoulli_nll(t(&logits, 2, 3), t(&x, 2, 3)));
+        let sig = |l: f32| 1.0 / (1.0 + (-l as f64).exp());
+        let term = |l: f32, x: f32| {
+            let p = sig(l).clamp(1e-300, 1.0 - 1e-16);
+            -(x as f64 * p.ln() + (1.0 - x as f64) * (1.0 - p).ln())
+        };
+        let expected0: f64 = (0..3).map(|i| term(logits[i], x[i])).sum();
+        assert!((nll[0] as f64 - expected0).abs() < 1e-4, "{} vs {expected0}", nll[0]);
+        assert!(nll[1].is_finite() && nll[1] < 1.0, "{}", nll[1]);
+    }
+
+    #[test]
+    fn gaussian_nll_matches_the_density() {
+        let nll = to_vec(gaussian_nll(t(&[0.0, 0.0], 1, 2), t(&[0.5, 1.0], 1, 2), 0.5));
+        // mean = sigmoid(0) = 0.5 for both pixels.
+        let expected = (0.0 + 0.25) / (2.0 * 0.25) + 2.0 * 0.5 * (LN_2PI + 2.0 * 0.5f32.ln());
+        assert!((nll[0] - expected).abs() < 1e-5, "{} vs {expected}", nll[0]);
+    }
+
+    #[test]
+    fn log_mean_exp_is_stable() {
+        assert!((log_mean_exp(&[1000.0, 1000.0]) - 1000.0).abs() < 1e-3);
+        let v = log_mean_exp(&[0.0, (3.0f32).ln()]);
+        assert!((v - 2.0f32.ln()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,70 @@
+//! Saving and loading a run: `config.json` (what was trained, on what) and `model.bpk`
+//! (burn's burnpack weights). Each file is written atomically.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+
+use super::TrainConfig;
+use crate::export::atomic_write;
+use crate::model::Vae;
+
+/// File name of the weights inside a run folder.
+pub const MODEL_FILE: &str = "model.bpk";
+/// File name of the run description inside a run folder.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// What `config.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The training settings.
+    pub config: TrainConfig,
+    /// Pixels per image the model was built for.
+    pub input_dim: usize,
+    /// Image width.
+    pub width: usize,
+    /// Image height.
+    pub height: usize,
+    /// Steps completed.
+    pub step: u64,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// The backend that trained it.
+    pub backend: String,
+}
+
+/// Writes the weights and the run description into `dir`.
+pub fn save(dir: &Path, model: &Vae, info: &RunInfo) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| anyhow::anyhow!("{}: cannot serialise the model: {e:?}", dir.join(MODEL_FILE).display()))?;
+    atomic_write(&dir.join(MODEL_FILE), &bytes)?;
+    atomic_write(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(info)?.as_bytes())?;
+    Ok(())
+}
+
+/// Reads `config.json` from a run folder.
+pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a run description: {e}", path.display()))
+}
+
+/// Loads the weights of a run folder into a model of the shape its config describes.
+pub fn load_model(dir: &Path, info: &RunInfo, device: &Device) -> anyhow::Result<Vae> {
+    let path = dir.join(MODEL_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| anyhow::anyhow!("{}: not a model file: {e:?}", path.display()))?;
+    info.config
+        .vae_config(info.input_dim)
+        .init(device)
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("{}: does not fit the model in {CONFIG_FILE}: {e:?}", path.display()))
+}

@@ -1,0 +1,13 @@
+//! Training: the custom loop (Adam, KL warm-up), test metrics, snapshots and checkpoints.
+//! No threads and no UI here; the worker and the command line drive a [`Trainer`].
+
+pub mod checkpoint;
+pub mod config;
+pub mod metrics;
+pub mod snapshot;
+pub mod trainer;
+
+pub use config::{HyperParams, ModelKind, TrainConfig};
+pub use metrics::{StepMetrics, TestMetrics};
+pub use snapshot::Snapshot;
+pub use trainer::{TrainError, Trainer};

@@ -1,0 +1,178 @@
+//! The training thread. It owns the model; the UI (or the command line) talks to it with plain
+//! data: [`Command`]s in, [`Event`]s out over bounded channels, and heavy [`Snapshot`]s through a
+//! latest-value [`Slot`] so a slow reader always gets the newest and never a queue of stale ones.
+//! After each send the worker calls an injected waker (the GUI passes `request_repaint`).
+
+mod slot;
+mod thread;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+pub use slot::Slot;
+
+use crate::backend::BackendChoice;
+use crate::train::{HyperParams, Snapshot, StepMetrics, TestMetrics, TrainConfig};
+
+/// Called by the worker after every event it sends (e.g. to request a repaint).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Capacity of the command channel.
+pub const COMMAND_CAPACITY: usize = 64;
+/// Capacity of the event channel.
+pub const EVENT_CAPACITY: usize = 4096;
+
+/// What the consumer asks of the worker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Start (or continue) training.
+    Start,
+    /// Pause after the current step.
+    Pause,
+    /// Continue after a pause.
+    Resume,
+    /// End the run; the model stays for viewing and saving. `Start` after a stop continues it.
+    Stop,
+    /// Replace the model (and the dataset, when the config names another) by a fresh one.
+    /// If the new dataset cannot be loaded, the old dataset and model stay.
+    Reset(Box<TrainConfig>),
+    /// Change the settings that may change mid-run.
+    SetHyper(HyperParams),
+    /// Change the number of epochs to train.
+    SetEpochs(usize),
+    /// Publish a snapshot now.
+    Snapshot,
+    /// Save a checkpoint (`config.json` and `model.bpk`) into a folder.
+    Save(PathBuf),
+    /// Leave the thread.
+    Shutdown,
+}
+
+/// Where a run stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// A model exists but training has not started.
+    Idle,
+    /// Training.
+    Running,
+    /// Paused by the user or by a failure.
+    Paused,
+    /// Stopped by the user.
+    Stopped,
+    /// Every configured epoch is done.
+    Finished,
+}
+
+/// What the worker reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A model is ready on a dataset (after start-up or a reset).
+    Ready {
+        /// The backend's description.
+        backend: String,
+        /// The dataset's name.
+        dataset: String,
+        /// Training samples.
+        train_len: usize,
+        /// Test samples.
+        test_len: usize,
+        /// The settings in force.
+        config: Box<TrainConfig>,
+    },
+    /// Something worth telling the user that did not stop anything.
+    Notice(String),
+    /// A training step's metrics and the recent throughput.
+    Progress {
+        /// The step's metrics.
+        metrics: StepMetrics,
+        /// Training samples per second, recently.
+        samples_per_sec: f32,
+    },
+    /// Test metrics after an epoch.
+    Tested(TestMetrics),
+    /// A new snapshot is in the slot.
+    SnapshotReady {
+        /// Its step.
+        step: u64,
+    },
+    /// The run's state changed.
+    State(RunState),
+    /// A checkpoint was written.
+    Saved(PathBuf),
+    /// Something failed; the previous model (and dataset) are kept. Training is paused.
+    Failed(String),
+}
+
+/// A handle on the training thread. Dropping it stops and joins the thread.
+pub struct Worker {
+    commands: SyncSender<Command>,
+    events: Option<Receiver<Event>>,
+    snapshots: Arc<Slot<Snapshot>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    /// Starts the thread, which loads the dataset and builds the model, then waits for
+    /// [`Command::Start`].
+    pub fn spawn(config: TrainConfig, backend: BackendChoice, waker: Waker) -> std::io::Result<Self> {
+        let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
+        let (event_tx, events) = std::sync::mpsc::sync_channel(EVENT_CAPACITY);
+        let snapshots = Arc::new(Slot::default());
+        let outbox = thread::Outbox::new(event_tx, snapshots.clone(), waker);
+        let handle = std::thread::Builder::new()
+            .name("latent-atlas-trainer".into())
+            .spawn(move || thread::run(config, backend, command_rx, outbox))?;
+        Ok(Self {
+            commands,
+            events: Some(events),
+            snapshots,
+            thread: Some(handle),
+        })
+    }
+
+    /// Sends a command; `false` if the worker is gone or its queue is full.
+    pub fn send(&self, command: Command) -> bool {
+        match self.commands.try_send(command) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// The events received so far, without waiting.
+    pub fn drain(&self) -> Vec<Event> {
+        self.events.as_ref().map_or_else(Vec::new, |rx| rx.try_iter().collect())
+    }
+
+    /// Waits up to `timeout` for the next event.
+    pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        self.events.as_ref()?.recv_timeout(timeout).ok()
+    }
+
+    /// The newest snapshot, if one arrived since the last call.
+    pub fn take_snapshot(&self) -> Option<Snapshot> {
+        self.snapshots.take()
+    }
+
+    /// Whether the thread is still running.
+    pub fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Stops the thread and waits for it (at most one training step).
+    pub fn shutdown(&mut self) {
+        // Dropping the receiver first unblocks a worker waiting on a full event queue.
+        self.events = None;
+        let _ = self.commands.try_send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

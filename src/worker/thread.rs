@@ -1,0 +1,263 @@
+//! The worker thread's loop: commands between steps, events after them.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use super::{Command, Event, RunState, Slot, Waker};
+use crate::backend::{Backend, BackendChoice};
+use crate::data::{Dataset, DatasetSpec};
+use crate::train::{Snapshot, TrainConfig, Trainer};
+
+/// Steps between snapshots while training.
+pub const SNAPSHOT_EVERY: u64 = 25;
+/// How long an idle worker waits for a command before looking again.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// Where events and snapshots go.
+pub struct Outbox {
+    events: SyncSender<Event>,
+    snapshots: Arc<Slot<Snapshot>>,
+    waker: Waker,
+}
+
+impl Outbox {
+    pub fn new(events: SyncSender<Event>, snapshots: Arc<Slot<Snapshot>>, waker: Waker) -> Self {
+        Self { events, snapshots, waker }
+    }
+
+    /// Sends an event; `false` when the consumer is gone.
+    fn send(&self, event: Event) -> bool {
+        let ok = self.events.send(event).is_ok();
+        (self.waker)();
+        ok
+    }
+
+    fn snapshot(&self, snapshot: Snapshot) -> bool {
+        let step = snapshot.step;
+        self.snapshots.put(snapshot);
+        self.send(Event::SnapshotReady { step })
+    }
+}
+
+/// A panic's message, for the user.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs `f`, turning a panic into an error message.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
+}
+
+struct Session {
+    trainer: Trainer,
+    backend: Backend,
+    state: RunState,
+    throughput: Throughput,
+}
+
+/// Loads the dataset and builds the trainer, or says why not.
+fn build(config: &TrainConfig, backend: &Backend, data: Option<Arc<Dataset>>) -> Result<Trainer, String> {
+    let data = match data {
+        Some(d) => d,
+        None => Arc::new(DatasetSpec::parse(&config.dataset).load(config.seed).map_err(|e| e.to_string())?),
+    };
+    let device = backend.device.clone();
+    let config = config.clone();
+    guarded(move || Trainer::new(config, data, device))?.map_err(|e| e.to_string())
+}
+
+/// The thread's body.
+pub fn run(config: TrainConfig, choice: BackendChoice, commands: Receiver<Command>, out: Outbox) {
+    let backend = match choice.select() {
+        Ok(b) => b,
+        Err(e) => {
+            out.send(Event::Failed(e.to_string()));
+            return;
+        }
+    };
+    if let Some(notice) = &backend.notice {
+        out.send(Event::Notice(notice.clone()));
+    }
+    let trainer = match build(&config, &backend, None) {
+        Ok(t) => t,
+        Err(e) => {
+            out.send(Event::Failed(e));
+            return;
+        }
+    };
+    let mut session = Session {
+        trainer,
+        backend,
+        state: RunState::Idle,
+        throughput: Throughput::default(),
+    };
+    if !session.announce(&out) {
+        return;
+    }
+    loop {
+        let command = if session.state == RunState::Running {
+            match commands.try_recv() {
+                Ok(c) => Some(c),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+            }
+        } else {
+            match commands.recv_timeout(IDLE_WAIT) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        };
+        let alive = match command {
+            Some(Command::Shutdown) => return,
+            Some(c) => session.handle(c, &out),
+            None if session.state == RunState::Running => session.train_one(&out),
+            None => true,
+        };
+        if !alive {
+            return;
+        }
+    }
+}
+
+impl Session {
+    fn announce(&mut self, out: &Outbox) -> bool {
+        let data = self.trainer.data();
+        for w in &data.warnings {
+            out.send(Event::Notice(w.clone()));
+        }
+        out.send(Event::Ready {
+            backend: self.backend.description.clone(),
+            dataset: data.name.clone(),
+            train_len: data.train.len(),
+            test_len: data.test.len(),
+            config: Box::new(self.trainer.config().clone()),
+        }) && self.publish_snapshot(out)
+            && self.set_state(RunState::Idle, out)
+    }
+
+    fn set_state(&mut self, state: RunState, out: &Outbox) -> bool {
+        self.state = state;
+        self.throughput = Throughput::default();
+        out.send(Event::State(state))
+    }
+
+    fn publish_snapshot(&self, out: &Outbox) -> bool {
+        match guarded(|| self.trainer.snapshot()) {
+            Ok(s) => out.snapshot(s),
+            Err(e) => out.send(Event::Failed(format!("snapshot failed: {e}"))),
+        }
+    }
+
+    fn handle(&mut self, command: Command, out: &Outbox) -> bool {
+        match command {
+            Command::Start | Command::Resume => {
+                if self.trainer.is_finished() {
+                    out.send(Event::Notice("every epoch is done; raise the epoch count to train on".into()))
+                } else {
+                    self.set_state(RunState::Running, out)
+                }
+            }
+            Command::Pause if self.state == RunState::Running => self.set_state(RunState::Paused, out),
+            Command::Pause => true,
+            Command::Stop => self.set_state(RunState::Stopped, out),
+            Command::SetHyper(h) => match self.trainer.set_hyper(h) {
+                Ok(()) => true,
+                Err(e) => out.send(Event::Failed(e.to_string())),
+            },
+            Command::SetEpochs(n) => {
+                self.trainer.set_epochs(n);
+                true
+            }
+            Command::Snapshot => self.publish_snapshot(out),
+            Command::Save(dir) => {
+                let info = self.trainer.run_info(&self.backend.description);
+                match crate::train::checkpoint::save(&dir, self.trainer.model(), &info) {
+                    Ok(()) => out.send(Event::Saved(dir)),
+                    Err(e) => out.send(Event::Failed(e.to_string())),
+                }
+            }
+            Command::Reset(config) => {
+                let same_data = config.dataset == self.trainer.config().dataset && config.seed == self.trainer.config().seed;
+                let data = same_data.then(|| self.trainer.data().clone());
+                match build(&config, &self.backend, data) {
+                    Ok(t) => {
+                        self.trainer = t;
+                        self.announce(out)
+                    }
+                    Err(e) => {
+                        let paused = if self.state == RunState::Running { RunState::Paused } else { self.state };
+                        out.send(Event::Failed(e)) && self.set_state(paused, out)
+                    }
+                }
+            }
+            Command::Shutdown => false,
+        }
+    }
+
+    fn train_one(&mut self, out: &Outbox) -> bool {
+        let trainer = &mut self.trainer;
+        let epoch_before = trainer.epochs_done();
+        let result = guarded(|| trainer.step());
+        let metrics = match result {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return out.send(Event::Failed(e.to_string())) && self.set_state(RunState::Paused, out),
+            Err(panic) => {
+                let step = self.trainer.recover();
+                let message = format!("training panicked: {panic}; the model was rolled back to step {step}");
+                return out.send(Event::Failed(message)) && self.set_state(RunState::Paused, out);
+            }
+        };
+        let batch = self.trainer.config().hyper.batch_size;
+        let samples_per_sec = self.throughput.record(batch);
+        let step = metrics.step;
+        if !out.send(Event::Progress { metrics, samples_per_sec }) {
+            return false;
+        }
+        if self.trainer.epochs_done() > epoch_before {
+            match guarded(|| self.trainer.evaluate(true)) {
+                Ok(test) => {
+                    if !out.send(Event::Tested(test)) {
+                        return false;
+                    }
+                }
+                Err(e) => return out.send(Event::Failed(format!("evaluation failed: {e}"))),
+            }
+            if !self.publish_snapshot(out) {
+                return false;
+            }
+            if self.trainer.is_finished() {
+                return self.set_state(RunState::Finished, out);
+            }
+        } else if step.is_multiple_of(SNAPSHOT_EVERY) {
+            return self.publish_snapshot(out);
+        }
+        true
+    }
+}
+
+/// Samples per second over the last few seconds.
+#[derive(Default)]
+struct Throughput {
+    window: std::collections::VecDeque<(Instant, usize)>,
+}
+
+impl Throughput {
+    fn record(&mut self, samples: usize) -> f32 {
+        let now = Instant::now();
+        self.window.push_back((now, samples));
+        while self.window.len() > 2 && now.duration_since(self.window[0].0) > Duration::from_secs(3) {
+            self.window.pop_front();
+        }
+        let span = now.duration_since(self.window[0].0).as_secs_f32();
+        let count: usize = self.window.iter().skip(1).map(|w| w.1).sum();
+        if span > 0.0 { count as f32 / span } else { 0.0 }
+    }
+}

@@ -1,0 +1,103 @@
+//! The command line end to end: `train` writes every file, `eval` reloads the run, and bad
+//! input ends with one line naming the file.
+
+use std::path::Path;
+use std::process::Command;
+
+use latent_atlas::data::builtin::Builtin;
+use latent_atlas::data::idx::{IMAGES_MAGIC, LABELS_MAGIC};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_latent-atlas"))
+}
+
+/// Writes the first `n` MNIST training images as a raw IDX pair (no test split).
+fn write_mnist_subset(dir: &Path, n: usize) {
+    let data = Builtin::Mnist.load(0).unwrap();
+    let mut images = IMAGES_MAGIC.to_be_bytes().to_vec();
+    for d in [n as u32, 28, 28] {
+        images.extend_from_slice(&d.to_be_bytes());
+    }
+    images.extend_from_slice(&data.train.pixels[..n * 784]);
+    let mut labels = LABELS_MAGIC.to_be_bytes().to_vec();
+    labels.extend_from_slice(&(n as u32).to_be_bytes());
+    labels.extend_from_slice(&data.train.labels[..n]);
+    std::fs::write(dir.join("train-images-idx3-ubyte"), images).unwrap();
+    std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
+}
+
+#[test]
+fn train_writes_every_file_and_eval_reloads_it() {
+    let data_dir = tempfile::tempdir().unwrap();
+    write_mnist_subset(data_dir.path(), 3000);
+    let out = tempfile::tempdir().unwrap();
+    let status = bin()
+        .args(["train", "--epochs", "1", "--nll-samples", "20", "--nll-images", "50", "--dataset"])
+        .arg(data_dir.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(stdout.contains("negative ELBO"), "{stdout}");
+    for file in [
+        "config.json",
+        "model.bpk",
+        "metrics.csv",
+        "latent.csv",
+        "latent_plane.png",
+        "samples.png",
+        "reconstructions.png",
+        "manifold.png",
+        "interpolation.png",
+    ] {
+        let path = out.path().join(file);
+        assert!(path.metadata().map(|m| m.len() > 0).unwrap_or(false), "{file} missing");
+    }
+    let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    assert!(metrics.lines().any(|l| l.starts_with("train,")));
+    assert!(metrics.lines().any(|l| l.starts_with("test,")));
+    let latent = std::fs::read_to_string(out.path().join("latent.csv")).unwrap();
+    // 300 held-out test images (10% of 3000) are all probes: header + 300 rows.
+    assert_eq!(latent.lines().count(), 301);
+    assert!(latent.starts_with("test_index,label,mu_0,mu_1,sigma_0,sigma_1"));
+    let plane = image::open(out.path().join("latent_plane.png")).unwrap();
+    assert!(plane.width() >= 800);
+
+    let eval = bin().arg("eval").arg("--run").arg(out.path()).output().unwrap();
+    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    assert!(String::from_utf8_lossy(&eval.stdout).contains("negative ELBO"));
+}
+
+fn one_line_error(args: &[&str], must_contain: &str) {
+    let out = bin().args(args).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {stderr}");
+    assert!(lines[0].contains(must_contain), "{}", lines[0]);
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn bad_datasets_end_with_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    one_line_error(&["train", "--dataset", "/no/such/folder", "--out", out], "/no/such/folder");
+
+    let idx = dir.path().join("idx");
+    std::fs::create_dir(&idx).unwrap();
+    std::fs::write(idx.join("train-images-idx3-ubyte.gz"), b"definitely not gzip").unwrap();
+    one_line_error(
+        &["train", "--dataset", idx.to_str().unwrap(), "--out", out],
+        "train-images-idx3-ubyte.gz: named .gz but is not a gzip file",
+    );
+
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    one_line_error(&["train", "--dataset", empty.to_str().unwrap(), "--out", out], "no PNG, JPEG or BMP images");
+
+    one_line_error(&["eval", "--run", dir.path().to_str().unwrap()], "config.json");
+}

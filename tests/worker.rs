@@ -1,0 +1,119 @@
+//! The training thread: start, pause, resume, stop, a failed reset that keeps the old model,
+//! failures reported as events, and a prompt shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use latent_atlas::backend::BackendChoice;
+use latent_atlas::model::Likelihood;
+use latent_atlas::train::TrainConfig;
+use latent_atlas::worker::{Command, Event, RunState, Worker};
+
+fn config() -> TrainConfig {
+    TrainConfig {
+        probe_size: 300,
+        nll_samples: 0,
+        ..TrainConfig::default()
+    }
+}
+
+/// Waits for the first event matching `pred`, failing after `secs`.
+fn wait_for(worker: &Worker, secs: u64, mut pred: impl FnMut(&Event) -> bool) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if let Some(e) = worker.recv_timeout(Duration::from_millis(50))
+            && pred(&e)
+        {
+            return e;
+        }
+    }
+    panic!("no matching event within {secs} s");
+}
+
+#[test]
+fn start_pause_resume_stop_and_shutdown() {
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let counter = wakes.clone();
+    let mut worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }))
+    .unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.take_snapshot().is_some(), "a snapshot comes with readiness");
+    assert!(worker.send(Command::Start));
+    wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
+    assert!(worker.send(Command::Pause));
+    wait_for(&worker, 10, |e| *e == Event::State(RunState::Paused));
+    // Once paused, no step follows.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(worker.drain().iter().all(|e| !matches!(e, Event::Progress { .. })));
+    assert!(worker.send(Command::Resume));
+    let Event::Progress { metrics, .. } = wait_for(&worker, 10, |e| matches!(e, Event::Progress { .. })) else {
+        unreachable!()
+    };
+    assert!(metrics.total.is_finite());
+    // Snapshots keep coming while training (every 25 steps).
+    wait_for(&worker, 30, |e| matches!(e, Event::SnapshotReady { step } if *step > 0));
+    let snap = worker.take_snapshot().unwrap();
+    assert_eq!(snap.mu.len(), 300 * 2);
+    assert!(worker.send(Command::Stop));
+    wait_for(&worker, 10, |e| *e == Event::State(RunState::Stopped));
+    assert!(wakes.load(Ordering::Relaxed) > 3, "the waker is called after sends");
+    let t = Instant::now();
+    worker.shutdown();
+    assert!(t.elapsed() < Duration::from_secs(1), "shutdown took {:?}", t.elapsed());
+    assert!(!worker.is_alive());
+}
+
+#[test]
+fn shutdown_mid_training_is_prompt() {
+    let mut worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    worker.send(Command::Start);
+    wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
+    let t = Instant::now();
+    drop(worker);
+    assert!(t.elapsed() < Duration::from_secs(1), "drop took {:?}", t.elapsed());
+}
+
+#[test]
+fn a_bad_dataset_on_reset_keeps_the_old_model() {
+    let worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    let before = worker.take_snapshot().unwrap();
+    let bad = TrainConfig {
+        dataset: "/nonexistent/latent-atlas-data".into(),
+        ..config()
+    };
+    worker.send(Command::Reset(Box::new(bad)));
+    let Event::Failed(message) = wait_for(&worker, 10, |e| matches!(e, Event::Failed(_))) else {
+        unreachable!()
+    };
+    assert!(message.contains("/nonexistent/latent-atlas-data"), "{message}");
+    worker.send(Command::Snapshot);
+    wait_for(&worker, 10, |e| matches!(e, Event::SnapshotReady { .. }));
+    let after = worker.take_snapshot().unwrap();
+    assert_eq!(after.mu, before.mu, "the previous model stays");
+    assert_eq!(after.probe.len(), before.probe.len());
+}
+
+#[test]
+fn a_diverging_run_pauses_with_a_message_and_the_worker_lives_on() {
+    let bad = TrainConfig {
+        likelihood: Likelihood::Gaussian { sigma: 1e-30 },
+        ..config()
+    };
+    let worker = Worker::spawn(bad, BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    worker.send(Command::Start);
+    let Event::Failed(message) = wait_for(&worker, 10, |e| matches!(e, Event::Failed(_))) else {
+        unreachable!()
+    };
+    assert!(message.contains("rolled back"), "{message}");
+    wait_for(&worker, 10, |e| *e == Event::State(RunState::Paused));
+    worker.send(Command::Reset(Box::new(config())));
+    wait_for(&worker, 30, |e| matches!(e, Event::Ready { .. }));
+    worker.send(Command::Start);
+    wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
+}
