@@ -40,7 +40,8 @@ fn start_pause_resume_stop_and_shutdown() {
     }))
     .unwrap();
     wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
-    assert!(worker.take_snapshot().is_some(), "a snapshot comes with readiness");
+    wait_for(&worker, 10, |e| matches!(e, Event::SnapshotReady { step: 0 }));
+    assert!(worker.take_snapshot().is_some(), "a snapshot follows readiness");
     assert!(worker.send(Command::Start));
     wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
     assert!(worker.send(Command::Pause));
@@ -68,7 +69,7 @@ fn start_pause_resume_stop_and_shutdown() {
 
 #[test]
 fn shutdown_mid_training_is_prompt() {
-    let mut worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    let worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
     wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
     worker.send(Command::Start);
     wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
@@ -80,7 +81,7 @@ fn shutdown_mid_training_is_prompt() {
 #[test]
 fn a_bad_dataset_on_reset_keeps_the_old_model() {
     let worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
-    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    wait_for(&worker, 60, |e| matches!(e, Event::SnapshotReady { .. }));
     let before = worker.take_snapshot().unwrap();
     let bad = TrainConfig {
         dataset: "/nonexistent/latent-atlas-data".into(),

@@ -64,7 +64,7 @@ pub fn read_idx(
     kind: &'static str,
 ) -> Result<(Vec<u32>, Vec<u8>), DataError> {
     let read_err = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => DataError::Gzip {
+        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => DataError::Gzip {
             path: path.to_owned(),
             message: e.to_string(),
         },
