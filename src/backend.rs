@@ -93,20 +93,28 @@ mod gpu {
     }
 
     pub fn select() -> Result<Backend, BackendError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters: Vec<wgpu::AdapterInfo> = block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-            .iter()
-            .map(|a| a.get_info())
-            .collect();
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters: Vec<wgpu::AdapterInfo> =
+            block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+                .iter()
+                .map(|a| a.get_info())
+                .collect();
         let rank = |t: wgpu::DeviceType| match t {
             wgpu::DeviceType::DiscreteGpu => Some(0),
             wgpu::DeviceType::IntegratedGpu => Some(1),
             wgpu::DeviceType::VirtualGpu => Some(2),
             _ => None,
         };
-        let Some(best) = adapters.iter().filter(|a| rank(a.device_type).is_some()).min_by_key(|a| rank(a.device_type))
+        let Some(best) = adapters
+            .iter()
+            .filter(|a| rank(a.device_type).is_some())
+            .min_by_key(|a| rank(a.device_type))
         else {
-            let software: Vec<String> = adapters.iter().map(|a| format!("{} ({:?})", a.name, a.device_type)).collect();
+            let software: Vec<String> = adapters
+                .iter()
+                .map(|a| format!("{} ({:?})", a.name, a.device_type))
+                .collect();
             return Err(BackendError::NoGpu(if software.is_empty() {
                 "wgpu found no adapter".into()
             } else {
@@ -135,6 +143,8 @@ mod gpu {
     use super::{Backend, BackendError};
 
     pub fn select() -> Result<Backend, BackendError> {
-        Err(BackendError::NoGpu("this build has no GPU support (cargo feature `gpu`)".into()))
+        Err(BackendError::NoGpu(
+            "this build has no GPU support (cargo feature `gpu`)".into(),
+        ))
     }
 }

@@ -41,7 +41,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn reference_config() -> TrainConfig {
@@ -74,14 +78,18 @@ impl BusyCore {
     fn start() -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("bench-busy-core".into()).spawn(move || {
-            let mut x = 1u64;
-            while !flag.load(Ordering::Relaxed) {
-                for _ in 0..10_000 {
-                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        let thread = std::thread::Builder::new()
+            .name("bench-busy-core".into())
+            .spawn(move || {
+                let mut x = 1u64;
+                while !flag.load(Ordering::Relaxed) {
+                    for _ in 0..10_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
                 }
-            }
-        })?;
+            })?;
         Ok(Self {
             stop,
             thread: Some(thread),
@@ -113,7 +121,12 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
     let mut phases: [Vec<f64>; 4] = Default::default();
     for s in 0..steps + 10 {
         let t0 = Instant::now();
-        let x = to_tensor(pixels(&data.train, order.batch(s % order.batch_count()), None), 128, 784, &device);
+        let x = to_tensor(
+            pixels(&data.train, order.batch(s % order.batch_count()), None),
+            128,
+            784,
+            &device,
+        );
         let eps = to_tensor(rng.normals(256), 128, 2, &device);
         let t1 = Instant::now();
         let out = model.forward(x, eps, Likelihood::Bernoulli);
@@ -124,10 +137,20 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
         let t3 = Instant::now();
         model = optim.step(1e-3, model, grads);
         // Force the update to finish (eager CPU backends already have; this reads one value).
-        let _ = to_vec(model.output.bias.as_ref().map(|b| b.val()).unwrap_or_else(|| model.output.weight.val().sum()));
+        let _ = to_vec(
+            model
+                .output
+                .bias
+                .as_ref()
+                .map(|b| b.val())
+                .unwrap_or_else(|| model.output.weight.val().sum()),
+        );
         let t4 = Instant::now();
         if s >= 10 {
-            for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)].into_iter().enumerate() {
+            for (i, (a, b)) in [(t0, t1), (t1, t2), (t2, t3), (t3, t4)]
+                .into_iter()
+                .enumerate()
+            {
                 phases[i].push(b.duration_since(a).as_secs_f64() * 1e3);
             }
         }
@@ -147,13 +170,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         trainers.push((backend, trainer));
     }
-    println!("reference model 784-512-256-2 VAE, batch 128, Adam, Bernoulli; {} rounds of {} s, median", args.rounds, args.seconds);
+    println!(
+        "reference model 784-512-256-2 VAE, batch 128, Adam, Bernoulli; {} rounds of {} s, median",
+        args.rounds, args.seconds
+    );
     let mut conditions = vec![("idle", false)];
     if !args.no_load {
         conditions.push(("one core busy", true));
     }
     for (name, loaded) in conditions {
-        let _busy = if loaded { Some(BusyCore::start()?) } else { None };
+        let _busy = if loaded {
+            Some(BusyCore::start()?)
+        } else {
+            None
+        };
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); trainers.len()];
         for _ in 0..args.rounds {
             for (i, (_, trainer)) in trainers.iter_mut().enumerate() {
@@ -161,8 +191,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
         }
         for ((backend, _), r) in trainers.iter().zip(rates) {
-            let spread = format!("{:.0}-{:.0}", r.iter().copied().fold(f64::INFINITY, f64::min), r.iter().copied().fold(0.0, f64::max));
-            println!("train_samples_per_sec {:<16} {:<14} {:>8.0}   (rounds {spread})", backend.description, name, median(r));
+            let spread = format!(
+                "{:.0}-{:.0}",
+                r.iter().copied().fold(f64::INFINITY, f64::min),
+                r.iter().copied().fold(0.0, f64::max)
+            );
+            println!(
+                "train_samples_per_sec {:<16} {:<14} {:>8.0}   (rounds {spread})",
+                backend.description,
+                name,
+                median(r)
+            );
         }
     }
     for (backend, trainer) in &trainers {

@@ -13,7 +13,9 @@ use crate::data::{Dataset, DatasetSpec};
 use crate::explore::geometry::PathKind;
 use crate::export::{atomic_write, csv, save_png, views};
 use crate::model::Likelihood;
-use crate::train::{HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig, Trainer, checkpoint};
+use crate::train::{
+    HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig, Trainer, checkpoint,
+};
 
 /// Latent Atlas: watch generative autoencoders learn.
 #[derive(Parser, Debug)]
@@ -206,7 +208,12 @@ fn select_backend(choice: BackendChoice) -> anyhow::Result<crate::backend::Backe
 fn print_test(m: &TestMetrics) {
     let nll = m
         .nll
-        .map(|v| format!(", importance-sampled NLL {v:.2} (K = {}, {} images)", m.nll_samples, m.nll_images))
+        .map(|v| {
+            format!(
+                ", importance-sampled NLL {v:.2} (K = {}, {} images)",
+                m.nll_samples, m.nll_images
+            )
+        })
         .unwrap_or_default();
     println!(
         "epoch {:>3}: test reconstruction {:.2}, KL {:.2}, negative ELBO {:.2} nats{nll}; active dims {}/{}",
@@ -224,7 +231,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let data = load_dataset(&config.dataset, config.seed)?;
     let backend = select_backend(args.backend)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
     let mut trainer = Trainer::new(config.clone(), data, backend.device.clone())?;
     let steps_per_epoch = trainer.data().train.len().div_ceil(config.hyper.batch_size) as u64;
     let bar = ProgressBar::new(steps_per_epoch * config.epochs as u64);
@@ -258,7 +266,13 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             bar.suspend(|| print_test(&test));
             test_rows.push(test);
             // Everything is rewritten after each epoch, so a crash loses at most one epoch.
-            write_run(&args.out, &trainer, &backend.description, &train_rows, &test_rows)?;
+            write_run(
+                &args.out,
+                &trainer,
+                &backend.description,
+                &train_rows,
+                &test_rows,
+            )?;
         }
     }
     bar.finish_and_clear();
@@ -276,21 +290,42 @@ pub fn write_run(
 ) -> anyhow::Result<()> {
     let d = trainer.config().latent_dim;
     checkpoint::save(dir, trainer.model(), &trainer.run_info(backend))?;
-    atomic_write(&dir.join("metrics.csv"), csv::metrics_csv(train_rows, test_rows, d).as_bytes())?;
+    atomic_write(
+        &dir.join("metrics.csv"),
+        csv::metrics_csv(train_rows, test_rows, d).as_bytes(),
+    )?;
     let snapshot = trainer.snapshot();
-    atomic_write(&dir.join("latent.csv"), csv::latent_csv(&snapshot).as_bytes())?;
+    atomic_write(
+        &dir.join("latent.csv"),
+        csv::latent_csv(&snapshot).as_bytes(),
+    )?;
     write_views(dir, &snapshot, trainer.config().seed)
 }
 
 /// Writes the PNG views of a snapshot.
 pub fn write_views(dir: &Path, snapshot: &Snapshot, seed: u64) -> anyhow::Result<()> {
     let dims = [0, 1.min(snapshot.latent_dim.saturating_sub(1))];
-    save_png(&dir.join("latent_plane.png"), &views::latent_plane(snapshot, dims, 800))?;
-    save_png(&dir.join("samples.png"), &views::prior_samples(&snapshot.decoder, &[0.5, 0.8, 1.0], seed))?;
-    save_png(&dir.join("reconstructions.png"), &views::reconstructions(snapshot, 32))?;
-    save_png(&dir.join("manifold.png"), &views::manifold(&snapshot.decoder, 20))?;
+    save_png(
+        &dir.join("latent_plane.png"),
+        &views::latent_plane(snapshot, dims, 800),
+    )?;
+    save_png(
+        &dir.join("samples.png"),
+        &views::prior_samples(&snapshot.decoder, &[0.5, 0.8, 1.0], seed),
+    )?;
+    save_png(
+        &dir.join("reconstructions.png"),
+        &views::reconstructions(snapshot, 32),
+    )?;
+    save_png(
+        &dir.join("manifold.png"),
+        &views::manifold(&snapshot.decoder, 20),
+    )?;
     let (a, b) = views::interpolation_ends(snapshot);
-    save_png(&dir.join("interpolation.png"), &views::interpolation(snapshot, a, b, 10, PathKind::Linear))?;
+    save_png(
+        &dir.join("interpolation.png"),
+        &views::interpolation(snapshot, a, b, 10, PathKind::Linear),
+    )?;
     Ok(())
 }
 

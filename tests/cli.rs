@@ -32,13 +32,26 @@ fn train_writes_every_file_and_eval_reloads_it() {
     write_mnist_subset(data_dir.path(), 3000);
     let out = tempfile::tempdir().unwrap();
     let status = bin()
-        .args(["train", "--epochs", "1", "--nll-samples", "20", "--nll-images", "50", "--dataset"])
+        .args([
+            "train",
+            "--epochs",
+            "1",
+            "--nll-samples",
+            "20",
+            "--nll-images",
+            "50",
+            "--dataset",
+        ])
         .arg(data_dir.path())
         .arg("--out")
         .arg(out.path())
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("negative ELBO"), "{stdout}");
     for file in [
@@ -53,7 +66,10 @@ fn train_writes_every_file_and_eval_reloads_it() {
         "interpolation.png",
     ] {
         let path = out.path().join(file);
-        assert!(path.metadata().map(|m| m.len() > 0).unwrap_or(false), "{file} missing");
+        assert!(
+            path.metadata().map(|m| m.len() > 0).unwrap_or(false),
+            "{file} missing"
+        );
     }
     let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
     assert!(metrics.lines().any(|l| l.starts_with("train,")));
@@ -65,8 +81,17 @@ fn train_writes_every_file_and_eval_reloads_it() {
     let plane = image::open(out.path().join("latent_plane.png")).unwrap();
     assert!(plane.width() >= 800);
 
-    let eval = bin().arg("eval").arg("--run").arg(out.path()).output().unwrap();
-    assert!(eval.status.success(), "{}", String::from_utf8_lossy(&eval.stderr));
+    let eval = bin()
+        .arg("eval")
+        .arg("--run")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
     assert!(String::from_utf8_lossy(&eval.stdout).contains("negative ELBO"));
 }
 
@@ -85,11 +110,18 @@ fn bad_datasets_end_with_one_line_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let out = out.to_str().unwrap();
-    one_line_error(&["train", "--dataset", "/no/such/folder", "--out", out], "/no/such/folder");
+    one_line_error(
+        &["train", "--dataset", "/no/such/folder", "--out", out],
+        "/no/such/folder",
+    );
 
     let idx = dir.path().join("idx");
     std::fs::create_dir(&idx).unwrap();
-    std::fs::write(idx.join("train-images-idx3-ubyte.gz"), b"definitely not gzip").unwrap();
+    std::fs::write(
+        idx.join("train-images-idx3-ubyte.gz"),
+        b"definitely not gzip",
+    )
+    .unwrap();
     one_line_error(
         &["train", "--dataset", idx.to_str().unwrap(), "--out", out],
         "train-images-idx3-ubyte.gz: named .gz but is not a gzip file",
@@ -97,7 +129,13 @@ fn bad_datasets_end_with_one_line_naming_the_file() {
 
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    one_line_error(&["train", "--dataset", empty.to_str().unwrap(), "--out", out], "no PNG, JPEG or BMP images");
+    one_line_error(
+        &["train", "--dataset", empty.to_str().unwrap(), "--out", out],
+        "no PNG, JPEG or BMP images",
+    );
 
-    one_line_error(&["eval", "--run", dir.path().to_str().unwrap()], "config.json");
+    one_line_error(
+        &["eval", "--run", dir.path().to_str().unwrap()],
+        "config.json",
+    );
 }

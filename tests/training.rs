@@ -35,16 +35,25 @@ fn loss_falls_over_200_steps_on_mnist() {
     assert!(test.neg_elbo < 260.0 && test.neg_elbo > 100.0, "{test:?}");
     let nll = test.nll.unwrap();
     // The importance-sampled bound is tighter than the ELBO, and finite.
-    assert!(nll.is_finite() && nll < test.neg_elbo + 1.0, "nll {nll} vs elbo {}", test.neg_elbo);
+    assert!(
+        nll.is_finite() && nll < test.neg_elbo + 1.0,
+        "nll {nll} vs elbo {}",
+        test.neg_elbo
+    );
 }
 
 #[test]
 fn the_same_seed_gives_the_same_run_and_another_seed_does_not() {
     let data = mnist();
     let run = |seed| {
-        let config = TrainConfig { seed, ..small_config() };
+        let config = TrainConfig {
+            seed,
+            ..small_config()
+        };
         let mut t = Trainer::new(config, data.clone(), Device::flex()).unwrap();
-        (0..5).map(|_| t.step().unwrap().total).collect::<Vec<f32>>()
+        (0..5)
+            .map(|_| t.step().unwrap().total)
+            .collect::<Vec<f32>>()
     };
     assert_eq!(run(3), run(3));
     assert_ne!(run(3), run(4));
@@ -59,11 +68,19 @@ fn an_infinite_loss_rolls_back_instead_of_corrupting_the_model() {
     let mut trainer = Trainer::new(config, mnist(), Device::flex()).unwrap();
     let before = trainer.snapshot();
     match trainer.step() {
-        Err(TrainError::NonFinite { step: 1, restored_step: 0, .. }) => {}
+        Err(TrainError::NonFinite {
+            step: 1,
+            restored_step: 0,
+            ..
+        }) => {}
         other => panic!("expected a non-finite loss error, got {other:?}"),
     }
     assert_eq!(trainer.step_count(), 0);
-    assert_eq!(trainer.snapshot().mu, before.mu, "the model must be the one before the failed step");
+    assert_eq!(
+        trainer.snapshot().mu,
+        before.mu,
+        "the model must be the one before the failed step"
+    );
 }
 
 #[test]
@@ -78,11 +95,18 @@ fn checkpoints_round_trip() {
     let reloaded = Trainer::from_checkpoint(dir.path(), data, Device::flex()).unwrap();
     assert_eq!(reloaded.step_count(), 20);
     let (a, b) = (trainer.evaluate(false), reloaded.evaluate(false));
-    assert!((a.neg_elbo - b.neg_elbo).abs() < 1e-3, "{} vs {}", a.neg_elbo, b.neg_elbo);
+    assert!(
+        (a.neg_elbo - b.neg_elbo).abs() < 1e-3,
+        "{} vs {}",
+        a.neg_elbo,
+        b.neg_elbo
+    );
     // A truncated model file is refused with its name.
     let model = dir.path().join(checkpoint::MODEL_FILE);
     let bytes = std::fs::read(&model).unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
-    let err = Trainer::from_checkpoint(dir.path(), mnist(), Device::flex()).err().unwrap();
+    let err = Trainer::from_checkpoint(dir.path(), mnist(), Device::flex())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("model.bpk"), "{err}");
 }

@@ -35,35 +35,62 @@ fn wait_for(worker: &Worker, secs: u64, mut pred: impl FnMut(&Event) -> bool) ->
 fn start_pause_resume_stop_and_shutdown() {
     let wakes = Arc::new(AtomicUsize::new(0));
     let counter = wakes.clone();
-    let mut worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }))
+    let mut worker = Worker::spawn(
+        config(),
+        BackendChoice::Cpu,
+        Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }),
+    )
     .unwrap();
     wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
-    wait_for(&worker, 10, |e| matches!(e, Event::SnapshotReady { step: 0 }));
-    assert!(worker.take_snapshot().is_some(), "a snapshot follows readiness");
+    wait_for(&worker, 10, |e| {
+        matches!(e, Event::SnapshotReady { step: 0 })
+    });
+    assert!(
+        worker.take_snapshot().is_some(),
+        "a snapshot follows readiness"
+    );
     assert!(worker.send(Command::Start));
     wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
     assert!(worker.send(Command::Pause));
     wait_for(&worker, 10, |e| *e == Event::State(RunState::Paused));
     // Once paused, no step follows.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(worker.drain().iter().all(|e| !matches!(e, Event::Progress { .. })));
+    assert!(
+        worker
+            .drain()
+            .iter()
+            .all(|e| !matches!(e, Event::Progress { .. }))
+    );
     assert!(worker.send(Command::Resume));
-    let Event::Progress { metrics, .. } = wait_for(&worker, 10, |e| matches!(e, Event::Progress { .. })) else {
+    let Event::Progress { metrics, .. } =
+        wait_for(&worker, 10, |e| matches!(e, Event::Progress { .. }))
+    else {
         unreachable!()
     };
     assert!(metrics.total.is_finite());
     // Snapshots keep coming while training (every 25 steps).
-    wait_for(&worker, 30, |e| matches!(e, Event::SnapshotReady { step } if *step > 0));
+    wait_for(
+        &worker,
+        30,
+        |e| matches!(e, Event::SnapshotReady { step } if *step > 0),
+    );
     let snap = worker.take_snapshot().unwrap();
     assert_eq!(snap.mu.len(), 300 * 2);
     assert!(worker.send(Command::Stop));
     wait_for(&worker, 10, |e| *e == Event::State(RunState::Stopped));
-    assert!(wakes.load(Ordering::Relaxed) > 3, "the waker is called after sends");
+    assert!(
+        wakes.load(Ordering::Relaxed) > 3,
+        "the waker is called after sends"
+    );
     let t = Instant::now();
     worker.shutdown();
-    assert!(t.elapsed() < Duration::from_secs(1), "shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
     assert!(!worker.is_alive());
 }
 
@@ -75,7 +102,11 @@ fn shutdown_mid_training_is_prompt() {
     wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
     let t = Instant::now();
     drop(worker);
-    assert!(t.elapsed() < Duration::from_secs(1), "drop took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "drop took {:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -91,7 +122,10 @@ fn a_bad_dataset_on_reset_keeps_the_old_model() {
     let Event::Failed(message) = wait_for(&worker, 10, |e| matches!(e, Event::Failed(_))) else {
         unreachable!()
     };
-    assert!(message.contains("/nonexistent/latent-atlas-data"), "{message}");
+    assert!(
+        message.contains("/nonexistent/latent-atlas-data"),
+        "{message}"
+    );
     worker.send(Command::Snapshot);
     wait_for(&worker, 10, |e| matches!(e, Event::SnapshotReady { .. }));
     let after = worker.take_snapshot().unwrap();

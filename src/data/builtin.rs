@@ -34,12 +34,18 @@ pub const FASHION_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
-const MNIST_TRAIN_IMAGES: &[u8] = include_bytes!("../../assets/data/mnist/train-images-idx3-ubyte.gz");
-const MNIST_TRAIN_LABELS: &[u8] = include_bytes!("../../assets/data/mnist/train-labels-idx1-ubyte.gz");
-const MNIST_TEST_IMAGES: &[u8] = include_bytes!("../../assets/data/mnist/t10k-images-idx3-ubyte.gz");
-const MNIST_TEST_LABELS: &[u8] = include_bytes!("../../assets/data/mnist/t10k-labels-idx1-ubyte.gz");
-const FASHION_IMAGES: &[u8] = include_bytes!("../../assets/data/fashion-mnist/t10k-images-idx3-ubyte.gz");
-const FASHION_LABELS: &[u8] = include_bytes!("../../assets/data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
+const MNIST_TRAIN_IMAGES: &[u8] =
+    include_bytes!("../../assets/data/mnist/train-images-idx3-ubyte.gz");
+const MNIST_TRAIN_LABELS: &[u8] =
+    include_bytes!("../../assets/data/mnist/train-labels-idx1-ubyte.gz");
+const MNIST_TEST_IMAGES: &[u8] =
+    include_bytes!("../../assets/data/mnist/t10k-images-idx3-ubyte.gz");
+const MNIST_TEST_LABELS: &[u8] =
+    include_bytes!("../../assets/data/mnist/t10k-labels-idx1-ubyte.gz");
+const FASHION_IMAGES: &[u8] =
+    include_bytes!("../../assets/data/fashion-mnist/t10k-images-idx3-ubyte.gz");
+const FASHION_LABELS: &[u8] =
+    include_bytes!("../../assets/data/fashion-mnist/t10k-labels-idx1-ubyte.gz");
 
 impl Builtin {
     /// Every built-in dataset.
@@ -69,7 +75,11 @@ impl Builtin {
             Builtin::FashionMnist => {
                 let all = embedded_pair("fashion-mnist/t10k", FASHION_IMAGES, FASHION_LABELS)?;
                 let (train, test) = all.hold_out(HOLD_OUT_FRACTION, seed);
-                (train, test, FASHION_CLASSES.iter().map(|s| s.to_string()).collect())
+                (
+                    train,
+                    test,
+                    FASHION_CLASSES.iter().map(|s| s.to_string()).collect(),
+                )
             }
         };
         Ok(Dataset {
@@ -114,7 +124,10 @@ mod tests {
     #[test]
     fn mnist_has_its_canonical_shape() {
         let ds = Builtin::Mnist.load(0).unwrap();
-        assert_eq!((ds.train.len(), ds.test.len(), ds.dim()), (60_000, 10_000, 784));
+        assert_eq!(
+            (ds.train.len(), ds.test.len(), ds.dim()),
+            (60_000, 10_000, 784)
+        );
         assert_eq!(ds.class_names.len(), 10);
         // Every digit appears, and the first training label is the well-known 5.
         assert_eq!(ds.train.labels[0], 5);

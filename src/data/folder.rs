@@ -38,16 +38,32 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
     let mut files: Vec<(PathBuf, u8)> = Vec::new();
     let mut class_names = Vec::new();
     if class_dirs.is_empty() {
-        files.extend(entries.iter().filter(|p| is_image(p)).map(|p| (p.clone(), 0)));
+        files.extend(
+            entries
+                .iter()
+                .filter(|p| is_image(p))
+                .map(|p| (p.clone(), 0)),
+        );
         class_names.push("unlabelled".to_owned());
     } else {
         for class_dir in class_dirs.iter().take(256) {
             let label = class_names.len() as u8;
             let images = sorted_entries(class_dir)?;
             let before = files.len();
-            files.extend(images.into_iter().filter(|p| is_image(p)).map(|p| (p, label)));
+            files.extend(
+                images
+                    .into_iter()
+                    .filter(|p| is_image(p))
+                    .map(|p| (p, label)),
+            );
             if files.len() > before {
-                class_names.push(class_dir.file_name().unwrap_or_default().to_string_lossy().into_owned());
+                class_names.push(
+                    class_dir
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }
@@ -63,7 +79,11 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
         let reason = if files.is_empty() {
             "no PNG, JPEG or BMP images found (expected one subfolder per class, or images directly inside)".to_owned()
         } else {
-            format!("none of the {} image files could be decoded (first: {})", files.len(), skipped[0])
+            format!(
+                "none of the {} image files could be decoded (first: {})",
+                files.len(),
+                skipped[0]
+            )
         };
         return Err(DataError::NoData {
             path: dir.to_owned(),
@@ -73,7 +93,8 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
     if decoded.len() < 2 {
         return Err(DataError::NoData {
             path: dir.to_owned(),
-            reason: "only one usable image; at least two are needed to hold one out for testing".into(),
+            reason: "only one usable image; at least two are needed to hold one out for testing"
+                .into(),
         });
     }
     let (width, height) = common_size(decoded.iter().map(|(img, _)| img.dimensions()), max_side);
@@ -87,7 +108,12 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
         let img = if img.dimensions() == (width as u32, height as u32) {
             img
         } else {
-            image::imageops::resize(&img, width as u32, height as u32, image::imageops::FilterType::Triangle)
+            image::imageops::resize(
+                &img,
+                width as u32,
+                height as u32,
+                image::imageops::FilterType::Triangle,
+            )
         };
         set.pixels.extend_from_slice(img.as_raw());
         set.labels.push(label);
@@ -137,7 +163,9 @@ mod tests {
     use super::*;
 
     fn save(path: &Path, w: u32, h: u32, value: u8) {
-        image::GrayImage::from_pixel(w, h, image::Luma([value])).save(path).unwrap();
+        image::GrayImage::from_pixel(w, h, image::Luma([value]))
+            .save(path)
+            .unwrap();
     }
 
     #[test]
@@ -157,7 +185,11 @@ mod tests {
         assert_eq!((ds.train.width, ds.train.height), (8, 8));
         assert_eq!(ds.train.len() + ds.test.len(), 13);
         assert_eq!(ds.warnings.len(), 1);
-        assert!(ds.warnings[0].contains("skipped 1 of 14"), "{}", ds.warnings[0]);
+        assert!(
+            ds.warnings[0].contains("skipped 1 of 14"),
+            "{}",
+            ds.warnings[0]
+        );
         // Labels follow folders: every "dogs" image is bright.
         let all = [&ds.train, &ds.test];
         for set in all {
@@ -179,7 +211,10 @@ mod tests {
 
     #[test]
     fn common_size_is_capped() {
-        assert_eq!(common_size([(100, 50), (100, 50), (8, 8)].into_iter(), 64), (64, 32));
+        assert_eq!(
+            common_size([(100, 50), (100, 50), (8, 8)].into_iter(), 64),
+            (64, 32)
+        );
         assert_eq!(common_size([(28, 28)].into_iter(), 64), (28, 28));
     }
 }

@@ -43,9 +43,13 @@ fn open(path: &Path) -> Result<Box<dyn Read>, DataError> {
     let n = file.read(&mut signature).map_err(io)?;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let is_gzip = n == 2 && signature == [0x1f, 0x8b];
-    let named_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+    let named_gz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     match (is_gzip, named_gz) {
-        (true, _) => Ok(Box::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)))),
+        (true, _) => Ok(Box::new(flate2::read::GzDecoder::new(
+            std::io::BufReader::new(file),
+        ))),
         (false, true) => Err(DataError::NotGzip {
             path: path.to_owned(),
         }),
@@ -64,7 +68,9 @@ pub fn read_idx(
     kind: &'static str,
 ) -> Result<(Vec<u32>, Vec<u8>), DataError> {
     let read_err = |e: std::io::Error| match e.kind() {
-        std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof => DataError::Gzip {
+        std::io::ErrorKind::InvalidInput
+        | std::io::ErrorKind::InvalidData
+        | std::io::ErrorKind::UnexpectedEof => DataError::Gzip {
             path: path.to_owned(),
             message: e.to_string(),
         },
@@ -172,7 +178,11 @@ pub fn find_pairs(dir: &Path) -> Result<Option<IdxFiles>, DataError> {
     let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     names.sort();
     for path in names {
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_lowercase();
         if !name.contains("idx") && !name.contains("ubyte") {
             continue;
         }
@@ -221,7 +231,11 @@ pub fn class_count(labels: &[u8]) -> usize {
 
 /// Checks that every label is below `classes`.
 pub fn check_labels(labels: &[u8], classes: usize, path: &Path) -> Result<(), DataError> {
-    match labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
+    match labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= classes)
+    {
         Some((index, &label)) => Err(DataError::LabelOutOfRange {
             path: path.to_owned(),
             index,
@@ -233,7 +247,12 @@ pub fn check_labels(labels: &[u8], classes: usize, path: &Path) -> Result<(), Da
 }
 
 /// Loads the train/test pairs found in a directory; a missing test split is held out.
-pub fn load_dir(files: &IdxFiles, name: String, dir: &Path, seed: u64) -> Result<Dataset, DataError> {
+pub fn load_dir(
+    files: &IdxFiles,
+    name: String,
+    dir: &Path,
+    seed: u64,
+) -> Result<Dataset, DataError> {
     let no_data = |reason: &str| DataError::NoData {
         path: dir.to_owned(),
         reason: reason.to_owned(),
@@ -309,7 +328,11 @@ mod tests {
     #[test]
     fn reads_gzip_and_raw_images() {
         let dir = tempfile::tempdir().unwrap();
-        let raw = idx_bytes(IMAGES_MAGIC, &[2, 2, 3], &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        let raw = idx_bytes(
+            IMAGES_MAGIC,
+            &[2, 2, 3],
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        );
         let a = read_images(&write(dir.path(), "a-idx3-ubyte", &raw)).unwrap();
         let b = read_images(&write(dir.path(), "b-idx3-ubyte.gz", &gzip(&raw))).unwrap();
         assert_eq!((a.len(), a.height, a.width), (2, 2, 3));
@@ -323,7 +346,17 @@ mod tests {
         let raw = idx_bytes(IMAGES_MAGIC, &[2, 2, 2], &[1, 2, 3]);
         let path = write(dir.path(), "short-idx3-ubyte.gz", &gzip(&raw));
         let err = read_images(&path).unwrap_err();
-        assert!(matches!(err, DataError::PayloadLength { expected: 8, actual: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::PayloadLength {
+                    expected: 8,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("short-idx3-ubyte.gz"));
     }
 
@@ -332,7 +365,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = idx_bytes(LABELS_MAGIC, &[3], &[1, 2, 3]);
         let err = read_images(&write(dir.path(), "labels-as-images", &raw)).unwrap_err();
-        assert!(matches!(err, DataError::BadMagic { found: LABELS_MAGIC, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::BadMagic {
+                    found: LABELS_MAGIC,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("labels-as-images"));
     }
 
@@ -359,7 +401,10 @@ mod tests {
         // Header claims 1,000,000 x 32 x 32 (about 1 GB); the file holds 10 bytes.
         let raw = idx_bytes(IMAGES_MAGIC, &[1_000_000, 32, 32], &[7; 10]);
         let err = read_images(&write(dir.path(), "liar.gz", &gzip(&raw))).unwrap_err();
-        assert!(matches!(err, DataError::PayloadLength { actual: 10, .. }), "{err}");
+        assert!(
+            matches!(err, DataError::PayloadLength { actual: 10, .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -377,18 +422,52 @@ mod tests {
         // A stream cut short in the middle of the deflate data.
         let good = gzip(&idx_bytes(IMAGES_MAGIC, &[1, 2, 2], &[1, 2, 3, 4]));
         let err = read_images(&write(dir.path(), "cut.gz", &good[..good.len() - 12])).unwrap_err();
-        assert!(matches!(err, DataError::Gzip { .. } | DataError::PayloadLength { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::Gzip { .. } | DataError::PayloadLength { .. }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
     fn count_mismatch_and_bad_label_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let imgs = write(dir.path(), "train-images-idx3-ubyte", &idx_bytes(IMAGES_MAGIC, &[3, 1, 1], &[1, 2, 3]));
-        let labels = write(dir.path(), "train-labels-idx1-ubyte", &idx_bytes(LABELS_MAGIC, &[2], &[0, 1]));
+        let imgs = write(
+            dir.path(),
+            "train-images-idx3-ubyte",
+            &idx_bytes(IMAGES_MAGIC, &[3, 1, 1], &[1, 2, 3]),
+        );
+        let labels = write(
+            dir.path(),
+            "train-labels-idx1-ubyte",
+            &idx_bytes(LABELS_MAGIC, &[2], &[0, 1]),
+        );
         let err = read_pair(&imgs, Some(&labels)).unwrap_err();
-        assert!(matches!(err, DataError::CountMismatch { images_count: 3, labels_count: 2, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::CountMismatch {
+                    images_count: 3,
+                    labels_count: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = check_labels(&[0, 3, 12], 10, &labels).unwrap_err();
-        assert!(matches!(err, DataError::LabelOutOfRange { index: 2, label: 12, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::LabelOutOfRange {
+                    index: 2,
+                    label: 12,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -397,8 +476,16 @@ mod tests {
         let n = 50u32;
         let pixels: Vec<u8> = (0..n * 4).map(|i| i as u8).collect();
         let labels: Vec<u8> = (0..n).map(|i| (i % 3) as u8).collect();
-        write(dir.path(), "train-images-idx3-ubyte.gz", &gzip(&idx_bytes(IMAGES_MAGIC, &[n, 2, 2], &pixels)));
-        write(dir.path(), "train-labels-idx1-ubyte.gz", &gzip(&idx_bytes(LABELS_MAGIC, &[n], &labels)));
+        write(
+            dir.path(),
+            "train-images-idx3-ubyte.gz",
+            &gzip(&idx_bytes(IMAGES_MAGIC, &[n, 2, 2], &pixels)),
+        );
+        write(
+            dir.path(),
+            "train-labels-idx1-ubyte.gz",
+            &gzip(&idx_bytes(LABELS_MAGIC, &[n], &labels)),
+        );
         let ds = super::super::load_path(dir.path(), 0).unwrap();
         assert_eq!(ds.train.len() + ds.test.len(), 50);
         assert_eq!(ds.test.len(), 5);

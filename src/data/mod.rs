@@ -158,7 +158,8 @@ impl ImageSet {
     pub fn hold_out(&self, fraction: f64, seed: u64) -> (ImageSet, ImageSet) {
         let mut order: Vec<usize> = (0..self.len()).collect();
         Rng::new(seed).shuffle(&mut order);
-        let n_out = ((self.len() as f64 * fraction).round() as usize).clamp(1, self.len().max(2) - 1);
+        let n_out =
+            ((self.len() as f64 * fraction).round() as usize).clamp(1, self.len().max(2) - 1);
         let (out, rest) = order.split_at(n_out);
         (self.select(rest), self.select(out))
     }

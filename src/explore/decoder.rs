@@ -68,14 +68,21 @@ impl PlainDecoder {
     pub fn decode_many(&self, points: &[f32]) -> Vec<Vec<f32>> {
         let d = self.latent_dim().max(1);
         let rows: Vec<&[f32]> = points.chunks_exact(d).collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(rows.len().max(1));
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(rows.len().max(1));
         let per = rows.len().div_ceil(threads.max(1)).max(1);
         std::thread::scope(|s| {
             let handles: Vec<_> = rows
                 .chunks(per)
-                .map(|chunk| s.spawn(move || chunk.iter().map(|z| self.decode(z)).collect::<Vec<_>>()))
+                .map(|chunk| {
+                    s.spawn(move || chunk.iter().map(|z| self.decode(z)).collect::<Vec<_>>())
+                })
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
         })
     }
 }
@@ -88,8 +95,18 @@ mod tests {
     fn decodes_through_relu_and_sigmoid() {
         let dec = PlainDecoder {
             layers: vec![
-                Dense { inputs: 2, outputs: 2, weights: vec![1.0, -1.0, 2.0, 0.0], bias: vec![0.0, 0.5] },
-                Dense { inputs: 2, outputs: 1, weights: vec![1.0, 1.0], bias: vec![-1.0] },
+                Dense {
+                    inputs: 2,
+                    outputs: 2,
+                    weights: vec![1.0, -1.0, 2.0, 0.0],
+                    bias: vec![0.0, 0.5],
+                },
+                Dense {
+                    inputs: 2,
+                    outputs: 1,
+                    weights: vec![1.0, 1.0],
+                    bias: vec![-1.0],
+                },
             ],
             width: 1,
             height: 1,

@@ -4,10 +4,35 @@
 /// The inverse CDF of the standard normal (Acklam's rational approximation, |error| < 1.2e-9
 /// relative before rounding to f32), for `p` in (0, 1).
 pub fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383_577_518_672_69e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let p = p.clamp(1e-300, 1.0 - 1e-16);
     let tail = |q: f64| {
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
@@ -29,7 +54,9 @@ pub fn normal_quantile(p: f64) -> f64 {
 /// `(0, 1)` at `(i + 0.5) / n`, rows from top (large second coordinate) to bottom,
 /// padded with zeros to `latent_dim`. Returns `n * n * latent_dim` values.
 pub fn manifold_grid(n: usize, latent_dim: usize) -> Vec<f32> {
-    let q: Vec<f32> = (0..n).map(|i| normal_quantile((i as f64 + 0.5) / n as f64) as f32).collect();
+    let q: Vec<f32> = (0..n)
+        .map(|i| normal_quantile((i as f64 + 0.5) / n as f64) as f32)
+        .collect();
     let mut out = Vec::with_capacity(n * n * latent_dim);
     for row in 0..n {
         for col in 0..n {
@@ -66,12 +93,16 @@ pub fn interpolate(a: &[f32], b: &[f32], t: f32, kind: PathKind) -> Vec<f32> {
             if na < 1e-6 || nb < 1e-6 {
                 return lerp();
             }
-            let cos = (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb)).clamp(-1.0, 1.0);
+            let cos =
+                (a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() / (na * nb)).clamp(-1.0, 1.0);
             let omega = cos.acos();
             if omega.sin().abs() < 1e-5 {
                 return lerp();
             }
-            let (wa, wb) = (((1.0 - t) * omega).sin() / omega.sin(), (t * omega).sin() / omega.sin());
+            let (wa, wb) = (
+                ((1.0 - t) * omega).sin() / omega.sin(),
+                (t * omega).sin() / omega.sin(),
+            );
             a.iter().zip(b).map(|(x, y)| wa * x + wb * y).collect()
         }
     }

@@ -38,7 +38,8 @@ pub fn class_color(label: u8) -> Color {
 fn font() -> &'static FontRef<'static> {
     static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
     FONT.get_or_init(|| {
-        FontRef::try_from_slice(epaint_default_fonts::UBUNTU_LIGHT).expect("the embedded font parses")
+        FontRef::try_from_slice(epaint_default_fonts::UBUNTU_LIGHT)
+            .expect("the embedded font parses")
     })
 }
 
@@ -46,6 +47,8 @@ fn font() -> &'static FontRef<'static> {
 pub struct Canvas {
     /// The pixels.
     pub image: RgbaImage,
+    /// Drawing is confined to `[x0, y0, x1, y1)` when set.
+    pub clip: Option<[i32; 4]>,
 }
 
 impl Canvas {
@@ -53,6 +56,7 @@ impl Canvas {
     pub fn new(width: u32, height: u32, background: Color) -> Self {
         Self {
             image: RgbaImage::from_pixel(width.max(1), height.max(1), Rgba(background)),
+            clip: None,
         }
     }
 
@@ -61,10 +65,15 @@ impl Canvas {
         if x < 0 || y < 0 || x >= self.image.width() as i32 || y >= self.image.height() as i32 {
             return;
         }
+        if let Some([x0, y0, x1, y1]) = self.clip
+            && (x < x0 || y < y0 || x >= x1 || y >= y1)
+        {
+            return;
+        }
         let a = (alpha * color[3] as f32 / 255.0).clamp(0.0, 1.0);
         let p = self.image.get_pixel_mut(x as u32, y as u32);
-        for c in 0..3 {
-            p.0[c] = (p.0[c] as f32 * (1.0 - a) + color[c] as f32 * a).round() as u8;
+        for (channel, &target) in p.0.iter_mut().zip(&color).take(3) {
+            *channel = (*channel as f32 * (1.0 - a) + target as f32 * a).round() as u8;
         }
         p.0[3] = 255;
     }
@@ -81,8 +90,14 @@ impl Canvas {
     /// Fills an axis-aligned ellipse (centre and semi-axes in pixels), anti-aliased at the edge.
     pub fn fill_ellipse(&mut self, cx: f32, cy: f32, rx: f32, ry: f32, color: Color, alpha: f32) {
         let (rx, ry) = (rx.max(0.7), ry.max(0.7));
-        let (x0, x1) = ((cx - rx - 1.0).floor() as i32, (cx + rx + 1.0).ceil() as i32);
-        let (y0, y1) = ((cy - ry - 1.0).floor() as i32, (cy + ry + 1.0).ceil() as i32);
+        let (x0, x1) = (
+            (cx - rx - 1.0).floor() as i32,
+            (cx + rx + 1.0).ceil() as i32,
+        );
+        let (y0, y1) = (
+            (cy - ry - 1.0).floor() as i32,
+            (cy + ry + 1.0).ceil() as i32,
+        );
         for y in y0..=y1 {
             for x in x0..=x1 {
                 let (dx, dy) = ((x as f32 + 0.5 - cx) / rx, (y as f32 + 0.5 - cy) / ry);
@@ -123,7 +138,9 @@ impl Canvas {
         }
         let p = self.image.get_pixel(x as u32, y as u32).0;
         let a = alpha * color[3] as f32 / 255.0;
-        let target: Vec<f32> = (0..3).map(|c| color[c] as f32 * a + 255.0 * (1.0 - a)).collect();
+        let target: Vec<f32> = (0..3)
+            .map(|c| color[c] as f32 * a + 255.0 * (1.0 - a))
+            .collect();
         let p_dist: f32 = (0..3).map(|c| (p[c] as f32 - color[c] as f32).abs()).sum();
         let t_dist: f32 = (0..3).map(|c| (target[c] - color[c] as f32).abs()).sum();
         if t_dist < p_dist {
@@ -151,12 +168,18 @@ impl Canvas {
         let baseline = y + scaled.ascent();
         for c in text.chars() {
             let id = scaled.glyph_id(c);
-            let glyph = id.with_scale_and_position(PxScale::from(px), ab_glyph::point(caret, baseline));
+            let glyph =
+                id.with_scale_and_position(PxScale::from(px), ab_glyph::point(caret, baseline));
             caret += scaled.h_advance(id);
             if let Some(outline) = font().outline_glyph(glyph) {
                 let bounds = outline.px_bounds();
                 outline.draw(|gx, gy, coverage| {
-                    self.blend(bounds.min.x as i32 + gx as i32, bounds.min.y as i32 + gy as i32, color, coverage);
+                    self.blend(
+                        bounds.min.x as i32 + gx as i32,
+                        bounds.min.y as i32 + gy as i32,
+                        color,
+                        coverage,
+                    );
                 });
             }
         }
@@ -164,7 +187,15 @@ impl Canvas {
 
     /// Pastes a grey image (intensities in `[0, 1]`, white ink on black like MNIST) scaled by
     /// an integer factor with its top-left corner at `(x, y)`.
-    pub fn paste_grey(&mut self, x: i32, y: i32, pixels: &[f32], width: usize, height: usize, scale: u32) {
+    pub fn paste_grey(
+        &mut self,
+        x: i32,
+        y: i32,
+        pixels: &[f32],
+        width: usize,
+        height: usize,
+        scale: u32,
+    ) {
         let s = scale.max(1) as i32;
         for row in 0..height {
             for col in 0..width {

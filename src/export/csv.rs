@@ -7,7 +7,9 @@ use crate::train::{Snapshot, StepMetrics, TestMetrics};
 /// `metrics.csv`: one row per training step (`kind = train`) and one per test evaluation
 /// (`kind = test`), with the KL of every latent dimension.
 pub fn metrics_csv(train: &[StepMetrics], test: &[TestMetrics], latent_dim: usize) -> String {
-    let mut out = String::from("kind,step,epoch,reconstruction,kl,total,kl_weight,neg_elbo,nll_is,nll_samples");
+    let mut out = String::from(
+        "kind,step,epoch,reconstruction,kl,total,kl_weight,neg_elbo,nll_is,nll_samples",
+    );
     for d in 0..latent_dim {
         let _ = write!(out, ",kl_dim_{d}");
     }
@@ -19,7 +21,11 @@ pub fn metrics_csv(train: &[StepMetrics], test: &[TestMetrics], latent_dim: usiz
         out.push('\n');
     };
     for m in train {
-        let _ = write!(out, "train,{},{},{},{},{},{},,,", m.step, m.epoch, m.reconstruction, m.kl, m.total, m.kl_weight);
+        let _ = write!(
+            out,
+            "train,{},{},{},{},{},{},,,",
+            m.step, m.epoch, m.reconstruction, m.kl, m.total, m.kl_weight
+        );
         dims(&mut out, &m.kl_per_dim);
     }
     for m in test {
@@ -47,7 +53,11 @@ pub fn latent_csv(snapshot: &Snapshot) -> String {
     }
     out.push('\n');
     for i in 0..snapshot.probe.len() {
-        let _ = write!(out, "{},{}", snapshot.probe.indices[i], snapshot.probe.labels[i]);
+        let _ = write!(
+            out,
+            "{},{}",
+            snapshot.probe.indices[i], snapshot.probe.labels[i]
+        );
         for v in snapshot.mu_of(i).iter().chain(snapshot.sigma_of(i)) {
             let _ = write!(out, ",{v}");
         }

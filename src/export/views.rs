@@ -22,7 +22,10 @@ pub fn view_radius(snapshot: &Snapshot, dims: [usize; 2]) -> f32 {
         })
         .collect();
     extents.sort_by(f32::total_cmp);
-    let p99 = extents.get(extents.len() * 99 / 100).copied().unwrap_or(0.0);
+    let p99 = extents
+        .get(extents.len() * 99 / 100)
+        .copied()
+        .unwrap_or(0.0);
     (p99 * 1.1).clamp(3.0, 12.0)
 }
 
@@ -36,7 +39,12 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
     let mut c = Canvas::new(size + legend_w as u32, size, WHITE);
     let plot = side - 2.0 * margin;
     let r = view_radius(snapshot, dims);
-    let to_px = |x: f32, y: f32| [margin + (x + r) / (2.0 * r) * plot, margin + (r - y) / (2.0 * r) * plot];
+    let to_px = |x: f32, y: f32| {
+        [
+            margin + (x + r) / (2.0 * r) * plot,
+            margin + (r - y) / (2.0 * r) * plot,
+        ]
+    };
     let scale = plot / (2.0 * r);
     // Grid and ticks at integers.
     let step = if r > 6.0 { 2 } else { 1 };
@@ -47,22 +55,58 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
         c.line(to_px(-r, k), to_px(r, k), 1.0, color);
         let label = format!("{k}");
         let [x, _] = to_px(k, -r);
-        c.text(x - Canvas::text_width(&label, LABEL_PX) / 2.0, side - margin + 4.0, LABEL_PX, BLACK, &label);
+        c.text(
+            x - Canvas::text_width(&label, LABEL_PX) / 2.0,
+            side - margin + 4.0,
+            LABEL_PX,
+            BLACK,
+            &label,
+        );
         let [_, y] = to_px(-r, k);
-        c.text(margin - 6.0 - Canvas::text_width(&label, LABEL_PX), y - LABEL_PX / 2.0, LABEL_PX, BLACK, &label);
+        c.text(
+            margin - 6.0 - Canvas::text_width(&label, LABEL_PX),
+            y - LABEL_PX / 2.0,
+            LABEL_PX,
+            BLACK,
+            &label,
+        );
     }
+    c.clip = Some([
+        margin as i32,
+        margin as i32,
+        (side - margin) as i32,
+        (side - margin) as i32,
+    ]);
     for i in 0..snapshot.probe.len() {
         let (mu, sigma) = (snapshot.mu_of(i), snapshot.sigma_of(i));
         let [x, y] = to_px(mu[dims[0]], mu[dims[1]]);
         let color = class_color(snapshot.probe.labels[i]);
-        c.fill_ellipse(x, y, sigma[dims[0]] * scale, sigma[dims[1]] * scale, color, 0.22);
+        c.fill_ellipse(
+            x,
+            y,
+            sigma[dims[0]] * scale,
+            sigma[dims[1]] * scale,
+            color,
+            0.22,
+        );
     }
-    let circle: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, 1.0, 1.0, 256).iter().map(|p| to_px(p[0], p[1])).collect();
+    let circle: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, 1.0, 1.0, 256)
+        .iter()
+        .map(|p| to_px(p[0], p[1]))
+        .collect();
     c.polygon(&circle, 2.0, BLACK);
-    c.polygon(&[to_px(-r, -r), to_px(r, -r), to_px(r, r), to_px(-r, r)], 1.0, [120, 120, 120, 255]);
+    c.clip = None;
+    c.polygon(
+        &[to_px(-r, -r), to_px(r, -r), to_px(r, r), to_px(-r, r)],
+        1.0,
+        [120, 120, 120, 255],
+    );
     let title = format!(
         "latent plane (z{} vs z{}), step {}, {} posteriors",
-        dims[0], dims[1], snapshot.step, snapshot.probe.len()
+        dims[0],
+        dims[1],
+        snapshot.step,
+        snapshot.probe.len()
     );
     c.text(margin, 10.0, LABEL_PX + 2.0, BLACK, &title);
     // Legend.
@@ -81,24 +125,43 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
 }
 
 /// A titled grid of grey images, `cols` per row, each scaled by `scale` with a 2-pixel gap.
-pub fn image_grid(title: &str, images: &[Vec<f32>], width: usize, height: usize, cols: usize, scale: u32) -> RgbaImage {
+pub fn image_grid(
+    title: &str,
+    images: &[Vec<f32>],
+    width: usize,
+    height: usize,
+    cols: usize,
+    scale: u32,
+) -> RgbaImage {
     let cols = cols.max(1);
     let rows = images.len().div_ceil(cols);
     let (cell_w, cell_h) = (width as u32 * scale + 2, height as u32 * scale + 2);
-    let top = if title.is_empty() { 2 } else { TITLE_PX as u32 + 12 };
+    let top = if title.is_empty() {
+        2
+    } else {
+        TITLE_PX as u32 + 12
+    };
     let total_w = (cols as u32 * cell_w + 2).max(Canvas::text_width(title, TITLE_PX) as u32 + 12);
     let mut c = Canvas::new(total_w, top + rows as u32 * cell_h + 2, WHITE);
     c.text(6.0, 5.0, TITLE_PX, BLACK, title);
     for (i, img) in images.iter().enumerate() {
         let (col, row) = ((i % cols) as u32, (i / cols) as u32);
-        c.paste_grey((2 + col * cell_w) as i32, (top + row * cell_h) as i32, img, width, height, scale);
+        c.paste_grey(
+            (2 + col * cell_w) as i32,
+            (top + row * cell_h) as i32,
+            img,
+            width,
+            height,
+            scale,
+        );
     }
     c.image
 }
 
 /// Places images side by side with a gap.
 pub fn hstack(images: &[RgbaImage], gap: u32) -> RgbaImage {
-    let w = images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
+    let w =
+        images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
     let h = images.iter().map(|i| i.height()).max().unwrap_or(1);
     let mut out = Canvas::new(w, h, WHITE).image;
     let mut x = 0;
@@ -111,7 +174,10 @@ pub fn hstack(images: &[RgbaImage], gap: u32) -> RgbaImage {
 
 /// Points drawn from the prior at temperature `t`: `z = t * eps`, `eps ~ N(0, I)`.
 pub fn prior_points(n: usize, latent_dim: usize, t: f32, rng: &mut Rng) -> Vec<f32> {
-    rng.normals(n * latent_dim).into_iter().map(|e| e * t).collect()
+    rng.normals(n * latent_dim)
+        .into_iter()
+        .map(|e| e * t)
+        .collect()
 }
 
 /// Prior samples at several temperatures, a 10 x 10 grid each.
@@ -122,7 +188,14 @@ pub fn prior_samples(decoder: &PlainDecoder, temperatures: &[f32], seed: u64) ->
             // The same noise at every temperature, so the panels differ only by T.
             let z = prior_points(100, decoder.latent_dim(), t, &mut Rng::new(seed));
             let images = decoder.decode_many(&z);
-            image_grid(&format!("prior samples, T = {t}"), &images, decoder.width, decoder.height, 10, 2)
+            image_grid(
+                &format!("prior samples, T = {t}"),
+                &images,
+                decoder.width,
+                decoder.height,
+                10,
+                2,
+            )
         })
         .collect();
     hstack(&panels, 16)
@@ -165,16 +238,31 @@ pub fn manifold(decoder: &PlainDecoder, n: usize) -> RgbaImage {
 
 /// Probe samples `a` and `b`, and `steps` decodings along the path between their posterior
 /// means, framed by the two inputs.
-pub fn interpolation(snapshot: &Snapshot, a: usize, b: usize, steps: usize, kind: PathKind) -> RgbaImage {
+pub fn interpolation(
+    snapshot: &Snapshot,
+    a: usize,
+    b: usize,
+    steps: usize,
+    kind: PathKind,
+) -> RgbaImage {
     let probe = &snapshot.probe;
     let path = interpolation_path(snapshot.mu_of(a), snapshot.mu_of(b), steps, kind);
     let mut images = vec![probe.image(a).iter().map(|&p| p as f32 / 255.0).collect()];
     images.extend(snapshot.decoder.decode_many(&path));
     images.push(probe.image(b).iter().map(|&p| p as f32 / 255.0).collect());
     let names = &probe.class_names;
-    let label = |i: usize| names.get(probe.labels[i] as usize).cloned().unwrap_or_default();
+    let label = |i: usize| {
+        names
+            .get(probe.labels[i] as usize)
+            .cloned()
+            .unwrap_or_default()
+    };
     image_grid(
-        &format!("interpolation from a {} to a {} ({steps} steps; inputs at the ends)", label(a), label(b)),
+        &format!(
+            "interpolation from a {} to a {} ({steps} steps; inputs at the ends)",
+            label(a),
+            label(b)
+        ),
         &images,
         probe.width,
         probe.height,
@@ -186,7 +274,8 @@ pub fn interpolation(snapshot: &Snapshot, a: usize, b: usize, steps: usize, kind
 /// Two probe samples of different classes (the first sample and the first of another class).
 pub fn interpolation_ends(snapshot: &Snapshot) -> (usize, usize) {
     let labels = &snapshot.probe.labels;
-    let b = (1..labels.len()).find(|&i| labels[i] != labels[0]).unwrap_or(labels.len().saturating_sub(1));
+    let b = (1..labels.len())
+        .find(|&i| labels[i] != labels[0])
+        .unwrap_or(labels.len().saturating_sub(1));
     (0, b)
 }
-

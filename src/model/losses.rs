@@ -99,7 +99,11 @@ mod tests {
         let kl = to_vec(kl_standard_normal(t(&mu, 2, 2), t(&logvar, 2, 2)));
         for i in 0..4 {
             let expected = 0.5 * (mu[i].powi(2) + logvar[i].exp() - logvar[i] - 1.0);
-            assert!((kl[i] - expected).abs() < 1e-6, "{i}: {} vs {expected}", kl[i]);
+            assert!(
+                (kl[i] - expected).abs() < 1e-6,
+                "{i}: {} vs {expected}",
+                kl[i]
+            );
         }
     }
 
@@ -107,7 +111,9 @@ mod tests {
     fn kl_agrees_with_a_monte_carlo_estimate() {
         // KL = E_q[log q(z) - log p(z)], estimated with 200,000 draws from q.
         let (mu, logvar) = ([0.8f32, -0.4], [-0.5f32, 0.6]);
-        let closed: f32 = to_vec(kl_standard_normal(t(&mu, 1, 2), t(&logvar, 1, 2))).iter().sum();
+        let closed: f32 = to_vec(kl_standard_normal(t(&mu, 1, 2), t(&logvar, 1, 2)))
+            .iter()
+            .sum();
         let n = 200_000;
         let mut rng = Rng::new(5);
         let mut z = Vec::with_capacity(2 * n);
@@ -121,7 +127,10 @@ mod tests {
         let lv = t(&logvar, 1, 2).repeat_dim(0, n);
         let diff = log_normal(z.clone(), mean, lv) - log_standard_normal(z);
         let estimate = to_vec(diff.mean())[0];
-        assert!((estimate - closed).abs() < 0.01, "MC {estimate} vs closed {closed}");
+        assert!(
+            (estimate - closed).abs() < 0.01,
+            "MC {estimate} vs closed {closed}"
+        );
     }
 
     #[test]
@@ -135,13 +144,21 @@ mod tests {
             -(x as f64 * p.ln() + (1.0 - x as f64) * (1.0 - p).ln())
         };
         let expected0: f64 = (0..3).map(|i| term(logits[i], x[i])).sum();
-        assert!((nll[0] as f64 - expected0).abs() < 1e-4, "{} vs {expected0}", nll[0]);
+        assert!(
+            (nll[0] as f64 - expected0).abs() < 1e-4,
+            "{} vs {expected0}",
+            nll[0]
+        );
         assert!(nll[1].is_finite() && nll[1] < 1.0, "{}", nll[1]);
     }
 
     #[test]
     fn gaussian_nll_matches_the_density() {
-        let nll = to_vec(gaussian_nll(t(&[0.0, 0.0], 1, 2), t(&[0.5, 1.0], 1, 2), 0.5));
+        let nll = to_vec(gaussian_nll(
+            t(&[0.0, 0.0], 1, 2),
+            t(&[0.5, 1.0], 1, 2),
+            0.5,
+        ));
         // mean = sigmoid(0) = 0.5 for both pixels.
         let expected = (0.0 + 0.25) / (2.0 * 0.25) + 2.0 * 0.5 * (LN_2PI + 2.0 * 0.5f32.ln());
         assert!((nll[0] - expected).abs() < 1e-5, "{} vs {expected}", nll[0]);

@@ -111,7 +111,10 @@ impl Vae {
     /// # Shapes
     ///   x `[batch, pixels]` -> (mu, logvar) `[batch, latent]`
     pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = self.encoder.iter().fold(x, |h, layer| relu(layer.forward(h)));
+        let h = self
+            .encoder
+            .iter()
+            .fold(x, |h, layer| relu(layer.forward(h)));
         (self.mu.forward(h.clone()), self.logvar.forward(h))
     }
 
@@ -120,7 +123,10 @@ impl Vae {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        let h = self.decoder.iter().fold(z, |h, layer| relu(layer.forward(h)));
+        let h = self
+            .decoder
+            .iter()
+            .fold(z, |h, layer| relu(layer.forward(h)));
         self.output.forward(h)
     }
 
@@ -145,13 +151,22 @@ impl Vae {
     ///
     /// # Shapes
     ///   x `[batch, pixels]`, eps `[k * batch, latent]` -> `batch` values
-    pub fn importance_nll(&self, x: Tensor<2>, eps: Tensor<2>, k: usize, likelihood: Likelihood) -> Vec<f32> {
+    pub fn importance_nll(
+        &self,
+        x: Tensor<2>,
+        eps: Tensor<2>,
+        k: usize,
+        likelihood: Likelihood,
+    ) -> Vec<f32> {
         let batch = x.dims()[0];
         let (mu, logvar) = self.encode(x.clone());
         let (mu, logvar) = (mu.repeat_dim(0, k), logvar.repeat_dim(0, k));
         let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
-        let log_px_z = likelihood.nll(self.decode(z.clone()), x.repeat_dim(0, k)).neg();
-        let log_w = log_px_z + losses::log_standard_normal(z.clone()) - losses::log_normal(z, mu, logvar);
+        let log_px_z = likelihood
+            .nll(self.decode(z.clone()), x.repeat_dim(0, k))
+            .neg();
+        let log_w =
+            log_px_z + losses::log_standard_normal(z.clone()) - losses::log_normal(z, mu, logvar);
         let log_w = crate::data::batch::to_vec(log_w);
         (0..batch)
             .map(|i| {
@@ -169,7 +184,10 @@ mod tests {
     #[test]
     fn shapes_follow_the_config() {
         let device = Device::flex();
-        let model = VaeConfig::new(12).with_hidden(vec![8, 4]).with_latent_dim(3).init(&device);
+        let model = VaeConfig::new(12)
+            .with_hidden(vec![8, 4])
+            .with_latent_dim(3)
+            .init(&device);
         let x = Tensor::<2>::zeros([5, 12], &device);
         let (mu, logvar) = model.encode(x.clone());
         assert_eq!(mu.dims(), [5, 3]);

@@ -39,21 +39,27 @@ pub struct RunInfo {
 /// Writes the weights and the run description into `dir`.
 pub fn save(dir: &Path, model: &Vae, info: &RunInfo) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let bytes = model
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| anyhow::anyhow!("{}: cannot serialise the model: {e:?}", dir.join(MODEL_FILE).display()))?;
+    let bytes = model.clone().into_record().into_bytes().map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot serialise the model: {e:?}",
+            dir.join(MODEL_FILE).display()
+        )
+    })?;
     atomic_write(&dir.join(MODEL_FILE), &bytes)?;
-    atomic_write(&dir.join(CONFIG_FILE), serde_json::to_string_pretty(info)?.as_bytes())?;
+    atomic_write(
+        &dir.join(CONFIG_FILE),
+        serde_json::to_string_pretty(info)?.as_bytes(),
+    )?;
     Ok(())
 }
 
 /// Reads `config.json` from a run folder.
 pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
     let path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: not a run description: {e}", path.display()))
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not a run description: {e}", path.display()))
 }
 
 /// Loads the weights of a run folder into a model of the shape its config describes.
@@ -66,5 +72,10 @@ pub fn load_model(dir: &Path, info: &RunInfo, device: &Device) -> anyhow::Result
         .vae_config(info.input_dim)
         .init(device)
         .try_load_record(record)
-        .map_err(|e| anyhow::anyhow!("{}: does not fit the model in {CONFIG_FILE}: {e:?}", path.display()))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: does not fit the model in {CONFIG_FILE}: {e:?}",
+                path.display()
+            )
+        })
 }

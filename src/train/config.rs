@@ -121,19 +121,31 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), String> {
         let h = &self.hyper;
         if self.latent_dim == 0 || self.latent_dim > 512 {
-            return Err(format!("latent dimension must be 1 to 512, not {}", self.latent_dim));
+            return Err(format!(
+                "latent dimension must be 1 to 512, not {}",
+                self.latent_dim
+            ));
         }
         if self.hidden.is_empty() || self.hidden.iter().any(|&w| w == 0 || w > 16_384) {
-            return Err(format!("hidden sizes must be 1 to 16384 each, not {:?}", self.hidden));
+            return Err(format!(
+                "hidden sizes must be 1 to 16384 each, not {:?}",
+                self.hidden
+            ));
         }
         if !(h.lr.is_finite() && h.lr > 0.0 && h.lr < 10.0) {
             return Err(format!("learning rate must be in (0, 10), not {}", h.lr));
         }
         if h.batch_size == 0 || h.batch_size > 65_536 {
-            return Err(format!("batch size must be 1 to 65536, not {}", h.batch_size));
+            return Err(format!(
+                "batch size must be 1 to 65536, not {}",
+                h.batch_size
+            ));
         }
         if !(h.beta.is_finite() && h.beta >= 0.0) {
-            return Err(format!("beta must be finite and at least 0, not {}", h.beta));
+            return Err(format!(
+                "beta must be finite and at least 0, not {}",
+                h.beta
+            ));
         }
         if let Likelihood::Gaussian { sigma } = self.likelihood
             && !(sigma.is_finite() && sigma > 0.0)

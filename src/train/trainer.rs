@@ -23,7 +23,9 @@ pub enum TrainError {
     #[error("invalid settings: {0}")]
     Config(String),
     /// The loss became NaN or infinite; the model was rolled back to an earlier good step.
-    #[error("the loss became {value} at step {step}; the model was rolled back to step {restored_step} (try a lower learning rate)")]
+    #[error(
+        "the loss became {value} at step {step}; the model was rolled back to step {restored_step} (try a lower learning rate)"
+    )]
     NonFinite {
         /// The step that failed.
         step: u64,
@@ -66,7 +68,11 @@ fn new_optimizer() -> ModuleOptimizer {
 
 impl Trainer {
     /// A fresh model on `device` (autodiff is enabled here), seeded from the config.
-    pub fn new(config: TrainConfig, data: Arc<Dataset>, device: Device) -> Result<Self, TrainError> {
+    pub fn new(
+        config: TrainConfig,
+        data: Arc<Dataset>,
+        device: Device,
+    ) -> Result<Self, TrainError> {
         config.validate().map_err(TrainError::Config)?;
         let device = device.autodiff();
         device.seed(config.seed);
@@ -75,7 +81,11 @@ impl Trainer {
     }
 
     /// Resumes from a saved run folder (weights and step counters; the optimiser starts fresh).
-    pub fn from_checkpoint(dir: &std::path::Path, data: Arc<Dataset>, device: Device) -> anyhow::Result<Self> {
+    pub fn from_checkpoint(
+        dir: &std::path::Path,
+        data: Arc<Dataset>,
+        device: Device,
+    ) -> anyhow::Result<Self> {
         let info = checkpoint::read_info(dir)?;
         if info.input_dim != data.dim() {
             anyhow::bail!(
@@ -88,10 +98,24 @@ impl Trainer {
         }
         let device = device.autodiff();
         let model = checkpoint::load_model(dir, &info, &device)?;
-        Ok(Self::with_model(info.config, data, device, model, info.step, info.epoch))
+        Ok(Self::with_model(
+            info.config,
+            data,
+            device,
+            model,
+            info.step,
+            info.epoch,
+        ))
     }
 
-    fn with_model(config: TrainConfig, data: Arc<Dataset>, device: Device, model: Vae, step: u64, epoch: usize) -> Self {
+    fn with_model(
+        config: TrainConfig,
+        data: Arc<Dataset>,
+        device: Device,
+        model: Vae,
+        step: u64,
+        epoch: usize,
+    ) -> Self {
         let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(17));
         let order = EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, &mut rng);
         let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
@@ -173,7 +197,12 @@ impl Trainer {
         let indices = self.order.batch(self.batch_index).to_vec();
         let (n, dim, d) = (indices.len(), self.data.dim(), self.config.latent_dim);
         let binarize = self.config.binarize.then_some(&mut self.rng);
-        let x = to_tensor(pixels(&self.data.train, &indices, binarize), n, dim, &self.device);
+        let x = to_tensor(
+            pixels(&self.data.train, &indices, binarize),
+            n,
+            dim,
+            &self.device,
+        );
         let eps = to_tensor(self.rng.normals(n * d), n, d, &self.device);
         let kl_weight = hyper.kl_weight(self.step);
 
@@ -183,7 +212,10 @@ impl Trainer {
         let kl = kl_per_dim.clone().sum();
         let loss = reconstruction.clone() + kl.clone() * kl_weight;
         // One readback per step, before the update, so a bad loss never reaches the weights.
-        let stats = to_vec(Tensor::cat(vec![reconstruction.detach(), kl.detach(), kl_per_dim.detach()], 0));
+        let stats = to_vec(Tensor::cat(
+            vec![reconstruction.detach(), kl.detach(), kl_per_dim.detach()],
+            0,
+        ));
         let total = stats[0] + kl_weight * stats[1];
         if !total.is_finite() {
             return Err(self.roll_back(total));
@@ -199,7 +231,8 @@ impl Trainer {
         if self.batch_index >= self.order.batch_count() {
             self.epoch += 1;
             self.batch_index = 0;
-            self.order = EpochOrder::shuffled(self.data.train.len(), hyper.batch_size, &mut self.rng);
+            self.order =
+                EpochOrder::shuffled(self.data.train.len(), hyper.batch_size, &mut self.rng);
         }
         if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
             self.last_good = (self.model.clone(), self.step);
@@ -253,7 +286,11 @@ impl Trainer {
         let dim = self.data.dim();
         let mut out = grey;
         for (row, &i) in indices.iter().enumerate() {
-            let mut rng = Rng::new(TEST_BINARIZE_SEED.wrapping_mul(1_000_003).wrapping_add(i as u64));
+            let mut rng = Rng::new(
+                TEST_BINARIZE_SEED
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(i as u64),
+            );
             for p in &mut out[row * dim..(row + 1) * dim] {
                 *p = if rng.uniform() < *p { 1.0 } else { 0.0 };
             }
@@ -283,7 +320,8 @@ impl Trainer {
             }
             kl_sum += kl.iter().map(|&v| v as f64).sum::<f64>();
         }
-        let nll = (with_nll && self.config.nll_samples > 0).then(|| self.importance_nll(&model, &device));
+        let nll =
+            (with_nll && self.config.nll_samples > 0).then(|| self.importance_nll(&model, &device));
         let (rec, kl) = ((rec_sum / n as f64) as f32, (kl_sum / n as f64) as f32);
         TestMetrics {
             step: self.step,
@@ -334,7 +372,11 @@ impl Trainer {
             probe: probe.clone(),
             mu: to_vec(mu),
             sigma: to_vec(sigma),
-            decoder: Arc::new(plain_decoder(&model, self.data.train.width, self.data.train.height)),
+            decoder: Arc::new(plain_decoder(
+                &model,
+                self.data.train.width,
+                self.data.train.height,
+            )),
         }
     }
 
@@ -360,12 +402,19 @@ pub fn plain_decoder(model: &Vae, width: usize, height: usize) -> PlainDecoder {
             inputs,
             outputs,
             weights: to_vec(layer.weight.val()),
-            bias: layer.bias.as_ref().map_or(vec![0.0; outputs], |b| to_vec(b.val())),
+            bias: layer
+                .bias
+                .as_ref()
+                .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
         }
     };
     let mut layers: Vec<Dense> = model.decoder.iter().map(dense).collect();
     layers.push(dense(&model.output));
-    PlainDecoder { layers, width, height }
+    PlainDecoder {
+        layers,
+        width,
+        height,
+    }
 }
 
 /// A seeded choice of `size` test samples (all of them if fewer).

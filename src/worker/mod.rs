@@ -116,7 +116,11 @@ pub struct Worker {
 impl Worker {
     /// Starts the thread, which loads the dataset and builds the model, then waits for
     /// [`Command::Start`].
-    pub fn spawn(config: TrainConfig, backend: BackendChoice, waker: Waker) -> std::io::Result<Self> {
+    pub fn spawn(
+        config: TrainConfig,
+        backend: BackendChoice,
+        waker: Waker,
+    ) -> std::io::Result<Self> {
         let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
         let (event_tx, events) = std::sync::mpsc::sync_channel(EVENT_CAPACITY);
         let snapshots = Arc::new(Slot::default());
@@ -142,7 +146,9 @@ impl Worker {
 
     /// The events received so far, without waiting.
     pub fn drain(&self) -> Vec<Event> {
-        self.events.as_ref().map_or_else(Vec::new, |rx| rx.try_iter().collect())
+        self.events
+            .as_ref()
+            .map_or_else(Vec::new, |rx| rx.try_iter().collect())
     }
 
     /// Waits up to `timeout` for the next event.

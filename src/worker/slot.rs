@@ -10,7 +10,9 @@ pub struct Slot<T> {
 
 impl<T> Default for Slot<T> {
     fn default() -> Self {
-        Self { value: Mutex::new(None) }
+        Self {
+            value: Mutex::new(None),
+        }
     }
 }
 

@@ -24,7 +24,11 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(events: SyncSender<Event>, snapshots: Arc<Slot<Snapshot>>, waker: Waker) -> Self {
-        Self { events, snapshots, waker }
+        Self {
+            events,
+            snapshots,
+            waker,
+        }
     }
 
     /// Sends an event; `false` when the consumer is gone.
@@ -63,10 +67,18 @@ struct Session {
 }
 
 /// Loads the dataset and builds the trainer, or says why not.
-fn build(config: &TrainConfig, backend: &Backend, data: Option<Arc<Dataset>>) -> Result<Trainer, String> {
+fn build(
+    config: &TrainConfig,
+    backend: &Backend,
+    data: Option<Arc<Dataset>>,
+) -> Result<Trainer, String> {
     let data = match data {
         Some(d) => d,
-        None => Arc::new(DatasetSpec::parse(&config.dataset).load(config.seed).map_err(|e| e.to_string())?),
+        None => Arc::new(
+            DatasetSpec::parse(&config.dataset)
+                .load(config.seed)
+                .map_err(|e| e.to_string())?,
+        ),
     };
     let device = backend.device.clone();
     let config = config.clone();
@@ -160,12 +172,16 @@ impl Session {
         match command {
             Command::Start | Command::Resume => {
                 if self.trainer.is_finished() {
-                    out.send(Event::Notice("every epoch is done; raise the epoch count to train on".into()))
+                    out.send(Event::Notice(
+                        "every epoch is done; raise the epoch count to train on".into(),
+                    ))
                 } else {
                     self.set_state(RunState::Running, out)
                 }
             }
-            Command::Pause if self.state == RunState::Running => self.set_state(RunState::Paused, out),
+            Command::Pause if self.state == RunState::Running => {
+                self.set_state(RunState::Paused, out)
+            }
             Command::Pause => true,
             Command::Stop => self.set_state(RunState::Stopped, out),
             Command::SetHyper(h) => match self.trainer.set_hyper(h) {
@@ -185,7 +201,8 @@ impl Session {
                 }
             }
             Command::Reset(config) => {
-                let same_data = config.dataset == self.trainer.config().dataset && config.seed == self.trainer.config().seed;
+                let same_data = config.dataset == self.trainer.config().dataset
+                    && config.seed == self.trainer.config().seed;
                 let data = same_data.then(|| self.trainer.data().clone());
                 match build(&config, &self.backend, data) {
                     Ok(t) => {
@@ -193,7 +210,11 @@ impl Session {
                         self.announce(out)
                     }
                     Err(e) => {
-                        let paused = if self.state == RunState::Running { RunState::Paused } else { self.state };
+                        let paused = if self.state == RunState::Running {
+                            RunState::Paused
+                        } else {
+                            self.state
+                        };
                         out.send(Event::Failed(e)) && self.set_state(paused, out)
                     }
                 }
@@ -208,17 +229,24 @@ impl Session {
         let result = guarded(|| trainer.step());
         let metrics = match result {
             Ok(Ok(m)) => m,
-            Ok(Err(e)) => return out.send(Event::Failed(e.to_string())) && self.set_state(RunState::Paused, out),
+            Ok(Err(e)) => {
+                return out.send(Event::Failed(e.to_string()))
+                    && self.set_state(RunState::Paused, out);
+            }
             Err(panic) => {
                 let step = self.trainer.recover();
-                let message = format!("training panicked: {panic}; the model was rolled back to step {step}");
+                let message =
+                    format!("training panicked: {panic}; the model was rolled back to step {step}");
                 return out.send(Event::Failed(message)) && self.set_state(RunState::Paused, out);
             }
         };
         let batch = self.trainer.config().hyper.batch_size;
         let samples_per_sec = self.throughput.record(batch);
         let step = metrics.step;
-        if !out.send(Event::Progress { metrics, samples_per_sec }) {
+        if !out.send(Event::Progress {
+            metrics,
+            samples_per_sec,
+        }) {
             return false;
         }
         if self.trainer.epochs_done() > epoch_before {
@@ -253,7 +281,8 @@ impl Throughput {
     fn record(&mut self, samples: usize) -> f32 {
         let now = Instant::now();
         self.window.push_back((now, samples));
-        while self.window.len() > 2 && now.duration_since(self.window[0].0) > Duration::from_secs(3) {
+        while self.window.len() > 2 && now.duration_since(self.window[0].0) > Duration::from_secs(3)
+        {
             self.window.pop_front();
         }
         let span = now.duration_since(self.window[0].0).as_secs_f32();
