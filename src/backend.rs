@@ -66,6 +66,11 @@ impl BackendChoice {
     }
 }
 
+/// The name of a hardware GPU adapter, or why there is none (software adapters do not count).
+pub fn hardware_adapter() -> Result<String, String> {
+    gpu::hardware_adapter()
+}
+
 fn cpu(device: Device, name: &str) -> Backend {
     Backend {
         device,
@@ -90,6 +95,25 @@ mod gpu {
             }
             std::thread::yield_now();
         }
+    }
+
+    /// The best hardware adapter's description, or why there is none.
+    pub fn hardware_adapter() -> Result<String, String> {
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .iter()
+            .map(|a| a.get_info())
+            .find(|a| {
+                matches!(
+                    a.device_type,
+                    wgpu::DeviceType::DiscreteGpu
+                        | wgpu::DeviceType::IntegratedGpu
+                        | wgpu::DeviceType::VirtualGpu
+                )
+            })
+            .map(|a| format!("{} ({:?})", a.name, a.backend))
+            .ok_or_else(|| "no hardware adapter".to_owned())
     }
 
     pub fn select() -> Result<Backend, BackendError> {

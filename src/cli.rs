@@ -21,9 +21,12 @@ use crate::train::{
 #[derive(Parser, Debug)]
 #[command(name = "latent-atlas", version, about)]
 pub struct Cli {
-    /// What to do.
+    /// What to do (default: open the explorer window).
     #[command(subcommand)]
-    pub command: Commands,
+    pub command: Option<Commands>,
+    /// Window options (when no subcommand is given).
+    #[command(flatten)]
+    pub gui: crate::gui::GuiArgs,
 }
 
 /// The subcommands.
@@ -35,6 +38,10 @@ pub enum Commands {
     Eval(EvalArgs),
     /// Measure training throughput and decoding latency.
     Bench(crate::bench::BenchArgs),
+    /// Train briefly and render the window with each tab open to PNG, headlessly.
+    Screenshot(crate::gui::ScreenshotArgs),
+    /// Measure the UI thread's frame time and the drag-to-decode frame while training.
+    BenchUi(crate::gui::BenchUiArgs),
 }
 
 /// Model families on the command line.
@@ -162,9 +169,12 @@ pub struct EvalArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Commands::Train(args) => train(&args),
-        Commands::Eval(args) => eval(&args),
-        Commands::Bench(args) => crate::bench::run(&args),
+        None => crate::gui::run(cli.gui),
+        Some(Commands::Train(args)) => train(&args),
+        Some(Commands::Eval(args)) => eval(&args),
+        Some(Commands::Bench(args)) => crate::bench::run(&args),
+        Some(Commands::Screenshot(args)) => crate::gui::screenshot(&args),
+        Some(Commands::BenchUi(args)) => crate::gui::bench_ui(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,12 +7,14 @@
 
 #![recursion_limit = "256"]
 
+pub mod app;
 pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod explore;
 pub mod export;
+pub mod gui;
 pub mod model;
 pub mod rng;
 pub mod train;

@@ -4,5 +4,6 @@
 
 pub mod decoder;
 pub mod geometry;
+pub mod projection;
 
 pub use decoder::{Dense, PlainDecoder};

@@ -279,3 +279,119 @@ pub fn interpolation_ends(snapshot: &Snapshot) -> (usize, usize) {
         .unwrap_or(labels.len().saturating_sub(1));
     (0, b)
 }
+
+/// A named series of `(x, y)` points and its colour.
+pub type ChartSeries<'a> = (&'a str, Vec<[f64; 2]>, [u8; 4]);
+
+/// A line chart of several named series (`(name, points, colour)`), optionally with a
+/// logarithmic y axis, with axes, ticks and a legend.
+pub fn line_chart(
+    title: &str,
+    series: &[ChartSeries<'_>],
+    log_y: bool,
+    width: u32,
+    height: u32,
+) -> RgbaImage {
+    let mut c = Canvas::new(width, height, WHITE);
+    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 40.0);
+    let (w, h) = (width as f32 - left - right, height as f32 - top - bottom);
+    let ty = |y: f64| if log_y { y.max(1e-9).log10() } else { y };
+    let all = series.iter().flat_map(|s| s.1.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for p in all {
+        x0 = x0.min(p[0]);
+        x1 = x1.max(p[0]);
+        y0 = y0.min(ty(p[1]));
+        y1 = y1.max(ty(p[1]));
+    }
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 - x0 < 1e-9 {
+        x1 = x0 + 1.0;
+    }
+    if y1 - y0 < 1e-9 {
+        y1 = y0 + 1.0;
+    }
+    let to_px = |x: f64, y: f64| {
+        [
+            left + ((x - x0) / (x1 - x0)) as f32 * w,
+            top + (1.0 - ((ty(y) - y0) / (y1 - y0)) as f32) * h,
+        ]
+    };
+    for k in 0..=4 {
+        let f = k as f64 / 4.0;
+        let yv = y0 + f * (y1 - y0);
+        let py = top + (1.0 - f as f32) * h;
+        c.line([left, py], [left + w, py], 1.0, GRID);
+        let label = if log_y {
+            format!("{:.3}", 10f64.powf(yv))
+        } else {
+            format!("{yv:.1}")
+        };
+        c.text(
+            left - 6.0 - Canvas::text_width(&label, LABEL_PX),
+            py - LABEL_PX / 2.0,
+            LABEL_PX,
+            BLACK,
+            &label,
+        );
+        let xv = x0 + f * (x1 - x0);
+        let px = left + f as f32 * w;
+        let label = format!("{xv:.0}");
+        c.text(
+            px - Canvas::text_width(&label, LABEL_PX) / 2.0,
+            top + h + 6.0,
+            LABEL_PX,
+            BLACK,
+            &label,
+        );
+    }
+    c.polygon(
+        &[
+            [left, top],
+            [left + w, top],
+            [left + w, top + h],
+            [left, top + h],
+        ],
+        1.0,
+        [120, 120, 120, 255],
+    );
+    for (_, points, color) in series {
+        for pair in points.windows(2) {
+            c.line(
+                to_px(pair[0][0], pair[0][1]),
+                to_px(pair[1][0], pair[1][1]),
+                1.5,
+                *color,
+            );
+        }
+    }
+    c.text(left, 10.0, LABEL_PX + 2.0, BLACK, title);
+    let mut x = left + Canvas::text_width(title, LABEL_PX + 2.0) + 24.0;
+    for (name, _, color) in series {
+        c.fill_rect(x as i32, 14, 12, 12, *color);
+        c.text(x + 16.0, 10.0, LABEL_PX + 1.0, BLACK, name);
+        x += Canvas::text_width(name, LABEL_PX + 1.0) + 36.0;
+    }
+    c.image
+}
+
+/// An animated GIF of `frames`, each shown for `delay_ms`, looping.
+pub fn gif(frames: &[RgbaImage], delay_ms: u32) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new_with_speed(&mut bytes, 10);
+        encoder.set_repeat(image::codecs::gif::Repeat::Infinite)?;
+        for f in frames {
+            let delay = image::Delay::from_numer_denom_ms(delay_ms, 1);
+            encoder.encode_frame(image::Frame::from_parts(f.clone(), 0, 0, delay))?;
+        }
+    }
+    Ok(bytes)
+}

@@ -46,6 +46,9 @@ pub enum Command {
     Snapshot,
     /// Save a checkpoint (`config.json` and `model.bpk`) into a folder.
     Save(PathBuf),
+    /// Replace the model by a saved run's (its dataset is loaded if it differs). On failure
+    /// the current model stays.
+    Load(PathBuf),
     /// Leave the thread.
     Shutdown,
 }
@@ -101,7 +104,8 @@ pub enum Event {
     State(RunState),
     /// A checkpoint was written.
     Saved(PathBuf),
-    /// Something failed; the previous model (and dataset) are kept. Training is paused.
+    /// Something failed; the previous model (and dataset) are kept. A failed training step
+    /// also pauses training (a `State` event follows).
     Failed(String),
 }
 

@@ -200,6 +200,24 @@ impl Session {
                     Err(e) => out.send(Event::Failed(e.to_string())),
                 }
             }
+            Command::Load(dir) => {
+                let result = crate::train::checkpoint::read_info(&dir).and_then(|info| {
+                    let data = match info.config.dataset == self.trainer.config().dataset {
+                        true => self.trainer.data().clone(),
+                        false => Arc::new(
+                            DatasetSpec::parse(&info.config.dataset).load(info.config.seed)?,
+                        ),
+                    };
+                    Trainer::from_checkpoint(&dir, data, self.backend.device.clone())
+                });
+                match result {
+                    Ok(t) => {
+                        self.trainer = t;
+                        self.announce(out)
+                    }
+                    Err(e) => out.send(Event::Failed(format!("{e:#}"))),
+                }
+            }
             Command::Reset(config) => {
                 let same_data = config.dataset == self.trainer.config().dataset
                     && config.seed == self.trainer.config().seed;
@@ -209,14 +227,8 @@ impl Session {
                         self.trainer = t;
                         self.announce(out)
                     }
-                    Err(e) => {
-                        let paused = if self.state == RunState::Running {
-                            RunState::Paused
-                        } else {
-                            self.state
-                        };
-                        out.send(Event::Failed(e)) && self.set_state(paused, out)
-                    }
+                    // The old model and dataset stay, in whatever state they were.
+                    Err(e) => out.send(Event::Failed(e)),
                 }
             }
             Command::Shutdown => false,

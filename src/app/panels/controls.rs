@@ -1,0 +1,253 @@
+//! The control panel: dataset, model, hyper-parameters, backend, run buttons, save/load, export.
+
+use std::path::PathBuf;
+
+use crate::app::action::{Action, View};
+use crate::app::state::AppState;
+use crate::backend::BackendChoice;
+use crate::data::builtin::Builtin;
+use crate::train::ModelKind;
+use crate::worker::RunState;
+
+/// Text fields being edited, kept between frames.
+#[derive(Default)]
+pub struct ControlsDraft {
+    /// The dataset path being typed.
+    pub dataset_path: String,
+    /// The hidden sizes being typed.
+    pub hidden: Option<String>,
+    /// The export folder being typed.
+    pub export_dir: Option<String>,
+}
+
+/// A label followed by an input that screen readers (and tests) know by that label.
+fn labelled(
+    ui: &mut egui::Ui,
+    label: &str,
+    add: impl FnOnce(&mut egui::Ui) -> egui::Response,
+) -> egui::Response {
+    ui.horizontal(|ui| {
+        let l = ui.label(label);
+        add(ui).labelled_by(l.id)
+    })
+    .inner
+}
+
+/// Draws the controls; returns the actions asked for.
+pub fn controls_ui(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    draft: &mut ControlsDraft,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    egui::ScrollArea::vertical().show(ui, |ui| {
+        ui.heading("Run");
+        ui.horizontal(|ui| {
+            match state.run {
+                Some(RunState::Running) => {
+                    if ui.button("Pause").on_hover_text("Space").clicked() {
+                        actions.push(Action::Pause);
+                    }
+                }
+                Some(RunState::Paused) | Some(RunState::Stopped) => {
+                    if ui.button("Resume").on_hover_text("Space").clicked() {
+                        actions.push(Action::Resume);
+                    }
+                }
+                _ => {
+                    if ui
+                        .add_enabled(state.run.is_some(), egui::Button::new("Train"))
+                        .on_hover_text("Space")
+                        .clicked()
+                    {
+                        actions.push(Action::Start);
+                    }
+                }
+            }
+            if ui
+                .button("Reset")
+                .on_hover_text("Start over with these settings (Ctrl+R)")
+                .clicked()
+            {
+                actions.push(Action::Reset);
+            }
+        });
+        ui.separator();
+        ui.heading("Data");
+        let config = &mut state.settings.config;
+        egui::ComboBox::from_label("Dataset")
+            .selected_text(config.dataset.clone())
+            .show_ui(ui, |ui| {
+                for b in Builtin::ALL {
+                    if ui
+                        .selectable_label(config.dataset == b.name(), b.name())
+                        .clicked()
+                    {
+                        config.dataset = b.name().to_owned();
+                        actions.push(Action::Reset);
+                    }
+                }
+            });
+        ui.horizontal(|ui| {
+            let l = ui.label("Path");
+            let field = ui
+                .add(
+                    egui::TextEdit::singleline(&mut draft.dataset_path)
+                        .hint_text("IDX or image folder")
+                        .desired_width(110.0),
+                )
+                .labelled_by(l.id);
+            let field = field.on_hover_text(
+                "A folder of IDX files (train-images-idx3-ubyte[.gz], …) or of images",
+            );
+            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if (ui.button("Load").clicked() || enter) && !draft.dataset_path.trim().is_empty() {
+                config.dataset = draft.dataset_path.trim().to_owned();
+                actions.push(Action::Reset);
+            }
+            if ui.button("Open…").clicked() {
+                actions.push(Action::OpenDatasetDialog);
+            }
+        });
+        ui.checkbox(&mut config.binarize, "Dynamic binarisation");
+        ui.separator();
+        ui.heading("Model");
+        egui::ComboBox::from_label("Family")
+            .selected_text(config.model.name())
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut config.model, ModelKind::Vae, "vae");
+            });
+        labelled(ui, "Latent dim", |ui| {
+            ui.add(egui::DragValue::new(&mut config.latent_dim).range(1..=64))
+        });
+        let hidden = draft.hidden.get_or_insert_with(|| {
+            config
+                .hidden
+                .iter()
+                .map(|h| h.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let r = labelled(ui, "Hidden sizes", |ui| {
+            ui.add(egui::TextEdit::singleline(hidden).desired_width(90.0))
+        });
+        if r.changed()
+            && let Ok(v) = hidden
+                .split(',')
+                .map(|s| s.trim().parse::<usize>())
+                .collect::<Result<Vec<_>, _>>()
+            && !v.is_empty()
+        {
+            config.hidden = v;
+        }
+        labelled(ui, "Seed", |ui| {
+            ui.add(egui::DragValue::new(&mut config.seed))
+        });
+        labelled(ui, "Epochs", |ui| {
+            ui.add(egui::DragValue::new(&mut config.epochs).range(1..=10_000))
+        });
+        egui::ComboBox::from_label("Backend")
+            .selected_text(format!("{:?}", state.settings.backend).to_lowercase())
+            .show_ui(ui, |ui| {
+                for b in [BackendChoice::Cpu, BackendChoice::Gpu, BackendChoice::Auto] {
+                    ui.selectable_value(
+                        &mut state.settings.backend,
+                        b,
+                        format!("{b:?}").to_lowercase(),
+                    );
+                }
+            });
+        ui.label(egui::RichText::new("Changes above apply on Reset.").weak());
+        ui.separator();
+        ui.heading("Optimisation");
+        let h = &mut config.hyper;
+        let mut changed = false;
+        changed |= labelled(ui, "Learning rate", |ui| {
+            ui.add(
+                egui::DragValue::new(&mut h.lr)
+                    .range(1e-6..=1.0)
+                    .speed(1e-5)
+                    .max_decimals(6),
+            )
+        })
+        .changed();
+        changed |= labelled(ui, "Batch size", |ui| {
+            ui.add(egui::DragValue::new(&mut h.batch_size).range(1..=4096))
+        })
+        .changed();
+        changed |= labelled(ui, "Beta (KL weight)", |ui| {
+            ui.add(
+                egui::DragValue::new(&mut h.beta)
+                    .range(0.0..=100.0)
+                    .speed(0.01),
+            )
+        })
+        .changed();
+        changed |= labelled(ui, "KL warm-up steps", |ui| {
+            ui.add(egui::DragValue::new(&mut h.kl_warmup_steps).range(0..=1_000_000))
+        })
+        .changed();
+        if changed {
+            actions.push(Action::ApplyHyper);
+        }
+        ui.separator();
+        ui.heading("Run files");
+        ui.horizontal(|ui| {
+            if ui.button("Save run…").on_hover_text("Ctrl+S").clicked() {
+                actions.push(Action::SaveRun(None));
+            }
+            if ui.button("Load run…").clicked() {
+                actions.push(Action::LoadRun(None));
+            }
+        });
+        ui.separator();
+        ui.heading("Export");
+        let dir = draft
+            .export_dir
+            .get_or_insert_with(|| state.settings.export_dir.display().to_string());
+        ui.horizontal(|ui| {
+            let l = ui.label("Folder");
+            if ui
+                .add(egui::TextEdit::singleline(dir).desired_width(110.0))
+                .labelled_by(l.id)
+                .changed()
+            {
+                state.settings.export_dir = PathBuf::from(dir.as_str());
+            }
+            if ui.button("Choose…").clicked() {
+                actions.push(Action::ChooseExportDir);
+            }
+        });
+        labelled(ui, "Image width (px)", |ui| {
+            ui.add(egui::DragValue::new(&mut state.settings.export_size).range(200..=8000))
+        });
+        ui.horizontal_wrapped(|ui| {
+            for view in View::ALL {
+                if ui
+                    .button(format!("{} PNG", view.title()))
+                    .on_hover_text(format!("Write {}", view.file_name()))
+                    .clicked()
+                {
+                    actions.push(Action::Export(view));
+                }
+            }
+        });
+        ui.horizontal(|ui| {
+            if ui
+                .button("Export all")
+                .on_hover_text("Every view, metrics.csv and latent.csv (Ctrl+E)")
+                .clicked()
+            {
+                actions.push(Action::ExportAll);
+            }
+            if ui
+                .button("Training GIF")
+                .on_hover_text("The latent plane over training")
+                .clicked()
+            {
+                actions.push(Action::ExportGif);
+            }
+        });
+    });
+    actions
+}

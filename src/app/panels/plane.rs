@@ -1,0 +1,332 @@
+//! The latent plane: every probe posterior as a translucent ellipse (or a point), the unit
+//! circle and the temperature circle, decoded tiles underneath, pinned ends with a draggable
+//! handle between them. Hover shows a sample, click pins it, shift-drag decodes under the mouse.
+
+use egui::{Color32, Pos2, Shape, Stroke, Vec2};
+use egui_plot::{Plot, PlotImage, PlotPoint, PlotTransform};
+
+use super::class_color32;
+use crate::app::images::{CachedTexture, grid};
+use crate::app::state::{AppState, Endpoint};
+use crate::explore::projection::Projection;
+
+/// Half-width of the decoded tile grid under the plane.
+const TILE_EXTENT: f32 = 3.0;
+/// Tiles per side.
+const TILES: usize = 15;
+
+/// Interaction state of the plane that is not worth persisting.
+pub struct PlaneView {
+    /// Reset zoom and pan on the next frame.
+    pub reset: bool,
+    /// The transform of the last frame (to hit-test the handle before the plot runs).
+    last_transform: Option<PlotTransform>,
+    /// Whether the handle is being dragged.
+    dragging_handle: bool,
+    hover_texture: CachedTexture<(u64, usize)>,
+    tiles: CachedTexture<(u64, Projection)>,
+}
+
+impl Default for PlaneView {
+    fn default() -> Self {
+        Self {
+            reset: false,
+            last_transform: None,
+            dragging_handle: false,
+            hover_texture: CachedTexture::new("hovered sample"),
+            tiles: CachedTexture::new("manifold tiles"),
+        }
+    }
+}
+
+fn to_screen(t: &PlotTransform, p: [f32; 2]) -> Pos2 {
+    t.position_from_point(&PlotPoint::new(p[0] as f64, p[1] as f64))
+}
+
+/// Draws the plane toolbar and the plane.
+pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
+    toolbar_ui(ui, state, view);
+    let Some(axes) = state.plane_axes() else {
+        ui.centered_and_justified(|ui| ui.label("Loading the dataset and building the model…"));
+        return;
+    };
+    let snapshot = state
+        .shown_snapshot()
+        .cloned()
+        .expect("axes imply a snapshot");
+    let shift = ui.input(|i| i.modifiers.shift);
+    let handle = state.handle_point().map(|z| axes.project(&z));
+    let pointer = ui.input(|i| i.pointer.interact_pos());
+    let near_handle = match (handle, &view.last_transform, pointer) {
+        (Some(h), Some(t), Some(p)) => to_screen(t, h).distance(p) < 10.0,
+        _ => false,
+    };
+    let mut plot = Plot::new("latent_plane")
+        .data_aspect(1.0)
+        .allow_drag(!shift && !near_handle && !view.dragging_handle)
+        .allow_double_click_reset(true)
+        .default_x_bounds(-3.5, 3.5)
+        .default_y_bounds(-3.5, 3.5)
+        .show_x(false)
+        .show_y(false);
+    if view.reset {
+        plot = plot.reset();
+        view.reset = false;
+    }
+    let tiles = state.settings.show_manifold.then(|| {
+        let key = (snapshot.step, state.settings.projection);
+        let tex = view.tiles.get(ui.ctx(), key, || {
+            let step = 2.0 * TILE_EXTENT / TILES as f32;
+            let mut z = Vec::new();
+            for row in 0..TILES {
+                for col in 0..TILES {
+                    let p = [
+                        -TILE_EXTENT + (col as f32 + 0.5) * step,
+                        TILE_EXTENT - (row as f32 + 0.5) * step,
+                    ];
+                    z.extend(axes.lift(p));
+                }
+            }
+            grid(
+                &snapshot.decoder.decode_many(&z),
+                snapshot.decoder.width,
+                snapshot.decoder.height,
+                TILES,
+            )
+        });
+        tex.id()
+    });
+    let response = plot.show(ui, |pu| {
+        if let Some(id) = tiles {
+            let side = 2.0 * TILE_EXTENT;
+            pu.image(
+                PlotImage::new(
+                    "decoded tiles",
+                    id,
+                    PlotPoint::new(0.0, 0.0),
+                    Vec2::splat(side),
+                )
+                .tint(Color32::from_white_alpha(150)),
+            );
+        }
+        pu.pointer_coordinate()
+    });
+    let transform = response.transform;
+    view.last_transform = Some(transform);
+    let painter = ui.painter_at(*transform.frame());
+    let scale = transform.dpos_dvalue_x() as f32;
+
+    // Posteriors.
+    let alpha = if state.settings.show_ellipses {
+        55
+    } else {
+        160
+    };
+    for i in 0..snapshot.probe.len() {
+        let c = to_screen(&transform, axes.project(snapshot.mu_of(i)));
+        let color = class_color32(snapshot.probe.labels[i], alpha);
+        if state.settings.show_ellipses {
+            let r = axes.project_sigma(snapshot.sigma_of(i));
+            painter.add(Shape::ellipse_filled(
+                c,
+                Vec2::new((r[0] * scale).max(1.0), (r[1] * scale).max(1.0)),
+                color,
+            ));
+        } else {
+            painter.add(Shape::circle_filled(c, 2.0, color));
+        }
+    }
+    // Unit circle and temperature circle.
+    let origin = to_screen(&transform, [0.0, 0.0]);
+    painter.add(Shape::circle_stroke(
+        origin,
+        scale,
+        Stroke::new(1.5, Color32::from_gray(30)),
+    ));
+    let t = state.settings.temperature;
+    if t > 0.0 {
+        let points: Vec<Pos2> = (0..=96)
+            .map(|k| {
+                let a = std::f32::consts::TAU * k as f32 / 96.0;
+                origin + Vec2::new(a.cos(), a.sin()) * t * scale
+            })
+            .collect();
+        painter.extend(Shape::dashed_line(
+            &points,
+            Stroke::new(1.5, Color32::from_rgb(230, 140, 0)),
+            6.0,
+            4.0,
+        ));
+    }
+    // Pins, path and handle.
+    let pins: Vec<Pos2> = state
+        .pins
+        .iter()
+        .filter_map(|e| state.endpoint_z(e))
+        .map(|z| to_screen(&transform, axes.project(&z)))
+        .collect();
+    if pins.len() >= 2 && !state.settings.four_corners {
+        painter.line_segment([pins[0], pins[1]], Stroke::new(2.0, Color32::BLACK));
+    }
+    for (k, p) in pins.iter().enumerate() {
+        painter.circle(*p, 6.0, Color32::WHITE, Stroke::new(2.0, Color32::BLACK));
+        painter.text(
+            *p + Vec2::new(8.0, -8.0),
+            egui::Align2::LEFT_BOTTOM,
+            ["A", "B", "C", "D"][k.min(3)],
+            egui::FontId::proportional(14.0),
+            Color32::BLACK,
+        );
+    }
+    if let Some(h) = handle {
+        painter.circle(
+            to_screen(&transform, h),
+            7.0,
+            Color32::from_rgb(230, 140, 0),
+            Stroke::new(2.0, Color32::BLACK),
+        );
+    }
+    if let Some((z, _)) = &state.preview {
+        let p = to_screen(&transform, axes.project(z));
+        painter.add(Shape::circle_stroke(
+            p,
+            9.0,
+            Stroke::new(2.0, Color32::from_rgb(230, 140, 0)),
+        ));
+    }
+
+    // Interaction.
+    let r = &response.response;
+    let Some(coord) = response.inner else { return };
+    let p = [coord.x as f32, coord.y as f32];
+    if r.drag_started() && near_handle {
+        view.dragging_handle = true;
+    }
+    if view.dragging_handle {
+        if r.dragged() && pins.len() >= 2 {
+            let (a, b) = (pins[0], pins[1]);
+            let pointer = to_screen(&transform, p);
+            let ab = b - a;
+            let t = ((pointer - a).dot(ab) / ab.length_sq().max(1e-6)).clamp(0.0, 1.0);
+            state.set_handle(t);
+        }
+        if !r.dragged() {
+            view.dragging_handle = false;
+        }
+        return;
+    }
+    if shift && r.dragged() {
+        state.request_preview(axes.lift(p));
+        return;
+    }
+    let hovered = r
+        .hovered()
+        .then(|| state.sample_at(p, 4.0 / scale))
+        .flatten();
+    if r.clicked() {
+        state.pin(match hovered {
+            Some(i) => Endpoint::Sample(i),
+            None => Endpoint::Point(axes.lift(p)),
+        });
+    }
+    if let Some(i) = hovered {
+        let tex = view.hover_texture.get(ui.ctx(), (snapshot.step, i), || {
+            let img: Vec<f32> = snapshot
+                .probe
+                .image(i)
+                .iter()
+                .map(|&v| v as f32 / 255.0)
+                .collect();
+            grid(&[img], snapshot.probe.width, snapshot.probe.height, 1)
+        });
+        let label = snapshot
+            .probe
+            .class_names
+            .get(snapshot.probe.labels[i] as usize)
+            .cloned()
+            .unwrap_or_default();
+        let (mu, sigma) = (snapshot.mu_of(i).to_vec(), snapshot.sigma_of(i).to_vec());
+        let id = tex.id();
+        r.clone().on_hover_ui_at_pointer(|ui| {
+            ui.image((id, Vec2::splat(84.0)));
+            ui.label(format!("class {label}"));
+            ui.label(format!(
+                "mu = ({:.2}, {:.2})",
+                mu[0],
+                mu.get(1).copied().unwrap_or(0.0)
+            ));
+            ui.label(format!(
+                "sigma = ({:.3}, {:.3})",
+                sigma[0],
+                sigma.get(1).copied().unwrap_or(0.0)
+            ));
+            ui.label("click to pin");
+        });
+    }
+}
+
+fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
+    ui.horizontal_wrapped(|ui| {
+        ui.checkbox(&mut state.settings.show_ellipses, "Ellipses");
+        ui.checkbox(&mut state.settings.show_manifold, "Decoded tiles");
+        if ui
+            .button("Reset view")
+            .on_hover_text("Also: double-click the plane, or the Home key")
+            .clicked()
+        {
+            view.reset = true;
+        }
+        let d = state.snapshot.as_ref().map_or(2, |s| s.latent_dim);
+        if d > 2 {
+            let current = state.settings.projection;
+            egui::ComboBox::from_label("Projection")
+                .selected_text(match current {
+                    Projection::Dims(i, j) => format!("z{i} vs z{j}"),
+                    Projection::Pca => "PCA".into(),
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut state.settings.projection, Projection::Pca, "PCA");
+                    for i in 0..d {
+                        for j in (i + 1)..d {
+                            ui.selectable_value(
+                                &mut state.settings.projection,
+                                Projection::Dims(i, j),
+                                format!("z{i} vs z{j}"),
+                            );
+                        }
+                    }
+                });
+        }
+        let frames = state.timeline.len();
+        if frames > 1 {
+            let mut pos = state.timeline_pos.unwrap_or(frames - 1);
+            let step = state.timeline[pos.min(frames - 1)].step;
+            let slider = egui::Slider::new(&mut pos, 0..=frames - 1)
+                .show_value(false)
+                .text(format!("Timeline (step {step})"));
+            if ui.add(slider).changed() {
+                state.timeline_pos = (pos + 1 < frames).then_some(pos);
+            }
+            if state.timeline_pos.is_some() && ui.button("Live").clicked() {
+                state.timeline_pos = None;
+            }
+        }
+    });
+    // Legend.
+    if let Some(s) = state.snapshot.as_ref() {
+        ui.horizontal_wrapped(|ui| {
+            for (label, name) in s.probe.class_names.iter().enumerate() {
+                ui.label(
+                    egui::RichText::new(name)
+                        .color(class_color32(label as u8, 255))
+                        .strong(),
+                );
+            }
+            ui.colored_label(Color32::from_gray(30), "unit circle");
+            ui.colored_label(
+                Color32::from_rgb(230, 140, 0),
+                format!("- - T = {:.2}", state.settings.temperature),
+            );
+        });
+    }
+}

@@ -1,0 +1,52 @@
+//! The status bar: run state, step and epoch progress, throughput, backend, the newest error.
+
+use crate::app::state::AppState;
+use crate::worker::RunState;
+
+/// Draws the status bar; returns whether the user dismissed the error.
+pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
+    let mut dismiss = false;
+    ui.horizontal(|ui| {
+        let run = match state.run {
+            None => "starting…",
+            Some(RunState::Idle) => "ready",
+            Some(RunState::Running) => "training",
+            Some(RunState::Paused) => "paused",
+            Some(RunState::Stopped) => "stopped",
+            Some(RunState::Finished) => "finished",
+        };
+        ui.strong(run);
+        ui.separator();
+        if let Some(m) = &state.last_step {
+            ui.label(format!("step {}", m.step));
+            ui.add(
+                egui::ProgressBar::new(m.epoch_progress)
+                    .desired_width(120.0)
+                    .text(format!(
+                        "epoch {} {:.0}%",
+                        m.epoch,
+                        m.epoch_progress * 100.0
+                    )),
+            );
+            ui.label(format!("{:.0} samples/s", state.samples_per_sec));
+            ui.separator();
+        }
+        if let Some((name, train, test)) = &state.dataset {
+            ui.label(format!("{name}: {train} train / {test} test"));
+            ui.separator();
+        }
+        ui.label(&state.backend);
+        if let Some(err) = state.last_error() {
+            ui.separator();
+            ui.colored_label(
+                egui::Color32::from_rgb(220, 60, 60),
+                format!("Error: {err}"),
+            );
+            dismiss = ui.small_button("Dismiss").clicked();
+        } else if let Some(n) = state.notices.last() {
+            ui.separator();
+            ui.label(n);
+        }
+    });
+    dismiss
+}

@@ -1,0 +1,624 @@
+//! The explorer's state, folded from worker events and changed by user actions. Plain data:
+//! no egui, no worker, no files, so all of it is testable without a window.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::history::Series;
+use crate::backend::BackendChoice;
+use crate::explore::geometry::{PathKind, interpolate};
+use crate::explore::projection::{PlaneAxes, Projection};
+use crate::train::{Snapshot, StepMetrics, TestMetrics, TrainConfig};
+use crate::worker::{Event, RunState};
+
+/// Points kept per curve.
+const CURVE_CAPACITY: usize = 4000;
+/// Snapshots kept for the timeline and the GIF.
+const TIMELINE_CAPACITY: usize = 240;
+
+/// The tabs below the latent plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Tab {
+    /// Loss curves.
+    #[default]
+    Curves,
+    /// Prior samples at temperature T.
+    Samples,
+    /// Interpolation between pinned points.
+    Interpolation,
+    /// Inputs beside reconstructions.
+    Reconstructions,
+}
+
+impl Tab {
+    /// Every tab, in display order.
+    pub const ALL: [Tab; 4] = [
+        Tab::Curves,
+        Tab::Samples,
+        Tab::Interpolation,
+        Tab::Reconstructions,
+    ];
+
+    /// The tab's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Curves => "Curves",
+            Tab::Samples => "Samples",
+            Tab::Interpolation => "Interpolation",
+            Tab::Reconstructions => "Reconstructions",
+        }
+    }
+}
+
+/// What persists between launches. Fields added later load from old files with defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The training settings (dataset, model, hyper-parameters).
+    pub config: TrainConfig,
+    /// The compute backend.
+    pub backend: BackendChoice,
+    /// Prior temperature for samples.
+    pub temperature: f32,
+    /// The open tab.
+    pub tab: Tab,
+    /// Draw posteriors as ellipses (otherwise as points).
+    pub show_ellipses: bool,
+    /// Draw decoded tiles under the plane.
+    pub show_manifold: bool,
+    /// Logarithmic loss axis.
+    pub log_scale: bool,
+    /// How a latent space of more than two dimensions is shown.
+    pub projection: Projection,
+    /// Straight or spherical interpolation.
+    pub path: PathKind,
+    /// Images in the interpolation strip.
+    pub strip_steps: usize,
+    /// Bilinear grid between four pinned points instead of a strip between two.
+    pub four_corners: bool,
+    /// Folder the export buttons write into.
+    pub export_dir: PathBuf,
+    /// Width of exported latent-plane images, in pixels.
+    pub export_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            config: TrainConfig {
+                // The explorer trains until stopped; evaluation stays cheap.
+                epochs: 50,
+                nll_samples: 100,
+                nll_images: 200,
+                ..TrainConfig::default()
+            },
+            backend: BackendChoice::Cpu,
+            temperature: 1.0,
+            tab: Tab::Curves,
+            show_ellipses: true,
+            show_manifold: false,
+            log_scale: false,
+            projection: Projection::default(),
+            path: PathKind::Linear,
+            strip_steps: 10,
+            four_corners: false,
+            export_dir: PathBuf::from("latent-atlas-exports"),
+            export_size: 1000,
+        }
+    }
+}
+
+/// A point chosen in the latent space: a probe sample's posterior mean, or any point.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Endpoint {
+    /// A probe sample, by index.
+    Sample(usize),
+    /// A latent point.
+    Point(Vec<f32>),
+}
+
+/// The per-step loss curves.
+#[derive(Clone, Debug)]
+pub struct Curves {
+    /// Reconstruction term.
+    pub reconstruction: Series,
+    /// KL term.
+    pub kl: Series,
+    /// Optimised total.
+    pub total: Series,
+    /// Test negative ELBO per epoch.
+    pub test_elbo: Series,
+}
+
+impl Default for Curves {
+    fn default() -> Self {
+        let s = || Series::with_capacity(CURVE_CAPACITY);
+        Self {
+            reconstruction: s(),
+            kl: s(),
+            total: s(),
+            test_elbo: s(),
+        }
+    }
+}
+
+/// One frame of the training timeline: the probe posteriors at a step.
+#[derive(Clone, Debug)]
+pub struct TimelineFrame {
+    /// The step.
+    pub step: u64,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
+
+/// What the samples grid shows; a change means it must be decoded again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleRequest {
+    /// The snapshot's step.
+    pub step: u64,
+    /// Prior temperature.
+    pub temperature: f32,
+    /// Seed of the noise.
+    pub noise_seed: u64,
+}
+
+/// The whole explorer state.
+#[derive(Debug, Default)]
+pub struct AppState {
+    /// What persists.
+    pub settings: Settings,
+    /// The run's state.
+    pub run: Option<RunState>,
+    /// Backend description.
+    pub backend: String,
+    /// Dataset name and sizes, once ready.
+    pub dataset: Option<(String, usize, usize)>,
+    /// Loss curves.
+    pub curves: Curves,
+    /// Test metrics per epoch.
+    pub tests: Vec<TestMetrics>,
+    /// The latest step's metrics.
+    pub last_step: Option<StepMetrics>,
+    /// Recent throughput.
+    pub samples_per_sec: f32,
+    /// The newest snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// Snapshots over training, for the timeline slider and the GIF.
+    pub timeline: Vec<TimelineFrame>,
+    /// Timeline position shown (`None`: the newest).
+    pub timeline_pos: Option<usize>,
+    /// Errors to show, newest last.
+    pub errors: Vec<String>,
+    /// Notices to show, newest last.
+    pub notices: Vec<String>,
+    /// Interpolation ends (A, B) and, in four-corner mode, C and D.
+    pub pins: Vec<Endpoint>,
+    /// Position of the handle on the path from A to B, in `[0, 1]`.
+    pub handle_t: f32,
+    /// A latent point waiting to be decoded into the preview.
+    pub preview_request: Option<Vec<f32>>,
+    /// The point the preview shows, and its decoded image.
+    pub preview: Option<(Vec<f32>, Vec<f32>)>,
+    /// Seed of the sample grid's noise ("new noise" changes it).
+    pub noise_seed: u64,
+    /// Every training row received, for the metrics CSV.
+    pub train_rows: Vec<StepMetrics>,
+}
+
+impl AppState {
+    /// A fresh state with the given persisted settings.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            handle_t: 0.5,
+            ..Default::default()
+        }
+    }
+
+    /// Folds one worker event into the state.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Ready {
+                backend,
+                dataset,
+                train_len,
+                test_len,
+                config,
+            } => {
+                self.backend = backend;
+                self.dataset = Some((dataset, train_len, test_len));
+                self.settings.config = *config;
+                self.curves = Curves::default();
+                self.tests.clear();
+                self.train_rows.clear();
+                self.timeline.clear();
+                self.timeline_pos = None;
+                self.last_step = None;
+                self.pins.clear();
+                self.preview = None;
+                self.snapshot = None;
+            }
+            Event::Notice(n) => self.notices.push(n),
+            Event::Progress {
+                metrics,
+                samples_per_sec,
+            } => {
+                let x = metrics.step as f64;
+                self.curves
+                    .reconstruction
+                    .push(x, metrics.reconstruction as f64);
+                self.curves.kl.push(x, metrics.kl as f64);
+                self.curves.total.push(x, metrics.total as f64);
+                self.samples_per_sec = samples_per_sec;
+                self.train_rows.push(metrics.clone());
+                self.last_step = Some(metrics);
+            }
+            Event::Tested(t) => {
+                self.curves.test_elbo.push(t.step as f64, t.neg_elbo as f64);
+                self.tests.push(t);
+            }
+            Event::SnapshotReady { .. } => {}
+            Event::State(s) => self.run = Some(s),
+            Event::Saved(p) => self.notices.push(format!("saved {}", p.display())),
+            Event::Failed(e) => self.errors.push(e),
+        }
+    }
+
+    /// Takes a new snapshot: it becomes the current view and joins the timeline.
+    pub fn set_snapshot(&mut self, snapshot: Snapshot) {
+        let keep = self.timeline.last().is_none_or(|f| f.step != snapshot.step);
+        if keep {
+            if self.timeline.len() >= TIMELINE_CAPACITY {
+                // Thin the older half so the whole run stays covered.
+                let half = self.timeline.len() / 2;
+                let mut i = 0;
+                self.timeline.retain(|_| {
+                    i += 1;
+                    i > half || i % 2 == 1
+                });
+            }
+            self.timeline.push(TimelineFrame {
+                step: snapshot.step,
+                snapshot: snapshot.clone(),
+            });
+        }
+        // The handle follows the model: re-decode the preview at the same place.
+        if let Some((z, _)) = &self.preview {
+            self.preview_request = Some(z.clone());
+        }
+        self.snapshot = Some(snapshot);
+    }
+
+    /// The snapshot to draw: the timeline's chosen frame, or the newest.
+    pub fn shown_snapshot(&self) -> Option<&Snapshot> {
+        match self.timeline_pos {
+            Some(i) => self.timeline.get(i).map(|f| &f.snapshot),
+            None => self.snapshot.as_ref(),
+        }
+    }
+
+    /// The plane's axes for the shown snapshot.
+    pub fn plane_axes(&self) -> Option<PlaneAxes> {
+        let s = self.shown_snapshot()?;
+        Some(PlaneAxes::new(
+            self.settings.projection,
+            &s.mu,
+            s.latent_dim,
+        ))
+    }
+
+    /// What the samples grid must show now.
+    pub fn sample_request(&self) -> Option<SampleRequest> {
+        Some(SampleRequest {
+            step: self.snapshot.as_ref()?.step,
+            temperature: self.settings.temperature,
+            noise_seed: self.noise_seed,
+        })
+    }
+
+    /// Sets the temperature, clamped to `[0, 1.5]`.
+    pub fn set_temperature(&mut self, t: f32) {
+        self.settings.temperature = t.clamp(0.0, 1.5);
+    }
+
+    /// New noise for the sample grid.
+    pub fn new_noise(&mut self) {
+        self.noise_seed = self.noise_seed.wrapping_add(1);
+    }
+
+    /// The latent point of an endpoint under the newest snapshot.
+    pub fn endpoint_z(&self, e: &Endpoint) -> Option<Vec<f32>> {
+        match e {
+            Endpoint::Sample(i) => {
+                let s = self.snapshot.as_ref()?;
+                (*i < s.probe.len()).then(|| s.mu_of(*i).to_vec())
+            }
+            Endpoint::Point(z) => Some(z.clone()),
+        }
+    }
+
+    /// Pins an endpoint: A, then B (then C and D in four-corner mode); further pins replace
+    /// the oldest.
+    pub fn pin(&mut self, e: Endpoint) {
+        let max = if self.settings.four_corners { 4 } else { 2 };
+        while self.pins.len() >= max {
+            self.pins.remove(0);
+        }
+        self.pins.push(e);
+        if self.pins.len() >= 2 {
+            self.set_handle(self.handle_t);
+        }
+    }
+
+    /// Clears the pins.
+    pub fn clear_pins(&mut self) {
+        self.pins.clear();
+        self.preview = None;
+        self.preview_request = None;
+    }
+
+    /// The handle's latent point on the path from A to B.
+    pub fn handle_point(&self) -> Option<Vec<f32>> {
+        let a = self.endpoint_z(self.pins.first()?)?;
+        let b = self.endpoint_z(self.pins.get(1)?)?;
+        Some(interpolate(&a, &b, self.handle_t, self.settings.path))
+    }
+
+    /// Moves the handle to `t` in `[0, 1]` along the path and asks for its decoding.
+    pub fn set_handle(&mut self, t: f32) {
+        self.handle_t = t.clamp(0.0, 1.0);
+        if let Some(z) = self.handle_point() {
+            self.preview_request = Some(z);
+        }
+    }
+
+    /// Asks for the decoding of any latent point (a drag in the plane).
+    pub fn request_preview(&mut self, z: Vec<f32>) {
+        self.preview_request = Some(z);
+    }
+
+    /// Decodes a pending preview request with the newest snapshot's decoder. Returns whether
+    /// anything was decoded.
+    pub fn fulfil_preview(&mut self) -> bool {
+        let (Some(z), Some(s)) = (self.preview_request.take(), self.snapshot.as_ref()) else {
+            return false;
+        };
+        if z.len() != s.decoder.latent_dim() {
+            return false;
+        }
+        let image = s.decoder.decode(&z);
+        self.preview = Some((z, image));
+        true
+    }
+
+    /// The latent points of the interpolation view: a strip from A to B, or an `n x n`
+    /// bilinear grid between four corners (A top-left, B top-right, C bottom-left, D bottom-right).
+    pub fn interpolation_points(&self) -> Option<(Vec<f32>, usize)> {
+        let n = self.settings.strip_steps.clamp(2, 32);
+        if self.settings.four_corners {
+            if self.pins.len() < 4 {
+                return None;
+            }
+            let c: Vec<Vec<f32>> = self
+                .pins
+                .iter()
+                .map(|e| self.endpoint_z(e))
+                .collect::<Option<_>>()?;
+            let mut out = Vec::new();
+            for row in 0..n {
+                let v = row as f32 / (n - 1) as f32;
+                let left = interpolate(&c[0], &c[2], v, self.settings.path);
+                let right = interpolate(&c[1], &c[3], v, self.settings.path);
+                for col in 0..n {
+                    out.extend(interpolate(
+                        &left,
+                        &right,
+                        col as f32 / (n - 1) as f32,
+                        self.settings.path,
+                    ));
+                }
+            }
+            Some((out, n))
+        } else {
+            let a = self.endpoint_z(self.pins.first()?)?;
+            let b = self.endpoint_z(self.pins.get(1)?)?;
+            Some((
+                crate::explore::geometry::interpolation_path(&a, &b, n, self.settings.path),
+                n,
+            ))
+        }
+    }
+
+    /// The nearest probe sample to plane point `p` whose ellipse (or, for small ones, a disc of
+    /// `min_radius`) contains it.
+    pub fn sample_at(&self, p: [f32; 2], min_radius: f32) -> Option<usize> {
+        let s = self.shown_snapshot()?;
+        let axes = self.plane_axes()?;
+        let mut best: Option<(usize, f32)> = None;
+        for i in 0..s.probe.len() {
+            let c = axes.project(s.mu_of(i));
+            let r = axes.project_sigma(s.sigma_of(i));
+            let (rx, ry) = (r[0].max(min_radius), r[1].max(min_radius));
+            let d = ((p[0] - c[0]) / rx).powi(2) + ((p[1] - c[1]) / ry).powi(2);
+            if d <= 1.0 && best.is_none_or(|(_, bd)| d < bd) {
+                best = Some((i, d));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// The newest error, if any.
+    pub fn last_error(&self) -> Option<&str> {
+        self.errors.last().map(String::as_str)
+    }
+
+    /// Whether training is running.
+    pub fn is_running(&self) -> bool {
+        self.run == Some(RunState::Running)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::PlainDecoder;
+    use crate::explore::decoder::Dense;
+    use crate::train::snapshot::Probe;
+    use std::sync::Arc;
+
+    fn snapshot(step: u64) -> Snapshot {
+        // Three probe samples in 2-D; the decoder maps z to one pixel sigmoid(z0 + z1).
+        Snapshot {
+            step,
+            epoch: 0,
+            latent_dim: 2,
+            probe: Arc::new(Probe {
+                indices: vec![0, 1, 2],
+                labels: vec![0, 1, 2],
+                pixels: vec![0, 128, 255],
+                width: 1,
+                height: 1,
+                class_names: vec!["a".into(), "b".into(), "c".into()],
+            }),
+            mu: vec![-2.0, 0.0, 0.0, 0.0, 2.0, 1.0],
+            sigma: vec![0.5, 0.5, 0.1, 0.1, 0.3, 0.3],
+            decoder: Arc::new(PlainDecoder {
+                layers: vec![Dense {
+                    inputs: 2,
+                    outputs: 1,
+                    weights: vec![1.0, 1.0],
+                    bias: vec![0.0],
+                }],
+                width: 1,
+                height: 1,
+            }),
+        }
+    }
+
+    fn metrics(step: u64) -> StepMetrics {
+        StepMetrics {
+            step,
+            epoch: 1,
+            epoch_progress: 0.5,
+            reconstruction: 100.0,
+            kl: 5.0,
+            total: 105.0,
+            kl_weight: 1.0,
+            kl_per_dim: vec![2.0, 3.0],
+        }
+    }
+
+    #[test]
+    fn events_fold_into_curves_and_state() {
+        let mut s = AppState::new(Settings::default());
+        s.apply(Event::State(RunState::Running));
+        for step in 1..=3 {
+            s.apply(Event::Progress {
+                metrics: metrics(step),
+                samples_per_sec: 1000.0,
+            });
+        }
+        s.apply(Event::Failed("boom".into()));
+        assert!(s.is_running());
+        assert_eq!(s.curves.total.len(), 3);
+        assert_eq!(s.train_rows.len(), 3);
+        assert_eq!(s.last_error(), Some("boom"));
+    }
+
+    #[test]
+    fn temperature_and_noise_change_the_sample_request() {
+        let mut s = AppState::new(Settings::default());
+        assert!(
+            s.sample_request().is_none(),
+            "nothing to sample before a snapshot"
+        );
+        s.set_snapshot(snapshot(10));
+        let a = s.sample_request().unwrap();
+        s.set_temperature(0.5);
+        let b = s.sample_request().unwrap();
+        assert_ne!(a, b);
+        s.set_temperature(9.0);
+        assert_eq!(s.settings.temperature, 1.5, "clamped to the slider's range");
+        s.new_noise();
+        assert_ne!(s.sample_request().unwrap().noise_seed, b.noise_seed);
+    }
+
+    #[test]
+    fn two_pins_and_a_handle_move_request_a_decode() {
+        let mut s = AppState::new(Settings::default());
+        s.set_snapshot(snapshot(10));
+        s.pin(Endpoint::Sample(0));
+        assert!(s.preview_request.is_none(), "one pin is not a path yet");
+        s.pin(Endpoint::Sample(2));
+        s.set_handle(0.25);
+        let z = s.preview_request.clone().unwrap();
+        // A quarter of the way from (-2, 0) to (2, 1).
+        assert!(
+            (z[0] + 1.0).abs() < 1e-6 && (z[1] - 0.25).abs() < 1e-6,
+            "{z:?}"
+        );
+        assert!(s.fulfil_preview());
+        let (_, image) = s.preview.clone().unwrap();
+        assert!((image[0] - 1.0 / (1.0 + (0.75f32).exp())).abs() < 1e-6);
+        // A third pin replaces the oldest.
+        s.pin(Endpoint::Point(vec![0.0, 3.0]));
+        assert_eq!(
+            s.pins,
+            vec![Endpoint::Sample(2), Endpoint::Point(vec![0.0, 3.0])]
+        );
+    }
+
+    #[test]
+    fn hit_testing_finds_the_sample_under_the_pointer() {
+        let mut s = AppState::new(Settings::default());
+        s.set_snapshot(snapshot(10));
+        assert_eq!(s.sample_at([-2.2, 0.1], 0.0), Some(0));
+        assert_eq!(s.sample_at([1.0, -1.0], 0.0), None);
+        assert_eq!(
+            s.sample_at([0.15, 0.0], 0.2),
+            Some(1),
+            "tiny ellipses get a minimum radius"
+        );
+    }
+
+    #[test]
+    fn the_timeline_keeps_the_whole_run_and_scrubs() {
+        let mut s = AppState::new(Settings::default());
+        for step in 0..1000 {
+            s.set_snapshot(snapshot(step));
+        }
+        assert!(s.timeline.len() <= TIMELINE_CAPACITY);
+        assert_eq!(s.timeline[0].step, 0, "the start is kept");
+        s.timeline_pos = Some(0);
+        assert_eq!(s.shown_snapshot().unwrap().step, 0);
+        s.timeline_pos = None;
+        assert_eq!(s.shown_snapshot().unwrap().step, 999);
+    }
+
+    #[test]
+    fn four_corners_make_a_bilinear_grid() {
+        let mut s = AppState::new(Settings::default());
+        s.settings.four_corners = true;
+        s.settings.strip_steps = 3;
+        s.set_snapshot(snapshot(1));
+        for p in [[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]] {
+            s.pin(Endpoint::Point(p.to_vec()));
+        }
+        let (points, n) = s.interpolation_points().unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(points.len(), 9 * 2);
+        assert_eq!(
+            &points[8..10],
+            &[1.0, 1.0],
+            "the centre is the mean of the corners"
+        );
+    }
+
+    #[test]
+    fn old_settings_load_with_defaults() {
+        let s: Settings = serde_json::from_str(r#"{"temperature": 0.7}"#).unwrap();
+        assert_eq!(s.temperature, 0.7);
+        assert!(s.show_ellipses);
+    }
+}

@@ -1,0 +1,240 @@
+//! Opening the window (with a renderer that suits the machine), the headless screenshot
+//! command, and the UI benchmark.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui_kittest::Harness;
+
+use crate::app::action::Action;
+use crate::app::state::{Endpoint, Tab};
+use crate::app::{LatentAtlasApp, StartOptions};
+use crate::backend::BackendChoice;
+
+/// Which renderer draws the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RendererChoice {
+    /// wgpu on a hardware GPU, otherwise OpenGL (glow): wgpu on a software adapter is slow.
+    #[default]
+    Auto,
+    /// OpenGL through glow.
+    Glow,
+    /// wgpu.
+    Wgpu,
+}
+
+/// `latent-atlas` with no subcommand: the window.
+#[derive(clap::Args, Debug, Default)]
+pub struct GuiArgs {
+    /// Renderer.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub renderer: RendererChoice,
+    /// Compute backend (default: the one remembered, else cpu).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Dataset to open (default: the one remembered, else mnist).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Ignore remembered settings.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// Opens the explorer; training starts at once.
+pub fn run(args: GuiArgs) -> anyhow::Result<()> {
+    let renderer = match args.renderer {
+        RendererChoice::Glow => eframe::Renderer::Glow,
+        RendererChoice::Wgpu => eframe::Renderer::Wgpu,
+        RendererChoice::Auto => match crate::backend::hardware_adapter() {
+            Ok(_) => eframe::Renderer::Wgpu,
+            Err(_) => eframe::Renderer::Glow,
+        },
+    };
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Latent Atlas")
+            .with_app_id("latent-atlas")
+            .with_inner_size([1280.0, 820.0])
+            .with_min_inner_size([800.0, 560.0]),
+        renderer,
+        ..Default::default()
+    };
+    let start = StartOptions {
+        autostart: true,
+        backend: args.backend,
+        dataset: args.dataset,
+        fresh: args.fresh,
+    };
+    eframe::run_native(
+        "latent-atlas",
+        options,
+        Box::new(move |cc| Ok(Box::new(LatentAtlasApp::new(cc, start)))),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// A headless harness around the app, training on the CPU from fresh settings.
+pub fn harness(width: f32, height: f32, dataset: &str) -> Harness<'static, LatentAtlasApp> {
+    let dataset = dataset.to_owned();
+    Harness::builder()
+        .with_size(egui::vec2(width, height))
+        .build_eframe(move |cc| {
+            LatentAtlasApp::new(
+                cc,
+                StartOptions {
+                    autostart: true,
+                    backend: Some(BackendChoice::Cpu),
+                    dataset: Some(dataset),
+                    fresh: true,
+                },
+            )
+        })
+}
+
+/// Steps the harness until `done` holds (with real time passing for the worker).
+pub fn step_until(
+    h: &mut Harness<'static, LatentAtlasApp>,
+    timeout: Duration,
+    done: impl Fn(&LatentAtlasApp) -> bool,
+) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while !done(h.state()) {
+        if start.elapsed() > timeout {
+            anyhow::bail!("timed out after {timeout:?}");
+        }
+        h.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// `latent-atlas screenshot`.
+#[derive(clap::Args, Debug)]
+pub struct ScreenshotArgs {
+    /// Output folder.
+    #[arg(long, default_value = "screenshots")]
+    pub out: PathBuf,
+    /// Training steps before the pictures are taken.
+    #[arg(long, default_value_t = 1500)]
+    pub steps: u64,
+}
+
+/// Trains briefly on MNIST and renders the window with each tab open, headlessly.
+pub fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let mut h = harness(1400.0, 900.0, "mnist");
+    let steps = args.steps;
+    eprintln!("training {steps} steps before the screenshots…");
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        a.state.snapshot.as_ref().is_some_and(|s| s.step >= steps)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
+    {
+        let app = h.state_mut();
+        let s = app.state.snapshot.clone().expect("waited for it");
+        let labels = &s.probe.labels;
+        let a = 0;
+        let b = (1..labels.len())
+            .find(|&i| labels[i] != labels[a])
+            .unwrap_or(1);
+        app.state.pin(Endpoint::Sample(a));
+        app.state.pin(Endpoint::Sample(b));
+        app.state.set_handle(0.4);
+    }
+    for (tab, manifold) in [
+        (Tab::Curves, false),
+        (Tab::Samples, true),
+        (Tab::Interpolation, false),
+        (Tab::Reconstructions, false),
+    ] {
+        h.state_mut().state.settings.tab = tab;
+        h.state_mut().state.settings.show_manifold = manifold;
+        h.run_steps(4);
+        let image = h
+            .render()
+            .map_err(|e| anyhow::anyhow!("cannot render headlessly: {e}"))?;
+        let name = format!("window_{}.png", tab.title().to_lowercase());
+        save(&args.out.join(&name), &image)?;
+        eprintln!("wrote {}", args.out.join(name).display());
+    }
+    Ok(())
+}
+
+fn save(path: &Path, image: &image::RgbaImage) -> anyhow::Result<()> {
+    crate::export::save_png(path, image)
+}
+
+/// `latent-atlas bench-ui`.
+#[derive(clap::Args, Debug)]
+pub struct BenchUiArgs {
+    /// Frames to time.
+    #[arg(long, default_value_t = 300)]
+    pub frames: usize,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Times the UI thread's frames while training runs with 2,000 ellipses drawn, and the frame
+/// that turns a drag into a decoded preview.
+pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        a.state.is_running() && a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })?;
+    let probes = h
+        .state()
+        .state
+        .snapshot
+        .as_ref()
+        .map_or(0, |s| s.probe.len());
+    let mut frames = Vec::with_capacity(args.frames);
+    for _ in 0..args.frames {
+        let t = Instant::now();
+        h.step();
+        frames.push(t.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut drags = Vec::new();
+    for k in 0..100 {
+        let z = vec![(k as f32 * 0.37).sin() * 2.0, (k as f32 * 0.23).cos() * 2.0];
+        h.state_mut().state.request_preview(z.clone());
+        let t = Instant::now();
+        h.step();
+        let done = h
+            .state()
+            .state
+            .preview
+            .as_ref()
+            .is_some_and(|(pz, _)| *pz == z);
+        if done {
+            drags.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let rendered: Vec<f64> = (0..10)
+        .filter_map(|_| {
+            let t = Instant::now();
+            h.render().ok().map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect();
+    let steps = h.state().state.last_step.as_ref().map_or(0, |m| m.step);
+    println!(
+        "ui_frame_ms_median {:.2} (egui logic + ui while training, {probes} ellipses, {} frames; step {steps})",
+        median(frames),
+        args.frames
+    );
+    println!(
+        "drag_decode_frame_ms_median {:.2} ({} drags: the frame that decodes the point and shows it)",
+        median(drags.clone()),
+        drags.len()
+    );
+    println!(
+        "headless_render_ms_median {:.2} (software wgpu, for reference; not the UI thread's work)",
+        median(rendered)
+    );
+    h.state_mut().shutdown();
+    Ok(())
+}

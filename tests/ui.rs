@@ -1,0 +1,170 @@
+//! The explorer driven headlessly with egui_kittest: training controls, the temperature
+//! slider, the interpolation handle, exports, and a bad dataset that leaves the model intact.
+
+use std::time::Duration;
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::Queryable;
+use latent_atlas::app::state::{Endpoint, Tab};
+use latent_atlas::gui::{harness, step_until};
+use latent_atlas::worker::RunState;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn train_pause_and_resume_from_buttons_and_space() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| a.state.is_running()).unwrap();
+    h.get_by_label("Pause").click();
+    step_until(&mut h, WAIT, |a| a.state.run == Some(RunState::Paused)).unwrap();
+    let paused_at = h.state().state.last_step.as_ref().map(|m| m.step);
+    h.get_by_label("Resume").click();
+    step_until(&mut h, WAIT, |a| a.state.is_running()).unwrap();
+    step_until(&mut h, WAIT, |a| {
+        a.state.last_step.as_ref().map(|m| m.step) > paused_at
+    })
+    .unwrap();
+    h.key_press(egui::Key::Space);
+    step_until(&mut h, WAIT, |a| a.state.run == Some(RunState::Paused)).unwrap();
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn the_temperature_slider_changes_the_sample_request() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    h.state_mut().state.settings.tab = Tab::Samples;
+    h.run_steps(2);
+    let before = h.state().state.sample_request().unwrap();
+    h.get_by_role_and_label(Role::Slider, "Temperature T")
+        .focus();
+    h.run_steps(1);
+    h.key_press(egui::Key::ArrowLeft);
+    h.run_steps(2);
+    let after = h.state().state.sample_request().unwrap();
+    assert!(
+        after.temperature < before.temperature,
+        "{before:?} -> {after:?}"
+    );
+    h.get_by_label("New noise").click();
+    h.run_steps(2);
+    assert_ne!(
+        h.state().state.sample_request().unwrap().noise_seed,
+        after.noise_seed
+    );
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn pinning_two_samples_and_moving_the_handle_decodes_the_point() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    {
+        let s = &mut h.state_mut().state;
+        s.settings.tab = Tab::Interpolation;
+        s.pin(Endpoint::Sample(0));
+        s.pin(Endpoint::Sample(1));
+    }
+    h.run_steps(2);
+    let first = h
+        .state()
+        .state
+        .preview
+        .clone()
+        .expect("pinning two decodes the handle point");
+    h.get_by_role_and_label(Role::Slider, "Handle").focus();
+    h.run_steps(1);
+    h.key_press(egui::Key::ArrowRight);
+    h.run_steps(2);
+    let moved = h.state().state.preview.clone().unwrap();
+    assert_ne!(first.0, moved.0, "the handle moved along the path");
+    assert_eq!(moved.1.len(), 784);
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn every_export_button_writes_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(1280.0, 900.0, "mnist");
+    step_until(&mut h, WAIT, |a| {
+        a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    {
+        let s = &mut h.state_mut().state;
+        s.settings.export_dir = dir.path().to_owned();
+        s.settings.export_size = 300;
+        s.pin(Endpoint::Sample(0));
+        s.pin(Endpoint::Sample(5));
+    }
+    for (label, file) in [
+        ("Latent plane PNG", "latent_plane.png"),
+        ("Curves PNG", "curves.png"),
+        ("Samples PNG", "samples.png"),
+        ("Interpolation PNG", "interpolation.png"),
+        ("Manifold PNG", "manifold.png"),
+        ("Reconstructions PNG", "reconstructions.png"),
+    ] {
+        h.get_by_label(label).click();
+        h.run_steps(2);
+        assert!(
+            dir.path().join(file).exists(),
+            "{label} did not write {file}: {:?}",
+            h.state().state.errors
+        );
+    }
+    h.get_by_label("Export all").click();
+    h.run_steps(2);
+    for file in ["metrics.csv", "latent.csv"] {
+        assert!(dir.path().join(file).exists(), "{file}");
+    }
+    h.get_by_label("Training GIF").click();
+    h.run_steps(2);
+    assert!(
+        dir.path().join("latent_plane.gif").exists(),
+        "{:?}",
+        h.state().state.errors
+    );
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn a_bad_dataset_path_shows_an_error_and_keeps_the_model() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| {
+        a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    let probes = h.state().state.snapshot.as_ref().unwrap().probe.len();
+    h.get_by_role_and_label(Role::TextInput, "Path").focus();
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::TextInput, "Path")
+        .type_text("/no/such/dataset");
+    h.run_steps(1);
+    h.get_by_label("Load").click();
+    step_until(&mut h, WAIT, |a| !a.state.errors.is_empty()).unwrap();
+    h.run_steps(2);
+    let error = h.state().state.errors.last().unwrap().clone();
+    assert!(error.contains("/no/such/dataset"), "{error}");
+    assert!(
+        h.query_by_label_contains("/no/such/dataset").is_some(),
+        "the error is on screen"
+    );
+    let state = &h.state().state;
+    assert_eq!(state.dataset.as_ref().unwrap().0, "mnist");
+    assert_eq!(state.snapshot.as_ref().unwrap().probe.len(), probes);
+    // Training goes on with the old model.
+    let step = state.last_step.as_ref().map(|m| m.step);
+    let result = step_until(&mut h, Duration::from_secs(20), |a| {
+        a.state.last_step.as_ref().map(|m| m.step) > step
+    });
+    let s = &h.state().state;
+    assert!(
+        result.is_ok(),
+        "run {:?}, errors {:?}, notices {:?}, step {step:?}",
+        s.run,
+        s.errors,
+        s.notices
+    );
+    h.state_mut().shutdown();
+}
