@@ -192,10 +192,17 @@ pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or(0, |s| s.probe.len());
     let mut frames = Vec::with_capacity(args.frames);
+    let mut primitives = 0;
     for _ in 0..args.frames {
+        // A frame's CPU work: egui's logic and ui passes, then tessellation into meshes (what
+        // eframe does before handing the meshes to the renderer).
         let t = Instant::now();
         h.step();
+        let output = h.output();
+        let shapes = output.shapes.clone();
+        let meshes = h.ctx.tessellate(shapes, output.pixels_per_point);
         frames.push(t.elapsed().as_secs_f64() * 1e3);
+        primitives = meshes.len();
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut drags = Vec::new();
@@ -204,6 +211,10 @@ pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         h.state_mut().state.request_preview(z.clone());
         let t = Instant::now();
         h.step();
+        let output = h.output();
+        let _ = h
+            .ctx
+            .tessellate(output.shapes.clone(), output.pixels_per_point);
         let done = h
             .state()
             .state
@@ -222,12 +233,12 @@ pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         .collect();
     let steps = h.state().state.last_step.as_ref().map_or(0, |m| m.step);
     println!(
-        "ui_frame_ms_median {:.2} (egui logic + ui while training, {probes} ellipses, {} frames; step {steps})",
+        "ui_frame_ms_median {:.2} (egui logic + ui + tessellation while training, {probes} ellipses, {primitives} clipped primitives, {} frames; step {steps})",
         median(frames),
         args.frames
     );
     println!(
-        "drag_decode_frame_ms_median {:.2} ({} drags: the frame that decodes the point and shows it)",
+        "drag_decode_frame_ms_median {:.2} ({} drags: the frame that decodes the point, uploads it and tessellates)",
         median(drags.clone()),
         drags.len()
     );

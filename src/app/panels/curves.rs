@@ -44,10 +44,12 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
         ("total", &c.total, Color32::from_rgb(44, 160, 44)),
     ];
     let width = ui.available_width();
+    let height = ui.available_height().max(200.0);
     ui.horizontal(|ui| {
         Plot::new("loss_curves")
             .legend(Legend::default())
             .width(width * 0.68)
+            .height(height)
             .x_axis_label("step")
             .y_axis_label(if log { "log10 nats" } else { "nats" })
             .show(ui, |pu| {
@@ -90,6 +92,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             })
             .collect();
         Plot::new("kl_per_dim")
+            .height(height)
             .x_axis_label("latent dimension")
             .y_axis_label("KL (nats)")
             .show(ui, |pu| {

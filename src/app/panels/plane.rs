@@ -136,7 +136,8 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
             painter.add(Shape::circle_filled(c, 2.0, color));
         }
     }
-    // Unit circle and temperature circle.
+    // Unit circle and temperature circle, in the theme's strong text colour.
+    let ink = ui.visuals().strong_text_color();
     let origin = to_screen(&transform, [0.0, 0.0]);
     painter.add(Shape::circle_stroke(
         origin,
@@ -166,7 +167,7 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         .map(|z| to_screen(&transform, axes.project(&z)))
         .collect();
     if pins.len() >= 2 && !state.settings.four_corners {
-        painter.line_segment([pins[0], pins[1]], Stroke::new(2.0, Color32::BLACK));
+        painter.line_segment([pins[0], pins[1]], Stroke::new(2.0, ink));
     }
     for (k, p) in pins.iter().enumerate() {
         painter.circle(*p, 6.0, Color32::WHITE, Stroke::new(2.0, Color32::BLACK));
@@ -322,7 +323,7 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
                         .strong(),
                 );
             }
-            ui.colored_label(Color32::from_gray(30), "unit circle");
+            ui.colored_label(ui.visuals().strong_text_color(), "unit circle");
             ui.colored_label(
                 Color32::from_rgb(230, 140, 0),
                 format!("- - T = {:.2}", state.settings.temperature),
