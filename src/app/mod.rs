@@ -89,7 +89,6 @@ impl LatentAtlasApp {
         if let Some(d) = options.dataset {
             settings.config.dataset = d;
         }
-        cc.egui_ctx.set_theme(egui::Theme::Light);
         let mut app = Self {
             worker_backend: settings.backend,
             state: AppState::new(settings),
@@ -308,6 +307,9 @@ impl LatentAtlasApp {
                 i.consume_key(egui::Modifiers::NONE, egui::Key::CloseBracket),
             )
         });
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         if space {
             actions.push(match self.state.run {
                 Some(RunState::Running) => Action::Pause,
