@@ -168,3 +168,36 @@ fn a_bad_dataset_path_shows_an_error_and_keeps_the_model() {
     );
     h.state_mut().shutdown();
 }
+
+#[test]
+fn a_saved_run_loads_back_with_its_curves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| {
+        a.state.last_step.as_ref().is_some_and(|m| m.step >= 30)
+    })
+    .unwrap();
+    h.state_mut()
+        .handle(latent_atlas::app::action::Action::Pause);
+    step_until(&mut h, WAIT, |a| !a.state.is_running()).unwrap();
+    let rows = h.state().state.train_rows.len();
+    h.state_mut()
+        .handle(latent_atlas::app::action::Action::SaveRun(Some(
+            dir.path().to_owned(),
+        )));
+    step_until(&mut h, WAIT, |a| {
+        a.state.notices.iter().any(|n| n.starts_with("saved"))
+    })
+    .unwrap();
+    assert!(dir.path().join("model.bpk").exists() && dir.path().join("metrics.csv").exists());
+    h.state_mut()
+        .handle(latent_atlas::app::action::Action::Reset);
+    step_until(&mut h, WAIT, |a| a.state.train_rows.len() < rows).unwrap();
+    h.state_mut()
+        .handle(latent_atlas::app::action::Action::LoadRun(Some(
+            dir.path().to_owned(),
+        )));
+    step_until(&mut h, WAIT, |a| a.state.train_rows.len() >= rows).unwrap();
+    assert!(h.state().state.curves.total.len() >= rows.min(4000));
+    h.state_mut().shutdown();
+}

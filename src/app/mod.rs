@@ -71,6 +71,11 @@ pub struct LatentAtlasApp {
     views: Views,
     dialog: Option<(DialogPurpose, Receiver<Option<PathBuf>>)>,
     ctx: egui::Context,
+    /// Curves of a run being loaded, restored once its model is ready.
+    pending_history: Option<(
+        Vec<crate::train::StepMetrics>,
+        Vec<crate::train::TestMetrics>,
+    )>,
 }
 
 impl LatentAtlasApp {
@@ -104,6 +109,7 @@ impl LatentAtlasApp {
             },
             dialog: None,
             ctx: cc.egui_ctx.clone(),
+            pending_history: None,
         };
         app.spawn_worker();
         app
@@ -152,8 +158,20 @@ impl LatentAtlasApp {
             if ready && std::mem::take(&mut self.start_when_ready) {
                 worker.send(Command::Start);
             }
+            if ready && let Some((train, tests)) = self.pending_history.take() {
+                for metrics in train {
+                    self.state.apply(crate::worker::Event::Progress {
+                        metrics,
+                        samples_per_sec: 0.0,
+                    });
+                }
+                for t in tests {
+                    self.state.apply(crate::worker::Event::Tested(t));
+                }
+            }
             if failed {
                 self.start_when_ready = false;
+                self.pending_history = None;
             }
         }
         if let Some(s) = worker.take_snapshot() {
@@ -189,7 +207,13 @@ impl LatentAtlasApp {
                     self.state.errors.push(format!("{e:#}"));
                 }
             }
-            Action::LoadRun(Some(dir)) => self.send(Command::Load(dir)),
+            Action::LoadRun(Some(dir)) => {
+                // The curves come back from the run's metrics.csv once its model is ready.
+                self.pending_history = std::fs::read_to_string(dir.join("metrics.csv"))
+                    .ok()
+                    .map(|text| crate::export::csv::parse_metrics_csv(&text));
+                self.send(Command::Load(dir));
+            }
             Action::Export(view) => {
                 let dir = self.state.settings.export_dir.clone();
                 match exporter::export_view(&self.state, view, &dir) {
