@@ -16,7 +16,7 @@ pub const MAX_SIDE: u32 = 4096;
 /// Largest payload accepted, in bytes (1 GiB).
 pub const MAX_PAYLOAD: u64 = 1 << 30;
 
-/// Reads an IDX images file: `(count, rows, cols, pixels)`.
+/// Reads an IDX images file (labels all 0 until a labels file is paired with it).
 pub fn read_images(path: &Path) -> Result<ImageSet, DataError> {
     let (dims, payload) = read_idx(open(path)?, path, IMAGES_MAGIC, "images")?;
     Ok(ImageSet {

@@ -138,9 +138,7 @@ impl Canvas {
         }
         let p = self.image.get_pixel(x as u32, y as u32).0;
         let a = alpha * color[3] as f32 / 255.0;
-        let target: Vec<f32> = (0..3)
-            .map(|c| color[c] as f32 * a + 255.0 * (1.0 - a))
-            .collect();
+        let target: [f32; 3] = std::array::from_fn(|c| color[c] as f32 * a + 255.0 * (1.0 - a));
         let p_dist: f32 = (0..3).map(|c| (p[c] as f32 - color[c] as f32).abs()).sum();
         let t_dist: f32 = (0..3).map(|c| (target[c] - color[c] as f32).abs()).sum();
         if t_dist < p_dist {

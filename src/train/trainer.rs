@@ -221,6 +221,7 @@ impl Trainer {
             return Err(self.roll_back(total));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        // The optimiser consumes the model; a panic inside it leaves the last good copy in place.
         let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
         self.model = self.optim.step(hyper.lr, model, grads);
 
