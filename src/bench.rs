@@ -211,7 +211,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             backend.description,
             prep + fwd + bwd + opt
         );
-        let decoder = trainer.snapshot().decoder;
+        let decoder = trainer.snapshot(false).decoder;
         let plain: Vec<f64> = (0..2000)
             .map(|_| {
                 let t = Instant::now();

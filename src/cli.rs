@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::BackendChoice;
 use crate::data::{Dataset, DatasetSpec};
+use crate::evaluator::{Evaluator, Scores, score};
 use crate::explore::geometry::PathKind;
 use crate::export::{atomic_write, csv, save_png, views};
 use crate::model::Likelihood;
@@ -47,8 +48,28 @@ pub enum Commands {
 /// Model families on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum ModelArg {
+    /// Plain autoencoder: a point per image, reconstruction only.
+    Ae,
     /// Variational autoencoder.
     Vae,
+    /// CVAE with a learned mean per class.
+    Cvae,
+    /// BN-VAE: batch-normalised posterior heads with a KL floor.
+    BnVae,
+    /// f-VAE: a flow-based posterior.
+    FVae,
+}
+
+impl From<ModelArg> for ModelKind {
+    fn from(m: ModelArg) -> Self {
+        match m {
+            ModelArg::Ae => ModelKind::Ae,
+            ModelArg::Vae => ModelKind::Vae,
+            ModelArg::Cvae => ModelKind::Cvae,
+            ModelArg::BnVae => ModelKind::BnVae,
+            ModelArg::FVae => ModelKind::FVae,
+        }
+    }
 }
 
 /// Decoder likelihoods on the command line.
@@ -58,6 +79,8 @@ pub enum LikelihoodArg {
     Bernoulli,
     /// Gaussian with the standard deviation `--gaussian-sigma`.
     Gaussian,
+    /// Gaussian whose standard deviation is trained (the f-VAE's sigma2).
+    GaussianTrained,
 }
 
 /// `latent-atlas train`.
@@ -99,6 +122,15 @@ pub struct TrainArgs {
     /// Standard deviation of the Gaussian likelihood.
     #[arg(long, default_value_t = 0.1)]
     pub gaussian_sigma: f32,
+    /// BN-VAE: the least share tau of the unit variance kept by mu, in (0, 1).
+    #[arg(long, default_value_t = 0.5)]
+    pub tau: f32,
+    /// f-VAE: number of affine coupling layers.
+    #[arg(long, default_value_t = 4)]
+    pub flow_layers: usize,
+    /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
+    #[arg(long, default_value_t = 1000)]
+    pub score_samples: usize,
     /// Dynamic binarisation (a fresh Bernoulli draw of each training batch).
     #[arg(long)]
     pub binarize: bool,
@@ -121,9 +153,7 @@ impl TrainArgs {
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
             dataset: self.dataset.clone(),
-            model: match self.model {
-                ModelArg::Vae => ModelKind::Vae,
-            },
+            model: self.model.into(),
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
             likelihood: match self.likelihood {
@@ -131,6 +161,7 @@ impl TrainArgs {
                 LikelihoodArg::Gaussian => Likelihood::Gaussian {
                     sigma: self.gaussian_sigma,
                 },
+                LikelihoodArg::GaussianTrained => Likelihood::GaussianTrained,
             },
             hyper: HyperParams {
                 lr: self.lr,
@@ -143,6 +174,8 @@ impl TrainArgs {
             binarize: self.binarize,
             nll_samples: self.nll_samples,
             nll_images: self.nll_images,
+            tau: self.tau,
+            flow_layers: self.flow_layers,
             ..TrainConfig::default()
         }
     }
@@ -225,15 +258,59 @@ fn print_test(m: &TestMetrics) {
             )
         })
         .unwrap_or_default();
+    let elbo = match m.neg_elbo {
+        Some(v) => format!(", KL {:.2}, negative ELBO {v:.2} nats", m.kl),
+        None => " nats (no KL term, so no ELBO)".to_owned(),
+    };
+    let active = if m.kl_per_dim.is_empty() {
+        String::new()
+    } else {
+        format!("; active dims {}/{}", m.active_dims(), m.kl_per_dim.len())
+    };
+    let holes = m
+        .hole_share
+        .map(|h| format!("; prior holes {:.1}%", 100.0 * h))
+        .unwrap_or_default();
     println!(
-        "epoch {:>3}: test reconstruction {:.2}, KL {:.2}, negative ELBO {:.2} nats{nll}; active dims {}/{}",
-        m.epoch,
-        m.reconstruction,
-        m.kl,
-        m.neg_elbo,
-        m.active_dims(),
-        m.kl_per_dim.len()
+        "epoch {:>3}: test reconstruction {:.2}{elbo}{nll}{active}{holes}",
+        m.epoch, m.reconstruction
     );
+}
+
+fn print_scores(s: &Scores) {
+    let cond = s
+        .class_accuracy
+        .map(|a| format!(", class-conditional accuracy {:.1}%", 100.0 * a))
+        .unwrap_or_default();
+    println!(
+        "           evaluator at T = {}: class entropy {:.3} of {:.3} nats, Frechet distance {:.2}{cond}",
+        s.temperature, s.entropy, s.max_entropy, s.frechet
+    );
+}
+
+/// The evaluator of `data`, trained (with a progress bar) the first time.
+fn load_evaluator(data: &Dataset) -> anyhow::Result<Evaluator> {
+    let bar =
+        ProgressBar::new(1000).with_message("training the evaluator classifier (cached after)");
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {msg}  [{elapsed}]")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let device = crate::backend::BackendChoice::Cpu.select()?.device;
+    let evaluator = Evaluator::for_dataset(data, &device, &mut |p| {
+        bar.set_position((p * 1000.0) as u64)
+    });
+    bar.finish_and_clear();
+    let evaluator = evaluator?;
+    eprintln!(
+        "evaluator: {:.2}% test accuracy ({})",
+        100.0 * evaluator.test_accuracy,
+        evaluator
+            .cache
+            .as_ref()
+            .map_or("not cached".to_owned(), |p| p.display().to_string())
+    );
+    Ok(evaluator)
 }
 
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
@@ -243,7 +320,19 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let backend = select_backend(args.backend)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
+    let evaluator = if args.score_samples > 0 && data.is_labelled() {
+        Some(load_evaluator(&data)?)
+    } else {
+        if args.score_samples > 0 {
+            eprintln!(
+                "note: {} has no labels, so generated samples are not scored",
+                data.name
+            );
+        }
+        None
+    };
     let mut trainer = Trainer::new(config.clone(), data, backend.device.clone())?;
+    let mut score_rows: Vec<Scores> = Vec::new();
     let steps_per_epoch = trainer.data().train.len().div_ceil(config.hyper.batch_size) as u64;
     let bar = ProgressBar::new(steps_per_epoch * config.epochs as u64);
     bar.set_style(
@@ -275,6 +364,16 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             let test = trainer.evaluate(true);
             bar.suspend(|| print_test(&test));
             test_rows.push(test);
+            if let Some(evaluator) = &evaluator {
+                let snapshot = trainer.snapshot(false);
+                let s = score(evaluator, &snapshot, args.score_samples, 1.0, config.seed);
+                bar.suspend(|| print_scores(&s));
+                score_rows.push(s);
+                atomic_write(
+                    &args.out.join("scores.csv"),
+                    csv::scores_csv(&score_rows).as_bytes(),
+                )?;
+            }
             // Everything is rewritten after each epoch, so a crash loses at most one epoch.
             write_run(
                 &args.out,
@@ -304,7 +403,7 @@ pub fn write_run(
         &dir.join("metrics.csv"),
         csv::metrics_csv(train_rows, test_rows, d).as_bytes(),
     )?;
-    let snapshot = trainer.snapshot();
+    let snapshot = trainer.snapshot(true);
     atomic_write(
         &dir.join("latent.csv"),
         csv::latent_csv(&snapshot).as_bytes(),
@@ -331,6 +430,18 @@ pub fn write_views(dir: &Path, snapshot: &Snapshot, seed: u64) -> anyhow::Result
         &dir.join("manifold.png"),
         &views::manifold(&snapshot.decoder, 20),
     )?;
+    if let Some(coverage) = &snapshot.coverage {
+        save_png(
+            &dir.join("prior_coverage.png"),
+            &views::coverage(coverage, 480),
+        )?;
+    }
+    if snapshot.view.class_means.is_some() {
+        save_png(
+            &dir.join("class_samples.png"),
+            &views::class_samples(snapshot, 10, 1.0, seed),
+        )?;
+    }
     let (a, b) = views::interpolation_ends(snapshot);
     save_png(
         &dir.join("interpolation.png"),

@@ -10,6 +10,7 @@ use crate::app::action::Action;
 use crate::app::state::{Endpoint, Tab};
 use crate::app::{LatentAtlasApp, StartOptions};
 use crate::backend::BackendChoice;
+use crate::train::ModelKind;
 
 /// Which renderer draws the window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -158,6 +159,63 @@ pub fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
         save(&args.out.join(&name), &image)?;
         eprintln!("wrote {}", args.out.join(name).display());
     }
+    // Each family's own view, with the tab that shows what it adds.
+    h.state_mut().state.clear_pins();
+    for (kind, tab) in [
+        (ModelKind::Ae, Tab::Curves),
+        (ModelKind::Cvae, Tab::Samples),
+        (ModelKind::BnVae, Tab::Curves),
+        (ModelKind::FVae, Tab::Curves),
+    ] {
+        train_family(&mut h, kind, steps)?;
+        h.state_mut().state.settings.tab = tab;
+        h.state_mut().state.settings.show_manifold = false;
+        shoot(&mut h, &args.out, &format!("window_{}.png", kind.name()))?;
+    }
+    // Side by side: the VAE's ellipses against the AE's points.
+    h.state_mut().state.settings.tab = Tab::Curves;
+    train_family(&mut h, ModelKind::Vae, 0)?;
+    h.state_mut().handle(Action::Compare(Some(ModelKind::Ae)));
+    h.state_mut().handle(Action::Resume);
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        let main = a.state.snapshot.as_ref().is_some_and(|s| s.step >= steps);
+        let other = a.state.compare.as_ref().and_then(|c| c.snapshot.as_ref());
+        main && other.is_some_and(|s| s.step >= steps)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
+    shoot(&mut h, &args.out, "window_compare.png")?;
+    h.state_mut().shutdown();
+    Ok(())
+}
+
+/// Resets the harness's app to `kind` and trains it `steps` steps (none: it is left paused
+/// at step 0).
+fn train_family(
+    h: &mut Harness<'static, LatentAtlasApp>,
+    kind: ModelKind,
+    steps: u64,
+) -> anyhow::Result<()> {
+    eprintln!("training the {} {steps} steps…", kind.label());
+    h.state_mut().state.settings.config.model = kind;
+    h.state_mut().handle(Action::Reset);
+    step_until(h, Duration::from_secs(900), |a| {
+        a.state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family == kind && s.step >= steps)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(h, Duration::from_secs(30), |a| !a.state.is_running())
+}
+
+fn shoot(h: &mut Harness<'static, LatentAtlasApp>, dir: &Path, name: &str) -> anyhow::Result<()> {
+    h.run_steps(4);
+    let image = h
+        .render()
+        .map_err(|e| anyhow::anyhow!("cannot render headlessly: {e}"))?;
+    save(&dir.join(name), &image)?;
+    eprintln!("wrote {}", dir.join(name).display());
     Ok(())
 }
 

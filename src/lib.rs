@@ -12,6 +12,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod data;
+pub mod evaluator;
 pub mod explore;
 pub mod export;
 pub mod gui;

@@ -19,17 +19,20 @@ pub enum View {
     Manifold,
     /// Inputs beside reconstructions.
     Reconstructions,
+    /// The aggregate posterior against the prior, with its holes.
+    Coverage,
 }
 
 impl View {
     /// Every view.
-    pub const ALL: [View; 6] = [
+    pub const ALL: [View; 7] = [
         View::Plane,
         View::Curves,
         View::Samples,
         View::Interpolation,
         View::Manifold,
         View::Reconstructions,
+        View::Coverage,
     ];
 
     /// The exported file's name.
@@ -41,6 +44,7 @@ impl View {
             View::Interpolation => "interpolation.png",
             View::Manifold => "manifold.png",
             View::Reconstructions => "reconstructions.png",
+            View::Coverage => "prior_coverage.png",
         }
     }
 
@@ -53,6 +57,7 @@ impl View {
             View::Interpolation => "Interpolation",
             View::Manifold => "Manifold",
             View::Reconstructions => "Reconstructions",
+            View::Coverage => "Prior coverage",
         }
     }
 }
@@ -84,4 +89,8 @@ pub enum Action {
     ExportAll,
     /// Export an animated GIF of the latent plane over training.
     ExportGif,
+    /// Score the generator with the dataset's evaluator now.
+    Score,
+    /// Train a second run of another family beside this one (`None` ends the comparison).
+    Compare(Option<crate::train::ModelKind>),
 }

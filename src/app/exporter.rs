@@ -8,7 +8,6 @@ use image::RgbaImage;
 use super::action::View;
 use super::state::AppState;
 use crate::export::{atomic_write, csv, save_png, views};
-use crate::rng::Rng;
 
 /// Renders one view of the current state, or says why it cannot.
 pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {
@@ -48,21 +47,30 @@ pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {
         }
         View::Samples => {
             let t = state.settings.temperature;
-            let z = views::prior_points(
-                100,
-                decoder.latent_dim(),
-                t,
-                &mut Rng::new(state.noise_seed),
-            );
+            let request = state
+                .sample_request()
+                .ok_or_else(|| anyhow::anyhow!("no samples yet"))?;
+            let z = super::panels::samples::sample_points(snapshot, &request);
             let scale = (size / 300).max(1);
+            let title = match (snapshot.view.classes(snapshot.latent_dim), request.class) {
+                (0, _) => format!("prior samples, T = {t:.2}"),
+                (_, Some(c)) => format!("samples of class {c}, z ~ N(mu_y, T^2 I), T = {t:.2}"),
+                (_, None) => format!("samples per class (a row each), T = {t:.2}"),
+            };
             views::image_grid(
-                &format!("prior samples, T = {t:.2}"),
+                &title,
                 &decoder.decode_many(&z),
                 decoder.width,
                 decoder.height,
-                10,
+                8,
                 scale,
             )
+        }
+        View::Coverage => {
+            let c = snapshot.coverage.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("this snapshot has no prior coverage (it is computed with each snapshot while training)")
+            })?;
+            views::coverage(c, size / 2)
         }
         View::Interpolation => {
             let (points, n) = state.interpolation_points().ok_or_else(|| {

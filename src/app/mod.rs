@@ -66,6 +66,8 @@ pub struct LatentAtlasApp {
     /// The explorer state (public for tests and the screenshot command).
     pub state: AppState,
     worker: Option<Worker>,
+    /// The second run of a side-by-side comparison.
+    compare_worker: Option<Worker>,
     worker_backend: BackendChoice,
     start_when_ready: bool,
     views: Views,
@@ -98,6 +100,7 @@ impl LatentAtlasApp {
             worker_backend: settings.backend,
             state: AppState::new(settings),
             worker: None,
+            compare_worker: None,
             start_when_ready: options.autostart,
             views: Views {
                 plane: PlaneView::default(),
@@ -177,13 +180,79 @@ impl LatentAtlasApp {
         if let Some(s) = worker.take_snapshot() {
             self.state.set_snapshot(s);
         }
+        self.poll_compare();
+    }
+
+    /// Folds the comparison run's events; it follows the main run's start and pause.
+    fn poll_compare(&mut self) {
+        let (Some(worker), Some(compare)) = (&self.compare_worker, &mut self.state.compare) else {
+            return;
+        };
+        let start = Instant::now();
+        while start.elapsed() < EVENT_BUDGET {
+            let Some(event) = worker.recv_timeout(Duration::ZERO) else {
+                break;
+            };
+            if matches!(event, crate::worker::Event::Ready { .. })
+                && self.state.run == Some(RunState::Running)
+            {
+                worker.send(Command::Start);
+            }
+            compare.apply(event);
+        }
+        if let Some(s) = worker.take_snapshot() {
+            compare.snapshot = Some(s);
+        }
+    }
+
+    /// Starts (or, with `None`, ends) a comparison run of another family.
+    fn start_compare(&mut self, family: Option<crate::train::ModelKind>) {
+        if let Some(mut w) = self.compare_worker.take() {
+            w.shutdown();
+        }
+        self.state.compare = None;
+        let Some(family) = family else { return };
+        let mut config = self.state.settings.config.clone();
+        config.model = family;
+        if family != crate::train::ModelKind::FVae
+            && config.likelihood == crate::model::Likelihood::GaussianTrained
+        {
+            config.likelihood = crate::model::Likelihood::Bernoulli;
+        }
+        let ctx = self.ctx.clone();
+        let waker = Arc::new(move || ctx.request_repaint_after(Duration::from_millis(15)));
+        match Worker::spawn(config, self.worker_backend, waker) {
+            Ok(w) => {
+                self.compare_worker = Some(w);
+                self.state.compare = Some(state::CompareState::new(family));
+            }
+            Err(e) => self
+                .state
+                .errors
+                .push(format!("cannot start the comparison run: {e}")),
+        }
+    }
+
+    /// Sends a run-control command to the comparison run too.
+    fn send_compare(&self, command: Command) {
+        if let Some(w) = &self.compare_worker {
+            w.send(command);
+        }
     }
 
     /// Carries out one action.
     pub fn handle(&mut self, action: Action) {
         match action {
-            Action::Start | Action::Resume => self.send(Command::Resume),
-            Action::Pause => self.send(Command::Pause),
+            Action::Start | Action::Resume => {
+                self.send(Command::Resume);
+                self.send_compare(Command::Resume);
+            }
+            Action::Pause => {
+                self.send(Command::Pause);
+                self.send_compare(Command::Pause);
+            }
+            Action::Score => self.send(Command::Score),
+            Action::Compare(family) => self.start_compare(family),
             Action::Reset => {
                 self.start_when_ready = true;
                 if self.state.settings.backend != self.worker_backend {
@@ -192,9 +261,14 @@ impl LatentAtlasApp {
                     let config = Box::new(self.state.settings.config.clone());
                     self.send(Command::Reset(config));
                 }
+                // A comparison restarts with the new settings.
+                if let Some(family) = self.state.compare.as_ref().map(|c| c.family) {
+                    self.start_compare(Some(family));
+                }
             }
             Action::ApplyHyper => {
                 let hyper = self.state.settings.config.hyper.clone();
+                self.send_compare(Command::SetHyper(hyper.clone()));
                 self.send(Command::SetHyper(hyper));
             }
             Action::OpenDatasetDialog => self.open_dialog(DialogPurpose::Dataset),
@@ -361,6 +435,9 @@ impl LatentAtlasApp {
 
     /// Stops and joins the training thread.
     pub fn shutdown(&mut self) {
+        if let Some(mut w) = self.compare_worker.take() {
+            w.shutdown();
+        }
         if let Some(mut w) = self.worker.take() {
             w.shutdown();
         }
@@ -408,7 +485,12 @@ impl eframe::App for LatentAtlasApp {
                 match self.state.settings.tab {
                     Tab::Curves => panels::curves::curves_ui(ui, &mut self.state),
                     Tab::Samples => {
-                        panels::samples::samples_ui(ui, &mut self.state, &mut self.views.samples)
+                        let a = panels::samples::samples_ui(
+                            ui,
+                            &mut self.state,
+                            &mut self.views.samples,
+                        );
+                        actions.extend(a);
                     }
                     Tab::Interpolation => panels::interp::interp_ui(
                         ui,
@@ -422,7 +504,21 @@ impl eframe::App for LatentAtlasApp {
                 }
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);
+            if self.state.compare.is_some() {
+                let width = ui.available_width();
+                let height = ui.available_height();
+                ui.horizontal_top(|ui| {
+                    ui.allocate_ui(egui::vec2(width * 0.5 - 4.0, height), |ui| {
+                        panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);
+                    });
+                    ui.separator();
+                    ui.allocate_ui(egui::vec2(ui.available_width(), height), |ui| {
+                        panels::plane::compare_ui(ui, &self.state);
+                    });
+                });
+            } else {
+                panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);
+            }
         });
         // A drag decoded this frame is shown in this frame's preview, not the next one.
         self.state.fulfil_preview();

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::history::Series;
 use crate::backend::BackendChoice;
+use crate::evaluator::Scores;
 use crate::explore::geometry::{PathKind, interpolate};
 use crate::explore::projection::{PlaneAxes, Projection};
-use crate::train::{Snapshot, StepMetrics, TestMetrics, TrainConfig};
+use crate::train::{ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig};
 use crate::worker::{Event, RunState};
 
 /// Points kept per curve.
@@ -81,6 +82,12 @@ pub struct Settings {
     pub export_dir: PathBuf,
     /// Width of exported latent-plane images, in pixels.
     pub export_size: u32,
+    /// Tint the prior's holes (where the aggregate posterior is below a tenth of the prior).
+    pub show_holes: bool,
+    /// f-VAE: show the pre-flow space (E(x) and sigma1 circles) instead of the prior's space.
+    pub pre_flow: bool,
+    /// CVAE: the class the samples grid draws from (`None`: one row per class).
+    pub sample_class: Option<usize>,
 }
 
 impl Default for Settings {
@@ -105,6 +112,9 @@ impl Default for Settings {
             four_corners: false,
             export_dir: PathBuf::from("latent-atlas-exports"),
             export_size: 1000,
+            show_holes: true,
+            pre_flow: false,
+            sample_class: None,
         }
     }
 }
@@ -127,8 +137,16 @@ pub struct Curves {
     pub kl: Series,
     /// Optimised total.
     pub total: Series,
-    /// Test negative ELBO per epoch.
+    /// Test negative ELBO per epoch (test reconstruction for the AE).
     pub test_elbo: Series,
+    /// The BN-VAE's KL floor per step.
+    pub kl_floor: Series,
+    /// Share of the prior in holes, per snapshot.
+    pub hole_share: Series,
+    /// The evaluator's Frechet distance per score.
+    pub frechet: Series,
+    /// The evaluator's class entropy of prior samples per score.
+    pub entropy: Series,
 }
 
 impl Default for Curves {
@@ -139,6 +157,10 @@ impl Default for Curves {
             kl: s(),
             total: s(),
             test_elbo: s(),
+            kl_floor: s(),
+            hole_share: s(),
+            frechet: s(),
+            entropy: s(),
         }
     }
 }
@@ -161,6 +183,20 @@ pub struct SampleRequest {
     pub temperature: f32,
     /// Seed of the noise.
     pub noise_seed: u64,
+    /// CVAE: the class drawn from, or `None` for a row per class (the prior itself for others).
+    pub class: Option<usize>,
+}
+
+/// Where the dataset's evaluator stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum EvaluatorStatus {
+    /// Not asked for yet.
+    #[default]
+    Idle,
+    /// Being trained (share done).
+    Training(f32),
+    /// Ready, with its test accuracy.
+    Ready(f32),
 }
 
 /// The whole explorer state.
@@ -204,6 +240,62 @@ pub struct AppState {
     pub noise_seed: u64,
     /// Every training row received, for the metrics CSV.
     pub train_rows: Vec<StepMetrics>,
+    /// The evaluator's scores over training.
+    pub scores: Vec<Scores>,
+    /// Where the evaluator stands.
+    pub evaluator: EvaluatorStatus,
+    /// A second run trained beside this one for comparison.
+    pub compare: Option<CompareState>,
+}
+
+/// The second run of a side-by-side comparison: a model of another family trained on the
+/// same data with the same settings, folded from its own worker's events.
+#[derive(Debug)]
+pub struct CompareState {
+    /// Its family.
+    pub family: ModelKind,
+    /// Its newest snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// Its newest step's metrics.
+    pub last_step: Option<StepMetrics>,
+    /// Its test metrics per epoch.
+    pub tests: Vec<TestMetrics>,
+    /// Its KL per step.
+    pub kl: Series,
+    /// Its reconstruction per step.
+    pub reconstruction: Series,
+    /// Its newest error.
+    pub error: Option<String>,
+}
+
+impl CompareState {
+    /// A comparison run of `family`, before its model is ready.
+    pub fn new(family: ModelKind) -> Self {
+        Self {
+            family,
+            snapshot: None,
+            last_step: None,
+            tests: Vec::new(),
+            kl: Series::with_capacity(CURVE_CAPACITY),
+            reconstruction: Series::with_capacity(CURVE_CAPACITY),
+            error: None,
+        }
+    }
+
+    /// Folds one of its worker's events.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Progress { metrics, .. } => {
+                let x = metrics.step as f64;
+                self.kl.push(x, metrics.kl as f64);
+                self.reconstruction.push(x, metrics.reconstruction as f64);
+                self.last_step = Some(metrics);
+            }
+            Event::Tested(t) => self.tests.push(t),
+            Event::Failed(e) => self.error = Some(e),
+            _ => {}
+        }
+    }
 }
 
 impl AppState {
@@ -232,6 +324,7 @@ impl AppState {
                 self.curves = Curves::default();
                 self.tests.clear();
                 self.train_rows.clear();
+                self.scores.clear();
                 self.timeline.clear();
                 self.timeline_pos = None;
                 self.last_step = None;
@@ -250,18 +343,30 @@ impl AppState {
                     .push(x, metrics.reconstruction as f64);
                 self.curves.kl.push(x, metrics.kl as f64);
                 self.curves.total.push(x, metrics.total as f64);
+                if let Some(floor) = metrics.extra("kl_floor") {
+                    self.curves.kl_floor.push(x, floor as f64);
+                }
                 self.samples_per_sec = samples_per_sec;
                 self.train_rows.push(metrics.clone());
                 self.last_step = Some(metrics);
             }
             Event::Tested(t) => {
-                self.curves.test_elbo.push(t.step as f64, t.neg_elbo as f64);
+                let y = t.neg_elbo.unwrap_or(t.reconstruction);
+                self.curves.test_elbo.push(t.step as f64, y as f64);
                 self.tests.push(t);
             }
             Event::SnapshotReady { .. } => {}
             Event::State(s) => self.run = Some(s),
             Event::Saved(p) => self.notices.push(format!("saved {}", p.display())),
             Event::Failed(e) => self.errors.push(e),
+            Event::EvaluatorProgress(p) => self.evaluator = EvaluatorStatus::Training(p),
+            Event::EvaluatorReady(a) => self.evaluator = EvaluatorStatus::Ready(a),
+            Event::Scored(scores) => {
+                let x = scores.step as f64;
+                self.curves.frechet.push(x, scores.frechet as f64);
+                self.curves.entropy.push(x, scores.entropy as f64);
+                self.scores.push(scores);
+            }
         }
     }
 
@@ -282,6 +387,13 @@ impl AppState {
                 step: snapshot.step,
                 snapshot: snapshot.clone(),
             });
+        }
+        if let Some(c) = &snapshot.coverage
+            && keep
+        {
+            self.curves
+                .hole_share
+                .push(snapshot.step as f64, c.hole_share as f64);
         }
         // The handle follows the model: re-decode the preview at the same place.
         if let Some((z, _)) = &self.preview {
@@ -314,6 +426,7 @@ impl AppState {
             step: self.snapshot.as_ref()?.step,
             temperature: self.settings.temperature,
             noise_seed: self.noise_seed,
+            class: self.settings.sample_class,
         })
     }
 
@@ -490,9 +603,13 @@ mod tests {
                     weights: vec![1.0, 1.0],
                     bias: vec![0.0],
                 }],
+                flow: None,
                 width: 1,
                 height: 1,
             }),
+            family: crate::train::ModelKind::Vae,
+            view: Default::default(),
+            coverage: None,
         }
     }
 
@@ -506,6 +623,7 @@ mod tests {
             total: 105.0,
             kl_weight: 1.0,
             kl_per_dim: vec![2.0, 3.0],
+            extra: vec![],
         }
     }
 

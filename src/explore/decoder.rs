@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::PlainFlow;
+
 /// One dense layer, `y = x W + b`, weights row-major `[inputs, outputs]`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Dense {
@@ -32,11 +34,14 @@ impl Dense {
 }
 
 /// A decoder MLP (ReLU between layers, a sigmoid at the end) that maps a latent point to
-/// pixel intensities in `[0, 1]`.
+/// pixel intensities in `[0, 1]`; for the f-VAE the point first goes back through the flow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlainDecoder {
     /// The layers, first to last.
     pub layers: Vec<Dense>,
+    /// The f-VAE's flow F: points of the prior's space are decoded at `F^-1(z)`.
+    #[serde(default)]
+    pub flow: Option<PlainFlow>,
     /// Image width in pixels.
     pub width: usize,
     /// Image height in pixels.
@@ -49,8 +54,17 @@ impl PlainDecoder {
         self.layers.first().map_or(0, |l| l.inputs)
     }
 
-    /// Decodes one latent point into `width * height` intensities in `[0, 1]`.
+    /// Decodes one point of the prior's space into `width * height` intensities in `[0, 1]`.
     pub fn decode(&self, z: &[f32]) -> Vec<f32> {
+        match &self.flow {
+            Some(flow) => self.decode_pre_flow(&flow.inverse(z).0),
+            None => self.decode_pre_flow(z),
+        }
+    }
+
+    /// Decodes a point given before the flow (the decoder's own input space; the same as
+    /// [`PlainDecoder::decode`] for families without a flow).
+    pub fn decode_pre_flow(&self, z: &[f32]) -> Vec<f32> {
         let mut a = z.to_vec();
         let mut b = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
@@ -108,6 +122,7 @@ mod tests {
                     bias: vec![-1.0],
                 },
             ],
+            flow: None,
             width: 1,
             height: 1,
         };

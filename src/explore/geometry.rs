@@ -125,6 +125,28 @@ pub fn ellipse_outline(cx: f32, cy: f32, rx: f32, ry: f32, segments: usize) -> V
         .collect()
 }
 
+/// The f-VAE's posterior outline: the sigma1-circle around the pre-flow centre `centre` (in the
+/// plane of `dims`; other coordinates stay at the centre's) pushed through the flow, as `n`
+/// points of the prior's space in those two dims.
+pub fn warped_outline(
+    flow: &super::PlainFlow,
+    centre: &[f32],
+    sigma1: f32,
+    dims: [usize; 2],
+    n: usize,
+) -> Vec<[f32; 2]> {
+    (0..n)
+        .map(|k| {
+            let a = k as f32 / n as f32 * std::f32::consts::TAU;
+            let mut w = centre.to_vec();
+            w[dims[0]] += sigma1 * a.cos();
+            w[dims[1]] += sigma1 * a.sin();
+            let (z, _) = flow.forward(&w);
+            [z[dims[0]], z[dims[1]]]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

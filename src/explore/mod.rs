@@ -2,8 +2,11 @@
 //! decodes without the training thread, the inverse-CDF manifold grid, interpolation paths
 //! and ellipse outlines. Plain data in, plain data out.
 
+pub mod coverage;
 pub mod decoder;
+pub mod flow;
 pub mod geometry;
 pub mod projection;
 
 pub use decoder::{Dense, PlainDecoder};
+pub use flow::{PlainCoupling, PlainFlow};

@@ -5,9 +5,12 @@ use image::RgbaImage;
 
 use super::canvas::{BLACK, Canvas, GRID, WHITE, class_color};
 use crate::explore::PlainDecoder;
-use crate::explore::geometry::{PathKind, ellipse_outline, interpolation_path, manifold_grid};
+use crate::explore::coverage::{Coverage, HOLE_RATIO};
+use crate::explore::geometry::{
+    PathKind, ellipse_outline, interpolation_path, manifold_grid, warped_outline,
+};
 use crate::rng::Rng;
-use crate::train::Snapshot;
+use crate::train::{PosteriorShape, Snapshot};
 
 const TITLE_PX: f32 = 20.0;
 const LABEL_PX: f32 = 14.0;
@@ -77,18 +80,44 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
         (side - margin) as i32,
         (side - margin) as i32,
     ]);
+    if let Some(coverage) = &snapshot.coverage
+        && coverage.axes == (dims[0], dims[1])
+    {
+        draw_holes(&mut c, coverage, &to_px);
+    }
+    let shape = snapshot.family.draws().posterior;
     for i in 0..snapshot.probe.len() {
         let (mu, sigma) = (snapshot.mu_of(i), snapshot.sigma_of(i));
         let [x, y] = to_px(mu[dims[0]], mu[dims[1]]);
         let color = class_color(snapshot.probe.labels[i]);
-        c.fill_ellipse(
-            x,
-            y,
-            sigma[dims[0]] * scale,
-            sigma[dims[1]] * scale,
-            color,
-            0.22,
-        );
+        match (shape, &snapshot.view.flow, &snapshot.view.pre_flow) {
+            (PosteriorShape::Point, _, _) => c.fill_ellipse(x, y, 2.0, 2.0, color, 0.8),
+            (PosteriorShape::Warped, Some(flow), Some(pre)) => {
+                let d = snapshot.latent_dim;
+                let outline = match snapshot.view.outline(i) {
+                    Some(o) if dims == [0, 1] => o.to_vec(),
+                    _ => warped_outline(flow, &pre[i * d..(i + 1) * d], sigma[0], dims, 16),
+                };
+                let outline: Vec<[f32; 2]> = outline.iter().map(|p| to_px(p[0], p[1])).collect();
+                c.polygon(&outline, 1.0, [color[0], color[1], color[2], 70]);
+            }
+            _ => c.fill_ellipse(
+                x,
+                y,
+                sigma[dims[0]] * scale,
+                sigma[dims[1]] * scale,
+                color,
+                0.22,
+            ),
+        }
+    }
+    if let Some(means) = &snapshot.view.class_means {
+        let d = snapshot.latent_dim;
+        for (label, m) in means.chunks_exact(d).enumerate() {
+            let [x, y] = to_px(m[dims[0]], m[dims[1]]);
+            c.fill_ellipse(x, y, 7.0, 7.0, BLACK, 1.0);
+            c.fill_ellipse(x, y, 5.0, 5.0, class_color(label as u8), 1.0);
+        }
     }
     let circle: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, 1.0, 1.0, 256)
         .iter()
@@ -102,11 +131,16 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
         [120, 120, 120, 255],
     );
     let title = format!(
-        "latent plane (z{} vs z{}), step {}, {} posteriors",
+        "{} latent plane (z{} vs z{}), step {}, {} {}",
+        snapshot.family.label(),
         dims[0],
         dims[1],
         snapshot.step,
-        snapshot.probe.len()
+        snapshot.probe.len(),
+        match shape {
+            PosteriorShape::Point => "codes",
+            _ => "posteriors",
+        }
     );
     c.text(margin, 10.0, LABEL_PX + 2.0, BLACK, &title);
     // Legend.
@@ -121,7 +155,146 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
     }
     c.line([x0, y + 12.0], [x0 + 14.0, y + 12.0], 2.0, BLACK);
     c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "unit circle");
+    if snapshot.view.class_means.is_some() {
+        y += 22.0;
+        c.fill_ellipse(x0 + 7.0, y + 10.0, 6.0, 6.0, BLACK, 1.0);
+        c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "class means");
+    }
+    if let Some(coverage) = &snapshot.coverage
+        && coverage.axes == (dims[0], dims[1])
+    {
+        y += 22.0;
+        c.fill_rect(x0 as i32, y as i32 + 4, 14, 14, HOLE);
+        c.text(
+            x0 + 20.0,
+            y + 4.0,
+            LABEL_PX,
+            BLACK,
+            &format!("holes {:.0}% of prior", 100.0 * coverage.hole_share),
+        );
+    }
     c.image
+}
+
+/// Tint of a prior hole (q < 0.1 p) in the plane.
+const HOLE: [u8; 4] = [255, 200, 120, 255];
+
+/// Tints the cells where the aggregate posterior leaves a hole in the prior, weighted by the
+/// prior's density so the tint fades where the prior has little mass.
+fn draw_holes(c: &mut Canvas, coverage: &Coverage, to_px: &dyn Fn(f32, f32) -> [f32; 2]) {
+    let half = coverage.cell() / 2.0;
+    let peak = 1.0 / std::f32::consts::TAU;
+    for r in 0..coverage.n {
+        for col in 0..coverage.n {
+            let k = r * coverage.n + col;
+            let (p, q) = (coverage.p[k], coverage.q[k]);
+            if q >= HOLE_RATIO * p {
+                continue;
+            }
+            let (x, y) = (coverage.centre(col), coverage.centre(r));
+            let [x0, y0] = to_px(x - half, y + half);
+            let [x1, y1] = to_px(x + half, y - half);
+            let alpha = (p / peak).sqrt().clamp(0.0, 1.0) * 0.8;
+            for py in y0.floor() as i32..y1.ceil() as i32 {
+                for px in x0.floor() as i32..x1.ceil() as i32 {
+                    c.blend(px, py, HOLE, alpha);
+                }
+            }
+        }
+    }
+}
+
+/// The aggregate posterior as a heat map beside the prior, with the holes outlined.
+pub fn coverage(coverage: &Coverage, size: u32) -> RgbaImage {
+    let margin = 36.0;
+    let side = size as f32;
+    let mut c = Canvas::new(size * 2, size + 30, WHITE);
+    let plot = side - 2.0 * margin;
+    let cell = plot / coverage.n as f32;
+    let max_q = coverage.q.iter().copied().fold(1e-12f32, f32::max);
+    let max_p = coverage.p.iter().copied().fold(1e-12f32, f32::max);
+    for (panel, (values, max, title)) in [
+        (
+            &coverage.q,
+            max_q,
+            format!(
+                "aggregate posterior q(z), holes (q < 0.1 p) outlined: {:.1}% of the prior",
+                100.0 * coverage.hole_share
+            ),
+        ),
+        (&coverage.p, max_p, "prior p(z) = N(0, I)".to_owned()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let x0 = panel as f32 * side + margin;
+        for r in 0..coverage.n {
+            for col in 0..coverage.n {
+                let k = r * coverage.n + col;
+                let v = (values[k] / max).sqrt().clamp(0.0, 1.0);
+                let shade = [
+                    (255.0 * (1.0 - 0.85 * v)) as u8,
+                    (255.0 * (1.0 - 0.6 * v)) as u8,
+                    255,
+                    255,
+                ];
+                let (px, py) = (
+                    (x0 + col as f32 * cell) as i32,
+                    (margin + plot - (r + 1) as f32 * cell) as i32,
+                );
+                c.fill_rect(px, py, cell.ceil() as i32, cell.ceil() as i32, shade);
+                if panel == 0 && coverage.q[k] < HOLE_RATIO * coverage.p[k] {
+                    let a = (coverage.p[k] / max_p).sqrt();
+                    for yy in py..py + cell.ceil() as i32 {
+                        for xx in px..px + cell.ceil() as i32 {
+                            c.blend(xx, yy, HOLE, 0.85 * a);
+                        }
+                    }
+                }
+            }
+        }
+        c.polygon(
+            &[
+                [x0, margin],
+                [x0 + plot, margin],
+                [x0 + plot, margin + plot],
+                [x0, margin + plot],
+            ],
+            1.0,
+            [120, 120, 120, 255],
+        );
+        let e = coverage.extent;
+        for (v, label) in [(-e, format!("{}", -e)), (e, format!("{e}"))] {
+            let x = x0 + (v + e) / (2.0 * e) * plot;
+            c.text(x - 8.0, margin + plot + 4.0, LABEL_PX, BLACK, &label);
+        }
+        c.text(x0, 10.0, LABEL_PX, BLACK, &title);
+    }
+    c.image
+}
+
+/// A grid of class-conditional samples (CVAE): one row per class, `per_class` samples each at
+/// temperature `t` around the class mean.
+pub fn class_samples(snapshot: &Snapshot, per_class: usize, t: f32, seed: u64) -> RgbaImage {
+    let d = snapshot.latent_dim;
+    let classes = snapshot.view.classes(d);
+    let mut rng = Rng::new(seed);
+    let mut z = Vec::with_capacity(classes * per_class * d);
+    for c in 0..classes {
+        let mode = snapshot.prior_mode(Some(c));
+        for _ in 0..per_class {
+            z.extend(mode.iter().map(|m| m + t * rng.normal()));
+        }
+    }
+    let images = snapshot.decoder.decode_many(&z);
+    image_grid(
+        &format!("class-conditional samples z ~ N(mu_y, T^2 I), T = {t}, one row per class"),
+        &images,
+        snapshot.decoder.width,
+        snapshot.decoder.height,
+        per_class,
+        2,
+    )
 }
 
 /// A titled grid of grey images, `cols` per row, each scaled by `scale` with a 2-pixel gap.

@@ -18,6 +18,15 @@ pub fn kl_standard_normal(mu: Tensor<2>, logvar: Tensor<2>) -> Tensor<2> {
     (mu.square() + logvar.clone().exp() - logvar - 1.0) * 0.5
 }
 
+/// KL(N(mu, sigma^2) || N(mean, I)) per latent dimension, the CVAE's term with a class mean
+/// (seeds/000, eq. 8): `1/2 ((mu - mean)^2 + sigma^2 - log sigma^2 - 1)`.
+///
+/// # Shapes
+///   mu, logvar, mean `[batch, latent]` -> `[batch, latent]`
+pub fn kl_to_mean(mu: Tensor<2>, logvar: Tensor<2>, mean: Tensor<2>) -> Tensor<2> {
+    kl_standard_normal(mu - mean, logvar)
+}
+
 /// Bernoulli negative log-likelihood (binary cross-entropy with logits), summed over pixels:
 /// `-x log sigmoid(l) - (1 - x) log(1 - sigmoid(l)) = (1 - x) l - log sigmoid(l)`.
 ///
@@ -46,6 +55,20 @@ pub fn gaussian_nll(logits: Tensor<2>, x: Tensor<2>, sigma: f32) -> Tensor<1> {
     let constant = 0.5 * pixels * (LN_2PI + 2.0 * sigma.ln());
     let mean = burn::tensor::activation::sigmoid(logits);
     ((mean - x).square().sum_dim(1) / (2.0 * sigma * sigma) + constant).squeeze_dim(1)
+}
+
+/// Gaussian negative log-likelihood with a trained standard deviation `exp(log_sigma)` (one
+/// scalar, the f-VAE's sigma2) around `sigmoid(logits)`, summed over pixels:
+/// `|x - mean|^2 / (2 sigma^2) + D log sigma + D/2 log(2 pi)`.
+///
+/// # Shapes
+///   logits, x `[batch, pixels]`, log_sigma `[1]` -> `[batch]`
+pub fn gaussian_nll_trained(logits: Tensor<2>, x: Tensor<2>, log_sigma: Tensor<1>) -> Tensor<1> {
+    let pixels = x.dims()[1] as f32;
+    let mean = burn::tensor::activation::sigmoid(logits);
+    let inv_var = (log_sigma.clone() * -2.0).exp().unsqueeze_dim::<2>(0);
+    let squared = (mean - x).square().sum_dim(1) * inv_var * 0.5;
+    (squared + (log_sigma * pixels).unsqueeze_dim::<2>(0) + 0.5 * pixels * LN_2PI).squeeze_dim(1)
 }
 
 /// Log-density of a diagonal Gaussian `N(mean, exp(logvar))` at `z`, summed over dimensions.
@@ -167,6 +190,41 @@ mod tests {
         // mean = sigmoid(0) = 0.5 for both pixels.
         let expected = (0.0 + 0.25) / (2.0 * 0.25) + 2.0 * 0.5 * (LN_2PI + 2.0 * 0.5f32.ln());
         assert!((nll[0] - expected).abs() < 1e-5, "{} vs {expected}", nll[0]);
+    }
+
+    #[test]
+    fn kl_to_the_class_mean_is_zero_there_and_matches_the_closed_form() {
+        let mean = [0.7f32, -1.5, 2.0, 0.1];
+        let at_mean = to_vec(kl_to_mean(
+            t(&mean, 2, 2),
+            t(&[0.0; 4], 2, 2),
+            t(&mean, 2, 2),
+        ));
+        assert!(at_mean.iter().all(|&v| v.abs() < 1e-7), "{at_mean:?}");
+        let (mu, logvar) = ([0.0f32, 1.0, -1.0, 0.5], [0.2f32, -0.3, 0.0, 1.0]);
+        let kl = to_vec(kl_to_mean(t(&mu, 2, 2), t(&logvar, 2, 2), t(&mean, 2, 2)));
+        for i in 0..4 {
+            let expected = 0.5 * ((mu[i] - mean[i]).powi(2) + logvar[i].exp() - logvar[i] - 1.0);
+            assert!(
+                (kl[i] - expected).abs() < 1e-6,
+                "{i}: {} vs {expected}",
+                kl[i]
+            );
+        }
+    }
+
+    #[test]
+    fn trained_gaussian_nll_equals_the_fixed_one_at_the_same_sigma() {
+        let (logits, x) = (
+            t(&[0.3, -1.0, 2.0, 0.0], 2, 2),
+            t(&[0.5, 0.1, 0.9, 1.0], 2, 2),
+        );
+        let fixed = to_vec(gaussian_nll(logits.clone(), x.clone(), 0.3));
+        let log_sigma = Tensor::<1>::from_floats([0.3f32.ln()], &device());
+        let trained = to_vec(gaussian_nll_trained(logits, x, log_sigma));
+        for (a, b) in fixed.iter().zip(&trained) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
     }
 
     #[test]

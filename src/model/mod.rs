@@ -1,6 +1,18 @@
-//! Models. Each family is one file; the losses they share live in [`losses`].
+//! Models. Each family is one file; the losses they share live in [`losses`], and
+//! [`family::Model`] is the one interface the rest of the program uses.
 
+pub mod ae;
+pub mod bn_vae;
+pub mod cvae;
+pub mod f_vae;
+pub mod family;
+pub mod flow;
 pub mod losses;
 pub mod vae;
 
-pub use vae::{Likelihood, Vae, VaeConfig};
+pub use ae::Ae;
+pub use bn_vae::BnVae;
+pub use cvae::Cvae;
+pub use f_vae::FVae;
+pub use family::{Model, Posteriors, Terms};
+pub use vae::{Likelihood, Vae, VaeConfig, VaeForward};

@@ -23,10 +23,15 @@ pub enum Likelihood {
         /// The standard deviation, in grey-level units of `[0, 1]`.
         sigma: f32,
     },
+    /// Gaussian around `sigmoid(logits)` whose standard deviation is trained with the model
+    /// (the f-VAE's sigma2, seeds/002). Only the f-VAE has that parameter.
+    GaussianTrained,
 }
 
 impl Likelihood {
-    /// `-log p(x|z)` per sample, summed over pixels.
+    /// `-log p(x|z)` per sample, summed over pixels. [`Likelihood::GaussianTrained`] needs the
+    /// model's sigma and is computed by the f-VAE itself; here it falls back to sigma = 1
+    /// (settings validation keeps it to the f-VAE).
     ///
     /// # Shapes
     ///   logits, x `[batch, pixels]` -> `[batch]`
@@ -34,6 +39,7 @@ impl Likelihood {
         match self {
             Likelihood::Bernoulli => losses::bernoulli_nll(logits, x),
             Likelihood::Gaussian { sigma } => losses::gaussian_nll(logits, x, sigma),
+            Likelihood::GaussianTrained => losses::gaussian_nll(logits, x, 1.0),
         }
     }
 }

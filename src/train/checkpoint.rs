@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
 use crate::export::atomic_write;
-use crate::model::Vae;
+use crate::model::Model;
 
 /// File name of the weights inside a run folder.
 pub const MODEL_FILE: &str = "model.bpk";
@@ -37,9 +37,11 @@ pub struct RunInfo {
 }
 
 /// Writes the weights and the run description into `dir`.
-pub fn save(dir: &Path, model: &Vae, info: &RunInfo) -> anyhow::Result<()> {
+pub fn save(dir: &Path, model: &Model, info: &RunInfo) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let bytes = model.clone().into_record().into_bytes().map_err(|e| {
+    // `valid()` first: it folds pending running-state updates (the BN-VAE's batch statistics)
+    // into their values, which `into_record` alone would save one update late.
+    let bytes = model.valid().into_record().into_bytes().map_err(|e| {
         anyhow::anyhow!(
             "{}: cannot serialise the model: {e:?}",
             dir.join(MODEL_FILE).display()
@@ -62,15 +64,20 @@ pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
         .map_err(|e| anyhow::anyhow!("{}: not a run description: {e}", path.display()))
 }
 
-/// Loads the weights of a run folder into a model of the shape its config describes.
-pub fn load_model(dir: &Path, info: &RunInfo, device: &Device) -> anyhow::Result<Vae> {
+/// Loads the weights of a run folder into a model of the family and shape its config
+/// describes (`classes` sizes the CVAE's class means).
+pub fn load_model(
+    dir: &Path,
+    info: &RunInfo,
+    classes: usize,
+    device: &Device,
+) -> anyhow::Result<Model> {
     let path = dir.join(MODEL_FILE);
     let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| anyhow::anyhow!("{}: not a model file: {e:?}", path.display()))?;
     info.config
-        .vae_config(info.input_dim)
-        .init(device)
+        .build_model(info.input_dim, classes, device)
         .try_load_record(record)
         .map_err(|e| {
             anyhow::anyhow!(

@@ -3,23 +3,120 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Likelihood, VaeConfig};
+use burn::tensor::Device;
+
+use crate::model::{Ae, BnVae, Cvae, FVae, Likelihood, Model, VaeConfig};
 
 /// A model family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ModelKind {
+    /// The plain autoencoder: a point per image, reconstruction only (seeds/003).
+    Ae,
     /// The variational autoencoder with a Gaussian posterior and a standard normal prior.
     #[default]
     Vae,
+    /// The CVAE with a learned mean per class (seeds/000).
+    Cvae,
+    /// The BN-VAE, whose KL has a floor (seeds/001).
+    BnVae,
+    /// The f-VAE, with a flow-based posterior (seeds/002).
+    FVae,
+}
+
+/// How a family's posteriors are drawn in the latent plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PosteriorShape {
+    /// A point per sample (no uncertainty).
+    Point,
+    /// An ellipse with centre mu and semi-axes sigma.
+    Ellipse,
+    /// The sigma1-circle around E(x) pushed through the flow.
+    Warped,
+}
+
+/// What a family can draw besides its posteriors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Draws {
+    /// How each posterior looks.
+    pub posterior: PosteriorShape,
+    /// Whether the latent plane shows learned class means (and sampling picks a class).
+    pub class_means: bool,
+    /// Whether the KL curve shows a floor and the per-dimension scales.
+    pub kl_floor: bool,
+    /// Whether a pre-flow space exists to switch to.
+    pub pre_flow: bool,
+    /// Whether the family has a KL term (and so a negative ELBO).
+    pub kl: bool,
 }
 
 impl ModelKind {
+    /// Every family, in menu order.
+    pub const ALL: [ModelKind; 5] = [
+        ModelKind::Ae,
+        ModelKind::Vae,
+        ModelKind::Cvae,
+        ModelKind::BnVae,
+        ModelKind::FVae,
+    ];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            ModelKind::Ae => "ae",
             ModelKind::Vae => "vae",
+            ModelKind::Cvae => "cvae",
+            ModelKind::BnVae => "bn-vae",
+            ModelKind::FVae => "f-vae",
         }
+    }
+
+    /// A short label for menus and legends.
+    pub fn label(self) -> &'static str {
+        match self {
+            ModelKind::Ae => "AE",
+            ModelKind::Vae => "VAE",
+            ModelKind::Cvae => "CVAE (class means)",
+            ModelKind::BnVae => "BN-VAE",
+            ModelKind::FVae => "f-VAE (flow)",
+        }
+    }
+
+    /// What the family draws.
+    pub fn draws(self) -> Draws {
+        let base = Draws {
+            posterior: PosteriorShape::Ellipse,
+            class_means: false,
+            kl_floor: false,
+            pre_flow: false,
+            kl: true,
+        };
+        match self {
+            ModelKind::Ae => Draws {
+                posterior: PosteriorShape::Point,
+                kl: false,
+                ..base
+            },
+            ModelKind::Vae => base,
+            ModelKind::Cvae => Draws {
+                class_means: true,
+                ..base
+            },
+            ModelKind::BnVae => Draws {
+                kl_floor: true,
+                ..base
+            },
+            ModelKind::FVae => Draws {
+                posterior: PosteriorShape::Warped,
+                pre_flow: true,
+                ..base
+            },
+        }
+    }
+
+    /// Whether the family needs labelled data.
+    pub fn needs_labels(self) -> bool {
+        self == ModelKind::Cvae
     }
 }
 
@@ -84,6 +181,10 @@ pub struct TrainConfig {
     pub binarize: bool,
     /// Test samples whose posteriors are tracked in snapshots.
     pub probe_size: usize,
+    /// BN-VAE: the least share tau of the unit variance kept by mu, in (0, 1).
+    pub tau: f32,
+    /// f-VAE: number of affine coupling layers in the flow.
+    pub flow_layers: usize,
     /// Importance samples per image for the test log-likelihood (0: skip it).
     pub nll_samples: usize,
     /// Test images (the first ones) on which the log-likelihood is estimated.
@@ -103,6 +204,8 @@ impl Default for TrainConfig {
             seed: 0,
             binarize: false,
             probe_size: 2000,
+            tau: 0.5,
+            flow_layers: 4,
             nll_samples: 100,
             nll_images: 1000,
         }
@@ -117,9 +220,45 @@ impl TrainConfig {
             .with_latent_dim(self.latent_dim)
     }
 
+    /// A freshly initialised model of the configured family for images of `input_dim` pixels
+    /// and `classes` classes.
+    pub fn build_model(&self, input_dim: usize, classes: usize, device: &Device) -> Model {
+        let base = self.vae_config(input_dim).init(device);
+        let d = self.latent_dim;
+        match self.model {
+            ModelKind::Ae => Model::Ae(Ae { base }),
+            ModelKind::Vae => Model::Vae(base),
+            ModelKind::Cvae => Model::Cvae(Cvae::new(base, classes, d, device)),
+            ModelKind::BnVae => Model::BnVae(BnVae::new(base, d, self.tau, device)),
+            ModelKind::FVae => Model::FVae(FVae::new(base, d, self.flow_layers, device)),
+        }
+    }
+
     /// Checks the settings, saying what is wrong in words.
     pub fn validate(&self) -> Result<(), String> {
         let h = &self.hyper;
+        if self.likelihood == Likelihood::GaussianTrained && self.model != ModelKind::FVae {
+            return Err(format!(
+                "the Gaussian with a trained sigma belongs to the f-VAE; the {} needs a Bernoulli or fixed Gaussian likelihood",
+                self.model.label()
+            ));
+        }
+        if self.model == ModelKind::BnVae && !(self.tau > 0.0 && self.tau < 1.0) {
+            return Err(format!("BN-VAE tau must be in (0, 1), not {}", self.tau));
+        }
+        if self.model == ModelKind::FVae {
+            if self.latent_dim < 2 {
+                return Err(
+                    "the f-VAE's coupling layers need a latent dimension of at least 2".into(),
+                );
+            }
+            if self.flow_layers == 0 || self.flow_layers > 32 {
+                return Err(format!(
+                    "the f-VAE needs 1 to 32 coupling layers, not {}",
+                    self.flow_layers
+                ));
+            }
+        }
         if self.latent_dim == 0 || self.latent_dim > 512 {
             return Err(format!(
                 "latent dimension must be 1 to 512, not {}",

@@ -19,8 +19,19 @@ pub struct StepMetrics {
     pub total: f32,
     /// The KL weight used (beta after warm-up).
     pub kl_weight: f32,
-    /// KL per latent dimension.
+    /// KL per latent dimension (empty for families whose KL does not split by dimension).
     pub kl_per_dim: Vec<f32>,
+    /// Family-specific values by name (the BN-VAE's `kl_floor`, the f-VAE's `sigma1` and
+    /// `sigma2`).
+    #[serde(default)]
+    pub extra: Vec<(String, f32)>,
+}
+
+impl StepMetrics {
+    /// A family-specific value by name.
+    pub fn extra(&self, name: &str) -> Option<f32> {
+        self.extra.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
 }
 
 /// Test-split metrics after an epoch.
@@ -34,8 +45,8 @@ pub struct TestMetrics {
     pub reconstruction: f32,
     /// Mean KL over the test split.
     pub kl: f32,
-    /// Mean negative ELBO (reconstruction + KL, beta = 1), in nats.
-    pub neg_elbo: f32,
+    /// Mean negative ELBO (reconstruction + KL, beta = 1), in nats; none for the AE.
+    pub neg_elbo: Option<f32>,
     /// Importance-sampled negative log-likelihood, in nats, when estimated.
     pub nll: Option<f32>,
     /// Importance samples per image behind `nll`.
@@ -44,6 +55,10 @@ pub struct TestMetrics {
     pub nll_images: usize,
     /// KL per latent dimension (dimensions above 0.01 nats are "active").
     pub kl_per_dim: Vec<f32>,
+    /// Share of the prior's mass where the aggregate posterior of the probe set falls below a
+    /// tenth of the prior (dims 0 and 1).
+    #[serde(default)]
+    pub hole_share: Option<f32>,
 }
 
 impl TestMetrics {

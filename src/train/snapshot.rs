@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::explore::PlainDecoder;
+use super::ModelKind;
+use crate::explore::coverage::Coverage;
+use crate::explore::{PlainDecoder, PlainFlow};
 
 /// The probe set: fixed test samples whose posteriors every snapshot reports.
 #[derive(Clone, Debug, Default)]
@@ -40,9 +42,63 @@ impl Probe {
     }
 }
 
+/// What a family adds to the plane beyond the posteriors.
+#[derive(Clone, Debug, Default)]
+pub struct FamilyView {
+    /// CVAE: class means, `[classes, latent]` row-major.
+    pub class_means: Option<Vec<f32>>,
+    /// BN-VAE: `gamma_mu` per dimension.
+    pub gamma_mu: Option<Vec<f32>>,
+    /// BN-VAE: `gamma_sigma` per dimension.
+    pub gamma_sigma: Option<Vec<f32>>,
+    /// f-VAE: the posterior centres E(x) in the pre-flow space, like `mu`.
+    pub pre_flow: Option<Vec<f32>>,
+    /// f-VAE: the flow F (also inside the decoder).
+    pub flow: Option<Arc<PlainFlow>>,
+    /// f-VAE: the trained `(sigma1, sigma2)`.
+    pub sigmas: Option<(f32, f32)>,
+    /// f-VAE: each probe posterior's outline in the prior's space over dims 0 and 1, the
+    /// sigma1-circle around E(x) pushed through F: [`OUTLINE_POINTS`] points `[z0, z1]` per sample.
+    pub outlines: Option<Arc<Vec<[f32; 2]>>>,
+}
+
+/// Points per warped posterior outline.
+pub const OUTLINE_POINTS: usize = 16;
+
+impl FamilyView {
+    /// The BN-VAE's KL floor `(1/2) sum gamma_mu^2`.
+    pub fn kl_floor(&self) -> Option<f32> {
+        self.gamma_mu
+            .as_ref()
+            .map(|g| crate::model::family::kl_floor(g))
+    }
+
+    /// Number of CVAE classes.
+    pub fn classes(&self, latent_dim: usize) -> usize {
+        self.class_means
+            .as_ref()
+            .map_or(0, |m| m.len() / latent_dim.max(1))
+    }
+
+    /// The warped outline of probe sample `i`, when computed.
+    pub fn outline(&self, i: usize) -> Option<&[[f32; 2]]> {
+        self.outlines
+            .as_ref()?
+            .get(i * OUTLINE_POINTS..(i + 1) * OUTLINE_POINTS)
+    }
+
+    /// Mean of CVAE class `c`.
+    pub fn class_mean(&self, c: usize, latent_dim: usize) -> Option<&[f32]> {
+        let m = self.class_means.as_ref()?;
+        m.get(c * latent_dim..(c + 1) * latent_dim)
+    }
+}
+
 /// The model as seen at one step.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// The model family.
+    pub family: ModelKind,
     /// Steps completed.
     pub step: u64,
     /// Epochs completed.
@@ -51,15 +107,29 @@ pub struct Snapshot {
     pub latent_dim: usize,
     /// The probe set (shared between snapshots).
     pub probe: Arc<Probe>,
-    /// Posterior means, `probe.len() * latent_dim`, row-major.
+    /// Where each probe sample sits in the prior's space, `probe.len() * latent_dim`,
+    /// row-major: the posterior mean, the AE's code, or the f-VAE's F(E(x)).
     pub mu: Vec<f32>,
-    /// Posterior standard deviations, same layout.
+    /// Posterior standard deviations, same layout (zero for codes; sigma1 for the f-VAE, in
+    /// the pre-flow space).
     pub sigma: Vec<f32>,
     /// The decoder, to decode any latent point without the trainer.
     pub decoder: Arc<PlainDecoder>,
+    /// What the family adds to the view.
+    pub view: FamilyView,
+    /// The aggregate posterior against the prior over dims 0 and 1, when computed.
+    pub coverage: Option<Arc<Coverage>>,
 }
 
 impl Snapshot {
+    /// The prior's mode for sampling: the origin, or the CVAE's class mean.
+    pub fn prior_mode(&self, class: Option<usize>) -> Vec<f32> {
+        match class.and_then(|c| self.view.class_mean(c, self.latent_dim)) {
+            Some(m) => m.to_vec(),
+            None => vec![0.0; self.latent_dim],
+        }
+    }
+
     /// Posterior mean of probe sample `i`.
     pub fn mu_of(&self, i: usize) -> &[f32] {
         &self.mu[i * self.latent_dim..(i + 1) * self.latent_dim]

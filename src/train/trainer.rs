@@ -1,4 +1,4 @@
-//! The training loop of the VAE: one [`Trainer::step`] at a time, test metrics on demand.
+//! The training loop of every family: one [`Trainer::step`] at a time, test metrics on demand.
 
 use std::sync::Arc;
 
@@ -8,12 +8,15 @@ use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 
 use super::checkpoint::{self, RunInfo};
+use super::snapshot::{FamilyView, OUTLINE_POINTS};
 use super::snapshot::{Probe, Snapshot};
 use super::{HyperParams, StepMetrics, TestMetrics, TrainConfig};
 use crate::data::Dataset;
 use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
-use crate::explore::{Dense, PlainDecoder};
-use crate::model::Vae;
+use crate::explore::coverage::{self, Coverage};
+use crate::explore::{Dense, PlainCoupling, PlainDecoder, PlainFlow};
+use crate::model::Model;
+use crate::model::flow::Flow;
 use crate::rng::Rng;
 
 /// Why training stopped.
@@ -50,7 +53,8 @@ pub struct Trainer {
     config: TrainConfig,
     data: Arc<Dataset>,
     device: Device,
-    model: Vae,
+    model: Model,
+    classes: usize,
     optim: ModuleOptimizer,
     rng: Rng,
     order: EpochOrder,
@@ -58,7 +62,35 @@ pub struct Trainer {
     step: u64,
     epoch: usize,
     probe: Arc<Probe>,
-    last_good: (Vae, u64),
+    last_good: (Model, u64),
+}
+
+/// Number of classes a dataset's labels need (at least its class names).
+fn class_count(data: &Dataset) -> usize {
+    let max_label = data
+        .train
+        .labels
+        .iter()
+        .chain(&data.test.labels)
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    data.class_names.len().max(max_label).max(1)
+}
+
+/// One-hot rows for `labels`, `[n, classes]`.
+fn one_hot(labels: impl Iterator<Item = u8>, classes: usize, device: &Device) -> Tensor<2> {
+    let mut rows = Vec::new();
+    let mut n = 0;
+    for l in labels {
+        let mut row = vec![0.0f32; classes];
+        if let Some(v) = row.get_mut(l as usize) {
+            *v = 1.0;
+        }
+        rows.extend(row);
+        n += 1;
+    }
+    to_tensor(rows, n, classes, device)
 }
 
 fn new_optimizer() -> ModuleOptimizer {
@@ -74,9 +106,16 @@ impl Trainer {
         device: Device,
     ) -> Result<Self, TrainError> {
         config.validate().map_err(TrainError::Config)?;
+        if config.model.needs_labels() && !data.is_labelled() {
+            return Err(TrainError::Config(format!(
+                "the {} needs class labels, and {} has none",
+                config.model.label(),
+                data.name
+            )));
+        }
         let device = device.autodiff();
         device.seed(config.seed);
-        let model = config.vae_config(data.dim()).init(&device);
+        let model = config.build_model(data.dim(), class_count(&data), &device);
         Ok(Self::with_model(config, data, device, model, 0, 0))
     }
 
@@ -97,7 +136,7 @@ impl Trainer {
             );
         }
         let device = device.autodiff();
-        let model = checkpoint::load_model(dir, &info, &device)?;
+        let model = checkpoint::load_model(dir, &info, class_count(&data), &device)?;
         Ok(Self::with_model(
             info.config,
             data,
@@ -112,10 +151,11 @@ impl Trainer {
         config: TrainConfig,
         data: Arc<Dataset>,
         device: Device,
-        model: Vae,
+        model: Model,
         step: u64,
         epoch: usize,
     ) -> Self {
+        let classes = class_count(&data);
         let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(17));
         let order = EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, &mut rng);
         let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
@@ -125,6 +165,7 @@ impl Trainer {
             data,
             device,
             model,
+            classes,
             optim: new_optimizer(),
             rng,
             order,
@@ -146,7 +187,7 @@ impl Trainer {
     }
 
     /// The model being trained.
-    pub fn model(&self) -> &Vae {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
@@ -204,19 +245,31 @@ impl Trainer {
             &self.device,
         );
         let eps = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+        let onehot = self.config.model.needs_labels().then(|| {
+            one_hot(
+                indices.iter().map(|&i| self.data.train.labels[i]),
+                self.classes,
+                &self.device,
+            )
+        });
         let kl_weight = hyper.kl_weight(self.step);
 
-        let out = self.model.forward(x, eps, self.config.likelihood);
-        let reconstruction = out.reconstruction.mean();
-        let kl_per_dim = out.kl_per_dim.mean_dim(0).reshape([d]);
-        let kl = kl_per_dim.clone().sum();
-        let loss = reconstruction.clone() + kl.clone() * kl_weight;
+        let terms = self.model.terms(x, onehot, eps, self.config.likelihood);
+        let reconstruction = terms.reconstruction.mean();
+        let mut loss = reconstruction.clone();
+        let mut readback = vec![reconstruction.detach()];
+        if let Some(kl) = terms.kl {
+            let kl = kl.mean();
+            loss = loss + kl.clone() * kl_weight;
+            readback.push(kl.detach());
+        }
+        if let Some(per_dim) = terms.kl_per_dim {
+            readback.push(per_dim.mean_dim(0).reshape([d]).detach());
+        }
         // One readback per step, before the update, so a bad loss never reaches the weights.
-        let stats = to_vec(Tensor::cat(
-            vec![reconstruction.detach(), kl.detach(), kl_per_dim.detach()],
-            0,
-        ));
-        let total = stats[0] + kl_weight * stats[1];
+        let stats = to_vec(Tensor::cat(readback, 0));
+        let kl = stats.get(1).copied().unwrap_or(0.0);
+        let total = stats[0] + kl_weight * kl;
         if !total.is_finite() {
             return Err(self.roll_back(total));
         }
@@ -243,10 +296,11 @@ impl Trainer {
             epoch,
             epoch_progress,
             reconstruction: stats[0],
-            kl: stats[1],
+            kl,
             total,
             kl_weight,
-            kl_per_dim: stats[2..].to_vec(),
+            kl_per_dim: stats.get(2..).unwrap_or_default().to_vec(),
+            extra: family_extras(&self.model),
         })
     }
 
@@ -273,7 +327,7 @@ impl Trainer {
     }
 
     /// The inference copy of the model (no autodiff) and its device.
-    fn inference(&self) -> (Vae, Device) {
+    fn inference(&self) -> (Model, Device) {
         (self.model.valid(), self.device.clone().without_autodiff())
     }
 
@@ -299,6 +353,15 @@ impl Trainer {
         out
     }
 
+    /// One-hot labels of test samples, for the families that need them.
+    fn test_onehot(&self, indices: &[usize], repeat: usize, device: &Device) -> Option<Tensor<2>> {
+        self.config.model.needs_labels().then(|| {
+            let labels =
+                (0..repeat).flat_map(|_| indices.iter().map(|&i| self.data.test.labels[i]));
+            one_hot(labels, self.classes, device)
+        })
+    }
+
     /// Test metrics over the whole test split, plus the importance-sampled log-likelihood
     /// when `with_nll` and the config asks for samples.
     pub fn evaluate(&self, with_nll: bool) -> TestMetrics {
@@ -306,38 +369,51 @@ impl Trainer {
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let n = self.data.test.len();
         let mut rng = Rng::new(self.config.seed ^ 0x7E57);
-        let (mut rec_sum, mut kl_sum) = (0.0f64, 0.0f64);
-        let mut kl_dims = vec![0.0f64; d];
+        let (mut rec_sum, mut kl_sum) = (0.0f64, None::<f64>);
+        let mut kl_dims: Option<Vec<f64>> = None;
         for start in (0..n).step_by(EVAL_CHUNK) {
             let indices: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
             let m = indices.len();
             let x = to_tensor(self.test_pixels(&indices), m, dim, &device);
             let eps = to_tensor(rng.normals(m * d), m, d, &device);
-            let out = model.forward(x, eps, self.config.likelihood);
-            rec_sum += to_vec(out.reconstruction.sum())[0] as f64;
-            let kl = to_vec(out.kl_per_dim.sum_dim(0));
-            for (acc, v) in kl_dims.iter_mut().zip(&kl) {
-                *acc += *v as f64;
+            let onehot = self.test_onehot(&indices, 1, &device);
+            let terms = model.terms(x, onehot, eps, self.config.likelihood);
+            rec_sum += to_vec(terms.reconstruction.sum())[0] as f64;
+            if let Some(kl) = terms.kl {
+                *kl_sum.get_or_insert(0.0) += to_vec(kl.sum())[0] as f64;
             }
-            kl_sum += kl.iter().map(|&v| v as f64).sum::<f64>();
+            if let Some(per_dim) = terms.kl_per_dim {
+                let acc = kl_dims.get_or_insert_with(|| vec![0.0; d]);
+                for (a, v) in acc.iter_mut().zip(to_vec(per_dim.sum_dim(0))) {
+                    *a += v as f64;
+                }
+            }
         }
-        let nll =
-            (with_nll && self.config.nll_samples > 0).then(|| self.importance_nll(&model, &device));
-        let (rec, kl) = ((rec_sum / n as f64) as f32, (kl_sum / n as f64) as f32);
+        let nll = (with_nll && self.config.nll_samples > 0)
+            .then(|| self.importance_nll(&model, &device))
+            .flatten();
+        let rec = (rec_sum / n as f64) as f32;
+        let kl = kl_sum.map(|k| (k / n as f64) as f32);
         TestMetrics {
             step: self.step,
             epoch: self.epoch,
             reconstruction: rec,
-            kl,
-            neg_elbo: rec + kl,
+            kl: kl.unwrap_or(0.0),
+            neg_elbo: kl.map(|k| rec + k),
             nll,
             nll_samples: self.config.nll_samples,
             nll_images: self.config.nll_images.min(n),
-            kl_per_dim: kl_dims.iter().map(|&v| (v / n as f64) as f32).collect(),
+            kl_per_dim: kl_dims
+                .unwrap_or_default()
+                .iter()
+                .map(|&v| (v / n as f64) as f32)
+                .collect(),
+            hole_share: self.snapshot(true).coverage.map(|c| c.hole_share),
         }
     }
 
-    fn importance_nll(&self, model: &Vae, device: &Device) -> f32 {
+    /// The importance-sampled negative log-likelihood, or `None` for a family without one.
+    fn importance_nll(&self, model: &Model, device: &Device) -> Option<f32> {
         let k = self.config.nll_samples;
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let images = self.config.nll_images.min(self.data.test.len());
@@ -347,37 +423,59 @@ impl Trainer {
         for start in (0..images).step_by(chunk) {
             let indices: Vec<usize> = (start..(start + chunk).min(images)).collect();
             let m = indices.len();
-            let x = to_tensor(self.test_pixels(&indices), m, dim, device);
+            let x = to_tensor(self.test_pixels(&indices), m, dim, device).repeat_dim(0, k);
             let eps = to_tensor(rng.normals(m * k * d), m * k, d, device);
-            sum += model
-                .importance_nll(x, eps, k, self.config.likelihood)
-                .iter()
-                .map(|&v| v as f64)
-                .sum::<f64>();
+            let onehot = self.test_onehot(&indices, k, device);
+            let log_w = to_vec(model.log_weights(x, onehot, eps, self.config.likelihood)?);
+            for i in 0..m {
+                let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
+                sum -= crate::model::losses::log_mean_exp(&per_image) as f64;
+            }
         }
-        (sum / images as f64) as f32
+        Some((sum / images as f64) as f32)
     }
 
-    /// The probe set's posteriors and a plain copy of the decoder.
-    pub fn snapshot(&self) -> Snapshot {
+    /// The probe set's posteriors, a plain copy of the decoder, what the family draws, and
+    /// (with `with_coverage`) the aggregate posterior against the prior.
+    pub fn snapshot(&self, with_coverage: bool) -> Snapshot {
         let (model, device) = self.inference();
         let probe = &self.probe;
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let x: Vec<f32> = probe.pixels.iter().map(|&p| p as f32 / 255.0).collect();
-        let (mu, logvar) = model.encode(to_tensor(x, probe.len(), dim, &device));
-        let sigma = (logvar * 0.5).exp();
+        let post = model.posteriors(to_tensor(x, probe.len(), dim, &device));
+        let outlines = match (&post.pre_flow, model.flow()) {
+            (Some(centre), Some(flow)) => {
+                let sigma1 = model.f_sigmas().map_or(1.0, |s| s.0);
+                Some(Arc::new(warped_outlines(flow, centre.clone(), sigma1)))
+            }
+            _ => None,
+        };
+        let (mu, sigma) = (to_vec(post.position), to_vec(post.sigma));
+        let flow = model.flow().map(|f| Arc::new(plain_flow(f)));
+        let (gamma_mu, gamma_sigma) = model.bn_gammas().unzip();
+        let view = FamilyView {
+            class_means: model.class_means(),
+            gamma_mu,
+            gamma_sigma,
+            pre_flow: post.pre_flow.map(to_vec),
+            flow: flow.clone(),
+            sigmas: model.f_sigmas(),
+            outlines,
+        };
+        let coverage = with_coverage.then(|| Arc::new(probe_coverage(&mu, &sigma, d, &view)));
+        let mut decoder = plain_decoder(&model, self.data.train.width, self.data.train.height);
+        decoder.flow = flow.map(|f| (*f).clone());
         Snapshot {
+            family: self.config.model,
             step: self.step,
             epoch: self.epoch,
             latent_dim: d,
             probe: probe.clone(),
-            mu: to_vec(mu),
-            sigma: to_vec(sigma),
-            decoder: Arc::new(plain_decoder(
-                &model,
-                self.data.train.width,
-                self.data.train.height,
-            )),
+            mu,
+            sigma,
+            decoder: Arc::new(decoder),
+            view,
+            coverage,
         }
     }
 
@@ -395,27 +493,96 @@ impl Trainer {
     }
 }
 
-/// Copies the decoder's weights into plain data.
-pub fn plain_decoder(model: &Vae, width: usize, height: usize) -> PlainDecoder {
-    let dense = |layer: &Linear| {
-        let [inputs, outputs] = layer.weight.val().dims();
-        Dense {
-            inputs,
-            outputs,
-            weights: to_vec(layer.weight.val()),
-            bias: layer
-                .bias
-                .as_ref()
-                .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
-        }
-    };
-    let mut layers: Vec<Dense> = model.decoder.iter().map(dense).collect();
-    layers.push(dense(&model.output));
+/// A dense layer's weights as plain data.
+fn dense(layer: &Linear) -> Dense {
+    let [inputs, outputs] = layer.weight.val().dims();
+    Dense {
+        inputs,
+        outputs,
+        weights: to_vec(layer.weight.val()),
+        bias: layer
+            .bias
+            .as_ref()
+            .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
+    }
+}
+
+/// Copies the decoder's weights into plain data (without the f-VAE's flow).
+pub fn plain_decoder(model: &Model, width: usize, height: usize) -> PlainDecoder {
+    let (hidden, output) = model.decoder_layers();
+    let mut layers: Vec<Dense> = hidden.iter().map(dense).collect();
+    layers.push(dense(output));
     PlainDecoder {
         layers,
+        flow: None,
         width,
         height,
     }
+}
+
+/// Copies a flow's weights into plain data.
+pub fn plain_flow(flow: &Flow) -> PlainFlow {
+    PlainFlow {
+        layers: flow
+            .layers
+            .iter()
+            .map(|c| PlainCoupling {
+                net: c.net.iter().map(dense).collect(),
+                log_scale: dense(&c.log_scale),
+                shift: dense(&c.shift),
+                flip: c.flip,
+            })
+            .collect(),
+    }
+}
+
+/// The aggregate posterior of the probe set over dims 0 and 1: exact through the flow for a
+/// 2-D f-VAE, a mixture of the marginal Gaussians otherwise.
+pub fn probe_coverage(mu: &[f32], sigma: &[f32], d: usize, view: &FamilyView) -> Coverage {
+    match (&view.pre_flow, &view.flow, view.sigmas) {
+        (Some(centres), Some(flow), Some((sigma1, _))) if d == 2 => {
+            coverage::flow_mixture(centres, sigma1, flow)
+        }
+        _ => coverage::gaussian_mixture(mu, sigma, d, (0, 1.min(d - 1))),
+    }
+}
+
+/// Every centre's sigma1-circle in dims 0 and 1 pushed through the flow, in one batch.
+fn warped_outlines(flow: &Flow, centre: Tensor<2>, sigma1: f32) -> Vec<[f32; 2]> {
+    let [n, d] = centre.dims();
+    let k = OUTLINE_POINTS;
+    let mut offsets = vec![0.0f32; k * d];
+    for j in 0..k {
+        let a = j as f32 / k as f32 * std::f32::consts::TAU;
+        offsets[j * d] = sigma1 * a.cos();
+        offsets[j * d + 1] = sigma1 * a.sin();
+    }
+    let device = centre.device();
+    let offsets = to_tensor(offsets, k, d, &device);
+    // Row i * k + j: centre i plus offset j.
+    let points = centre
+        .unsqueeze_dim::<3>(1)
+        .repeat_dim(1, k)
+        .reshape([n * k, d])
+        + offsets.repeat_dim(0, n);
+    let z = to_vec(flow.forward(points).0);
+    z.chunks_exact(d).map(|p| [p[0], p[1]]).collect()
+}
+
+/// Family-specific values reported with each step.
+fn family_extras(model: &Model) -> Vec<(String, f32)> {
+    let mut extra = Vec::new();
+    if let Some((gamma_mu, _)) = model.bn_gammas() {
+        extra.push((
+            "kl_floor".to_owned(),
+            crate::model::family::kl_floor(&gamma_mu),
+        ));
+    }
+    if let Some((s1, s2)) = model.f_sigmas() {
+        extra.push(("sigma1".to_owned(), s1));
+        extra.push(("sigma2".to_owned(), s2));
+    }
+    extra
 }
 
 /// A seeded choice of `size` test samples (all of them if fewer).

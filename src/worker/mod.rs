@@ -3,6 +3,7 @@
 //! latest-value [`Slot`] so a slow reader always gets the newest and never a queue of stale ones.
 //! After each send the worker calls an injected waker (the GUI passes `request_repaint`).
 
+mod scorer;
 mod slot;
 mod thread;
 
@@ -14,6 +15,7 @@ use std::thread::JoinHandle;
 pub use slot::Slot;
 
 use crate::backend::BackendChoice;
+use crate::evaluator::Scores;
 use crate::train::{HyperParams, Snapshot, StepMetrics, TestMetrics, TrainConfig};
 
 /// Called by the worker after every event it sends (e.g. to request a repaint).
@@ -49,6 +51,9 @@ pub enum Command {
     /// Replace the model by a saved run's (its dataset is loaded if it differs). On failure
     /// the current model stays.
     Load(PathBuf),
+    /// Score the current model's samples with the dataset's evaluator (trained the first
+    /// time, in the background). Also done after every epoch.
+    Score,
     /// Leave the thread.
     Shutdown,
 }
@@ -104,6 +109,12 @@ pub enum Event {
     State(RunState),
     /// A checkpoint was written.
     Saved(PathBuf),
+    /// The evaluator is being trained: the share done, 0 to 1.
+    EvaluatorProgress(f32),
+    /// The evaluator is ready, with its test accuracy.
+    EvaluatorReady(f32),
+    /// The evaluator's scores of a snapshot's samples.
+    Scored(Scores),
     /// Something failed; the previous model (and dataset) are kept. A failed training step
     /// also pauses training (a `State` event follows).
     Failed(String),

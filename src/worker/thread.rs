@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
+use super::scorer::Scorer;
 use super::{Command, Event, RunState, Slot, Waker};
 use crate::backend::{Backend, BackendChoice};
 use crate::data::{Dataset, DatasetSpec};
@@ -16,6 +17,7 @@ pub const SNAPSHOT_EVERY: u64 = 25;
 const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// Where events and snapshots go.
+#[derive(Clone)]
 pub struct Outbox {
     events: SyncSender<Event>,
     snapshots: Arc<Slot<Snapshot>>,
@@ -32,7 +34,7 @@ impl Outbox {
     }
 
     /// Sends an event; `false` when the consumer is gone.
-    fn send(&self, event: Event) -> bool {
+    pub fn send(&self, event: Event) -> bool {
         let ok = self.events.send(event).is_ok();
         (self.waker)();
         ok
@@ -61,6 +63,8 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 
 struct Session {
     trainer: Trainer,
+    /// The evaluator's thread for the current dataset, started at the first score request.
+    scorer: Option<Scorer>,
     backend: Backend,
     state: RunState,
     throughput: Throughput,
@@ -106,6 +110,7 @@ pub fn run(config: TrainConfig, choice: BackendChoice, commands: Receiver<Comman
     };
     let mut session = Session {
         trainer,
+        scorer: None,
         backend,
         state: RunState::Idle,
         throughput: Throughput::default(),
@@ -155,6 +160,30 @@ impl Session {
             && self.set_state(RunState::Idle, out)
     }
 
+    /// Hands the current model to the scorer (started for this dataset if needed).
+    fn request_score(&mut self, out: &Outbox) -> bool {
+        let data = self.trainer.data().clone();
+        if !data.is_labelled() {
+            return out.send(Event::Notice(format!(
+                "{} has no labels, so the evaluator cannot score samples",
+                data.name
+            )));
+        }
+        let scorer = match &self.scorer {
+            Some(s) if Arc::ptr_eq(s.data(), &data) => s,
+            _ => self
+                .scorer
+                .insert(Scorer::spawn(data, self.trainer.config().seed, out.clone())),
+        };
+        match guarded(|| self.trainer.snapshot(false)) {
+            Ok(s) => {
+                scorer.submit(s);
+                true
+            }
+            Err(e) => out.send(Event::Failed(format!("snapshot failed: {e}"))),
+        }
+    }
+
     fn set_state(&mut self, state: RunState, out: &Outbox) -> bool {
         self.state = state;
         self.throughput = Throughput::default();
@@ -162,7 +191,7 @@ impl Session {
     }
 
     fn publish_snapshot(&self, out: &Outbox) -> bool {
-        match guarded(|| self.trainer.snapshot()) {
+        match guarded(|| self.trainer.snapshot(true)) {
             Ok(s) => out.snapshot(s),
             Err(e) => out.send(Event::Failed(format!("snapshot failed: {e}"))),
         }
@@ -193,6 +222,7 @@ impl Session {
                 true
             }
             Command::Snapshot => self.publish_snapshot(out),
+            Command::Score => self.request_score(out),
             Command::Save(dir) => {
                 let info = self.trainer.run_info(&self.backend.description);
                 match crate::train::checkpoint::save(&dir, self.trainer.model(), &info) {
@@ -270,7 +300,7 @@ impl Session {
                 }
                 Err(e) => return out.send(Event::Failed(format!("evaluation failed: {e}"))),
             }
-            if !self.publish_snapshot(out) {
+            if !self.publish_snapshot(out) || !self.request_score(out) {
                 return false;
             }
             if self.trainer.is_finished() {

@@ -6,6 +6,7 @@ use crate::app::action::{Action, View};
 use crate::app::state::AppState;
 use crate::backend::BackendChoice;
 use crate::data::builtin::Builtin;
+use crate::model::Likelihood;
 use crate::train::ModelKind;
 use crate::worker::RunState;
 
@@ -112,11 +113,51 @@ pub fn controls_ui(
         ui.checkbox(&mut config.binarize, "Dynamic binarisation");
         ui.separator();
         ui.heading("Model");
+        let before = config.model;
         egui::ComboBox::from_label("Family")
-            .selected_text(config.model.name())
+            .selected_text(config.model.label())
             .show_ui(ui, |ui| {
-                ui.selectable_value(&mut config.model, ModelKind::Vae, "vae");
+                for kind in ModelKind::ALL {
+                    ui.selectable_value(&mut config.model, kind, kind.label())
+                        .on_hover_text(family_help(kind));
+                }
             });
+        if config.model != before {
+            // A trained-sigma Gaussian belongs to the f-VAE alone.
+            if config.model != ModelKind::FVae && config.likelihood == Likelihood::GaussianTrained {
+                config.likelihood = Likelihood::Bernoulli;
+            }
+            actions.push(Action::Reset);
+        }
+        egui::ComboBox::from_label("Likelihood")
+            .selected_text(likelihood_label(config.likelihood))
+            .show_ui(ui, |ui| {
+                let mut options = vec![Likelihood::Bernoulli, Likelihood::Gaussian { sigma: 0.1 }];
+                if config.model == ModelKind::FVae {
+                    options.push(Likelihood::GaussianTrained);
+                }
+                for l in options {
+                    ui.selectable_value(&mut config.likelihood, l, likelihood_label(l));
+                }
+            });
+        match config.model {
+            ModelKind::BnVae => {
+                labelled(ui, "tau", |ui| {
+                    ui.add(
+                        egui::DragValue::new(&mut config.tau)
+                            .range(0.01..=0.99)
+                            .speed(0.01),
+                    )
+                })
+                .on_hover_text("gamma_mu^2 >= tau: the KL floor is at least d tau / 2");
+            }
+            ModelKind::FVae => {
+                labelled(ui, "Coupling layers", |ui| {
+                    ui.add(egui::DragValue::new(&mut config.flow_layers).range(1..=16))
+                });
+            }
+            _ => {}
+        }
         labelled(ui, "Latent dim", |ui| {
             ui.add(egui::DragValue::new(&mut config.latent_dim).range(1..=64))
         });
@@ -158,6 +199,28 @@ pub fn controls_ui(
                 }
             });
         ui.label(egui::RichText::new("Changes above apply on Reset.").weak());
+        let current = state.compare.as_ref().map(|c| c.family);
+        egui::ComboBox::from_label("Compare with")
+            .selected_text(current.map_or("nothing", |k| k.label()))
+            .show_ui(ui, |ui| {
+                if ui.selectable_label(current.is_none(), "nothing").clicked() && current.is_some()
+                {
+                    actions.push(Action::Compare(None));
+                }
+                for kind in ModelKind::ALL {
+                    if ui
+                        .selectable_label(current == Some(kind), kind.label())
+                        .clicked()
+                    {
+                        actions.push(Action::Compare(Some(kind)));
+                    }
+                }
+            })
+            .response
+            .on_hover_text(
+                "Train a second model of another family on the same data and settings, and \
+                 show its latent plane beside this one with the same view",
+            );
         ui.separator();
         ui.heading("Optimisation");
         let h = &mut config.hyper;
@@ -250,4 +313,33 @@ pub fn controls_ui(
         });
     });
     actions
+}
+/// What a family is, in one sentence, for tooltips.
+pub fn family_help(kind: ModelKind) -> &'static str {
+    match kind {
+        ModelKind::Ae => {
+            "Deterministic encoder: a point per image, reconstruction only. Its codes leave holes in the prior."
+        }
+        ModelKind::Vae => {
+            "Gaussian posterior N(mu, sigma^2) per image and a N(0, I) prior: ellipses that should tile the unit disc."
+        }
+        ModelKind::Cvae => {
+            "A learned mean per class: the KL pulls each posterior to its class mean; sample a class with z ~ N(mu_y, T^2 I)."
+        }
+        ModelKind::BnVae => {
+            "Batch-normalised mu and sigma heads with fixed scales: the KL has a floor and cannot collapse."
+        }
+        ModelKind::FVae => {
+            "A flow F after the Gaussian: posteriors are warped shapes, and the prior is reached through F."
+        }
+    }
+}
+
+/// A likelihood's name in the controls.
+pub fn likelihood_label(l: Likelihood) -> String {
+    match l {
+        Likelihood::Bernoulli => "Bernoulli (BCE)".into(),
+        Likelihood::Gaussian { sigma } => format!("Gaussian, sigma {sigma}"),
+        Likelihood::GaussianTrained => "Gaussian, trained sigma2".into(),
+    }
 }

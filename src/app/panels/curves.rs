@@ -1,10 +1,13 @@
-//! Live curves: reconstruction, KL and total per step (smoothed, raw faint), the test negative
-//! ELBO per epoch, and the KL of each latent dimension.
+//! Live curves: reconstruction, KL and total per step (smoothed, raw faint), the BN-VAE's KL
+//! floor, the test negative ELBO per epoch, the KL of each latent dimension (with the BN-VAE's
+//! floor per dimension), and the prior's hole share and the evaluator's class entropy over
+//! training.
 
 use egui::Color32;
-use egui_plot::{Bar, BarChart, Legend, Line, Plot, PlotPoints, Points};
+use egui_plot::{Bar, BarChart, Legend, Line, LineStyle, Plot, PlotPoints, Points};
 
 use crate::app::state::AppState;
+use crate::train::ModelKind;
 
 fn y(v: f64, log: bool) -> f64 {
     if log { v.max(1e-6).log10() } else { v }
@@ -22,14 +25,26 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     ui.horizontal(|ui| {
         ui.checkbox(&mut state.settings.log_scale, "Log scale");
         if let Some(t) = state.tests.last() {
+            let main = match t.neg_elbo {
+                Some(e) => format!("test negative ELBO {e:.2} nats"),
+                None => format!("test reconstruction {:.2} nats (no ELBO)", t.reconstruction),
+            };
+            let active = if t.kl_per_dim.is_empty() {
+                String::new()
+            } else {
+                format!(", active dims {}/{}", t.active_dims(), t.kl_per_dim.len())
+            };
             ui.label(format!(
-                "epoch {}: test negative ELBO {:.2} nats{}, active dims {}/{}",
+                "epoch {}: {main}{}{active}",
                 t.epoch,
-                t.neg_elbo,
                 t.nll.map(|v| format!(", NLL {v:.2}")).unwrap_or_default(),
-                t.active_dims(),
-                t.kl_per_dim.len()
             ));
+        }
+        if let Some(floor) = state.last_step.as_ref().and_then(|m| m.extra("kl_floor")) {
+            ui.label(format!("KL floor {floor:.3} nats"));
+        }
+        if let Some((s1, s2)) = state.snapshot.as_ref().and_then(|s| s.view.sigmas) {
+            ui.label(format!("sigma1 {s1:.3}, sigma2 {s2:.3}"));
         }
     });
     let log = state.settings.log_scale;
@@ -48,7 +63,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     ui.horizontal(|ui| {
         Plot::new("loss_curves")
             .legend(Legend::default())
-            .width(width * 0.68)
+            .width(width * 0.5)
             .height(height)
             .x_axis_label("step")
             .y_axis_label(if log { "log10 nats" } else { "nats" })
@@ -74,6 +89,18 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                         .radius(4.0)
                         .color(Color32::BLACK),
                 );
+                if !c.kl_floor.is_empty() {
+                    pu.line(
+                        line(
+                            "KL floor",
+                            c.kl_floor.points(),
+                            log,
+                            Color32::from_rgb(148, 103, 189),
+                            2.0,
+                        )
+                        .style(LineStyle::dashed_loose()),
+                    );
+                }
             });
         let per_dim = state
             .last_step
@@ -91,12 +118,67 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 })
             })
             .collect();
-        Plot::new("kl_per_dim")
+        let floors: Vec<Bar> = state
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.view.gamma_mu.clone())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                Bar::new(i as f64, 0.5 * (g * g) as f64)
+                    .width(0.35)
+                    .fill(Color32::from_rgb(148, 103, 189))
+            })
+            .collect();
+        ui.vertical(|ui| {
+            if per_dim.is_empty() {
+                ui.label(match state.snapshot.as_ref().map(|s| s.family) {
+                    Some(ModelKind::Ae) => "The AE has no KL term.",
+                    Some(ModelKind::FVae) => "The f-VAE's KL does not split by dimension.",
+                    _ => "No KL yet.",
+                });
+            }
+            Plot::new("kl_per_dim")
+                .width(width * 0.22)
+                .height(height)
+                .legend(Legend::default())
+                .x_axis_label("latent dimension")
+                .y_axis_label("KL (nats)")
+                .show(ui, |pu| {
+                    pu.bar_chart(BarChart::new("KL per dimension", bars));
+                    if !floors.is_empty() {
+                        pu.bar_chart(BarChart::new("floor gamma_mu^2 / 2", floors));
+                    }
+                });
+        });
+        let max_entropy = state.scores.last().map_or(1.0, |s| s.max_entropy.max(1e-6));
+        let entropy: Vec<[f64; 2]> = c
+            .entropy
+            .points()
+            .iter()
+            .map(|p| [p[0], p[1] / max_entropy as f64])
+            .collect();
+        Plot::new("coverage_curves")
             .height(height)
-            .x_axis_label("latent dimension")
-            .y_axis_label("KL (nats)")
+            .legend(Legend::default())
+            .include_y(0.0)
+            .include_y(1.0)
+            .x_axis_label("step")
+            .y_axis_label("share")
             .show(ui, |pu| {
-                pu.bar_chart(BarChart::new("KL per dimension", bars))
+                pu.line(line(
+                    "prior hole share",
+                    c.hole_share.points(),
+                    false,
+                    Color32::from_rgb(255, 127, 14),
+                    2.0,
+                ));
+                pu.points(
+                    Points::new("class entropy / ln K", entropy)
+                        .radius(4.0)
+                        .color(Color32::from_rgb(23, 190, 207)),
+                );
             });
     });
 }

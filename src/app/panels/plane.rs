@@ -7,13 +7,175 @@ use egui_plot::{Plot, PlotImage, PlotPoint, PlotTransform};
 
 use super::class_color32;
 use crate::app::images::{CachedTexture, grid};
-use crate::app::state::{AppState, Endpoint};
-use crate::explore::projection::Projection;
+use crate::app::state::{AppState, Endpoint, Settings};
+use crate::explore::coverage::HOLE_RATIO;
+use crate::explore::projection::{PlaneAxes, Projection};
+use crate::train::{PosteriorShape, Snapshot};
 
 /// Half-width of the decoded tile grid under the plane.
 const TILE_EXTENT: f32 = 3.0;
 /// Tiles per side.
 const TILES: usize = 15;
+
+/// Plots that share zoom and pan (the comparison's two planes).
+const PLANE_LINK: &str = "latent_plane_link";
+
+/// Whether the f-VAE's pre-flow space is shown instead of the prior's space.
+fn pre_flow_shown(snapshot: &Snapshot, settings: &Settings) -> bool {
+    settings.pre_flow && snapshot.view.pre_flow.is_some()
+}
+
+/// Draws what a snapshot's family shows in the plane: the prior's holes, every posterior
+/// (ellipse, point or warped outline), and the CVAE's class means.
+fn draw_snapshot(
+    painter: &egui::Painter,
+    transform: &PlotTransform,
+    snapshot: &Snapshot,
+    axes: &PlaneAxes,
+    settings: &Settings,
+) {
+    let scale = transform.dpos_dvalue_x() as f32;
+    let pre_flow = pre_flow_shown(snapshot, settings);
+    let d = snapshot.latent_dim;
+    if settings.show_holes
+        && !pre_flow
+        && let Some(c) = &snapshot.coverage
+        && (d == 2 || settings.projection == Projection::Dims(c.axes.0, c.axes.1))
+    {
+        let half = c.cell() / 2.0;
+        let peak = 1.0 / std::f32::consts::TAU;
+        for r in 0..c.n {
+            for col in 0..c.n {
+                let k = r * c.n + col;
+                if c.q[k] >= HOLE_RATIO * c.p[k] {
+                    continue;
+                }
+                let (x, y) = (c.centre(col), c.centre(r));
+                let rect = egui::Rect::from_two_pos(
+                    to_screen(transform, [x - half, y - half]),
+                    to_screen(transform, [x + half, y + half]),
+                );
+                let alpha = ((c.p[k] / peak).sqrt() * 110.0) as u8;
+                painter.rect_filled(
+                    rect,
+                    0.0,
+                    Color32::from_rgba_unmultiplied(255, 170, 60, alpha),
+                );
+            }
+        }
+    }
+    let shape = snapshot.family.draws().posterior;
+    let alpha = if settings.show_ellipses && shape != PosteriorShape::Point {
+        55
+    } else {
+        160
+    };
+    for i in 0..snapshot.probe.len() {
+        let color = class_color32(snapshot.probe.labels[i], alpha);
+        if pre_flow && let Some(pre) = &snapshot.view.pre_flow {
+            // Circles of radius sigma1 around E(x).
+            let c = to_screen(transform, axes.project(&pre[i * d..(i + 1) * d]));
+            let r = snapshot.sigma_of(i)[0] * scale;
+            if settings.show_ellipses {
+                painter.add(Shape::circle_filled(c, r.max(1.0), color));
+            } else {
+                painter.add(Shape::circle_filled(c, 2.0, color));
+            }
+            continue;
+        }
+        let c = to_screen(transform, axes.project(snapshot.mu_of(i)));
+        match (shape, settings.show_ellipses) {
+            (PosteriorShape::Point, _) | (_, false) => {
+                painter.add(Shape::circle_filled(c, 2.0, color));
+            }
+            (PosteriorShape::Warped, true) => match snapshot.view.outline(i) {
+                Some(outline) if d == 2 || settings.projection == Projection::Dims(0, 1) => {
+                    let points: Vec<Pos2> =
+                        outline.iter().map(|p| to_screen(transform, *p)).collect();
+                    painter.add(Shape::closed_line(
+                        points,
+                        Stroke::new(1.0, class_color32(snapshot.probe.labels[i], 90)),
+                    ));
+                }
+                _ => {
+                    painter.add(Shape::circle_filled(c, 2.0, color));
+                }
+            },
+            (PosteriorShape::Ellipse, true) => {
+                let r = axes.project_sigma(snapshot.sigma_of(i));
+                painter.add(Shape::ellipse_filled(
+                    c,
+                    Vec2::new((r[0] * scale).max(1.0), (r[1] * scale).max(1.0)),
+                    color,
+                ));
+            }
+        }
+    }
+    if let Some(means) = &snapshot.view.class_means
+        && !pre_flow
+    {
+        for (label, m) in means.chunks_exact(d.max(1)).enumerate() {
+            let c = to_screen(transform, axes.project(m));
+            painter.circle(
+                c,
+                7.0,
+                class_color32(label as u8, 255),
+                Stroke::new(2.0, Color32::BLACK),
+            );
+        }
+    }
+}
+
+/// The comparison run's plane, read-only, with the same view settings and linked zoom.
+pub fn compare_ui(ui: &mut egui::Ui, state: &AppState) {
+    let Some(compare) = &state.compare else {
+        return;
+    };
+    let title = match (&compare.snapshot, &compare.last_step) {
+        (Some(s), Some(m)) => format!(
+            "{} at step {}: reconstruction {:.1}, KL {:.2}{}{}",
+            compare.family.label(),
+            s.step,
+            m.reconstruction,
+            m.kl,
+            m.extra("kl_floor")
+                .map(|f| format!(" (floor {f:.2})"))
+                .unwrap_or_default(),
+            s.coverage
+                .as_ref()
+                .map(|c| format!(", holes {:.0}%", 100.0 * c.hole_share))
+                .unwrap_or_default()
+        ),
+        _ => format!("{}: building the model…", compare.family.label()),
+    };
+    ui.vertical(|ui| {
+        ui.label(egui::RichText::new(title).strong());
+        if let Some(e) = &compare.error {
+            ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+        }
+        let Some(snapshot) = &compare.snapshot else {
+            return;
+        };
+        let axes = PlaneAxes::new(state.settings.projection, &snapshot.mu, snapshot.latent_dim);
+        let response = Plot::new("compare_plane")
+            .data_aspect(1.0)
+            .link_axis(egui::Id::unique(PLANE_LINK), true)
+            .default_x_bounds(-3.5, 3.5)
+            .default_y_bounds(-3.5, 3.5)
+            .show_x(false)
+            .show_y(false)
+            .show(ui, |_| {});
+        let transform = response.transform;
+        let painter = ui.painter_at(*transform.frame());
+        draw_snapshot(&painter, &transform, snapshot, &axes, &state.settings);
+        let scale = transform.dpos_dvalue_x() as f32;
+        painter.add(Shape::circle_stroke(
+            to_screen(&transform, [0.0, 0.0]),
+            scale,
+            Stroke::new(1.5, Color32::from_gray(30)),
+        ));
+    });
+}
 
 /// Interaction state of the plane that is not worth persisting.
 pub struct PlaneView {
@@ -61,8 +223,10 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         (Some(h), Some(t), Some(p)) => to_screen(t, h).distance(p) < 10.0,
         _ => false,
     };
+    let pre_flow = pre_flow_shown(&snapshot, &state.settings);
     let mut plot = Plot::new("latent_plane")
         .data_aspect(1.0)
+        .link_axis(egui::Id::unique(PLANE_LINK), true)
         .allow_drag(!shift && !near_handle && !view.dragging_handle)
         .allow_double_click_reset(true)
         .default_x_bounds(-3.5, 3.5)
@@ -116,26 +280,7 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     let painter = ui.painter_at(*transform.frame());
     let scale = transform.dpos_dvalue_x() as f32;
 
-    // Posteriors.
-    let alpha = if state.settings.show_ellipses {
-        55
-    } else {
-        160
-    };
-    for i in 0..snapshot.probe.len() {
-        let c = to_screen(&transform, axes.project(snapshot.mu_of(i)));
-        let color = class_color32(snapshot.probe.labels[i], alpha);
-        if state.settings.show_ellipses {
-            let r = axes.project_sigma(snapshot.sigma_of(i));
-            painter.add(Shape::ellipse_filled(
-                c,
-                Vec2::new((r[0] * scale).max(1.0), (r[1] * scale).max(1.0)),
-                color,
-            ));
-        } else {
-            painter.add(Shape::circle_filled(c, 2.0, color));
-        }
-    }
+    draw_snapshot(&painter, &transform, &snapshot, &axes, &state.settings);
     // Unit circle and temperature circle, in the theme's strong text colour.
     let ink = ui.visuals().strong_text_color();
     let origin = to_screen(&transform, [0.0, 0.0]);
@@ -198,6 +343,13 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
 
     // Interaction.
     let r = &response.response;
+    if pre_flow {
+        r.clone().on_hover_text(
+            "The pre-flow space: w = E(x) + sigma1 u, before the flow F. Switch back to the \
+             prior's space to pin, drag and decode.",
+        );
+        return;
+    }
     let Some(coord) = response.inner else { return };
     let p = [coord.x as f32, coord.y as f32];
     if r.drag_started() && near_handle {
@@ -268,8 +420,44 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
 
 fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     ui.horizontal_wrapped(|ui| {
-        ui.checkbox(&mut state.settings.show_ellipses, "Ellipses");
+        let (shape, has_flow, holes) =
+            state
+                .snapshot
+                .as_ref()
+                .map_or((PosteriorShape::Ellipse, false, None), |s| {
+                    (
+                        s.family.draws().posterior,
+                        s.view.pre_flow.is_some(),
+                        s.coverage.as_ref().map(|c| c.hole_share),
+                    )
+                });
+        let label = match shape {
+            PosteriorShape::Point => "Codes only (the AE has no ellipses)",
+            PosteriorShape::Warped => "Warped outlines",
+            PosteriorShape::Ellipse => "Ellipses",
+        };
+        ui.add_enabled(
+            shape != PosteriorShape::Point,
+            egui::Checkbox::new(&mut state.settings.show_ellipses, label),
+        );
         ui.checkbox(&mut state.settings.show_manifold, "Decoded tiles");
+        ui.checkbox(
+            &mut state.settings.show_holes,
+            match holes {
+                Some(h) => format!("Prior holes ({:.0}%)", 100.0 * h),
+                None => "Prior holes".to_owned(),
+            },
+        )
+        .on_hover_text(
+            "Tints where the aggregate posterior q(z) of the shown samples is below a tenth of \
+             the prior p(z): regions a sampler visits but no image encodes to",
+        );
+        if has_flow {
+            ui.checkbox(&mut state.settings.pre_flow, "Pre-flow space")
+                .on_hover_text(
+                    "Show w = E(x) + sigma1 u before the flow F, where posteriors are circles",
+                );
+        }
         if ui
             .button("Reset view")
             .on_hover_text("Also: double-click the plane, or the Home key")

@@ -1,16 +1,45 @@
-//! Samples from the prior at temperature T, refreshed with each snapshot and when T changes.
+//! Samples from the prior at temperature T, refreshed with each snapshot and when T changes;
+//! for the CVAE, from one class's Gaussian or a row per class. Below them, the evaluator's
+//! scores of the generator.
 
+use crate::app::action::Action;
 use crate::app::images::{CachedTexture, grid};
-use crate::app::state::{AppState, SampleRequest};
-use crate::export::views::prior_points;
+use crate::app::state::{AppState, EvaluatorStatus, SampleRequest};
 use crate::rng::Rng;
+use crate::train::Snapshot;
 
-/// Draws the temperature controls and the sample grid.
+/// Samples per row of the grid.
+const COLS: usize = 8;
+
+/// The latent points of a sample request: `z = mode + T eps`, and the grid's column count.
+pub fn sample_points(s: &Snapshot, request: &SampleRequest) -> Vec<f32> {
+    let mut rng = Rng::new(request.noise_seed);
+    let d = s.latent_dim;
+    let classes = s.view.classes(d);
+    let modes: Vec<Vec<f32>> = match (classes, request.class) {
+        (0, _) => vec![s.prior_mode(None); 64],
+        (_, Some(c)) => vec![s.prior_mode(Some(c)); 64],
+        (k, None) => (0..k)
+            .flat_map(|c| std::iter::repeat_n(s.prior_mode(Some(c)), COLS))
+            .collect(),
+    };
+    modes
+        .iter()
+        .flat_map(|m| {
+            m.iter()
+                .map(|v| v + request.temperature * rng.normal())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Draws the temperature controls, the sample grid and the scores.
 pub fn samples_ui(
     ui: &mut egui::Ui,
     state: &mut AppState,
     texture: &mut CachedTexture<SampleRequest>,
-) {
+) -> Option<Action> {
+    let mut action = None;
     ui.horizontal(|ui| {
         let mut t = state.settings.temperature;
         let slider = egui::Slider::new(&mut t, 0.0..=1.5)
@@ -18,7 +47,7 @@ pub fn samples_ui(
             .text("Temperature T");
         if ui
             .add(slider)
-            .on_hover_text("z = T * eps, eps ~ N(0, I). Keys [ and ] change it too.")
+            .on_hover_text("z = mode + T * eps, eps ~ N(0, I). Keys [ and ] change it too.")
             .changed()
         {
             state.set_temperature(t);
@@ -26,26 +55,90 @@ pub fn samples_ui(
         if ui.button("New noise").clicked() {
             state.new_noise();
         }
+        let classes = state
+            .snapshot
+            .as_ref()
+            .map_or(0, |s| s.view.classes(s.latent_dim));
+        if classes > 0 {
+            let names = state
+                .snapshot
+                .as_ref()
+                .map(|s| s.probe.class_names.clone())
+                .unwrap_or_default();
+            let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
+            egui::ComboBox::from_label("Class")
+                .selected_text(match state.settings.sample_class {
+                    None => "every class (a row each)".to_owned(),
+                    Some(c) => name(c),
+                })
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut state.settings.sample_class, None, "every class");
+                    for c in 0..classes {
+                        ui.selectable_value(&mut state.settings.sample_class, Some(c), name(c));
+                    }
+                });
+        }
+        if ui
+            .button("Score samples")
+            .on_hover_text(
+                "Classify 1,000 samples at T = 1 with the dataset's evaluator: class entropy \
+                 (mode coverage), Frechet distance to real images, class accuracy (CVAE). \
+                 Also done after every epoch.",
+            )
+            .clicked()
+        {
+            action = Some(Action::Score);
+        }
     });
+    scores_line(ui, state);
     let (Some(request), Some(s)) = (state.sample_request(), state.snapshot.as_ref()) else {
         ui.label("Waiting for the first snapshot…");
-        return;
+        return action;
     };
     let tex = texture.get(ui.ctx(), request, || {
-        let z = prior_points(
-            64,
-            s.latent_dim,
-            request.temperature,
-            &mut Rng::new(request.noise_seed),
-        );
+        let z = sample_points(s, &request);
         grid(
             &s.decoder.decode_many(&z),
             s.decoder.width,
             s.decoder.height,
-            8,
+            COLS,
         )
     });
     let size = tex.size_vec2();
-    let scale = (ui.available_height() / size.y).clamp(1.0, 4.0);
+    let scale = (ui.available_height() / size.y).clamp(0.5, 4.0);
     ui.image((tex.id(), size * scale));
+    action
+}
+
+/// One line on the evaluator and its newest scores.
+fn scores_line(ui: &mut egui::Ui, state: &AppState) {
+    let text = match (state.evaluator, state.scores.last()) {
+        (EvaluatorStatus::Training(p), _) => format!(
+            "Training the evaluator classifier for this dataset (once; cached after): {:.0}%",
+            100.0 * p
+        ),
+        (_, Some(s)) => {
+            let acc = match state.evaluator {
+                EvaluatorStatus::Ready(a) => format!(" (evaluator {:.1}% accurate)", 100.0 * a),
+                _ => String::new(),
+            };
+            format!(
+                "Step {}: class entropy {:.2} of {:.2} nats, Frechet distance {:.1}{}{acc}",
+                s.step,
+                s.entropy,
+                s.max_entropy,
+                s.frechet,
+                s.class_accuracy
+                    .map(|a| format!(", class accuracy {:.1}%", 100.0 * a))
+                    .unwrap_or_default(),
+            )
+        }
+        (EvaluatorStatus::Ready(a), None) => {
+            format!("Evaluator ready ({:.1}% accurate); scoring…", 100.0 * a)
+        }
+        (EvaluatorStatus::Idle, None) => {
+            "Not scored yet: scores come after each epoch, or press Score samples.".to_owned()
+        }
+    };
+    ui.label(text);
 }

@@ -1,6 +1,6 @@
 //! The status bar: run state, step and epoch progress, throughput, backend, the newest error.
 
-use crate::app::state::AppState;
+use crate::app::state::{AppState, EvaluatorStatus};
 use crate::worker::RunState;
 
 /// Draws the status bar; returns whether the user dismissed the error.
@@ -36,6 +36,15 @@ pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
             ui.separator();
         }
         ui.label(&state.backend);
+        if let EvaluatorStatus::Training(p) = state.evaluator {
+            ui.separator();
+            ui.add(
+                egui::ProgressBar::new(p)
+                    .desired_width(140.0)
+                    .text(format!("evaluator {:.0}%", 100.0 * p)),
+            )
+            .on_hover_text("Training the dataset's classifier once; it is cached for next time");
+        }
         if let Some(err) = state.last_error() {
             ui.separator();
             ui.colored_label(

@@ -152,3 +152,26 @@ fn a_diverging_run_pauses_with_a_message_and_the_worker_lives_on() {
     worker.send(Command::Start);
     wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
 }
+
+#[test]
+fn a_score_request_trains_the_evaluator_once_and_reports_scores() {
+    // The evaluator is trained the first time on this machine and read from the cache after.
+    let mut c = config();
+    c.model = latent_atlas::train::ModelKind::Cvae;
+    let worker = Worker::spawn(c, BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.send(Command::Score));
+    let ready = wait_for(&worker, 600, |e| matches!(e, Event::EvaluatorReady(_)));
+    let Event::EvaluatorReady(accuracy) = ready else {
+        unreachable!()
+    };
+    assert!(accuracy > 0.95, "evaluator accuracy {accuracy}");
+    let scored = wait_for(&worker, 120, |e| matches!(e, Event::Scored(_)));
+    let Event::Scored(s) = scored else {
+        unreachable!()
+    };
+    assert_eq!(s.histogram.len(), 10);
+    assert!((s.histogram.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    assert!(s.frechet.is_finite() && s.frechet > 0.0);
+    assert!(s.class_accuracy.is_some(), "the CVAE gets a class accuracy");
+}

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
+use latent_atlas::app::action::Action;
 use latent_atlas::app::state::{Endpoint, Tab};
 use latent_atlas::gui::{harness, step_until};
+use latent_atlas::train::{ModelKind, PosteriorShape};
 use latent_atlas::worker::RunState;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -104,6 +106,7 @@ fn every_export_button_writes_its_file() {
         ("Interpolation PNG", "interpolation.png"),
         ("Manifold PNG", "manifold.png"),
         ("Reconstructions PNG", "reconstructions.png"),
+        ("Prior coverage PNG", "prior_coverage.png"),
     ] {
         h.get_by_label(label).click();
         h.run_steps(2);
@@ -199,5 +202,82 @@ fn a_saved_run_loads_back_with_its_curves() {
         )));
     step_until(&mut h, WAIT, |a| a.state.train_rows.len() >= rows).unwrap();
     assert!(h.state().state.curves.total.len() >= rows.min(4000));
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    // The AE: points, so the ellipse toggle says why it is off.
+    h.state_mut().state.settings.config.model = ModelKind::Ae;
+    h.state_mut().handle(Action::Reset);
+    step_until(&mut h, WAIT, |a| {
+        a.state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family == ModelKind::Ae && s.step > 0)
+    })
+    .unwrap();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("the AE has no ellipses")
+            .is_some()
+    );
+    assert_eq!(
+        h.state()
+            .state
+            .snapshot
+            .as_ref()
+            .unwrap()
+            .family
+            .draws()
+            .posterior,
+        PosteriorShape::Point
+    );
+    // The CVAE: the samples tab offers a class picker.
+    h.state_mut().state.settings.config.model = ModelKind::Cvae;
+    h.state_mut().handle(Action::Reset);
+    step_until(&mut h, WAIT, |a| {
+        a.state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family == ModelKind::Cvae && s.view.class_means.is_some())
+    })
+    .unwrap();
+    h.state_mut().state.settings.tab = Tab::Samples;
+    h.run_steps(2);
+    assert!(h.query_by_label("Class").is_some());
+    // The f-VAE: a pre-flow switch appears.
+    h.state_mut().state.settings.config.model = ModelKind::FVae;
+    h.state_mut().handle(Action::Reset);
+    step_until(&mut h, WAIT, |a| {
+        a.state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family == ModelKind::FVae)
+    })
+    .unwrap();
+    h.run_steps(2);
+    h.get_by_label("Pre-flow space").click();
+    h.run_steps(2);
+    assert!(h.state().state.settings.pre_flow);
+    // A comparison run of the BN-VAE trains beside it and gets its own plane.
+    h.state_mut()
+        .handle(Action::Compare(Some(ModelKind::BnVae)));
+    h.state_mut().handle(Action::Resume);
+    step_until(&mut h, WAIT, |a| {
+        a.state
+            .compare
+            .as_ref()
+            .and_then(|c| c.snapshot.as_ref())
+            .is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("BN-VAE at step").is_some());
+    h.state_mut().handle(Action::Compare(None));
+    h.run_steps(2);
+    assert!(h.state().state.compare.is_none());
     h.state_mut().shutdown();
 }

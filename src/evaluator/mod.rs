@@ -1,0 +1,376 @@
+//! The evaluator: a small classifier trained once per dataset on its training split and cached
+//! on disk, used to score every family's generator the same way (seeds' claims made
+//! measurable): the class histogram of prior samples and its entropy (mode coverage), the
+//! class accuracy of class-conditional samples, and a Frechet distance between real and
+//! generated images in the classifier's penultimate features.
+
+pub mod linalg;
+pub mod scores;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::{log_softmax, relu};
+use burn::tensor::{Device, Tensor};
+
+use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
+use crate::data::{Dataset, ImageSet};
+use crate::explore::Dense;
+use crate::export::atomic_write;
+use crate::rng::Rng;
+
+pub use scores::{Scores, score};
+
+/// Hidden widths of the classifier; the last is the feature layer of the Frechet distance.
+pub const HIDDEN: [usize; 2] = [256, 128];
+/// Passes over the training split.
+pub const EPOCHS: usize = 3;
+/// Test images whose features stand for the real data.
+pub const REAL_IMAGES: usize = 2000;
+const MAGIC: &[u8; 8] = b"LAEVAL01";
+
+/// A trained classifier as plain data: ReLU MLP, logits at the end.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Classifier {
+    /// Layers, first to last.
+    pub layers: Vec<Dense>,
+}
+
+impl Classifier {
+    /// Penultimate features and logits of one image (intensities in `[0, 1]`).
+    pub fn run(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let mut a = x.to_vec();
+        let mut b = Vec::new();
+        let last = self.layers.len().saturating_sub(1);
+        let mut features = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.forward(&a, &mut b);
+            if i < last {
+                b.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            if i + 1 == last {
+                features = b.clone();
+            }
+            std::mem::swap(&mut a, &mut b);
+        }
+        (features, a)
+    }
+
+    /// Predicted class and features of many images, on every core.
+    pub fn classify_many(&self, images: &[Vec<f32>]) -> Vec<(usize, Vec<f32>)> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(images.len().max(1));
+        let per = images.len().div_ceil(threads).max(1);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = images
+                .chunks(per)
+                .map(|chunk| {
+                    s.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|x| {
+                                let (f, logits) = self.run(x);
+                                (argmax(&logits), f)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    }
+}
+
+fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+/// A dataset's evaluator: the classifier, its test accuracy and the real data's feature
+/// statistics.
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    /// The classifier.
+    pub classifier: Classifier,
+    /// Number of classes.
+    pub classes: usize,
+    /// Accuracy on the test split.
+    pub test_accuracy: f32,
+    /// Mean of the real test images' features.
+    pub real_mean: Vec<f64>,
+    /// Covariance of the real test images' features.
+    pub real_cov: Vec<f64>,
+    /// Where it is cached.
+    pub cache: Option<PathBuf>,
+}
+
+/// The folder for cached evaluators: `$LATENT_ATLAS_CACHE`, else `$XDG_CACHE_HOME/latent-atlas`,
+/// else `~/.cache/latent-atlas`, else the system's temporary folder.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LATENT_ATLAS_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(dir).join("latent-atlas");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return PathBuf::from(home).join(".cache").join("latent-atlas");
+    }
+    std::env::temp_dir().join("latent-atlas")
+}
+
+/// FNV-1a over the training split, so a changed dataset never reuses a stale evaluator.
+fn dataset_key(data: &Dataset) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    eat(&(data.train.width as u64).to_le_bytes());
+    eat(&(data.train.height as u64).to_le_bytes());
+    eat(&data.train.pixels);
+    eat(&data.train.labels);
+    // The contents alone name the file: the same images under another path share it.
+    format!("evaluator-{h:016x}.bin")
+}
+
+impl Evaluator {
+    /// The cached evaluator of `data`, or a newly trained one (then cached). `progress` gets
+    /// the share of training done, from 0 to 1.
+    pub fn for_dataset(
+        data: &Dataset,
+        device: &Device,
+        progress: &mut dyn FnMut(f32),
+    ) -> anyhow::Result<Self> {
+        if !data.is_labelled() {
+            anyhow::bail!(
+                "{} has no class labels, so no evaluator can be trained on it",
+                data.name
+            );
+        }
+        let path = cache_dir().join(dataset_key(data));
+        let classifier = match read_cache(&path) {
+            Ok(c) => c,
+            Err(_) => {
+                let c = train_classifier(data, device, progress);
+                // A cache that cannot be written only costs a retraining next time.
+                let _ = std::fs::create_dir_all(cache_dir()).map(|_| write_cache(&path, &c));
+                c
+            }
+        };
+        progress(1.0);
+        Ok(Self::new(classifier, data, Some(path)))
+    }
+
+    /// Wraps a classifier with `data`'s test accuracy and real feature statistics.
+    pub fn new(classifier: Classifier, data: &Dataset, cache: Option<PathBuf>) -> Self {
+        let classes = classifier.layers.last().map_or(0, |l| l.outputs);
+        let images = as_floats(&data.test);
+        let results = classifier.classify_many(&images);
+        let correct = results
+            .iter()
+            .zip(&data.test.labels)
+            .filter(|((p, _), l)| *p == **l as usize)
+            .count();
+        let features: Vec<Vec<f32>> = results
+            .into_iter()
+            .take(REAL_IMAGES)
+            .map(|(_, f)| f)
+            .collect();
+        let dim = features.first().map_or(0, |f| f.len());
+        let (real_mean, real_cov) = linalg::mean_cov(&features, dim);
+        Self {
+            classifier,
+            classes,
+            test_accuracy: correct as f32 / data.test.len().max(1) as f32,
+            real_mean,
+            real_cov,
+            cache,
+        }
+    }
+}
+
+/// Every image of a set as intensities in `[0, 1]`.
+fn as_floats(set: &ImageSet) -> Vec<Vec<f32>> {
+    (0..set.len())
+        .map(|i| set.image(i).iter().map(|&p| p as f32 / 255.0).collect())
+        .collect()
+}
+
+#[derive(Module, Debug)]
+struct Mlp {
+    layers: Vec<Linear>,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let last = self.layers.len() - 1;
+        self.layers.iter().enumerate().fold(x, |h, (i, l)| {
+            let y = l.forward(h);
+            if i < last { relu(y) } else { y }
+        })
+    }
+}
+
+/// Trains the classifier with Adam on the training split.
+fn train_classifier(data: &Dataset, device: &Device, progress: &mut dyn FnMut(f32)) -> Classifier {
+    let device = device.clone().autodiff();
+    device.seed(7);
+    let classes = data.class_names.len().max(1);
+    let mut widths = vec![data.dim()];
+    widths.extend(HIDDEN);
+    widths.push(classes);
+    let mut model = Mlp {
+        layers: widths
+            .windows(2)
+            .map(|w| LinearConfig::new(w[0], w[1]).init(&device))
+            .collect(),
+    };
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut rng = Rng::new(7);
+    let batch = 128;
+    for epoch in 0..EPOCHS {
+        let order = EpochOrder::shuffled(data.train.len(), batch, &mut rng);
+        for b in 0..order.batch_count() {
+            let idx = order.batch(b);
+            let x = to_tensor(
+                pixels(&data.train, idx, None),
+                idx.len(),
+                data.dim(),
+                &device,
+            );
+            let mut onehot = vec![0.0f32; idx.len() * classes];
+            for (r, &i) in idx.iter().enumerate() {
+                onehot[r * classes + (data.train.labels[i] as usize).min(classes - 1)] = 1.0;
+            }
+            let onehot = to_tensor(onehot, idx.len(), classes, &device);
+            let loss = (log_softmax(model.forward(x), 1) * onehot)
+                .sum_dim(1)
+                .mean()
+                .neg();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(1e-3, model, grads);
+            if b % 20 == 0 {
+                progress((epoch as f32 + b as f32 / order.batch_count() as f32) / EPOCHS as f32);
+            }
+        }
+    }
+    let model = model.valid();
+    Classifier {
+        layers: model
+            .layers
+            .iter()
+            .map(|l| {
+                let [inputs, outputs] = l.weight.val().dims();
+                Dense {
+                    inputs,
+                    outputs,
+                    weights: to_vec(l.weight.val()),
+                    bias: l
+                        .bias
+                        .as_ref()
+                        .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
+                }
+            })
+            .collect(),
+    }
+}
+
+fn write_cache(path: &Path, c: &Classifier) -> anyhow::Result<()> {
+    let mut out = MAGIC.to_vec();
+    out.extend((c.layers.len() as u32).to_le_bytes());
+    for l in &c.layers {
+        out.extend((l.inputs as u32).to_le_bytes());
+        out.extend((l.outputs as u32).to_le_bytes());
+        for v in l.weights.iter().chain(&l.bias) {
+            out.extend(v.to_le_bytes());
+        }
+    }
+    atomic_write(path, &out)
+}
+
+fn read_cache(path: &Path) -> anyhow::Result<Classifier> {
+    let bytes = std::fs::read(path)?;
+    let bad = || anyhow::anyhow!("{}: not an evaluator file", path.display());
+    if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        return Err(bad());
+    }
+    let mut pos = 8;
+    let u32_at = |pos: &mut usize| -> anyhow::Result<usize> {
+        let v = bytes.get(*pos..*pos + 4).ok_or_else(bad)?;
+        *pos += 4;
+        Ok(u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize)
+    };
+    let count = u32_at(&mut pos)?;
+    if count == 0 || count > 16 {
+        return Err(bad());
+    }
+    let mut layers = Vec::new();
+    for _ in 0..count {
+        let (inputs, outputs) = (u32_at(&mut pos)?, u32_at(&mut pos)?);
+        let n = inputs.checked_mul(outputs).ok_or_else(bad)? + outputs;
+        let end = pos.checked_add(n * 4).ok_or_else(bad)?;
+        let raw = bytes.get(pos..end).ok_or_else(bad)?;
+        let vals: Vec<f32> = raw
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        pos = end;
+        layers.push(Dense {
+            inputs,
+            outputs,
+            weights: vals[..inputs * outputs].to_vec(),
+            bias: vals[inputs * outputs..].to_vec(),
+        });
+    }
+    if pos != bytes.len() {
+        return Err(bad());
+    }
+    Ok(Classifier { layers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_round_trips_and_refuses_damage() {
+        let c = Classifier {
+            layers: vec![
+                Dense {
+                    inputs: 2,
+                    outputs: 3,
+                    weights: vec![0.5; 6],
+                    bias: vec![0.1, 0.2, 0.3],
+                },
+                Dense {
+                    inputs: 3,
+                    outputs: 2,
+                    weights: vec![-1.0; 6],
+                    bias: vec![0.0, 1.0],
+                },
+            ],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.bin");
+        write_cache(&path, &c).unwrap();
+        assert_eq!(read_cache(&path).unwrap(), c);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() - 3);
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read_cache(&path).is_err());
+        let (features, logits) = c.run(&[1.0, 1.0]);
+        assert_eq!(features.len(), 3);
+        assert_eq!(logits.len(), 2);
+    }
+}

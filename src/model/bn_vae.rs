@@ -1,0 +1,143 @@
+//! BN-VAE (seeds/001): batch normalisation without affine parameters on the mu head and on the
+//! sigma head, then fixed scales
+//! `gamma_mu = sqrt(tau + (1 - tau) sigmoid(theta))`, `gamma_sigma = sqrt((1 - tau) sigmoid(-theta))`
+//! with theta trained per latent dimension. The sigma head's output is the standard deviation
+//! itself (`z = mu + sigma * eps`; its sign does not matter). Because the batch second moment of
+//! mu is `gamma_mu^2`, the batch KL is at least `(1/2) sum_i gamma_mu,i^2 >= d tau / 2`: it can
+//! never vanish. Batch statistics at training time, running statistics at evaluation.
+
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::{Device, Tensor};
+
+use super::losses;
+use super::{Likelihood, Vae, VaeForward};
+
+/// Batch-norm epsilon, as in the article's code.
+pub const BN_EPSILON: f64 = 1e-8;
+/// Added to sigma^2 inside the log of the KL, so a sigma of exactly 0 stays finite.
+pub const SIGMA_FLOOR: f32 = 1e-8;
+
+/// Batch normalisation without scale or shift, with running statistics for evaluation.
+#[derive(Module, Debug)]
+pub struct PlainBatchNorm {
+    /// Running mean per feature.
+    pub running_mean: RunningState<Tensor<1>>,
+    /// Running (biased) variance per feature.
+    pub running_var: RunningState<Tensor<1>>,
+    /// Weight of the newest batch in the running statistics.
+    pub momentum: f64,
+}
+
+impl PlainBatchNorm {
+    /// Zero mean and unit variance to start with.
+    pub fn new(features: usize, device: &Device) -> Self {
+        Self {
+            running_mean: RunningState::new(Tensor::zeros([features], device)),
+            running_var: RunningState::new(Tensor::ones([features], device)),
+            momentum: 0.1,
+        }
+    }
+
+    /// Normalises with the batch's statistics on a training (autodiff) device, updating the
+    /// running ones; with the running statistics otherwise.
+    ///
+    /// # Shapes
+    ///   x `[batch, features]` -> `[batch, features]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let device = x.device();
+        if device.is_autodiff() {
+            let mean = x.clone().mean_dim(0);
+            let centred = x - mean.clone();
+            let var = centred.clone().square().mean_dim(0);
+            let m = self.momentum;
+            let blend = |old: Tensor<1>, new: Tensor<2>| {
+                (old.to_device(&device) * (1.0 - m) + new.detach().squeeze_dim(0) * m).detach()
+            };
+            self.running_mean
+                .update(blend(self.running_mean.value_sync(), mean));
+            self.running_var
+                .update(blend(self.running_var.value_sync(), var.clone()));
+            centred / (var + BN_EPSILON).sqrt()
+        } else {
+            let mean = self
+                .running_mean
+                .value()
+                .to_device(&device)
+                .unsqueeze_dim(0);
+            let var = self.running_var.value().to_device(&device).unsqueeze_dim(0);
+            (x - mean) / (var + BN_EPSILON).sqrt()
+        }
+    }
+}
+
+/// The BN-VAE's weights.
+#[derive(Module, Debug)]
+pub struct BnVae {
+    /// Encoder, the mu head, the sigma head (the VAE's `logvar` layer) and the decoder.
+    pub base: Vae,
+    /// theta, one per latent dimension.
+    pub theta: Param<Tensor<1>>,
+    /// Normalisation of the mu head.
+    pub mu_norm: PlainBatchNorm,
+    /// Normalisation of the sigma head.
+    pub sigma_norm: PlainBatchNorm,
+    /// tau in (0, 1): the least share of the unit variance given to mu.
+    pub tau: f32,
+}
+
+impl BnVae {
+    /// A BN-VAE around `base` with theta = 0.
+    pub fn new(base: Vae, latent_dim: usize, tau: f32, device: &Device) -> Self {
+        Self {
+            base,
+            theta: Param::from_tensor(Tensor::zeros([latent_dim], device)),
+            mu_norm: PlainBatchNorm::new(latent_dim, device),
+            sigma_norm: PlainBatchNorm::new(latent_dim, device),
+            tau,
+        }
+    }
+
+    /// `(gamma_mu, gamma_sigma)` per latent dimension.
+    pub fn gammas(&self) -> (Tensor<1>, Tensor<1>) {
+        let theta = self.theta.val();
+        let tau = self.tau;
+        let mu = (sigmoid(theta.clone()) * (1.0 - tau) + tau).sqrt();
+        let sigma = (sigmoid(theta.neg()) * (1.0 - tau)).sqrt();
+        (mu, sigma)
+    }
+
+    /// Posterior mean and standard deviation (the sigma head's signed output).
+    ///
+    /// # Shapes
+    ///   x `[batch, pixels]` -> (mu, sigma) `[batch, latent]`
+    pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let (mu_raw, sigma_raw) = self.base.encode(x);
+        let (g_mu, g_sigma) = self.gammas();
+        (
+            self.mu_norm.forward(mu_raw) * g_mu.unsqueeze_dim(0),
+            self.sigma_norm.forward(sigma_raw) * g_sigma.unsqueeze_dim(0),
+        )
+    }
+
+    /// The log-variance the KL and the likelihood estimate use: `log(sigma^2 + SIGMA_FLOOR)`.
+    pub fn logvar(sigma: Tensor<2>) -> Tensor<2> {
+        (sigma.square() + SIGMA_FLOOR).log()
+    }
+
+    /// One pass with `z = mu + sigma * eps`.
+    ///
+    /// # Shapes
+    ///   x `[batch, pixels]`, eps `[batch, latent]`
+    pub fn forward(&self, x: Tensor<2>, eps: Tensor<2>, likelihood: Likelihood) -> VaeForward {
+        let (mu, sigma) = self.encode(x.clone());
+        let z = mu.clone() + sigma.clone() * eps;
+        let logvar = Self::logvar(sigma);
+        VaeForward {
+            reconstruction: likelihood.nll(self.base.decode(z), x),
+            kl_per_dim: losses::kl_standard_normal(mu.clone(), logvar.clone()),
+            mu,
+            logvar,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The evaluator's own thread: it loads (or, the first time for a dataset, trains) the
+//! evaluator classifier without holding up training, then scores each snapshot it is handed,
+//! newest first, and reports through the worker's events.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use super::Event;
+use super::thread::Outbox;
+use crate::data::Dataset;
+use crate::evaluator::{Evaluator, score};
+use crate::train::Snapshot;
+
+/// Generated samples per score.
+pub const SCORE_SAMPLES: usize = 1000;
+/// Temperature of scored samples.
+pub const SCORE_TEMPERATURE: f32 = 1.0;
+
+/// A handle on the scoring thread; it ends when the handle is dropped.
+pub struct Scorer {
+    data: Arc<Dataset>,
+    requests: SyncSender<Snapshot>,
+}
+
+impl Scorer {
+    /// Starts the thread for `data`.
+    pub fn spawn(data: Arc<Dataset>, seed: u64, out: Outbox) -> Self {
+        let (requests, rx) = std::sync::mpsc::sync_channel(4);
+        let (thread_data, thread_out) = (data.clone(), out.clone());
+        let spawned = std::thread::Builder::new()
+            .name("latent-atlas-evaluator".into())
+            .spawn(move || run(thread_data, seed, rx, thread_out));
+        if let Err(e) = spawned {
+            // Without the thread, requests are dropped; say why once.
+            out.send(Event::Failed(format!(
+                "cannot start the evaluator thread: {e}"
+            )));
+        }
+        Self { data, requests }
+    }
+
+    /// The dataset it scores against.
+    pub fn data(&self) -> &Arc<Dataset> {
+        &self.data
+    }
+
+    /// Queues a snapshot; when the queue is full the request is dropped (a newer one follows).
+    pub fn submit(&self, snapshot: Snapshot) {
+        match self.requests.try_send(snapshot) {
+            Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+fn run(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
+    let mut last = Instant::now();
+    let mut progress = |p: f32| {
+        if last.elapsed() > Duration::from_millis(250) {
+            last = Instant::now();
+            out.send(Event::EvaluatorProgress(p));
+        }
+    };
+    let device = burn::tensor::Device::flex();
+    let evaluator = match Evaluator::for_dataset(&data, &device, &mut progress) {
+        Ok(e) => e,
+        Err(e) => {
+            out.send(Event::Failed(format!("evaluator: {e:#}")));
+            return;
+        }
+    };
+    if !out.send(Event::EvaluatorReady(evaluator.test_accuracy)) {
+        return;
+    }
+    while let Ok(mut snapshot) = requests.recv() {
+        // Only the newest request matters.
+        while let Ok(newer) = requests.try_recv() {
+            snapshot = newer;
+        }
+        let scores = score(
+            &evaluator,
+            &snapshot,
+            SCORE_SAMPLES,
+            SCORE_TEMPERATURE,
+            seed,
+        );
+        if !out.send(Event::Scored(scores)) {
+            return;
+        }
+    }
+}
