@@ -131,6 +131,9 @@ pub struct TrainArgs {
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]
     pub score_samples: usize,
+    /// Temperature of the scored samples.
+    #[arg(long, default_value_t = 1.0)]
+    pub score_temperature: f32,
     /// Dynamic binarisation (a fresh Bernoulli draw of each training batch).
     #[arg(long)]
     pub binarize: bool,
@@ -366,7 +369,13 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             test_rows.push(test);
             if let Some(evaluator) = &evaluator {
                 let snapshot = trainer.snapshot(false);
-                let s = score(evaluator, &snapshot, args.score_samples, 1.0, config.seed);
+                let s = score(
+                    evaluator,
+                    &snapshot,
+                    args.score_samples,
+                    args.score_temperature,
+                    config.seed,
+                );
                 bar.suspend(|| print_scores(&s));
                 score_rows.push(s);
                 atomic_write(

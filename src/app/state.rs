@@ -84,6 +84,8 @@ pub struct Settings {
     pub export_size: u32,
     /// Tint the prior's holes (where the aggregate posterior is below a tenth of the prior).
     pub show_holes: bool,
+    /// Draw the aggregate posterior q(z) as a heat map under the plane.
+    pub show_density: bool,
     /// f-VAE: show the pre-flow space (E(x) and sigma1 circles) instead of the prior's space.
     pub pre_flow: bool,
     /// CVAE: the class the samples grid draws from (`None`: one row per class).
@@ -113,6 +115,7 @@ impl Default for Settings {
             export_dir: PathBuf::from("latent-atlas-exports"),
             export_size: 1000,
             show_holes: true,
+            show_density: false,
             pre_flow: false,
             sample_class: None,
         }

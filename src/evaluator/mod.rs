@@ -26,7 +26,7 @@ pub use scores::{Scores, score};
 /// Hidden widths of the classifier; the last is the feature layer of the Frechet distance.
 pub const HIDDEN: [usize; 2] = [256, 128];
 /// Passes over the training split.
-pub const EPOCHS: usize = 3;
+pub const EPOCHS: usize = 5;
 /// Test images whose features stand for the real data.
 pub const REAL_IMAGES: usize = 2000;
 const MAGIC: &[u8; 8] = b"LAEVAL01";
@@ -140,7 +140,9 @@ fn dataset_key(data: &Dataset) -> String {
     eat(&(data.train.height as u64).to_le_bytes());
     eat(&data.train.pixels);
     eat(&data.train.labels);
-    // The contents alone name the file: the same images under another path share it.
+    // The contents alone name the file (the same images under another path share it), with
+    // the classifier's recipe, so a changed recipe never reuses an old file.
+    eat(format!("{HIDDEN:?} {EPOCHS}").as_bytes());
     format!("evaluator-{h:016x}.bin")
 }
 

@@ -68,7 +68,12 @@ impl Coverage {
             axes,
             q,
             p,
-            hole_share: (holes / total) as f32,
+            // An empty sum is -0.0; a share is never negative.
+            hole_share: if holes > 0.0 {
+                (holes / total) as f32
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -117,11 +122,17 @@ pub fn gaussian_mixture(mu: &[f32], sigma: &[f32], d: usize, axes: (usize, usize
 }
 
 /// The f-VAE's aggregate posterior in the prior's space of a 2-D latent, exactly:
-/// `q(z) = mean_i N(F^-1(z); E_i, sigma1^2 I) |det dF^-1/dz|`.
+/// `q(z) = mean_i N(F^-1(z); E_i, sigma1^2 I) |det dF^-1/dz|` (a sigma1 below the point kernel
+/// is widened like a point's, in the pre-flow space).
 pub fn flow_mixture(centres: &[f32], sigma1: f32, flow: &PlainFlow) -> Coverage {
     let (n, extent) = (GRID, EXTENT);
     let cell = 2.0 * extent / n as f32;
     let samples = centres.len() / 2;
+    let sigma1 = if sigma1 < POINT_KERNEL {
+        (sigma1 * sigma1 + POINT_KERNEL * POINT_KERNEL).sqrt()
+    } else {
+        sigma1
+    };
     let norm = 1.0 / (std::f32::consts::TAU * sigma1 * sigma1);
     let mut q = Vec::with_capacity(n * n);
     for r in 0..n {

@@ -141,3 +141,74 @@ impl BnVae {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batch::{to_tensor, to_vec};
+    use crate::model::VaeConfig;
+    use crate::model::family::kl_floor;
+    use crate::rng::Rng;
+
+    #[test]
+    fn the_batch_kl_never_falls_below_the_floor() {
+        let device = Device::flex().autodiff();
+        device.seed(11);
+        let mut rng = Rng::new(11);
+        for (tau, d, batch) in [(0.5, 2, 64), (0.2, 8, 16), (0.9, 3, 5)] {
+            let base = VaeConfig::new(20)
+                .with_hidden(vec![16])
+                .with_latent_dim(d)
+                .init(&device);
+            let mut model = BnVae::new(base, d, tau, &device);
+            // A trained-looking theta, not just the initial zeros.
+            let theta: Vec<f32> = rng.normals(d).iter().map(|v| 2.0 * v).collect();
+            model.theta = Param::from_tensor(Tensor::from_floats(theta.as_slice(), &device));
+            for _ in 0..5 {
+                // Inputs on very different scales, so the heads' raw outputs vary widely.
+                let scale = 0.01 + 10.0 * rng.uniform();
+                let x: Vec<f32> = rng.normals(batch * 20).iter().map(|v| v * scale).collect();
+                let x = to_tensor(x, batch, 20, &device);
+                let eps = to_tensor(rng.normals(batch * d), batch, d, &device);
+                let out = model.forward(x, eps, Likelihood::Bernoulli);
+                let kl = to_vec(out.kl_per_dim.sum_dim(1).mean())[0];
+                let gamma_mu = to_vec(model.gammas().0);
+                let floor = kl_floor(&gamma_mu);
+                // The batch second moment of mu is gamma_mu^2 var / (var + eps): 1e-8 below.
+                assert!(
+                    kl >= floor - 1e-4,
+                    "tau {tau}, d {d}: KL {kl} below the floor {floor}"
+                );
+                assert!(floor >= d as f32 * tau / 2.0 - 1e-6, "floor {floor}");
+                let second_moment: Vec<f32> = to_vec(out.mu.square().mean_dim(0));
+                for (m, g) in second_moment.iter().zip(&gamma_mu) {
+                    assert!(
+                        (m - g * g).abs() < 1e-3,
+                        "batch E[mu^2] {m} vs gamma^2 {}",
+                        g * g
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn evaluation_uses_the_running_statistics() {
+        let device = Device::flex().autodiff();
+        let norm = PlainBatchNorm::new(2, &device);
+        let x = to_tensor(vec![1.0, 10.0, 3.0, 30.0], 2, 2, &device);
+        let trained = to_vec(norm.forward(x.clone()));
+        // Batch statistics: each column becomes (-1, 1).
+        for (v, e) in trained.iter().zip([-1.0, -1.0, 1.0, 1.0]) {
+            assert!((v - e).abs() < 1e-4, "{trained:?}");
+        }
+        // Running mean moved 10% of the way to (2, 20), variance to 0.9 + 0.1 * (1, 100).
+        let eval = norm.valid();
+        let inner = Device::flex();
+        let y = to_vec(eval.forward(to_tensor(vec![1.2, 5.3], 1, 2, &inner)));
+        let expected = [(1.2 - 0.2) / 1.0f32.sqrt(), (5.3 - 2.0) / 10.9f32.sqrt()];
+        for (v, e) in y.iter().zip(expected) {
+            assert!((v - e).abs() < 1e-4, "{y:?}");
+        }
+    }
+}

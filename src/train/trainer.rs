@@ -408,8 +408,34 @@ impl Trainer {
                 .iter()
                 .map(|&v| (v / n as f64) as f32)
                 .collect(),
-            hole_share: self.snapshot(true).coverage.map(|c| c.hole_share),
+            hole_share: Some(self.test_coverage().hole_share),
         }
+    }
+
+    /// The aggregate posterior of the whole test split against the prior (dims 0 and 1): the
+    /// per-epoch hole share. Snapshots use the smaller probe set instead.
+    pub fn test_coverage(&self) -> Coverage {
+        let (model, device) = self.inference();
+        let (dim, d) = (self.data.dim(), self.config.latent_dim);
+        let n = self.data.test.len();
+        let (mut mu, mut sigma, mut pre) = (Vec::new(), Vec::new(), Vec::new());
+        for start in (0..n).step_by(EVAL_CHUNK) {
+            let indices: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
+            let grey = pixels(&self.data.test, &indices, None);
+            let post = model.posteriors(to_tensor(grey, indices.len(), dim, &device));
+            mu.extend(to_vec(post.position));
+            sigma.extend(to_vec(post.sigma));
+            if let Some(p) = post.pre_flow {
+                pre.extend(to_vec(p));
+            }
+        }
+        let view = FamilyView {
+            pre_flow: (!pre.is_empty()).then_some(pre),
+            flow: model.flow().map(|f| Arc::new(plain_flow(f))),
+            sigmas: model.f_sigmas(),
+            ..FamilyView::default()
+        };
+        probe_coverage(&mu, &sigma, d, &view)
     }
 
     /// The importance-sampled negative log-likelihood, or `None` for a family without one.

@@ -452,6 +452,10 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
             "Tints where the aggregate posterior q(z) of the shown samples is below a tenth of \
              the prior p(z): regions a sampler visits but no image encodes to",
         );
+        ui.checkbox(&mut state.settings.show_density, "q(z) heat map")
+            .on_hover_text(
+                "The aggregate posterior mean_i N(z; mu_i, sigma_i^2) of the shown samples",
+            );
         if has_flow {
             ui.checkbox(&mut state.settings.pre_flow, "Pre-flow space")
                 .on_hover_text(
