@@ -170,10 +170,13 @@ pub fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
         train_family(&mut h, kind, steps)?;
         h.state_mut().state.settings.tab = tab;
         h.state_mut().state.settings.show_manifold = false;
+        // The BN-VAE's floor (under a nat) shows beside a loss of hundreds on a log axis.
+        h.state_mut().state.settings.log_scale = kind == ModelKind::BnVae;
         shoot(&mut h, &args.out, &format!("window_{}.png", kind.name()))?;
     }
     // Side by side: the VAE's ellipses against the AE's points.
     h.state_mut().state.settings.tab = Tab::Curves;
+    h.state_mut().state.settings.log_scale = false;
     train_family(&mut h, ModelKind::Vae, 0)?;
     h.state_mut().handle(Action::Compare(Some(ModelKind::Ae)));
     h.state_mut().handle(Action::Resume);

@@ -55,14 +55,14 @@ pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {
             let title = match (snapshot.view.classes(snapshot.latent_dim), request.class) {
                 (0, _) => format!("prior samples, T = {t:.2}"),
                 (_, Some(c)) => format!("samples of class {c}, z ~ N(mu_y, T^2 I), T = {t:.2}"),
-                (_, None) => format!("samples per class (a row each), T = {t:.2}"),
+                (_, None) => format!("samples per class (a column each), T = {t:.2}"),
             };
             views::image_grid(
                 &title,
                 &decoder.decode_many(&z),
                 decoder.width,
                 decoder.height,
-                8,
+                super::panels::samples::sample_columns(snapshot, &request),
                 scale,
             )
         }

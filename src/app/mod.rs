@@ -472,9 +472,12 @@ impl eframe::App for LatentAtlasApp {
             .show(ui, |ui| {
                 actions = panels::controls::controls_ui(ui, &mut self.state, &mut self.views.draft);
             });
+        // The latent plane keeps at least 40% of the height whatever the tabs' content asks.
+        let max_tabs = (ui.available_height() * 0.6).max(200.0);
         egui::Panel::bottom("tabs")
             .resizable(true)
-            .default_size(300.0)
+            .default_size(270.0)
+            .max_size(max_tabs)
             .show(ui, |ui| {
                 ui.horizontal(|ui| {
                     for tab in Tab::ALL {
@@ -505,16 +508,9 @@ impl eframe::App for LatentAtlasApp {
             });
         egui::CentralPanel::default().show(ui, |ui| {
             if self.state.compare.is_some() {
-                let width = ui.available_width();
-                let height = ui.available_height();
-                ui.horizontal_top(|ui| {
-                    ui.allocate_ui(egui::vec2(width * 0.5 - 4.0, height), |ui| {
-                        panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);
-                    });
-                    ui.separator();
-                    ui.allocate_ui(egui::vec2(ui.available_width(), height), |ui| {
-                        panels::plane::compare_ui(ui, &self.state);
-                    });
+                ui.columns(2, |cols| {
+                    panels::plane::plane_ui(&mut cols[0], &mut self.state, &mut self.views.plane);
+                    panels::plane::compare_ui(&mut cols[1], &self.state);
                 });
             } else {
                 panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);

@@ -59,7 +59,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
         ("total", &c.total, Color32::from_rgb(44, 160, 44)),
     ];
     let width = ui.available_width();
-    let height = ui.available_height().max(200.0);
+    let height = ui.available_height().max(60.0);
     ui.horizontal(|ui| {
         Plot::new("loss_curves")
             .legend(Legend::default())
@@ -132,16 +132,20 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             })
             .collect();
         ui.vertical(|ui| {
+            let mut plot_height = height;
             if per_dim.is_empty() {
+                let top = ui.cursor().top();
                 ui.label(match state.snapshot.as_ref().map(|s| s.family) {
                     Some(ModelKind::Ae) => "The AE has no KL term.",
                     Some(ModelKind::FVae) => "The f-VAE's KL does not split by dimension.",
                     _ => "No KL yet.",
                 });
+                // The label takes from the plot's height, so the panel never grows to fit.
+                plot_height -= ui.cursor().top() - top;
             }
             Plot::new("kl_per_dim")
                 .width(width * 0.22)
-                .height(height)
+                .height(plot_height.max(50.0))
                 .legend(Legend::default())
                 .x_axis_label("latent dimension")
                 .y_axis_label("KL (nats)")

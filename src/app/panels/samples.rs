@@ -11,7 +11,17 @@ use crate::train::Snapshot;
 /// Samples per row of the grid.
 const COLS: usize = 8;
 
-/// The latent points of a sample request: `z = mode + T eps`, and the grid's column count.
+/// Columns of the sample grid: 8, or one per class when every class is shown.
+pub fn sample_columns(s: &Snapshot, request: &SampleRequest) -> usize {
+    match (s.view.classes(s.latent_dim), request.class) {
+        (k, None) if k > 0 => k,
+        _ => COLS,
+    }
+}
+
+/// The latent points of a sample request, row-major for [`sample_columns`] columns:
+/// `z = mode + T eps`, the mode being the origin, the chosen class's mean, or (every class)
+/// each column's class mean.
 pub fn sample_points(s: &Snapshot, request: &SampleRequest) -> Vec<f32> {
     let mut rng = Rng::new(request.noise_seed);
     let d = s.latent_dim;
@@ -19,8 +29,8 @@ pub fn sample_points(s: &Snapshot, request: &SampleRequest) -> Vec<f32> {
     let modes: Vec<Vec<f32>> = match (classes, request.class) {
         (0, _) => vec![s.prior_mode(None); 64],
         (_, Some(c)) => vec![s.prior_mode(Some(c)); 64],
-        (k, None) => (0..k)
-            .flat_map(|c| std::iter::repeat_n(s.prior_mode(Some(c)), COLS))
+        (k, None) => (0..COLS)
+            .flat_map(|_| (0..k).map(|c| s.prior_mode(Some(c))))
             .collect(),
     };
     modes
@@ -68,7 +78,7 @@ pub fn samples_ui(
             let name = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
             egui::ComboBox::from_label("Class")
                 .selected_text(match state.settings.sample_class {
-                    None => "every class (a row each)".to_owned(),
+                    None => "every class (a column each)".to_owned(),
                     Some(c) => name(c),
                 })
                 .show_ui(ui, |ui| {
@@ -101,11 +111,13 @@ pub fn samples_ui(
             &s.decoder.decode_many(&z),
             s.decoder.width,
             s.decoder.height,
-            COLS,
+            sample_columns(s, &request),
         )
     });
     let size = tex.size_vec2();
-    let scale = (ui.available_height() / size.y).clamp(0.5, 4.0);
+    let scale = (ui.available_height() / size.y)
+        .min(ui.available_width() / size.x)
+        .clamp(0.5, 4.0);
     ui.image((tex.id(), size * scale));
     action
 }
