@@ -14,8 +14,10 @@ use crate::evaluator::{Evaluator, Scores, score};
 use crate::explore::geometry::PathKind;
 use crate::export::{atomic_write, csv, save_png, views};
 use crate::model::Likelihood;
+use crate::model::adversarial::AliLoss;
 use crate::train::{
-    HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig, Trainer, checkpoint,
+    AdversarialParams, HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig,
+    Trainer, checkpoint,
 };
 
 /// Latent Atlas: watch generative autoencoders learn.
@@ -58,6 +60,21 @@ pub enum ModelArg {
     BnVae,
     /// f-VAE: a flow-based posterior.
     FVae,
+    /// GAN with the old-generator regulariser.
+    Gan,
+    /// Adversarial autoencoder.
+    Aae,
+    /// ALI / BiGAN.
+    Ali,
+}
+
+/// ALI's encoder/generator loss on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum AliLossArg {
+    /// The seed's derived loss: -log D(x, E(x)) - log D(G(z), z).
+    Derived,
+    /// The standard minimax form: log D(x, E(x)) + log(1 - D(G(z), z)).
+    Minimax,
 }
 
 impl From<ModelArg> for ModelKind {
@@ -68,6 +85,9 @@ impl From<ModelArg> for ModelKind {
             ModelArg::Cvae => ModelKind::Cvae,
             ModelArg::BnVae => ModelKind::BnVae,
             ModelArg::FVae => ModelKind::FVae,
+            ModelArg::Gan => ModelKind::Gan,
+            ModelArg::Aae => ModelKind::Aae,
+            ModelArg::Ali => ModelKind::Ali,
         }
     }
 }
@@ -128,6 +148,23 @@ pub struct TrainArgs {
     /// f-VAE: number of affine coupling layers.
     #[arg(long, default_value_t = 4)]
     pub flow_layers: usize,
+    /// GAN: weight of the old-generator regulariser on the per-pixel MSE (0: off; default 5).
+    /// AAE: weight of the squared reconstruction error (default 1).
+    #[arg(long)]
+    pub lambda: Option<f32>,
+    /// Adversarial families: discriminator steps per iteration.
+    #[arg(long)]
+    pub d_steps: Option<usize>,
+    /// Adversarial families: generator (and encoder) steps per iteration (GAN default 2: the
+    /// regulariser is zero on a phase's first step).
+    #[arg(long)]
+    pub g_steps: Option<usize>,
+    /// Adversarial families: Adam's learning rate (beta1 = 0.5).
+    #[arg(long, default_value_t = 2e-4)]
+    pub adv_lr: f64,
+    /// ALI's encoder/generator loss.
+    #[arg(long, value_enum, default_value = "derived")]
+    pub ali_loss: AliLossArg,
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]
     pub score_samples: usize,
@@ -179,6 +216,19 @@ impl TrainArgs {
             nll_images: self.nll_images,
             tau: self.tau,
             flow_layers: self.flow_layers,
+            adversarial: {
+                let defaults = AdversarialParams::for_kind(self.model.into());
+                AdversarialParams {
+                    lambda: self.lambda.unwrap_or(defaults.lambda),
+                    d_steps: self.d_steps.unwrap_or(defaults.d_steps),
+                    g_steps: self.g_steps.unwrap_or(defaults.g_steps),
+                    lr: self.adv_lr,
+                    ali_loss: match self.ali_loss {
+                        AliLossArg::Derived => AliLoss::Derived,
+                        AliLossArg::Minimax => AliLoss::Minimax,
+                    },
+                }
+            },
             ..TrainConfig::default()
         }
     }
@@ -274,17 +324,30 @@ fn print_test(m: &TestMetrics) {
         .hole_share
         .map(|h| format!("; prior holes {:.1}%", 100.0 * h))
         .unwrap_or_default();
-    println!(
-        "epoch {:>3}: test reconstruction {:.2}{elbo}{nll}{active}{holes}",
-        m.epoch, m.reconstruction
-    );
+    let rec = if m.reconstruction.is_finite() {
+        format!("test reconstruction {:.2}", m.reconstruction)
+    } else {
+        "no encoder, so no reconstruction".to_owned()
+    };
+    let elbo = if m.reconstruction.is_finite() {
+        elbo
+    } else {
+        String::new()
+    };
+    println!("epoch {:>3}: {rec}{elbo}{nll}{active}{holes}", m.epoch);
 }
 
 fn print_scores(s: &Scores) {
-    let cond = s
+    let mut cond = s
         .class_accuracy
         .map(|a| format!(", class-conditional accuracy {:.1}%", 100.0 * a))
         .unwrap_or_default();
+    if let Some(a) = s.reconstruction_accuracy {
+        cond.push_str(&format!(
+            ", reconstruction class accuracy {:.1}%",
+            100.0 * a
+        ));
+    }
     println!(
         "           evaluator at T = {}: class entropy {:.3} of {:.3} nats, Frechet distance {:.2}{cond}",
         s.temperature, s.entropy, s.max_entropy, s.frechet

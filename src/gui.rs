@@ -166,6 +166,9 @@ pub fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
         (ModelKind::Cvae, Tab::Samples),
         (ModelKind::BnVae, Tab::Curves),
         (ModelKind::FVae, Tab::Curves),
+        (ModelKind::Gan, Tab::Samples),
+        (ModelKind::Aae, Tab::Curves),
+        (ModelKind::Ali, Tab::Reconstructions),
     ] {
         train_family(&mut h, kind, steps)?;
         h.state_mut().state.settings.tab = tab;

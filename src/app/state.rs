@@ -150,6 +150,16 @@ pub struct Curves {
     pub frechet: Series,
     /// The evaluator's class entropy of prior samples per score.
     pub entropy: Series,
+    /// The family's own per-step values by name (the adversarial losses and accuracies, the
+    /// f-VAE's sigmas, the BN-VAE's floor), in order of first appearance.
+    pub extras: Vec<(String, Series)>,
+}
+
+impl Curves {
+    /// The per-step series of a family-specific value.
+    pub fn extra(&self, name: &str) -> Option<&Series> {
+        self.extras.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
 }
 
 impl Default for Curves {
@@ -164,6 +174,7 @@ impl Default for Curves {
             hole_share: s(),
             frechet: s(),
             entropy: s(),
+            extras: Vec::new(),
         }
     }
 }
@@ -349,13 +360,26 @@ impl AppState {
                 if let Some(floor) = metrics.extra("kl_floor") {
                     self.curves.kl_floor.push(x, floor as f64);
                 }
+                for (name, v) in &metrics.extra {
+                    let i = match self.curves.extras.iter().position(|(n, _)| n == name) {
+                        Some(i) => i,
+                        None => {
+                            let series = Series::with_capacity(CURVE_CAPACITY);
+                            self.curves.extras.push((name.clone(), series));
+                            self.curves.extras.len() - 1
+                        }
+                    };
+                    self.curves.extras[i].1.push(x, *v as f64);
+                }
                 self.samples_per_sec = samples_per_sec;
                 self.train_rows.push(metrics.clone());
                 self.last_step = Some(metrics);
             }
             Event::Tested(t) => {
                 let y = t.neg_elbo.unwrap_or(t.reconstruction);
-                self.curves.test_elbo.push(t.step as f64, y as f64);
+                if y.is_finite() {
+                    self.curves.test_elbo.push(t.step as f64, y as f64);
+                }
                 self.tests.push(t);
             }
             Event::SnapshotReady { .. } => {}
@@ -448,6 +472,7 @@ impl AppState {
         match e {
             Endpoint::Sample(i) => {
                 let s = self.snapshot.as_ref()?;
+                // Without an encoder the plane's points are prior draws: same positions.
                 (*i < s.probe.len()).then(|| s.mu_of(*i).to_vec())
             }
             Endpoint::Point(z) => Some(z.clone()),
@@ -550,6 +575,10 @@ impl AppState {
     /// `min_radius`) contains it.
     pub fn sample_at(&self, p: [f32; 2], min_radius: f32) -> Option<usize> {
         let s = self.shown_snapshot()?;
+        if !s.family.draws().encoder {
+            // The points are prior draws, not encoded samples.
+            return None;
+        }
         let axes = self.plane_axes()?;
         let mut best: Option<(usize, f32)> = None;
         for i in 0..s.probe.len() {

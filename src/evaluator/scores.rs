@@ -29,6 +29,10 @@ pub struct Scores {
     pub frechet: f32,
     /// Share of class-conditional samples classified as their class (CVAE only).
     pub class_accuracy: Option<f32>,
+    /// Share of the probe set's reconstructions (decoded codes or posterior means) classified
+    /// as the input's label, for families with an encoder.
+    #[serde(default)]
+    pub reconstruction_accuracy: Option<f32>,
 }
 
 /// Entropy in nats of a histogram of shares.
@@ -85,7 +89,19 @@ pub fn score(evaluator: &Evaluator, snapshot: &Snapshot, n: usize, t: f32, seed:
             .count();
         hits as f32 / wanted.len() as f32
     });
+    let reconstruction_accuracy = snapshot.family.draws().encoder.then(|| {
+        let probe = &snapshot.probe;
+        let images = snapshot.decoder.decode_many(&snapshot.mu);
+        let got = evaluator.classifier.classify_many(&images);
+        let hits = got
+            .iter()
+            .zip(&probe.labels)
+            .filter(|((p, _), l)| *p == **l as usize)
+            .count();
+        hits as f32 / probe.len().max(1) as f32
+    });
     Scores {
+        reconstruction_accuracy,
         step: snapshot.step,
         temperature: t,
         samples: n,

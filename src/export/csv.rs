@@ -68,17 +68,22 @@ pub fn metrics_csv(train: &[StepMetrics], test: &[TestMetrics], latent_dim: usiz
 /// `scores.csv`: the evaluator's scores after each epoch.
 pub fn scores_csv(rows: &[Scores]) -> String {
     let classes = rows.first().map_or(0, |r| r.histogram.len());
-    let mut out =
-        String::from("step,temperature,samples,entropy,max_entropy,frechet,class_accuracy");
+    let mut out = String::from(
+        "step,temperature,samples,entropy,max_entropy,frechet,class_accuracy,reconstruction_accuracy",
+    );
     for c in 0..classes {
         let _ = write!(out, ",share_class_{c}");
     }
     out.push('\n');
     for r in rows {
         let acc = r.class_accuracy.map(|a| a.to_string()).unwrap_or_default();
+        let rec = r
+            .reconstruction_accuracy
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let _ = write!(
             out,
-            "{},{},{},{},{},{},{acc}",
+            "{},{},{},{},{},{},{acc},{rec}",
             r.step, r.temperature, r.samples, r.entropy, r.max_entropy, r.frechet
         );
         for h in &r.histogram {

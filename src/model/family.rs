@@ -6,8 +6,9 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
+use super::adversarial::Discriminator;
 use super::losses;
-use super::{Ae, BnVae, Cvae, FVae, Likelihood, Vae};
+use super::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Vae};
 use crate::data::batch::to_vec;
 
 /// A model of any family.
@@ -23,6 +24,12 @@ pub enum Model {
     BnVae(BnVae),
     /// f-VAE.
     FVae(FVae),
+    /// GAN (its generator is the base's decoder).
+    Gan(Gan),
+    /// Adversarial autoencoder.
+    Aae(Aae),
+    /// ALI / BiGAN.
+    Ali(Ali),
 }
 
 /// The loss terms of one batch, per sample.
@@ -55,6 +62,19 @@ impl Model {
             Model::Cvae(m) => &m.base,
             Model::BnVae(m) => &m.base,
             Model::FVae(m) => &m.base,
+            Model::Gan(m) => &m.base,
+            Model::Aae(m) => &m.base,
+            Model::Ali(m) => &m.base,
+        }
+    }
+
+    /// The discriminator of an adversarial family.
+    pub fn discriminator(&self) -> Option<&Discriminator> {
+        match self {
+            Model::Gan(m) => Some(&m.disc),
+            Model::Aae(m) => Some(&m.disc),
+            Model::Ali(m) => Some(&m.disc),
+            _ => None,
         }
     }
 
@@ -84,6 +104,17 @@ impl Model {
                 kl: None,
                 kl_per_dim: None,
             },
+            // Evaluation only: the adversarial families train through their own steps. Their
+            // reconstruction is G(E(x)) under the likelihood (none for the GAN: it has no
+            // encoder, so this is the decoding of the unused encoder's output).
+            Model::Gan(_) | Model::Aae(_) | Model::Ali(_) => {
+                let code = self.base().encode(x.clone()).0;
+                Terms {
+                    reconstruction: likelihood.nll(self.base().decode(code), x),
+                    kl: None,
+                    kl_per_dim: None,
+                }
+            }
             Model::Vae(m) => from_vae(m.forward(x, eps, likelihood)),
             Model::Cvae(m) => {
                 let onehot = onehot.expect("the CVAE trains on labelled batches");
@@ -104,8 +135,8 @@ impl Model {
     /// The posteriors of a batch, as drawn in the plane.
     pub fn posteriors(&self, x: Tensor<2>) -> Posteriors {
         match self {
-            Model::Ae(m) => {
-                let z = m.encode(x);
+            Model::Ae(_) | Model::Gan(_) | Model::Aae(_) | Model::Ali(_) => {
+                let z = self.base().encode(x).0;
                 Posteriors {
                     sigma: z.zeros_like(),
                     position: z,
@@ -162,7 +193,7 @@ impl Model {
             log_px + log_prior - losses::log_normal(z, mu, logvar)
         };
         match self {
-            Model::Ae(_) => None,
+            Model::Ae(_) | Model::Gan(_) | Model::Aae(_) | Model::Ali(_) => None,
             Model::Vae(m) => {
                 let (mu, logvar) = m.encode(x.clone());
                 Some(gaussian(mu, logvar, None))

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use burn::tensor::Device;
 
-use crate::model::{Ae, BnVae, Cvae, FVae, Likelihood, Model, VaeConfig};
+use crate::model::adversarial::{AliLoss, DiscriminatorConfig};
+use crate::model::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Model, VaeConfig};
 
 /// A model family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,12 @@ pub enum ModelKind {
     BnVae,
     /// The f-VAE, with a flow-based posterior (seeds/002).
     FVae,
+    /// The GAN with the old-generator regulariser (seeds/004).
+    Gan,
+    /// The adversarial autoencoder (seeds/004).
+    Aae,
+    /// ALI / BiGAN (seeds/004).
+    Ali,
 }
 
 /// How a family's posteriors are drawn in the latent plane.
@@ -33,6 +40,8 @@ pub enum PosteriorShape {
     Ellipse,
     /// The sigma1-circle around E(x) pushed through the flow.
     Warped,
+    /// No encoder: the plane shows fixed prior samples instead.
+    PriorSamples,
 }
 
 /// What a family can draw besides its posteriors.
@@ -48,16 +57,25 @@ pub struct Draws {
     pub pre_flow: bool,
     /// Whether the family has a KL term (and so a negative ELBO).
     pub kl: bool,
+    /// Whether the family encodes images (and so has reconstructions and prior coverage).
+    pub encoder: bool,
+    /// Whether the family trains against a discriminator.
+    pub adversarial: bool,
+    /// Whether fixed prior samples are drawn beside the codes.
+    pub prior_samples: bool,
 }
 
 impl ModelKind {
     /// Every family, in menu order.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Ae,
         ModelKind::Vae,
         ModelKind::Cvae,
         ModelKind::BnVae,
         ModelKind::FVae,
+        ModelKind::Gan,
+        ModelKind::Aae,
+        ModelKind::Ali,
     ];
 
     /// The name used on the command line.
@@ -68,6 +86,9 @@ impl ModelKind {
             ModelKind::Cvae => "cvae",
             ModelKind::BnVae => "bn-vae",
             ModelKind::FVae => "f-vae",
+            ModelKind::Gan => "gan",
+            ModelKind::Aae => "aae",
+            ModelKind::Ali => "ali",
         }
     }
 
@@ -79,6 +100,9 @@ impl ModelKind {
             ModelKind::Cvae => "CVAE (class means)",
             ModelKind::BnVae => "BN-VAE",
             ModelKind::FVae => "f-VAE (flow)",
+            ModelKind::Gan => "GAN",
+            ModelKind::Aae => "AAE",
+            ModelKind::Ali => "ALI / BiGAN",
         }
     }
 
@@ -90,6 +114,9 @@ impl ModelKind {
             kl_floor: false,
             pre_flow: false,
             kl: true,
+            encoder: true,
+            adversarial: false,
+            prior_samples: false,
         };
         match self {
             ModelKind::Ae => Draws {
@@ -109,6 +136,26 @@ impl ModelKind {
             ModelKind::FVae => Draws {
                 posterior: PosteriorShape::Warped,
                 pre_flow: true,
+                ..base
+            },
+            ModelKind::Gan => Draws {
+                posterior: PosteriorShape::PriorSamples,
+                kl: false,
+                encoder: false,
+                adversarial: true,
+                ..base
+            },
+            ModelKind::Aae => Draws {
+                posterior: PosteriorShape::Point,
+                kl: false,
+                adversarial: true,
+                ..base
+            },
+            ModelKind::Ali => Draws {
+                posterior: PosteriorShape::Point,
+                kl: false,
+                adversarial: true,
+                prior_samples: true,
                 ..base
             },
         }
@@ -156,6 +203,55 @@ impl HyperParams {
     }
 }
 
+/// Settings of the adversarial families (GAN, AAE, ALI).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdversarialParams {
+    /// GAN: weight of the old-generator regulariser on the per-pixel mean squared error
+    /// (0 turns it off). AAE: weight of the squared reconstruction error.
+    pub lambda: f32,
+    /// Discriminator steps per iteration.
+    pub d_steps: usize,
+    /// Generator (and encoder) steps per iteration: one generator phase. The GAN's
+    /// regulariser is zero on a phase's first step, so it acts only with 2 or more.
+    pub g_steps: usize,
+    /// Adam's learning rate for these families (with beta1 = 0.5).
+    pub lr: f64,
+    /// ALI's encoder/generator loss.
+    pub ali_loss: AliLoss,
+}
+
+impl Default for AdversarialParams {
+    fn default() -> Self {
+        Self {
+            lambda: 5.0,
+            d_steps: 1,
+            g_steps: 2,
+            lr: 2e-4,
+            ali_loss: AliLoss::Derived,
+        }
+    }
+}
+
+impl AdversarialParams {
+    /// The defaults for `kind`: the GAN's regulariser weight is 5 (the seed's experiments);
+    /// the AAE weighs its reconstruction error by 1.
+    pub fn for_kind(kind: ModelKind) -> Self {
+        match kind {
+            ModelKind::Aae => Self {
+                lambda: 1.0,
+                g_steps: 1,
+                ..Self::default()
+            },
+            ModelKind::Ali => Self {
+                g_steps: 1,
+                ..Self::default()
+            },
+            _ => Self::default(),
+        }
+    }
+}
+
 /// A whole training run's definition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -185,6 +281,8 @@ pub struct TrainConfig {
     pub tau: f32,
     /// f-VAE: number of affine coupling layers in the flow.
     pub flow_layers: usize,
+    /// GAN, AAE and ALI: their own settings.
+    pub adversarial: AdversarialParams,
     /// Importance samples per image for the test log-likelihood (0: skip it).
     pub nll_samples: usize,
     /// Test images (the first ones) on which the log-likelihood is estimated.
@@ -206,6 +304,7 @@ impl Default for TrainConfig {
             probe_size: 2000,
             tau: 0.5,
             flow_layers: 4,
+            adversarial: AdversarialParams::default(),
             nll_samples: 100,
             nll_images: 1000,
         }
@@ -231,6 +330,24 @@ impl TrainConfig {
             ModelKind::Cvae => Model::Cvae(Cvae::new(base, classes, d, device)),
             ModelKind::BnVae => Model::BnVae(BnVae::new(base, d, self.tau, device)),
             ModelKind::FVae => Model::FVae(FVae::new(base, d, self.flow_layers, device)),
+            ModelKind::Gan => Model::Gan(Gan {
+                base,
+                disc: DiscriminatorConfig::new(input_dim)
+                    .with_hidden(self.hidden.clone())
+                    .init(device),
+            }),
+            ModelKind::Aae => Model::Aae(Aae {
+                base,
+                disc: DiscriminatorConfig::new(d)
+                    .with_hidden(self.hidden.clone())
+                    .init(device),
+            }),
+            ModelKind::Ali => Model::Ali(Ali {
+                base,
+                disc: DiscriminatorConfig::new(input_dim + d)
+                    .with_hidden(self.hidden.clone())
+                    .init(device),
+            }),
         }
     }
 
@@ -245,6 +362,24 @@ impl TrainConfig {
         }
         if self.model == ModelKind::BnVae && !(self.tau > 0.0 && self.tau < 1.0) {
             return Err(format!("BN-VAE tau must be in (0, 1), not {}", self.tau));
+        }
+        if self.model.draws().adversarial {
+            let a = &self.adversarial;
+            if !(a.lambda.is_finite() && a.lambda >= 0.0) {
+                return Err(format!(
+                    "lambda must be finite and at least 0, not {}",
+                    a.lambda
+                ));
+            }
+            if a.d_steps == 0 || a.d_steps > 100 || a.g_steps == 0 || a.g_steps > 100 {
+                return Err(format!(
+                    "discriminator and generator steps must be 1 to 100, not {} and {}",
+                    a.d_steps, a.g_steps
+                ));
+            }
+            if !(a.lr.is_finite() && a.lr > 0.0 && a.lr < 10.0) {
+                return Err(format!("learning rate must be in (0, 10), not {}", a.lr));
+            }
         }
         if self.model == ModelKind::FVae {
             if self.latent_dim < 2 {

@@ -7,7 +7,7 @@ pub mod metrics;
 pub mod snapshot;
 pub mod trainer;
 
-pub use config::{Draws, HyperParams, ModelKind, PosteriorShape, TrainConfig};
+pub use config::{AdversarialParams, Draws, HyperParams, ModelKind, PosteriorShape, TrainConfig};
 pub use metrics::{StepMetrics, TestMetrics};
 pub use snapshot::Snapshot;
 pub use trainer::{TrainError, Trainer};

@@ -60,6 +60,8 @@ pub struct FamilyView {
     /// f-VAE: each probe posterior's outline in the prior's space over dims 0 and 1, the
     /// sigma1-circle around E(x) pushed through F: [`OUTLINE_POINTS`] points `[z0, z1]` per sample.
     pub outlines: Option<Arc<Vec<[f32; 2]>>>,
+    /// ALI: fixed prior samples drawn beside the codes, `[probe, latent]` row-major.
+    pub prior_points: Option<Vec<f32>>,
 }
 
 /// Points per warped posterior outline.

@@ -10,13 +10,13 @@ use burn::tensor::{Device, Tensor};
 use super::checkpoint::{self, RunInfo};
 use super::snapshot::{FamilyView, OUTLINE_POINTS};
 use super::snapshot::{Probe, Snapshot};
-use super::{HyperParams, StepMetrics, TestMetrics, TrainConfig};
+use super::{HyperParams, ModelKind, StepMetrics, TestMetrics, TrainConfig};
 use crate::data::Dataset;
 use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
 use crate::explore::coverage::{self, Coverage};
 use crate::explore::{Dense, PlainCoupling, PlainDecoder, PlainFlow};
-use crate::model::Model;
 use crate::model::flow::Flow;
+use crate::model::{Model, adversarial};
 use crate::rng::Rng;
 
 /// Why training stopped.
@@ -62,6 +62,9 @@ pub struct Trainer {
     step: u64,
     epoch: usize,
     probe: Arc<Probe>,
+    /// Fixed prior draws, one per probe sample, shown by families without an encoder (and
+    /// beside ALI's codes).
+    prior_probe: Vec<f32>,
     last_good: (Model, u64),
 }
 
@@ -93,9 +96,14 @@ fn one_hot(labels: impl Iterator<Item = u8>, classes: usize, device: &Device) ->
     to_tensor(rows, n, classes, device)
 }
 
-fn new_optimizer() -> ModuleOptimizer {
-    // PyTorch's defaults, as the reference peer uses them.
-    AdamConfig::new().with_epsilon(1e-8).init()
+fn new_optimizer(kind: ModelKind) -> ModuleOptimizer {
+    if kind.draws().adversarial {
+        // beta1 = 0.5, as adversarial training usually takes it (DCGAN).
+        AdamConfig::new().with_beta_1(0.5).with_epsilon(1e-8).init()
+    } else {
+        // PyTorch's defaults, as the reference peer uses them.
+        AdamConfig::new().with_epsilon(1e-8).init()
+    }
 }
 
 impl Trainer {
@@ -159,6 +167,8 @@ impl Trainer {
         let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(17));
         let order = EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, &mut rng);
         let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
+        let prior_probe = Rng::new(config.seed ^ 0x9A10).normals(probe.len() * config.latent_dim);
+        let optim = new_optimizer(config.model);
         Self {
             last_good: (model.clone(), step),
             config,
@@ -166,7 +176,8 @@ impl Trainer {
             device,
             model,
             classes,
-            optim: new_optimizer(),
+            prior_probe,
+            optim,
             rng,
             order,
             batch_index: 0,
@@ -234,6 +245,9 @@ impl Trainer {
     /// One optimisation step on the next batch. Returns the batch metrics; a non-finite loss
     /// rolls the model back to the last good copy and returns an error.
     pub fn step(&mut self) -> Result<StepMetrics, TrainError> {
+        if self.config.model.draws().adversarial {
+            return self.adversarial_step();
+        }
         let hyper = self.config.hyper.clone();
         let indices = self.order.batch(self.batch_index).to_vec();
         let (n, dim, d) = (indices.len(), self.data.dim(), self.config.latent_dim);
@@ -278,19 +292,7 @@ impl Trainer {
         let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
         self.model = self.optim.step(hyper.lr, model, grads);
 
-        self.step += 1;
-        self.batch_index += 1;
-        let epoch = self.epoch + 1;
-        let epoch_progress = self.batch_index as f32 / self.order.batch_count() as f32;
-        if self.batch_index >= self.order.batch_count() {
-            self.epoch += 1;
-            self.batch_index = 0;
-            self.order =
-                EpochOrder::shuffled(self.data.train.len(), hyper.batch_size, &mut self.rng);
-        }
-        if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
-            self.last_good = (self.model.clone(), self.step);
-        }
+        let (epoch, epoch_progress) = self.advance();
         Ok(StepMetrics {
             step: self.step,
             epoch,
@@ -304,12 +306,165 @@ impl Trainer {
         })
     }
 
+    /// Counts a finished step: the batch, the epoch, and the copy kept to roll back to.
+    /// Returns the step's epoch (from 1) and the share of it done.
+    fn advance(&mut self) -> (usize, f32) {
+        self.step += 1;
+        self.batch_index += 1;
+        let epoch = self.epoch + 1;
+        let epoch_progress = self.batch_index as f32 / self.order.batch_count() as f32;
+        if self.batch_index >= self.order.batch_count() {
+            self.epoch += 1;
+            self.batch_index = 0;
+            let batch_size = self.config.hyper.batch_size;
+            self.order = EpochOrder::shuffled(self.data.train.len(), batch_size, &mut self.rng);
+        }
+        if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
+            self.last_good = (self.model.clone(), self.step);
+        }
+        (epoch, epoch_progress)
+    }
+
+    /// One iteration of an adversarial family on the next batch: `d_steps` discriminator
+    /// steps, then a generator phase of `g_steps` steps (fresh prior draws each step, the same
+    /// images). Only the discriminator's parameters move in the first, only the generator's
+    /// (and encoder's) in the second. Values are read back once, at the end.
+    fn adversarial_step(&mut self) -> Result<StepMetrics, TrainError> {
+        let adv = self.config.adversarial.clone();
+        let indices = self.order.batch(self.batch_index).to_vec();
+        let (n, dim, d) = (indices.len(), self.data.dim(), self.config.latent_dim);
+        let binarize = self.config.binarize.then_some(&mut self.rng);
+        let x = to_tensor(
+            pixels(&self.data.train, &indices, binarize),
+            n,
+            dim,
+            &self.device,
+        );
+        let mut readback = Vec::new();
+        for _ in 0..adv.d_steps {
+            let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+            let (real, fake) = match &self.model {
+                Model::Gan(m) => (
+                    m.disc.logits(x.clone()),
+                    m.disc.logits(m.generate(z).detach()),
+                ),
+                Model::Aae(m) => (
+                    m.disc.logits(z),
+                    m.disc.logits(m.encode(x.clone()).detach()),
+                ),
+                Model::Ali(m) => (
+                    m.joint_logits(x.clone(), m.encode(x.clone()).detach()),
+                    m.joint_logits(m.generate(z.clone()).detach(), z),
+                ),
+                _ => unreachable!("only adversarial families come here"),
+            };
+            let d_loss = adversarial::discriminator_loss(real.clone(), fake.clone());
+            readback = vec![
+                d_loss.clone().detach(),
+                adversarial::share_called_real(real.detach()),
+                adversarial::share_called_real(fake.detach())
+                    .neg()
+                    .add_scalar(1.0),
+            ];
+            let mut grads = d_loss.backward();
+            let disc = self.model.discriminator().expect("an adversarial family");
+            let params = GradientsParams::from_module(&mut grads, disc);
+            let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
+            self.model = self.optim.step(adv.lr, model, params);
+        }
+        // The phase's starting generator, the seed's G_old (a cheap clone: shared weights
+        // until the optimiser replaces them).
+        let old = self.model.clone();
+        let mut g_terms = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..adv.g_steps {
+            let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+            let (adversarial, extra, loss) = match (&self.model, &old) {
+                (Model::Gan(m), Model::Gan(o)) => {
+                    let (a, reg) = m.generator_terms(z.clone(), o.generate(z));
+                    let loss = a.clone() + reg.clone() * adv.lambda;
+                    (a, reg, loss)
+                }
+                (Model::Aae(m), _) => {
+                    let (a, rec) = m.autoencoder_terms(x.clone());
+                    let loss = a.clone() + rec.clone() * adv.lambda;
+                    (a, rec, loss)
+                }
+                (Model::Ali(m), _) => {
+                    let loss = m.encoder_generator_loss(x.clone(), z, adv.ali_loss);
+                    let code = m.encode(x.clone());
+                    let rec = (m.generate(code) - x.clone()).square().sum_dim(1).mean();
+                    (loss.clone(), rec.reshape([1]).detach(), loss)
+                }
+                _ => unreachable!("only adversarial families come here"),
+            };
+            g_terms.0.push(adversarial.detach());
+            g_terms.1.push(extra.detach());
+            g_terms.2.push(loss.clone().detach());
+            let mut grads = loss.backward();
+            let params = GradientsParams::from_module(&mut grads, self.model.base());
+            let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
+            self.model = self.optim.step(adv.lr, model, params);
+        }
+        let mean = |v: Vec<Tensor<1>>| Tensor::cat(v, 0).mean();
+        let extra_first = g_terms.1[0].clone();
+        readback.extend([
+            mean(g_terms.0),
+            mean(g_terms.1),
+            mean(g_terms.2),
+            extra_first,
+        ]);
+        let stats = to_vec(Tensor::cat(readback, 0));
+        let [
+            d_loss,
+            real_acc,
+            fake_acc,
+            g_adv,
+            g_extra,
+            g_total,
+            extra_first,
+        ] = stats[..]
+        else {
+            unreachable!("seven values were read back")
+        };
+        if !(d_loss.is_finite() && g_total.is_finite()) || d_loss.abs() > 1e4 || g_total.abs() > 1e6
+        {
+            let bad = if d_loss.is_finite() { g_total } else { d_loss };
+            return Err(self.roll_back(bad));
+        }
+        let (epoch, epoch_progress) = self.advance();
+        let mut extra = vec![
+            ("d_loss".to_owned(), d_loss),
+            ("g_loss".to_owned(), g_adv),
+            ("d_real_accuracy".to_owned(), real_acc),
+            ("d_fake_accuracy".to_owned(), fake_acc),
+        ];
+        let reconstruction = match self.config.model {
+            ModelKind::Gan => {
+                extra.push(("regulariser".to_owned(), g_extra));
+                extra.push(("regulariser_first_step".to_owned(), extra_first));
+                0.0
+            }
+            _ => g_extra,
+        };
+        Ok(StepMetrics {
+            step: self.step,
+            epoch,
+            epoch_progress,
+            reconstruction,
+            kl: 0.0,
+            total: g_total,
+            kl_weight: 0.0,
+            kl_per_dim: Vec::new(),
+            extra,
+        })
+    }
+
     fn roll_back(&mut self, value: f32) -> TrainError {
         let (model, restored_step) = self.last_good.clone();
         let failed = self.step + 1;
         self.model = model;
         self.step = restored_step;
-        self.optim = new_optimizer();
+        self.optim = new_optimizer(self.config.model);
         TrainError::NonFinite {
             step: failed,
             value,
@@ -322,7 +477,7 @@ impl Trainer {
         let (model, step) = self.last_good.clone();
         self.model = model;
         self.step = step;
-        self.optim = new_optimizer();
+        self.optim = new_optimizer(self.config.model);
         step
     }
 
@@ -392,7 +547,13 @@ impl Trainer {
         let nll = (with_nll && self.config.nll_samples > 0)
             .then(|| self.importance_nll(&model, &device))
             .flatten();
-        let rec = (rec_sum / n as f64) as f32;
+        let draws = self.config.model.draws();
+        // A family without an encoder reconstructs nothing.
+        let rec = if draws.encoder {
+            (rec_sum / n as f64) as f32
+        } else {
+            f32::NAN
+        };
         let kl = kl_sum.map(|k| (k / n as f64) as f32);
         TestMetrics {
             step: self.step,
@@ -408,7 +569,7 @@ impl Trainer {
                 .iter()
                 .map(|&v| (v / n as f64) as f32)
                 .collect(),
-            hole_share: Some(self.test_coverage().hole_share),
+            hole_share: draws.encoder.then(|| self.test_coverage().hole_share),
         }
     }
 
@@ -476,7 +637,13 @@ impl Trainer {
             }
             _ => None,
         };
-        let (mu, sigma) = (to_vec(post.position), to_vec(post.sigma));
+        let (mut mu, mut sigma) = (to_vec(post.position), to_vec(post.sigma));
+        let draws = self.config.model.draws();
+        if !draws.encoder {
+            // No encoder: the plane shows fixed prior samples in the probe's place.
+            mu = self.prior_probe.clone();
+            sigma = vec![0.0; mu.len()];
+        }
         let flow = model.flow().map(|f| Arc::new(plain_flow(f)));
         let (gamma_mu, gamma_sigma) = model.bn_gammas().unzip();
         let view = FamilyView {
@@ -487,8 +654,10 @@ impl Trainer {
             flow: flow.clone(),
             sigmas: model.f_sigmas(),
             outlines,
+            prior_points: draws.prior_samples.then(|| self.prior_probe.clone()),
         };
-        let coverage = with_coverage.then(|| Arc::new(probe_coverage(&mu, &sigma, d, &view)));
+        let coverage = (with_coverage && draws.encoder)
+            .then(|| Arc::new(probe_coverage(&mu, &sigma, d, &view)));
         let mut decoder = plain_decoder(&model, self.data.train.width, self.data.train.height);
         decoder.flow = flow.map(|f| (*f).clone());
         Snapshot {

@@ -220,10 +220,7 @@ fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
     })
     .unwrap();
     h.run_steps(2);
-    assert!(
-        h.query_by_label_contains("the AE has no ellipses")
-            .is_some()
-    );
+    assert!(h.query_by_label_contains("Codes only").is_some());
     assert_eq!(
         h.state()
             .state
@@ -279,5 +276,51 @@ fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
     h.state_mut().handle(Action::Compare(None));
     h.run_steps(2);
     assert!(h.state().state.compare.is_none());
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn the_adversarial_families_show_their_controls_and_views() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    h.state_mut().state.settings.config.model = ModelKind::Gan;
+    h.state_mut().handle(Action::Reset);
+    step_until(&mut h, WAIT, |a| {
+        a.state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family == ModelKind::Gan && s.step > 0)
+    })
+    .unwrap();
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("Prior samples (no encoder)")
+            .is_some()
+    );
+    assert!(
+        h.state()
+            .state
+            .last_step
+            .as_ref()
+            .and_then(|m| m.extra("d_loss"))
+            .is_some()
+    );
+    // One generator step per phase: the UI says the regulariser does nothing.
+    h.state_mut().state.settings.config.adversarial.g_steps = 1;
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("the regulariser is zero")
+            .is_some()
+    );
+    h.state_mut().state.settings.config.adversarial.g_steps = 2;
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("the regulariser is zero")
+            .is_none()
+    );
+    // ALI offers its two loss forms.
+    h.state_mut().state.settings.config.model = ModelKind::Ali;
+    h.run_steps(2);
+    assert!(h.query_by_label("ALI loss").is_some());
     h.state_mut().shutdown();
 }

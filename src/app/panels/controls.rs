@@ -7,6 +7,7 @@ use crate::app::state::AppState;
 use crate::backend::BackendChoice;
 use crate::data::builtin::Builtin;
 use crate::model::Likelihood;
+use crate::model::adversarial::AliLoss;
 use crate::train::ModelKind;
 use crate::worker::RunState;
 
@@ -123,6 +124,9 @@ pub fn controls_ui(
                 }
             });
         if config.model != before {
+            if config.model.draws().adversarial {
+                config.adversarial = crate::train::AdversarialParams::for_kind(config.model);
+            }
             // A trained-sigma Gaussian belongs to the f-VAE alone.
             if config.model != ModelKind::FVae && config.likelihood == Likelihood::GaussianTrained {
                 config.likelihood = Likelihood::Bernoulli;
@@ -157,6 +161,9 @@ pub fn controls_ui(
                 });
             }
             _ => {}
+        }
+        if config.model.draws().adversarial {
+            adversarial_ui(ui, config);
         }
         labelled(ui, "Latent dim", |ui| {
             ui.add(egui::DragValue::new(&mut config.latent_dim).range(1..=64))
@@ -314,6 +321,54 @@ pub fn controls_ui(
     });
     actions
 }
+/// The adversarial families' settings (applied on Reset).
+fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
+    let a = &mut config.adversarial;
+    let lambda_help = match config.model {
+        ModelKind::Gan => "Weight of the old-generator regulariser on the per-pixel MSE (0: off)",
+        ModelKind::Aae => "Weight of the squared reconstruction error",
+        _ => "Unused by ALI",
+    };
+    labelled(ui, "lambda", |ui| {
+        ui.add(
+            egui::DragValue::new(&mut a.lambda)
+                .range(0.0..=100.0)
+                .speed(0.05),
+        )
+    })
+    .on_hover_text(lambda_help);
+    labelled(ui, "D steps", |ui| {
+        ui.add(egui::DragValue::new(&mut a.d_steps).range(1..=20))
+    });
+    labelled(ui, "G steps", |ui| {
+        ui.add(egui::DragValue::new(&mut a.g_steps).range(1..=20))
+    });
+    if config.model == ModelKind::Gan && a.g_steps == 1 && a.lambda > 0.0 {
+        ui.colored_label(
+            egui::Color32::from_rgb(230, 140, 0),
+            "With 1 G step per phase, G = G_old at that step: the regulariser is zero and has no gradient. Use 2 or more.",
+        );
+    }
+    labelled(ui, "Adversarial lr", |ui| {
+        ui.add(
+            egui::DragValue::new(&mut a.lr)
+                .range(1e-6..=1e-1)
+                .speed(1e-5)
+                .max_decimals(6),
+        )
+    })
+    .on_hover_text("Adam with beta1 = 0.5, for discriminator and generator alike");
+    if config.model == ModelKind::Ali {
+        egui::ComboBox::from_label("ALI loss")
+            .selected_text(a.ali_loss.label())
+            .show_ui(ui, |ui| {
+                for form in [AliLoss::Derived, AliLoss::Minimax] {
+                    ui.selectable_value(&mut a.ali_loss, form, form.label());
+                }
+            });
+    }
+}
+
 /// What a family is, in one sentence, for tooltips.
 pub fn family_help(kind: ModelKind) -> &'static str {
     match kind {
@@ -331,6 +386,15 @@ pub fn family_help(kind: ModelKind) -> &'static str {
         }
         ModelKind::FVae => {
             "A flow F after the Gaussian: posteriors are warped shapes, and the prior is reached through F."
+        }
+        ModelKind::Gan => {
+            "A generator from the prior against a discriminator, with the old-generator regulariser lambda |G(z) - G_old(z)|^2."
+        }
+        ModelKind::Aae => {
+            "A deterministic encoder whose codes a discriminator tells from prior samples, plus reconstruction."
+        }
+        ModelKind::Ali => {
+            "Encoder and generator against a joint discriminator D(x, z); the derived or the minimax loss."
         }
     }
 }

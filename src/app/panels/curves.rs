@@ -20,6 +20,83 @@ fn line(name: &str, pts: &[[f64; 2]], log: bool, color: Color32, width: f32) -> 
         .width(width)
 }
 
+/// The adversarial families' curves: discriminator and generator losses (and the GAN's
+/// regulariser or the reconstruction) on the left, the discriminator's accuracy on real and
+/// generated inputs in the middle.
+fn adversarial_curves_ui(ui: &mut egui::Ui, state: &AppState, width: f32, height: f32) {
+    let c = &state.curves;
+    let family = state.snapshot.as_ref().map(|s| s.family);
+    let log = state.settings.log_scale;
+    let colors = [
+        ("d_loss", "D loss", Color32::from_rgb(214, 39, 40)),
+        (
+            "g_loss",
+            "G loss (adversarial)",
+            Color32::from_rgb(44, 160, 44),
+        ),
+        (
+            "regulariser",
+            "regulariser |G - G_old|^2",
+            Color32::from_rgb(148, 103, 189),
+        ),
+    ];
+    Plot::new("adversarial_losses")
+        .legend(Legend::default())
+        .width(width * 0.5)
+        .height(height)
+        .x_axis_label("step")
+        .show(ui, |pu| {
+            for (key, name, color) in colors {
+                if let Some(s) = c.extra(key) {
+                    pu.line(line(
+                        &format!("{name} (raw)"),
+                        s.points(),
+                        log,
+                        color.gamma_multiply(0.25),
+                        1.0,
+                    ));
+                    pu.line(line(name, &s.smoothed(0.05), log, color, 2.0));
+                }
+            }
+            if family != Some(ModelKind::Gan) {
+                let color = Color32::from_rgb(31, 119, 180);
+                pu.line(line(
+                    "reconstruction |x - G(E(x))|^2",
+                    &c.reconstruction.smoothed(0.05),
+                    log,
+                    color,
+                    2.0,
+                ));
+            }
+        });
+    Plot::new("discriminator_accuracy")
+        .legend(Legend::default())
+        .width(width * 0.22)
+        .height(height)
+        .include_y(0.0)
+        .include_y(1.0)
+        .x_axis_label("step")
+        .y_axis_label("D accuracy")
+        .show(ui, |pu| {
+            for (key, name, color) in [
+                (
+                    "d_real_accuracy",
+                    "on real",
+                    Color32::from_rgb(31, 119, 180),
+                ),
+                (
+                    "d_fake_accuracy",
+                    "on generated",
+                    Color32::from_rgb(255, 127, 14),
+                ),
+            ] {
+                if let Some(s) = c.extra(key) {
+                    pu.line(line(name, &s.smoothed(0.05), false, color, 2.0));
+                }
+            }
+        });
+}
+
 /// Draws the curves tab.
 pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     ui.horizontal(|ui| {
@@ -27,7 +104,10 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
         if let Some(t) = state.tests.last() {
             let main = match t.neg_elbo {
                 Some(e) => format!("test negative ELBO {e:.2} nats"),
-                None => format!("test reconstruction {:.2} nats (no ELBO)", t.reconstruction),
+                None if t.reconstruction.is_finite() => {
+                    format!("test reconstruction {:.2} nats (no ELBO)", t.reconstruction)
+                }
+                None => "no encoder, so no reconstruction or ELBO".to_owned(),
             };
             let active = if t.kl_per_dim.is_empty() {
                 String::new()
@@ -60,7 +140,16 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     ];
     let width = ui.available_width();
     let height = ui.available_height().max(60.0);
+    let adversarial = state
+        .snapshot
+        .as_ref()
+        .is_some_and(|s| s.family.draws().adversarial);
     ui.horizontal(|ui| {
+        if adversarial {
+            adversarial_curves_ui(ui, state, width, height);
+            coverage_plot(ui, state, height);
+            return;
+        }
         Plot::new("loss_curves")
             .legend(Legend::default())
             .width(width * 0.5)
@@ -156,33 +245,39 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                     }
                 });
         });
-        let max_entropy = state.scores.last().map_or(1.0, |s| s.max_entropy.max(1e-6));
-        let entropy: Vec<[f64; 2]> = c
-            .entropy
-            .points()
-            .iter()
-            .map(|p| [p[0], p[1] / max_entropy as f64])
-            .collect();
-        Plot::new("coverage_curves")
-            .height(height)
-            .legend(Legend::default())
-            .include_y(0.0)
-            .include_y(1.0)
-            .x_axis_label("step")
-            .y_axis_label("share")
-            .show(ui, |pu| {
-                pu.line(line(
-                    "prior hole share",
-                    c.hole_share.points(),
-                    false,
-                    Color32::from_rgb(255, 127, 14),
-                    2.0,
-                ));
-                pu.points(
-                    Points::new("class entropy / ln K", entropy)
-                        .radius(4.0)
-                        .color(Color32::from_rgb(23, 190, 207)),
-                );
-            });
+        coverage_plot(ui, state, height);
     });
+}
+
+/// The prior's hole share per snapshot and the evaluator's class entropy per score.
+fn coverage_plot(ui: &mut egui::Ui, state: &AppState, height: f32) {
+    let c = &state.curves;
+    let max_entropy = state.scores.last().map_or(1.0, |s| s.max_entropy.max(1e-6));
+    let entropy: Vec<[f64; 2]> = c
+        .entropy
+        .points()
+        .iter()
+        .map(|p| [p[0], p[1] / max_entropy as f64])
+        .collect();
+    Plot::new("coverage_curves")
+        .height(height)
+        .legend(Legend::default())
+        .include_y(0.0)
+        .include_y(1.0)
+        .x_axis_label("step")
+        .y_axis_label("share")
+        .show(ui, |pu| {
+            pu.line(line(
+                "prior hole share",
+                c.hole_share.points(),
+                false,
+                Color32::from_rgb(255, 127, 14),
+                2.0,
+            ));
+            pu.points(
+                Points::new("class entropy / ln K", entropy)
+                    .radius(4.0)
+                    .color(Color32::from_rgb(23, 190, 207)),
+            );
+        });
 }

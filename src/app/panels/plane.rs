@@ -85,6 +85,9 @@ fn draw_snapshot(
         }
         let c = to_screen(transform, axes.project(snapshot.mu_of(i)));
         match (shape, settings.show_ellipses) {
+            (PosteriorShape::PriorSamples, _) => {
+                painter.add(Shape::circle_filled(c, 2.0, Color32::from_gray(150)));
+            }
             (PosteriorShape::Point, _) | (_, false) => {
                 painter.add(Shape::circle_filled(c, 2.0, color));
             }
@@ -109,6 +112,16 @@ fn draw_snapshot(
                     color,
                 ));
             }
+        }
+    }
+    if let Some(prior) = &snapshot.view.prior_points {
+        for z in prior.chunks_exact(d.max(1)) {
+            let c = to_screen(transform, axes.project(z));
+            painter.add(Shape::circle_stroke(
+                c,
+                2.0,
+                Stroke::new(1.0, Color32::from_gray(150)),
+            ));
         }
     }
     if let Some(means) = &snapshot.view.class_means
@@ -432,7 +445,8 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
                     )
                 });
         let label = match shape {
-            PosteriorShape::Point => "Codes only (the AE has no ellipses)",
+            PosteriorShape::PriorSamples => "Prior samples (no encoder)",
+            PosteriorShape::Point => "Codes only (no ellipses)",
             PosteriorShape::Warped => "Warped outlines",
             PosteriorShape::Ellipse => "Ellipses",
         };

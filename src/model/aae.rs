@@ -1,0 +1,38 @@
+//! The adversarial autoencoder (seeds/004): a deterministic encoder E, a decoder G, and a
+//! discriminator on the latent space telling prior samples from codes. The discriminator
+//! minimises `-log D(z_prior) - log(1 - D(E(x)))`; the encoder and decoder minimise
+//! `-log D(E(x)) + lambda |x - G(E(x))|^2`.
+//!
+//! It reuses the VAE's layers (the `mu` head is E) and leaves the log-variance head unused.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use burn::tensor::activation::sigmoid;
+
+use super::Vae;
+use super::adversarial::{Discriminator, neg_log_d};
+
+/// The AAE's weights.
+#[derive(Module, Debug)]
+pub struct Aae {
+    /// Encoder (the `mu` head) and decoder.
+    pub base: Vae,
+    /// D(z) on latent points.
+    pub disc: Discriminator,
+}
+
+impl Aae {
+    /// The code of each image.
+    pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
+        self.base.encode(x).0
+    }
+
+    /// The encoder/decoder terms: adversarial `E[-log D(E(x))]` and the squared
+    /// reconstruction error `E |x - G(E(x))|^2` (summed over pixels).
+    pub fn autoencoder_terms(&self, x: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+        let code = self.encode(x.clone());
+        let adversarial = neg_log_d(self.disc.logits(code.clone())).mean();
+        let rec = sigmoid(self.base.decode(code)) - x;
+        (adversarial, rec.square().sum_dim(1).mean().reshape([1]))
+    }
+}

@@ -1,0 +1,200 @@
+//! What the adversarial families share (seeds/004): an MLP discriminator that outputs a logit,
+//! and the losses, written on logits so that `-log D = -log sigmoid(l)` and
+//! `-log (1 - D) = -log sigmoid(-l)` stay finite.
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::activation::{leaky_relu, log_sigmoid};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Shape of a [`Discriminator`].
+#[derive(Config, Debug, PartialEq)]
+pub struct DiscriminatorConfig {
+    /// Input width.
+    pub input: usize,
+    /// Hidden widths (LeakyReLU 0.2 and dropout after each).
+    #[config(default = "vec![512, 256]")]
+    pub hidden: Vec<usize>,
+    /// Dropout after each hidden layer while training: it keeps an MLP discriminator from
+    /// overpowering the generator within the first epoch.
+    #[config(default = 0.3)]
+    pub dropout: f64,
+}
+
+impl DiscriminatorConfig {
+    /// A freshly initialised discriminator.
+    pub fn init(&self, device: &Device) -> Discriminator {
+        let mut widths = vec![self.input];
+        widths.extend(&self.hidden);
+        let last = *widths.last().unwrap_or(&self.input);
+        Discriminator {
+            layers: widths
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(device))
+                .collect(),
+            output: LinearConfig::new(last, 1).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+/// An MLP that tells real from generated: `D(v) = sigmoid(logit(v))`.
+#[derive(Module, Debug)]
+pub struct Discriminator {
+    /// Hidden layers.
+    pub layers: Vec<Linear>,
+    /// The logit.
+    pub output: Linear,
+    /// Dropout after each hidden layer (training only).
+    pub dropout: Dropout,
+}
+
+impl Discriminator {
+    /// The logit of "real" per row.
+    ///
+    /// # Shapes
+    ///   v `[batch, input]` -> `[batch]`
+    pub fn logits(&self, v: Tensor<2>) -> Tensor<1> {
+        let h = self.layers.iter().fold(v, |h, l| {
+            self.dropout.forward(leaky_relu(l.forward(h), 0.2))
+        });
+        self.output.forward(h).squeeze_dim(1)
+    }
+}
+
+/// `-log D` per row, from logits.
+pub fn neg_log_d(logits: Tensor<1>) -> Tensor<1> {
+    log_sigmoid(logits).neg()
+}
+
+/// `-log (1 - D)` per row, from logits.
+pub fn neg_log_one_minus_d(logits: Tensor<1>) -> Tensor<1> {
+    log_sigmoid(logits.neg()).neg()
+}
+
+/// The discriminator's loss `E[-log D(real)] + E[-log (1 - D(fake))]`.
+pub fn discriminator_loss(real: Tensor<1>, fake: Tensor<1>) -> Tensor<1> {
+    neg_log_d(real).mean() + neg_log_one_minus_d(fake).mean()
+}
+
+/// The generator's adversarial loss `E[-log D(G(z))]`.
+pub fn generator_loss(fake: Tensor<1>) -> Tensor<1> {
+    neg_log_d(fake).mean()
+}
+
+/// The seed's regulariser before its weight: the per-pixel mean squared distance between the
+/// generator's output and the old generator's output for the same z, `mean |G(z) - G_old(z)|^2`.
+///
+/// # Shapes
+///   g, g_old `[batch, pixels]` -> `[1]`
+pub fn old_generator_penalty(g: Tensor<2>, g_old: Tensor<2>) -> Tensor<1> {
+    (g - g_old).square().mean()
+}
+
+/// Share of rows the discriminator calls real (logit above 0).
+pub fn share_called_real(logits: Tensor<1>) -> Tensor<1> {
+    logits.greater_elem(0.0).float().mean()
+}
+
+/// The encoder/generator loss of ALI.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AliLoss {
+    /// The seed's derived loss `-E log D(x, E(x)) - E log D(G(z), z)`.
+    #[default]
+    Derived,
+    /// The standard minimax form `E log D(x, E(x)) + E log (1 - D(G(z), z))`.
+    Minimax,
+}
+
+impl AliLoss {
+    /// The loss from the discriminator's logits on encoder pairs `(x, E(x))` and generator
+    /// pairs `(G(z), z)`.
+    pub fn loss(self, encoder_pairs: Tensor<1>, generator_pairs: Tensor<1>) -> Tensor<1> {
+        match self {
+            AliLoss::Derived => neg_log_d(encoder_pairs).mean() + neg_log_d(generator_pairs).mean(),
+            AliLoss::Minimax => {
+                neg_log_d(encoder_pairs).mean().neg() - neg_log_one_minus_d(generator_pairs).mean()
+            }
+        }
+    }
+
+    /// A label for menus.
+    pub fn label(self) -> &'static str {
+        match self {
+            AliLoss::Derived => "derived: -log D(x,E(x)) - log D(G(z),z)",
+            AliLoss::Minimax => "minimax: log D(x,E(x)) + log(1-D(G(z),z))",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::batch::to_vec;
+
+    fn t1(v: &[f32]) -> Tensor<1> {
+        Tensor::from_floats(v, &Device::flex())
+    }
+
+    fn close(a: f32, b: f64) {
+        assert!((a as f64 - b).abs() < 1e-5, "{a} vs {b}");
+    }
+
+    fn sig(l: f64) -> f64 {
+        1.0 / (1.0 + (-l).exp())
+    }
+
+    #[test]
+    fn losses_match_hand_computed_values() {
+        let ln2 = 2f64.ln();
+        // D = 1/2 everywhere: each term is ln 2.
+        close(
+            to_vec(discriminator_loss(t1(&[0.0]), t1(&[0.0])))[0],
+            2.0 * ln2,
+        );
+        close(to_vec(generator_loss(t1(&[0.0, 0.0])))[0], ln2);
+        // Logits 2 (real) and -1, 3 (fake).
+        let expected = -sig(2.0).ln() + 0.5 * (-(1.0 - sig(-1.0)).ln() - (1.0 - sig(3.0)).ln());
+        close(
+            to_vec(discriminator_loss(t1(&[2.0]), t1(&[-1.0, 3.0])))[0],
+            expected,
+        );
+        close(
+            to_vec(generator_loss(t1(&[-1.0, 3.0])))[0],
+            0.5 * (-sig(-1.0).ln() - sig(3.0).ln()),
+        );
+        // Huge logits stay finite.
+        let big = to_vec(discriminator_loss(t1(&[-200.0]), t1(&[200.0])))[0];
+        assert!(big.is_finite() && (big - 400.0).abs() < 1e-2, "{big}");
+        // The penalty is the per-pixel mean squared distance.
+        let device = Device::flex();
+        let g = crate::data::batch::to_tensor(vec![1.0, 0.0, 0.5, 0.5], 2, 2, &device);
+        let old = crate::data::batch::to_tensor(vec![0.0, 0.0, 0.5, 1.5], 2, 2, &device);
+        close(
+            to_vec(old_generator_penalty(g, old))[0],
+            (1.0 + 0.0 + 0.0 + 1.0) / 4.0,
+        );
+        close(
+            to_vec(share_called_real(t1(&[1.0, -1.0, 0.5, -3.0])))[0],
+            0.5,
+        );
+    }
+
+    #[test]
+    fn both_ali_forms_match_hand_computed_values() {
+        let (e, g) = (0.5f64, -0.25f64);
+        let derived = -sig(e).ln() - sig(g).ln();
+        let minimax = sig(e).ln() + (1.0 - sig(g)).ln();
+        close(
+            to_vec(AliLoss::Derived.loss(t1(&[0.5]), t1(&[-0.25])))[0],
+            derived,
+        );
+        close(
+            to_vec(AliLoss::Minimax.loss(t1(&[0.5]), t1(&[-0.25])))[0],
+            minimax,
+        );
+    }
+}
