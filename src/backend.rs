@@ -66,6 +66,32 @@ impl BackendChoice {
     }
 }
 
+/// Draws every lazily initialised parameter of `module` now. burn initialises a parameter at
+/// its first use, so without this the draws would happen at the first training step, outside
+/// [`device_rng_lock`].
+pub fn initialise_now<M: burn::module::Module>(module: &M) {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            let _ = param.val();
+        }
+    }
+    module.visit(&mut Touch);
+}
+
+/// The lock on the device's random stream. burn seeds and draws parameter initialisations
+/// (and dropout masks) from one stream per backend, shared by every thread, so whoever seeds it
+/// and builds a model, or draws from it while training, holds this lock: two runs in one
+/// process (a comparison, the test suite) then never interleave their draws, and the same seed
+/// gives the same model.
+pub fn device_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The name of a hardware GPU adapter, or why there is none (software adapters do not count).
 pub fn hardware_adapter() -> Result<String, String> {
     gpu::hardware_adapter()

@@ -163,7 +163,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2e-4)]
     pub adv_lr: f64,
     /// ALI's encoder/generator loss.
-    #[arg(long, value_enum, default_value = "derived")]
+    #[arg(long, value_enum, default_value = "minimax")]
     pub ali_loss: AliLossArg,
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]

@@ -227,6 +227,7 @@ impl Mlp {
 /// Trains the classifier with Adam on the training split.
 fn train_classifier(data: &Dataset, device: &Device, progress: &mut dyn FnMut(f32)) -> Classifier {
     let device = device.clone().autodiff();
+    let rng_lock = crate::backend::device_rng_lock();
     device.seed(7);
     let classes = data.class_names.len().max(1);
     let mut widths = vec![data.dim()];
@@ -238,6 +239,8 @@ fn train_classifier(data: &Dataset, device: &Device, progress: &mut dyn FnMut(f3
             .map(|w| LinearConfig::new(w[0], w[1]).init(&device))
             .collect(),
     };
+    crate::backend::initialise_now(&model);
+    drop(rng_lock);
     let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
     let mut rng = Rng::new(7);
     let batch = 128;

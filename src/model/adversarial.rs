@@ -102,10 +102,13 @@ pub fn share_called_real(logits: Tensor<1>) -> Tensor<1> {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AliLoss {
-    /// The seed's derived loss `-E log D(x, E(x)) - E log D(G(z), z)`.
-    #[default]
+    /// The seed's derived loss `-E log D(x, E(x)) - E log D(G(z), z)`. Here its encoder
+    /// term pulls codes wherever D calls pairs real, and the codes run away within a few
+    /// hundred steps.
     Derived,
-    /// The standard minimax form `E log D(x, E(x)) + E log (1 - D(G(z), z))`.
+    /// The standard minimax form `E log D(x, E(x)) + E log (1 - D(G(z), z))` (the default:
+    /// it trains stably here).
+    #[default]
     Minimax,
 }
 

@@ -76,13 +76,18 @@ pub fn load_model(
     let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| anyhow::anyhow!("{}: not a model file: {e:?}", path.display()))?;
-    info.config
-        .build_model(info.input_dim, classes, device)
-        .try_load_record(record)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: does not fit the model in {CONFIG_FILE}: {e:?}",
-                path.display()
-            )
-        })
+    // The fresh model's random weights are replaced by the record's, but drawing them still
+    // takes from the device's shared random stream.
+    let model = {
+        let _rng = crate::backend::device_rng_lock();
+        let model = info.config.build_model(info.input_dim, classes, device);
+        crate::backend::initialise_now(&model);
+        model
+    };
+    model.try_load_record(record).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: does not fit the model in {CONFIG_FILE}: {e:?}",
+            path.display()
+        )
+    })
 }

@@ -228,7 +228,7 @@ impl Default for AdversarialParams {
             d_steps: 1,
             g_steps: 2,
             lr: 2e-4,
-            ali_loss: AliLoss::Derived,
+            ali_loss: AliLoss::Minimax,
         }
     }
 }

@@ -37,7 +37,22 @@ pub enum TrainError {
         /// The step of the model kept.
         restored_step: u64,
     },
+    /// An adversarial run diverged (its losses stayed finite); the model was rolled back.
+    #[error(
+        "training diverged at step {step}: {what}; the model was rolled back to step {restored_step} (try a lower learning rate, or the other loss form)"
+    )]
+    Diverged {
+        /// The step that failed.
+        step: u64,
+        /// What ran away.
+        what: String,
+        /// The step of the model kept.
+        restored_step: u64,
+    },
 }
+
+/// Mean |E(x)| above which an encoder's codes count as runaway (the prior has about 0.8).
+const CODE_RUNAWAY: f32 = 50.0;
 
 /// How often (in steps) a copy of the model is kept to roll back to.
 const KEEP_GOOD_EVERY: u64 = 50;
@@ -122,8 +137,13 @@ impl Trainer {
             )));
         }
         let device = device.autodiff();
-        device.seed(config.seed);
-        let model = config.build_model(data.dim(), class_count(&data), &device);
+        let model = {
+            let _rng = crate::backend::device_rng_lock();
+            device.seed(config.seed);
+            let model = config.build_model(data.dim(), class_count(&data), &device);
+            crate::backend::initialise_now(&model);
+            model
+        };
         Ok(Self::with_model(config, data, device, model, 0, 0))
     }
 
@@ -330,6 +350,8 @@ impl Trainer {
     /// images). Only the discriminator's parameters move in the first, only the generator's
     /// (and encoder's) in the second. Values are read back once, at the end.
     fn adversarial_step(&mut self) -> Result<StepMetrics, TrainError> {
+        // The discriminator's dropout draws from the device's shared random stream.
+        let _rng = crate::backend::device_rng_lock();
         let adv = self.config.adversarial.clone();
         let indices = self.order.batch(self.batch_index).to_vec();
         let (n, dim, d) = (indices.len(), self.data.dim(), self.config.latent_dim);
@@ -407,11 +429,13 @@ impl Trainer {
         }
         let mean = |v: Vec<Tensor<1>>| Tensor::cat(v, 0).mean();
         let extra_first = g_terms.1[0].clone();
+        let code_scale = self.model.base().encode(x).0.abs().mean().detach();
         readback.extend([
             mean(g_terms.0),
             mean(g_terms.1),
             mean(g_terms.2),
             extra_first,
+            code_scale,
         ]);
         let stats = to_vec(Tensor::cat(readback, 0));
         let [
@@ -422,10 +446,21 @@ impl Trainer {
             g_extra,
             g_total,
             extra_first,
+            code_scale,
         ] = stats[..]
         else {
-            unreachable!("seven values were read back")
+            unreachable!("eight values were read back")
         };
+        if self.config.model.draws().encoder && code_scale > CODE_RUNAWAY {
+            let (step, restored_step) = self.restore_last_good();
+            return Err(TrainError::Diverged {
+                step,
+                what: format!(
+                    "the encoder's codes ran away from the prior (mean |E(x)| = {code_scale:.0})"
+                ),
+                restored_step,
+            });
+        }
         if !(d_loss.is_finite() && g_total.is_finite()) || d_loss.abs() > 1e4 || g_total.abs() > 1e6
         {
             let bad = if d_loss.is_finite() { g_total } else { d_loss };
@@ -460,16 +495,23 @@ impl Trainer {
     }
 
     fn roll_back(&mut self, value: f32) -> TrainError {
+        let (step, restored_step) = self.restore_last_good();
+        TrainError::NonFinite {
+            step,
+            value,
+            restored_step,
+        }
+    }
+
+    /// Puts back the last good model with a fresh optimiser; returns the failed step and the
+    /// step restored.
+    fn restore_last_good(&mut self) -> (u64, u64) {
         let (model, restored_step) = self.last_good.clone();
         let failed = self.step + 1;
         self.model = model;
         self.step = restored_step;
         self.optim = new_optimizer(self.config.model);
-        TrainError::NonFinite {
-            step: failed,
-            value,
-            restored_step,
-        }
+        (failed, restored_step)
     }
 
     /// Restores the last good copy of the model (after a panic inside a step).
