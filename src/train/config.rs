@@ -234,8 +234,9 @@ impl Default for AdversarialParams {
 }
 
 impl AdversarialParams {
-    /// The defaults for `kind`: the GAN's regulariser weight is 5 (the seed's experiments);
-    /// the AAE weighs its reconstruction error by 1.
+    /// The defaults for `kind`: two generator steps per phase, and for the GAN a regulariser
+    /// weight of 5 (the seed's experiments); the AAE takes one step and weighs its
+    /// reconstruction error by 1.
     pub fn for_kind(kind: ModelKind) -> Self {
         match kind {
             ModelKind::Aae => Self {
@@ -243,10 +244,7 @@ impl AdversarialParams {
                 g_steps: 1,
                 ..Self::default()
             },
-            ModelKind::Ali => Self {
-                g_steps: 1,
-                ..Self::default()
-            },
+            ModelKind::Ali => Self::default(),
             _ => Self::default(),
         }
     }

@@ -64,6 +64,22 @@ fn draw_snapshot(
             }
         }
     }
+    if snapshot.family.draws().adversarial && !pre_flow {
+        // The prior's density, for codes to be judged against: its 1, 2 and 3 sigma contours.
+        let origin = to_screen(transform, [0.0, 0.0]);
+        for (r, alpha) in [(1.0, 60u8), (2.0, 40), (3.0, 25)] {
+            painter.add(Shape::circle_filled(
+                origin,
+                r * scale,
+                Color32::from_rgba_unmultiplied(90, 140, 220, alpha / 3),
+            ));
+            painter.add(Shape::circle_stroke(
+                origin,
+                r * scale,
+                Stroke::new(1.0, Color32::from_rgba_unmultiplied(90, 140, 220, alpha)),
+            ));
+        }
+    }
     let shape = snapshot.family.draws().posterior;
     let alpha = if settings.show_ellipses && shape != PosteriorShape::Point {
         55
