@@ -191,7 +191,7 @@ pub struct TimelineFrame {
 /// What the samples grid shows; a change means it must be decoded again.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SampleRequest {
-    /// The snapshot's step.
+    /// The snapshot's [`Snapshot::key`] (run and step).
     pub step: u64,
     /// Prior temperature.
     pub temperature: f32,
@@ -450,7 +450,7 @@ impl AppState {
     /// What the samples grid must show now.
     pub fn sample_request(&self) -> Option<SampleRequest> {
         Some(SampleRequest {
-            step: self.snapshot.as_ref()?.step,
+            step: self.snapshot.as_ref()?.key(),
             temperature: self.settings.temperature,
             noise_seed: self.noise_seed,
             class: self.settings.sample_class,
@@ -639,6 +639,7 @@ mod tests {
                 width: 1,
                 height: 1,
             }),
+            run: 1,
             family: crate::train::ModelKind::Vae,
             view: Default::default(),
             coverage: None,
@@ -730,6 +731,17 @@ mod tests {
             Some(1),
             "tiny ellipses get a minimum radius"
         );
+    }
+
+    #[test]
+    fn a_new_run_at_the_same_step_asks_for_new_pictures() {
+        let mut s = AppState::new(Settings::default());
+        s.set_snapshot(snapshot(1500));
+        let before = s.sample_request().unwrap();
+        let mut next = snapshot(1500);
+        next.run = 2;
+        s.set_snapshot(next);
+        assert_ne!(s.sample_request().unwrap(), before);
     }
 
     #[test]

@@ -99,6 +99,9 @@ impl FamilyView {
 /// The model as seen at one step.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
+    /// Which trainer made it: a number unique in this process, so views cached by step are
+    /// rebuilt after a reset or a load (a new run reaches the same steps again).
+    pub run: u64,
     /// The model family.
     pub family: ModelKind,
     /// Steps completed.
@@ -124,6 +127,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A key for caching what is drawn from this snapshot: its run and step together.
+    pub fn key(&self) -> u64 {
+        (self.run << 40) | (self.step & ((1 << 40) - 1))
+    }
+
     /// The prior's mode for sampling: the origin, or the CVAE's class mean.
     pub fn prior_mode(&self, class: Option<usize>) -> Vec<f32> {
         match class.and_then(|c| self.view.class_mean(c, self.latent_dim)) {

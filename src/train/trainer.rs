@@ -80,6 +80,8 @@ pub struct Trainer {
     /// Fixed prior draws, one per probe sample, shown by families without an encoder (and
     /// beside ALI's codes).
     prior_probe: Vec<f32>,
+    /// This trainer's number in the process (see [`Snapshot::run`]).
+    run: u64,
     last_good: (Model, u64),
 }
 
@@ -189,6 +191,8 @@ impl Trainer {
         let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
         let prior_probe = Rng::new(config.seed ^ 0x9A10).normals(probe.len() * config.latent_dim);
         let optim = new_optimizer(config.model);
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             last_good: (model.clone(), step),
             config,
@@ -197,6 +201,7 @@ impl Trainer {
             model,
             classes,
             prior_probe,
+            run,
             optim,
             rng,
             order,
@@ -703,6 +708,7 @@ impl Trainer {
         let mut decoder = plain_decoder(&model, self.data.train.width, self.data.train.height);
         decoder.flow = flow.map(|f| (*f).clone());
         Snapshot {
+            run: self.run,
             family: self.config.model,
             step: self.step,
             epoch: self.epoch,

@@ -74,7 +74,7 @@ pub fn interp_ui(
         }
         if let Some((points, n)) = state.interpolation_points() {
             let key = (
-                s.step,
+                s.key(),
                 state.pins.clone(),
                 state.settings.path,
                 n,

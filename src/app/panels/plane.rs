@@ -267,7 +267,7 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         view.reset = false;
     }
     let tiles = state.settings.show_manifold.then(|| {
-        let key = (snapshot.step, state.settings.projection);
+        let key = (snapshot.key(), state.settings.projection);
         let tex = view.tiles.get(ui.ctx(), key, || {
             let step = 2.0 * TILE_EXTENT / TILES as f32;
             let mut z = Vec::new();
@@ -412,7 +412,7 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         });
     }
     if let Some(i) = hovered {
-        let tex = view.hover_texture.get(ui.ctx(), (snapshot.step, i), || {
+        let tex = view.hover_texture.get(ui.ctx(), (snapshot.key(), i), || {
             let img: Vec<f32> = snapshot
                 .probe
                 .image(i)

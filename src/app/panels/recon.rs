@@ -13,7 +13,7 @@ pub fn recon_ui(ui: &mut egui::Ui, state: &AppState, texture: &mut CachedTexture
         return;
     };
     ui.label("Test inputs (left of each pair) and their reconstructions from the posterior mean (right).");
-    let tex = texture.get(ui.ctx(), s.step, || {
+    let tex = texture.get(ui.ctx(), s.key(), || {
         let n = PAIRS.min(s.probe.len());
         let mu: Vec<f32> = (0..n).flat_map(|i| s.mu_of(i).to_vec()).collect();
         let mut images = Vec::with_capacity(2 * n);
