@@ -124,11 +124,19 @@ impl AliLoss {
         }
     }
 
-    /// A label for menus.
+    /// A short label for menus.
     pub fn label(self) -> &'static str {
         match self {
-            AliLoss::Derived => "derived: -log D(x,E(x)) - log D(G(z),z)",
-            AliLoss::Minimax => "minimax: log D(x,E(x)) + log(1-D(G(z),z))",
+            AliLoss::Derived => "derived",
+            AliLoss::Minimax => "minimax",
+        }
+    }
+
+    /// The loss as a formula, for hover text.
+    pub fn formula(self) -> &'static str {
+        match self {
+            AliLoss::Derived => "-log D(x,E(x)) - log D(G(z),z) (the seed's derived loss)",
+            AliLoss::Minimax => "log D(x,E(x)) + log(1 - D(G(z),z)) (the standard minimax form)",
         }
     }
 }

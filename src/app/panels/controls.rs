@@ -362,10 +362,13 @@ fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
         egui::ComboBox::from_label("ALI loss")
             .selected_text(a.ali_loss.label())
             .show_ui(ui, |ui| {
-                for form in [AliLoss::Derived, AliLoss::Minimax] {
-                    ui.selectable_value(&mut a.ali_loss, form, form.label());
+                for form in [AliLoss::Minimax, AliLoss::Derived] {
+                    ui.selectable_value(&mut a.ali_loss, form, form.label())
+                        .on_hover_text(form.formula());
                 }
-            });
+            })
+            .response
+            .on_hover_text(a.ali_loss.formula());
     }
 }
 
