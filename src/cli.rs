@@ -47,27 +47,6 @@ pub enum Commands {
     BenchUi(crate::gui::BenchUiArgs),
 }
 
-/// Model families on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum ModelArg {
-    /// Plain autoencoder: a point per image, reconstruction only.
-    Ae,
-    /// Variational autoencoder.
-    Vae,
-    /// CVAE with a learned mean per class.
-    Cvae,
-    /// BN-VAE: batch-normalised posterior heads with a KL floor.
-    BnVae,
-    /// f-VAE: a flow-based posterior.
-    FVae,
-    /// GAN with the old-generator regulariser.
-    Gan,
-    /// Adversarial autoencoder.
-    Aae,
-    /// ALI / BiGAN.
-    Ali,
-}
-
 /// ALI's encoder/generator loss on the command line.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum AliLossArg {
@@ -75,21 +54,6 @@ pub enum AliLossArg {
     Derived,
     /// The standard minimax form: log D(x, E(x)) + log(1 - D(G(z), z)).
     Minimax,
-}
-
-impl From<ModelArg> for ModelKind {
-    fn from(m: ModelArg) -> Self {
-        match m {
-            ModelArg::Ae => ModelKind::Ae,
-            ModelArg::Vae => ModelKind::Vae,
-            ModelArg::Cvae => ModelKind::Cvae,
-            ModelArg::BnVae => ModelKind::BnVae,
-            ModelArg::FVae => ModelKind::FVae,
-            ModelArg::Gan => ModelKind::Gan,
-            ModelArg::Aae => ModelKind::Aae,
-            ModelArg::Ali => ModelKind::Ali,
-        }
-    }
 }
 
 /// Decoder likelihoods on the command line.
@@ -111,7 +75,7 @@ pub struct TrainArgs {
     pub dataset: String,
     /// Model family.
     #[arg(long, value_enum, default_value = "vae")]
-    pub model: ModelArg,
+    pub model: ModelKind,
     /// Latent dimension.
     #[arg(long, default_value_t = 2)]
     pub latent_dim: usize,
@@ -193,7 +157,7 @@ impl TrainArgs {
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
             dataset: self.dataset.clone(),
-            model: self.model.into(),
+            model: self.model,
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
             likelihood: match self.likelihood {
@@ -217,7 +181,7 @@ impl TrainArgs {
             tau: self.tau,
             flow_layers: self.flow_layers,
             adversarial: {
-                let defaults = AdversarialParams::for_kind(self.model.into());
+                let defaults = AdversarialParams::for_kind(self.model);
                 AdversarialParams {
                     lambda: self.lambda.unwrap_or(defaults.lambda),
                     d_steps: self.d_steps.unwrap_or(defaults.d_steps),

@@ -278,6 +278,22 @@ impl Model {
         }
     }
 
+    /// The family's own per-step values as tensors of one element, so the trainer reads them
+    /// back with the losses: the BN-VAE's `kl_floor`, the f-VAE's `sigma1` and `sigma2`.
+    pub fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
+        match self {
+            Model::BnVae(m) => {
+                let (gamma_mu, _) = m.gammas();
+                vec![("kl_floor", (gamma_mu.square().sum() * 0.5).detach())]
+            }
+            Model::FVae(m) => vec![
+                ("sigma1", m.log_sigma1.val().exp().detach()),
+                ("sigma2", m.log_sigma2.val().exp().detach()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
     /// The f-VAE's flow.
     pub fn flow(&self) -> Option<&super::flow::Flow> {
         match self {

@@ -31,6 +31,17 @@ pub enum ModelKind {
     Ali,
 }
 
+/// `--model NAME` on the command line takes [`ModelKind::name`].
+impl clap::ValueEnum for ModelKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.help()))
+    }
+}
+
 /// How a family's posteriors are drawn in the latent plane.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PosteriorShape {
@@ -158,6 +169,20 @@ impl ModelKind {
                 prior_samples: true,
                 ..base
             },
+        }
+    }
+
+    /// The family's one-line description, for help texts and tooltips.
+    pub fn help(self) -> &'static str {
+        match self {
+            ModelKind::Ae => "plain autoencoder: a point per image, reconstruction only",
+            ModelKind::Vae => "variational autoencoder",
+            ModelKind::Cvae => "CVAE with a learned mean per class",
+            ModelKind::BnVae => "BN-VAE: batch-normalised posterior heads with a KL floor",
+            ModelKind::FVae => "f-VAE: a flow-based posterior",
+            ModelKind::Gan => "GAN with the old-generator regulariser",
+            ModelKind::Aae => "adversarial autoencoder",
+            ModelKind::Ali => "ALI / BiGAN",
         }
     }
 

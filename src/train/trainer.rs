@@ -274,15 +274,8 @@ impl Trainer {
             return self.adversarial_step();
         }
         let hyper = self.config.hyper.clone();
-        let indices = self.order.batch(self.batch_index).to_vec();
-        let (n, dim, d) = (indices.len(), self.data.dim(), self.config.latent_dim);
-        let binarize = self.config.binarize.then_some(&mut self.rng);
-        let x = to_tensor(
-            pixels(&self.data.train, &indices, binarize),
-            n,
-            dim,
-            &self.device,
-        );
+        let (indices, x) = self.next_batch();
+        let (n, d) = (indices.len(), self.config.latent_dim);
         let eps = to_tensor(self.rng.normals(n * d), n, d, &self.device);
         let onehot = self.config.model.needs_labels().then(|| {
             one_hot(
@@ -297,17 +290,21 @@ impl Trainer {
         let reconstruction = terms.reconstruction.mean();
         let mut loss = reconstruction.clone();
         let mut readback = vec![reconstruction.detach()];
+        let has_kl = terms.kl.is_some();
         if let Some(kl) = terms.kl {
             let kl = kl.mean();
             loss = loss + kl.clone() * kl_weight;
             readback.push(kl.detach());
         }
+        let per_dim_len = terms.kl_per_dim.as_ref().map_or(0, |_| d);
         if let Some(per_dim) = terms.kl_per_dim {
             readback.push(per_dim.mean_dim(0).reshape([d]).detach());
         }
         // One readback per step, before the update, so a bad loss never reaches the weights.
         let stats = to_vec(Tensor::cat(readback, 0));
-        let kl = stats.get(1).copied().unwrap_or(0.0);
+        let kl = if has_kl { stats[1] } else { 0.0 };
+        let per_dim_start = 1 + usize::from(has_kl);
+        let kl_per_dim = stats[per_dim_start..per_dim_start + per_dim_len].to_vec();
         let total = stats[0] + kl_weight * kl;
         if !total.is_finite() {
             return Err(self.roll_back(total));
@@ -326,9 +323,19 @@ impl Trainer {
             kl,
             total,
             kl_weight,
-            kl_per_dim: stats.get(2..).unwrap_or_default().to_vec(),
+            kl_per_dim,
+            // Read after the update, so they match the model the next snapshot shows.
             extra: family_extras(&self.model),
         })
+    }
+
+    /// The next training batch's sample indices and pixels (binarised when asked).
+    fn next_batch(&mut self) -> (Vec<usize>, Tensor<2>) {
+        let indices = self.order.batch(self.batch_index).to_vec();
+        let binarize = self.config.binarize.then_some(&mut self.rng);
+        let x = pixels(&self.data.train, &indices, binarize);
+        let x = to_tensor(x, indices.len(), self.data.dim(), &self.device);
+        (indices, x)
     }
 
     /// Counts a finished step: the batch, the epoch, and the copy kept to roll back to.
@@ -358,15 +365,8 @@ impl Trainer {
         // The discriminator's dropout draws from the device's shared random stream.
         let _rng = crate::backend::device_rng_lock();
         let adv = self.config.adversarial.clone();
-        let indices = self.order.batch(self.batch_index).to_vec();
-        let (n, dim, d) = (indices.len(), self.data.dim(), self.config.latent_dim);
-        let binarize = self.config.binarize.then_some(&mut self.rng);
-        let x = to_tensor(
-            pixels(&self.data.train, &indices, binarize),
-            n,
-            dim,
-            &self.device,
-        );
+        let (indices, x) = self.next_batch();
+        let (n, d) = (indices.len(), self.config.latent_dim);
         let mut readback = Vec::new();
         for _ in 0..adv.d_steps {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
@@ -790,6 +790,22 @@ pub fn probe_coverage(mu: &[f32], sigma: &[f32], d: usize, view: &FamilyView) ->
     }
 }
 
+/// Family-specific values reported with each step (a second, small readback for the BN-VAE
+/// and the f-VAE only).
+fn family_extras(model: &Model) -> Vec<(String, f32)> {
+    let values = model.extra_values();
+    if values.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+    let read = to_vec(Tensor::cat(values.into_iter().map(|(_, v)| v).collect(), 0));
+    names
+        .into_iter()
+        .zip(read)
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect()
+}
+
 /// Every centre's sigma1-circle in dims 0 and 1 pushed through the flow, in one batch.
 fn warped_outlines(flow: &Flow, centre: Tensor<2>, sigma1: f32) -> Vec<[f32; 2]> {
     let [n, d] = centre.dims();
@@ -810,22 +826,6 @@ fn warped_outlines(flow: &Flow, centre: Tensor<2>, sigma1: f32) -> Vec<[f32; 2]>
         + offsets.repeat_dim(0, n);
     let z = to_vec(flow.forward(points).0);
     z.chunks_exact(d).map(|p| [p[0], p[1]]).collect()
-}
-
-/// Family-specific values reported with each step.
-fn family_extras(model: &Model) -> Vec<(String, f32)> {
-    let mut extra = Vec::new();
-    if let Some((gamma_mu, _)) = model.bn_gammas() {
-        extra.push((
-            "kl_floor".to_owned(),
-            crate::model::family::kl_floor(&gamma_mu),
-        ));
-    }
-    if let Some((s1, s2)) = model.f_sigmas() {
-        extra.push(("sigma1".to_owned(), s1));
-        extra.push(("sigma2".to_owned(), s2));
-    }
-    extra
 }
 
 /// A seeded choice of `size` test samples (all of them if fewer).

@@ -6,6 +6,7 @@
 use egui::Color32;
 use egui_plot::{Bar, BarChart, Legend, Line, LineStyle, Plot, PlotPoints, Points};
 
+use crate::app::history::Series;
 use crate::app::state::AppState;
 use crate::train::ModelKind;
 
@@ -18,6 +19,25 @@ fn line(name: &str, pts: &[[f64; 2]], log: bool, color: Color32, width: f32) -> 
     Line::new(name.to_owned(), PlotPoints::new(pts))
         .color(color)
         .width(width)
+}
+
+/// A per-step series drawn twice: raw and faint, then smoothed.
+fn raw_and_smoothed(
+    pu: &mut egui_plot::PlotUi<'_>,
+    name: &str,
+    series: &Series,
+    log: bool,
+    color: Color32,
+) {
+    let faint = color.gamma_multiply(0.25);
+    pu.line(line(
+        &format!("{name} (raw)"),
+        series.points(),
+        log,
+        faint,
+        1.0,
+    ));
+    pu.line(line(name, &series.smoothed(0.05), log, color, 2.0));
 }
 
 /// The adversarial families' curves: discriminator and generator losses (and the GAN's
@@ -48,14 +68,7 @@ fn adversarial_curves_ui(ui: &mut egui::Ui, state: &AppState, width: f32, height
         .show(ui, |pu| {
             for (key, name, color) in colors {
                 if let Some(s) = c.extra(key) {
-                    pu.line(line(
-                        &format!("{name} (raw)"),
-                        s.points(),
-                        log,
-                        color.gamma_multiply(0.25),
-                        1.0,
-                    ));
-                    pu.line(line(name, &s.smoothed(0.05), log, color, 2.0));
+                    raw_and_smoothed(pu, name, s, log, color);
                 }
             }
             if family != Some(ModelKind::Gan) {
@@ -158,14 +171,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             .y_axis_label(if log { "log10 nats" } else { "nats" })
             .show(ui, |pu| {
                 for (name, s, color) in series {
-                    pu.line(line(
-                        &format!("{name} (raw)"),
-                        s.points(),
-                        log,
-                        color.gamma_multiply(0.25),
-                        1.0,
-                    ));
-                    pu.line(line(name, &s.smoothed(0.05), log, color, 2.0));
+                    raw_and_smoothed(pu, name, s, log, color);
                 }
                 let test: Vec<[f64; 2]> = c
                     .test_elbo
