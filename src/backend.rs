@@ -92,6 +92,44 @@ pub fn device_rng_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Tunes glibc's allocator for training on the CPU: every tensor operation allocates its
+/// result, and buffers above the default mmap threshold (128 KiB, raised only as such buffers
+/// are freed) are mapped and unmapped each time, with a page fault per 4 KiB touched; freed
+/// memory at the top of the heap is also given back and faulted in again. Keeping buffers of
+/// up to 32 MiB in the heap and the heap's top unreturned removes both. Set
+/// `LATENT_ATLAS_DEFAULT_MALLOC=1` to keep glibc's defaults (to measure the difference).
+/// Returns whether the settings were applied.
+pub fn tune_allocator() -> bool {
+    if std::env::var_os("LATENT_ATLAS_DEFAULT_MALLOC").is_some() {
+        return false;
+    }
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallopt only changes allocator parameters; called before other threads
+        // allocate heavily, and glibc serialises it with its own lock in any case.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) == 1
+                && libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20) == 1
+                && libc::mallopt(libc::M_TOP_PAD, 64 << 20) == 1
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// Gives the calling thread the lowest scheduling priority (nice 19), for background work that
+/// must not slow training down; a no-op where threads have no priority of their own.
+pub fn lower_thread_priority() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: setpriority on this thread's own id changes only its scheduling weight.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
 /// The name of a hardware GPU adapter, or why there is none (software adapters do not count).
 pub fn hardware_adapter() -> Result<String, String> {
     gpu::hardware_adapter()

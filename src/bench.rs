@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::Device;
 
 use crate::backend::BackendChoice;
@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// Skip the run with a second thread keeping one core busy.
     #[arg(long)]
     pub no_load: bool,
+    /// The peer's training samples/s measured beside this run (`torch_vae.py speed`): prints
+    /// `speedup_vs_peer`, the first backend's idle median over it.
+    #[arg(long, value_name = "N")]
+    pub peer_samples_per_sec: Option<f64>,
+    /// Seconds to time the adversarial iteration (GAN, reference sizes; 0 skips it).
+    #[arg(long, default_value_t = 5.0)]
+    pub gan_seconds: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -54,6 +61,31 @@ fn reference_config() -> TrainConfig {
         nll_samples: 0,
         ..TrainConfig::default()
     }
+}
+
+/// Median milliseconds of one GAN iteration (its default discriminator and generator steps)
+/// on `device`, timed for about `seconds`.
+fn gan_iteration_ms(
+    data: &Arc<crate::data::Dataset>,
+    device: &Device,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let config = TrainConfig {
+        model: crate::train::ModelKind::Gan,
+        ..reference_config()
+    };
+    let mut trainer = Trainer::new(config, data.clone(), device.clone())?;
+    for _ in 0..5 {
+        trainer.step()?;
+    }
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while start.elapsed().as_secs_f64() < seconds || times.len() < 5 {
+        let t = Instant::now();
+        trainer.step()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(times))
 }
 
 /// Trains for `seconds` and returns samples per second.
@@ -115,7 +147,7 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
     device.seed(0);
     let config = reference_config();
     let mut model = config.vae_config(784).init(&device);
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut optim = crate::fused::FusedAdam::default().init();
     let mut rng = Rng::new(0);
     let order = EpochOrder::shuffled(data.train.len(), 128, &mut rng);
     let mut phases: [Vec<f64>; 4] = Default::default();
@@ -174,6 +206,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         "reference model 784-512-256-2 VAE, batch 128, Adam, Bernoulli; {} rounds of {} s, median",
         args.rounds, args.seconds
     );
+    println!(
+        "cpu {}; allocator tuned: {}",
+        cpu_model(),
+        if allocator_tuned() {
+            "yes"
+        } else {
+            "no (LATENT_ATLAS_DEFAULT_MALLOC)"
+        }
+    );
+    let mut first_idle = None;
     let mut conditions = vec![("idle", false)];
     if !args.no_load {
         conditions.push(("one core busy", true));
@@ -190,6 +232,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 rates[i].push(timed_round(trainer, args.seconds)?);
             }
         }
+        if !loaded {
+            first_idle = rates.first().map(|r| median(r.clone()));
+        }
         for ((backend, _), r) in trainers.iter().zip(rates) {
             let spread = format!(
                 "{:.0}-{:.0}",
@@ -203,6 +248,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 median(r)
             );
         }
+    }
+    if let (Some(peer), Some(ours)) = (args.peer_samples_per_sec, first_idle) {
+        println!(
+            "speedup_vs_peer {:.2}   ({ours:.0} / {peer:.0} samples/s)",
+            ours / peer
+        );
     }
     for (backend, trainer) in &trainers {
         let [prep, fwd, bwd, opt] = step_profile(&backend.device, 100);
@@ -235,6 +286,32 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             median(plain),
             median(burn_us)
         );
+        if args.gan_seconds > 0.0 {
+            let ms = gan_iteration_ms(&data, &backend.device, args.gan_seconds)?;
+            println!(
+                "gan_iteration_ms {:<16} {ms:.2}   (one discriminator and two generator steps, batch 128)",
+                backend.description
+            );
+        }
     }
     Ok(())
+}
+
+/// Whether [`crate::backend::tune_allocator`] is in force (the command line applies it).
+fn allocator_tuned() -> bool {
+    std::env::var_os("LATENT_ATLAS_DEFAULT_MALLOC").is_none()
+        && cfg!(all(target_os = "linux", target_env = "gnu"))
+}
+
+/// The CPU's model name, as `lscpu` shows it, so a figure names the machine it came from.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_owned())
 }

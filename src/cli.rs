@@ -218,6 +218,7 @@ pub struct EvalArgs {
 /// Parses the command line and runs it; errors are printed as one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::backend::tune_allocator();
     let result = match cli.command {
         None => crate::gui::run(cli.gui),
         Some(Commands::Train(args)) => train(&args),

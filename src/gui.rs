@@ -39,6 +39,10 @@ pub struct GuiArgs {
     /// Ignore remembered settings.
     #[arg(long)]
     pub fresh: bool,
+    /// Test samples whose posteriors the plane draws (100 to 10,000; default: remembered,
+    /// else 2,000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(100..=10_000))]
+    pub probe_size: Option<u32>,
 }
 
 /// Opens the explorer; training starts at once.
@@ -65,6 +69,7 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         backend: args.backend,
         dataset: args.dataset,
         fresh: args.fresh,
+        probe_size: args.probe_size.map(|n| n as usize),
     };
     eframe::run_native(
         "latent-atlas",
@@ -76,6 +81,16 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
 
 /// A headless harness around the app, training on the CPU from fresh settings.
 pub fn harness(width: f32, height: f32, dataset: &str) -> Harness<'static, LatentAtlasApp> {
+    harness_with_probe(width, height, dataset, None)
+}
+
+/// [`harness`] tracking `probe_size` probe samples (default: the settings' default).
+pub fn harness_with_probe(
+    width: f32,
+    height: f32,
+    dataset: &str,
+    probe_size: Option<usize>,
+) -> Harness<'static, LatentAtlasApp> {
     let dataset = dataset.to_owned();
     Harness::builder()
         .with_size(egui::vec2(width, height))
@@ -87,6 +102,7 @@ pub fn harness(width: f32, height: f32, dataset: &str) -> Harness<'static, Laten
                     backend: Some(BackendChoice::Cpu),
                     dataset: Some(dataset),
                     fresh: true,
+                    probe_size,
                 },
             )
         })
@@ -238,6 +254,9 @@ pub struct BenchUiArgs {
     /// Frames to time.
     #[arg(long, default_value_t = 300)]
     pub frames: usize,
+    /// Probe samples drawn in the plane (100 to 10,000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=10_000))]
+    pub probe_size: u32,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -248,7 +267,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times the UI thread's frames while training runs with 2,000 ellipses drawn, and the frame
 /// that turns a drag into a decoded preview.
 pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
-    let mut h = harness(1280.0, 820.0, "mnist");
+    let mut h = harness_with_probe(1280.0, 820.0, "mnist", Some(args.probe_size as usize));
     step_until(&mut h, Duration::from_secs(120), |a| {
         a.state.is_running() && a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
     })?;

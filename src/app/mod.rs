@@ -40,6 +40,8 @@ pub struct StartOptions {
     pub dataset: Option<String>,
     /// Ignore remembered settings.
     pub fresh: bool,
+    /// Track this many probe samples instead of the remembered number.
+    pub probe_size: Option<usize>,
 }
 
 /// What a pending file dialog was opened for.
@@ -95,6 +97,9 @@ impl LatentAtlasApp {
         }
         if let Some(d) = options.dataset {
             settings.config.dataset = d;
+        }
+        if let Some(n) = options.probe_size {
+            settings.config.probe_size = n;
         }
         let mut app = Self {
             worker_backend: settings.backend,

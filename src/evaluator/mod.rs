@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Tensor};
 
@@ -241,7 +241,7 @@ fn train_classifier(data: &Dataset, device: &Device, progress: &mut dyn FnMut(f3
     };
     crate::backend::initialise_now(&model);
     drop(rng_lock);
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut optim = crate::fused::FusedAdam::default().init();
     let mut rng = Rng::new(7);
     let batch = 128;
     for epoch in 0..EPOCHS {

@@ -7,10 +7,10 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::sigmoid;
 
 use super::Vae;
 use super::adversarial::{Discriminator, neg_log_d};
+use crate::fused::Activation;
 
 /// The AAE's weights.
 #[derive(Module, Debug)]
@@ -32,7 +32,7 @@ impl Aae {
     pub fn autoencoder_terms(&self, x: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
         let code = self.encode(x.clone());
         let adversarial = neg_log_d(self.disc.logits(code.clone())).mean();
-        let rec = sigmoid(self.base.decode(code)) - x;
+        let rec = self.base.decode_with(code, Activation::Sigmoid) - x;
         (adversarial, rec.square().sum_dim(1).mean().reshape([1]))
     }
 }

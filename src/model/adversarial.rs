@@ -5,9 +5,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::{leaky_relu, log_sigmoid};
+use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
+
+use crate::fused::{Activation, linear, linear_dropout};
 
 /// Shape of a [`Discriminator`].
 #[derive(Config, Debug, PartialEq)]
@@ -58,9 +60,9 @@ impl Discriminator {
     ///   v `[batch, input]` -> `[batch]`
     pub fn logits(&self, v: Tensor<2>) -> Tensor<1> {
         let h = self.layers.iter().fold(v, |h, l| {
-            self.dropout.forward(leaky_relu(l.forward(h), 0.2))
+            linear_dropout(l, h, Activation::LeakyRelu(0.2), &self.dropout)
         });
-        self.output.forward(h).squeeze_dim(1)
+        linear(&self.output, h, Activation::Identity).squeeze_dim(1)
     }
 }
 

@@ -7,10 +7,10 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::sigmoid;
 
 use super::Vae;
 use super::adversarial::{AliLoss, Discriminator};
+use crate::fused::Activation;
 
 /// ALI's weights.
 #[derive(Module, Debug)]
@@ -29,7 +29,7 @@ impl Ali {
 
     /// Generated images in `[0, 1]`.
     pub fn generate(&self, z: Tensor<2>) -> Tensor<2> {
-        sigmoid(self.base.decode(z))
+        self.base.decode_with(z, Activation::Sigmoid)
     }
 
     /// The discriminator's logits on `(x, z)` pairs.

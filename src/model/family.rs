@@ -78,6 +78,30 @@ impl Model {
         }
     }
 
+    /// The model with its discriminator's parameters untracked (its dropout still on): the
+    /// generator phase's losses then give no gradient to a discriminator that does not step.
+    pub fn with_frozen_discriminator(self) -> Self {
+        match self {
+            Model::Gan(mut m) => {
+                m.disc = m.disc.no_grad();
+                Model::Gan(m)
+            }
+            Model::Aae(mut m) => {
+                m.disc = m.disc.no_grad();
+                Model::Aae(m)
+            }
+            Model::Ali(mut m) => {
+                m.disc = m.disc.no_grad();
+                Model::Ali(m)
+            }
+            other @ (Model::Ae(_)
+            | Model::Vae(_)
+            | Model::Cvae(_)
+            | Model::BnVae(_)
+            | Model::FVae(_)) => other,
+        }
+    }
+
     /// The decoder's hidden layers and output layer, for a plain copy.
     pub fn decoder_layers(&self) -> (&[Linear], &Linear) {
         let base = self.base();

@@ -8,10 +8,10 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::sigmoid;
 
 use super::Vae;
 use super::adversarial::{Discriminator, generator_loss, old_generator_penalty};
+use crate::fused::Activation;
 
 /// The GAN's weights.
 #[derive(Module, Debug)]
@@ -28,7 +28,7 @@ impl Gan {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     pub fn generate(&self, z: Tensor<2>) -> Tensor<2> {
-        sigmoid(self.base.decode(z))
+        self.base.decode_with(z, Activation::Sigmoid)
     }
 
     /// The generator's loss terms at `z`: the adversarial `-log D(G(z))` and the unweighted

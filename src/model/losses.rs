@@ -4,7 +4,6 @@
 //! `logits` the decoder's output before the sigmoid and `x` the target, `[batch, pixels]`.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::log_sigmoid;
 
 /// ln(2 pi).
 pub const LN_2PI: f32 = 1.837_877_1;
@@ -28,20 +27,15 @@ pub fn kl_to_mean(mu: Tensor<2>, logvar: Tensor<2>, mean: Tensor<2>) -> Tensor<2
 }
 
 /// Bernoulli negative log-likelihood (binary cross-entropy with logits), summed over pixels:
-/// `-x log sigmoid(l) - (1 - x) log(1 - sigmoid(l)) = (1 - x) l - log sigmoid(l)`.
+/// `-x log sigmoid(l) - (1 - x) log(1 - sigmoid(l)) = softplus(l) - x l`.
 ///
-/// Written with the backend's fused, stable `log_sigmoid` so that only three tracked
-/// element-wise operations (and their gradients) run per pixel: this term is the largest
-/// element-wise cost of a training step.
+/// On the flex backend this is one fused pass forward and one backward
+/// ([`crate::fused::bernoulli_nll`]); other backends compose it from the stable `log_sigmoid`.
 ///
 /// # Shapes
 ///   logits, x `[batch, pixels]` -> `[batch]`
 pub fn bernoulli_nll(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
-    // `x` is data: 1 - x is computed without a gradient.
-    let one_minus_x = x.neg().add_scalar(1.0);
-    (logits.clone() * one_minus_x - log_sigmoid(logits))
-        .sum_dim(1)
-        .squeeze_dim(1)
+    crate::fused::bernoulli_nll(logits, x)
 }
 
 /// Gaussian negative log-likelihood with a fixed standard deviation `sigma` around the

@@ -5,11 +5,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::losses;
+use crate::fused::{Activation, linear};
 
 /// The decoder's likelihood `p(x|z)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,8 +120,11 @@ impl Vae {
         let h = self
             .encoder
             .iter()
-            .fold(x, |h, layer| relu(layer.forward(h)));
-        (self.mu.forward(h.clone()), self.logvar.forward(h))
+            .fold(x, |h, layer| linear(layer, h, Activation::Relu));
+        (
+            linear(&self.mu, h.clone(), Activation::Identity),
+            linear(&self.logvar, h, Activation::Identity),
+        )
     }
 
     /// Decoder logits.
@@ -129,11 +132,20 @@ impl Vae {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
+        self.decode_with(z, Activation::Identity)
+    }
+
+    /// The decoder with `act` applied to its output: `Activation::Sigmoid` gives the mean
+    /// image in one fused pass.
+    ///
+    /// # Shapes
+    ///   z `[batch, latent]` -> `[batch, pixels]`
+    pub fn decode_with(&self, z: Tensor<2>, act: Activation) -> Tensor<2> {
         let h = self
             .decoder
             .iter()
-            .fold(z, |h, layer| relu(layer.forward(h)));
-        self.output.forward(h)
+            .fold(z, |h, layer| linear(layer, h, Activation::Relu));
+        linear(&self.output, h, act)
     }
 
     /// One pass with the reparameterisation `z = mu + exp(logvar / 2) * eps`.

@@ -298,7 +298,7 @@ pub struct TrainConfig {
     /// Dynamic binarisation: train on a fresh Bernoulli draw of each batch, test on one fixed
     /// draw.
     pub binarize: bool,
-    /// Test samples whose posteriors are tracked in snapshots.
+    /// Test samples whose posteriors are tracked in snapshots (at most [`MAX_PROBE`]).
     pub probe_size: usize,
     /// BN-VAE: the least share tau of the unit variance kept by mu, in (0, 1).
     pub tau: f32,
@@ -311,6 +311,9 @@ pub struct TrainConfig {
     /// Test images (the first ones) on which the log-likelihood is estimated.
     pub nll_images: usize,
 }
+
+/// The most probe samples a snapshot tracks (and the plane draws).
+pub const MAX_PROBE: usize = 10_000;
 
 impl Default for TrainConfig {
     fn default() -> Self {
@@ -416,6 +419,12 @@ impl TrainConfig {
                     self.flow_layers
                 ));
             }
+        }
+        if self.probe_size == 0 || self.probe_size > MAX_PROBE {
+            return Err(format!(
+                "the probe set holds 1 to {MAX_PROBE} samples, not {}",
+                self.probe_size
+            ));
         }
         if self.latent_dim == 0 || self.latent_dim > 512 {
             return Err(format!(

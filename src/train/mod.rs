@@ -7,7 +7,9 @@ pub mod metrics;
 pub mod snapshot;
 pub mod trainer;
 
-pub use config::{AdversarialParams, Draws, HyperParams, ModelKind, PosteriorShape, TrainConfig};
+pub use config::{
+    AdversarialParams, Draws, HyperParams, MAX_PROBE, ModelKind, PosteriorShape, TrainConfig,
+};
 pub use metrics::{StepMetrics, TestMetrics};
 pub use snapshot::Snapshot;
 pub use trainer::{TrainError, Trainer};

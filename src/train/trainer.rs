@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 
 use super::checkpoint::{self, RunInfo};
@@ -15,6 +15,7 @@ use crate::data::Dataset;
 use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
 use crate::explore::coverage::{self, Coverage};
 use crate::explore::{Dense, PlainCoupling, PlainDecoder, PlainFlow};
+use crate::fused::FusedAdam;
 use crate::model::flow::Flow;
 use crate::model::{Model, adversarial};
 use crate::rng::Rng;
@@ -116,10 +117,10 @@ fn one_hot(labels: impl Iterator<Item = u8>, classes: usize, device: &Device) ->
 fn new_optimizer(kind: ModelKind) -> ModuleOptimizer {
     if kind.draws().adversarial {
         // beta1 = 0.5, as adversarial training usually takes it (DCGAN).
-        AdamConfig::new().with_beta_1(0.5).with_epsilon(1e-8).init()
+        FusedAdam::default().with_beta_1(0.5).init()
     } else {
         // PyTorch's defaults, as the reference peer uses them.
-        AdamConfig::new().with_epsilon(1e-8).init()
+        FusedAdam::default().init()
     }
 }
 
@@ -401,11 +402,14 @@ impl Trainer {
         }
         // The phase's starting generator, the seed's G_old (a cheap clone: shared weights
         // until the optimiser replaces them).
-        let old = self.model.clone();
+        // Untracked: only its outputs are used, detached.
+        let old = self.model.clone().no_grad();
         let mut g_terms = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..adv.g_steps {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
-            let (adversarial, extra, loss) = match (&self.model, &old) {
+            // The discriminator does not step in this phase: no gradients for it.
+            let frozen = self.model.clone().with_frozen_discriminator();
+            let (adversarial, extra, loss) = match (&frozen, &old) {
                 (Model::Gan(m), Model::Gan(o)) => {
                     let (a, reg) = m.generator_terms(z.clone(), o.generate(z));
                     let loss = a.clone() + reg.clone() * adv.lambda;

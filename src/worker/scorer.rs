@@ -53,7 +53,23 @@ impl Scorer {
     }
 }
 
+/// Runs the evaluator's work in a pool of its own: one thread at the lowest scheduling
+/// priority. On a two-core laptop the first-time training of the evaluator would otherwise take
+/// a core and the shared thread pool from the model being watched; this way training keeps its
+/// speed and the evaluator uses what is left.
 fn run(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(|_| "latent-atlas-evaluator-pool".into())
+        .start_handler(|_| crate::backend::lower_thread_priority())
+        .build();
+    match pool {
+        Ok(pool) => pool.install(|| evaluate(data, seed, requests, out)),
+        Err(_) => evaluate(data, seed, requests, out),
+    }
+}
+
+fn evaluate(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
     let mut last = Instant::now();
     let mut progress = |p: f32| {
         if last.elapsed() > Duration::from_millis(250) {

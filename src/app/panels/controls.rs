@@ -194,6 +194,14 @@ pub fn controls_ui(
         labelled(ui, "Epochs", |ui| {
             ui.add(egui::DragValue::new(&mut config.epochs).range(1..=10_000))
         });
+        labelled(ui, "Probe samples", |ui| {
+            ui.add(
+                egui::DragValue::new(&mut config.probe_size)
+                    .range(100..=crate::train::MAX_PROBE)
+                    .speed(20),
+            )
+            .on_hover_text("Test samples whose posteriors the plane draws (takes effect on Reset)")
+        });
         egui::ComboBox::from_label("Backend")
             .selected_text(format!("{:?}", state.settings.backend).to_lowercase())
             .show_ui(ui, |ui| {

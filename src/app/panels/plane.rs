@@ -86,26 +86,29 @@ fn draw_snapshot(
     } else {
         160
     };
+    // Every disc and ellipse goes into one mesh: 10,000 posteriors stay one shape for egui to
+    // pass through, instead of 10,000 shapes to tessellate each frame.
+    let mut discs = Discs::new(snapshot.probe.len(), painter.clip_rect());
     for i in 0..snapshot.probe.len() {
         let color = class_color32(snapshot.probe.labels[i], alpha);
         if pre_flow && let Some(pre) = &snapshot.view.pre_flow {
             // Circles of radius sigma1 around E(x).
             let c = to_screen(transform, axes.project(&pre[i * d..(i + 1) * d]));
-            let r = snapshot.sigma_of(i)[0] * scale;
-            if settings.show_ellipses {
-                painter.add(Shape::circle_filled(c, r.max(1.0), color));
+            let r = if settings.show_ellipses {
+                (snapshot.sigma_of(i)[0] * scale).max(1.0)
             } else {
-                painter.add(Shape::circle_filled(c, 2.0, color));
-            }
+                2.0
+            };
+            discs.add(c, Vec2::splat(r), color);
             continue;
         }
         let c = to_screen(transform, axes.project(snapshot.mu_of(i)));
         match (shape, settings.show_ellipses) {
             (PosteriorShape::PriorSamples, _) => {
-                painter.add(Shape::circle_filled(c, 2.0, Color32::from_gray(150)));
+                discs.add(c, Vec2::splat(2.0), Color32::from_gray(150));
             }
             (PosteriorShape::Point, _) | (_, false) => {
-                painter.add(Shape::circle_filled(c, 2.0, color));
+                discs.add(c, Vec2::splat(2.0), color);
             }
             (PosteriorShape::Warped, true) => match snapshot.view.outline(i) {
                 Some(outline) if d == 2 || settings.projection == Projection::Dims(0, 1) => {
@@ -117,19 +120,20 @@ fn draw_snapshot(
                     ));
                 }
                 _ => {
-                    painter.add(Shape::circle_filled(c, 2.0, color));
+                    discs.add(c, Vec2::splat(2.0), color);
                 }
             },
             (PosteriorShape::Ellipse, true) => {
                 let r = axes.project_sigma(snapshot.sigma_of(i));
-                painter.add(Shape::ellipse_filled(
+                discs.add(
                     c,
                     Vec2::new((r[0] * scale).max(1.0), (r[1] * scale).max(1.0)),
                     color,
-                ));
+                );
             }
         }
     }
+    painter.add(discs.into_shape());
     if let Some(prior) = &snapshot.view.prior_points {
         for z in prior.chunks_exact(d.max(1)) {
             let c = to_screen(transform, axes.project(z));
@@ -227,6 +231,64 @@ impl Default for PlaneView {
             hover_texture: CachedTexture::new("hovered sample"),
             tiles: CachedTexture::new("manifold tiles"),
         }
+    }
+}
+
+/// Filled axis-aligned ellipses gathered into one triangle mesh: a fan each, with more
+/// segments for larger ones; ellipses wholly outside the visible rectangle are left out.
+struct Discs {
+    mesh: egui::Mesh,
+    visible: egui::Rect,
+    /// Unit-circle points for 8, 16 and 32 segments.
+    circles: [Vec<Vec2>; 3],
+}
+
+impl Discs {
+    fn new(n: usize, visible: egui::Rect) -> Self {
+        let mut mesh = egui::Mesh::default();
+        mesh.reserve_vertices(n * 9);
+        mesh.reserve_triangles(n * 8);
+        let circle = |segments: usize| {
+            (0..segments)
+                .map(|k| Vec2::angled(std::f32::consts::TAU * k as f32 / segments as f32))
+                .collect()
+        };
+        Self {
+            mesh,
+            visible,
+            circles: [circle(8), circle(16), circle(32)],
+        }
+    }
+
+    fn add(&mut self, centre: Pos2, radii: Vec2, color: Color32) {
+        if !self
+            .visible
+            .intersects(egui::Rect::from_center_size(centre, radii * 2.0))
+        {
+            return;
+        }
+        let r = radii.x.max(radii.y);
+        let circle = &self.circles[if r < 4.0 {
+            0
+        } else if r < 20.0 {
+            1
+        } else {
+            2
+        }];
+        let m = &mut self.mesh;
+        let first = m.vertices.len() as u32;
+        let segments = circle.len() as u32;
+        m.colored_vertex(centre, color);
+        for p in circle {
+            m.colored_vertex(centre + Vec2::new(radii.x * p.x, radii.y * p.y), color);
+        }
+        for k in 0..segments {
+            m.add_triangle(first, first + 1 + k, first + 1 + (k + 1) % segments);
+        }
+    }
+
+    fn into_shape(self) -> Shape {
+        Shape::mesh(self.mesh)
     }
 }
 

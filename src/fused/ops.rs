@@ -1,0 +1,796 @@
+//! Fused operations with hand-written gradients, as a burn backend extension: implemented for
+//! the flex backend, and for burn's autodiff decorator over it (forward on the inner backend,
+//! backward through the `_backward` kernels). The public functions take ordinary tensors and
+//! route to the fused kernel only for flex `f32` tensors; anything else gets the same value
+//! from composed tensor operations, so every backend stays supported.
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Backend, BackendTensor, Dispatch, DispatchTensorKind, Flex, TensorMetadata, backend_extension,
+};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::math;
+
+/// The extension's kernels.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// Bernoulli negative log-likelihood with logits, summed over each row:
+    /// `sum_j softplus(l_ij) - x_ij l_ij`, `[rows, cols]` -> `[rows]`.
+    fn bernoulli_nll(logits: FloatTensor<Self>, x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// Its gradient with respect to the logits for an upstream gradient `grad` `[rows]`:
+    /// `(sigmoid(l_ij) - x_ij) grad_i`, `[rows, cols]`.
+    fn bernoulli_nll_backward(
+        logits: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// A dense layer `drop(act(x w + b))`, `x` `[rows, in]`, `w` `[in, out]`, `b` `[out]`:
+    /// `act` is the sigmoid when `sigmoid` is set, otherwise `v` for `v > 0` and `slope v`
+    /// elsewhere (0: ReLU, 1: none, 0.2: leaky ReLU); `drop` keeps each output with
+    /// probability `keep`, scaled by `1 / keep`, from a hash of `seed` and its position.
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        sigmoid: bool,
+        slope: f32,
+        keep: f32,
+        seed: u32,
+    ) -> FloatTensor<Self>;
+
+    /// The layer's gradient at the pre-activation, from its output `y` alone.
+    fn activation_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        sigmoid: bool,
+        slope: f32,
+        keep: f32,
+    ) -> FloatTensor<Self>;
+
+    /// `op(a) op(b)` with `op` the transpose where asked (a view, never a copy).
+    fn gemm(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> FloatTensor<Self>;
+}
+
+/// Rows above this many elements in total are split across threads.
+const PARALLEL_ELEMENTS: usize = 1 << 14;
+
+/// The elements of a flex tensor in row-major order (copied only when not contiguous).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "the fused kernels take f32");
+    let n = t.layout().num_elements();
+    if t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * 4 {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn rows_cols(t: &FlexTensor) -> (usize, usize) {
+    let shape = t.layout().shape();
+    assert_eq!(shape.num_dims(), 2, "the fused kernels take [rows, cols]");
+    (shape[0], shape[1])
+}
+
+impl FusedOps for Flex {
+    fn bernoulli_nll(logits: FlexTensor, x: FlexTensor) -> FlexTensor {
+        let (logits, x) = (contiguous(logits), contiguous(x));
+        let (rows, cols) = rows_cols(&logits);
+        assert_eq!(
+            rows_cols(&x),
+            (rows, cols),
+            "logits and targets differ in shape"
+        );
+        let (l, t) = (logits.storage::<f32>(), x.storage::<f32>());
+        let row = |i: usize| {
+            let mut sum = 0.0;
+            let span = i * cols..(i + 1) * cols;
+            math::bernoulli_nll_row(&l[span.clone()], &t[span], &mut sum);
+            sum
+        };
+        let out: Vec<f32> = if rows * cols >= PARALLEL_ELEMENTS {
+            (0..rows).into_par_iter().map(row).collect()
+        } else {
+            (0..rows).map(row).collect()
+        };
+        FlexTensor::from_data(TensorData::new(out, [rows]))
+    }
+
+    fn bernoulli_nll_backward(logits: FlexTensor, x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (logits, x, grad) = (contiguous(logits), contiguous(x), contiguous(grad));
+        let (rows, cols) = rows_cols(&logits);
+        let g = grad.storage::<f32>();
+        assert_eq!(g.len(), rows, "one upstream gradient per row");
+        let (l, t) = (logits.storage::<f32>(), x.storage::<f32>());
+        let mut out = vec![0.0f32; rows * cols];
+        let fill = |(i, out): (usize, &mut [f32])| {
+            let span = i * cols..(i + 1) * cols;
+            math::bernoulli_nll_grad_row(&l[span.clone()], &t[span], g[i], out);
+        };
+        if rows * cols >= PARALLEL_ELEMENTS {
+            out.par_chunks_mut(cols.max(1)).enumerate().for_each(fill);
+        } else {
+            out.chunks_mut(cols.max(1)).enumerate().for_each(fill);
+        }
+        FlexTensor::from_data(TensorData::new(out, [rows, cols]))
+    }
+
+    fn dense(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        sigmoid: bool,
+        slope: f32,
+        keep: f32,
+        seed: u32,
+    ) -> FlexTensor {
+        let (rows, inputs) = rows_cols(&x);
+        let (w_in, outputs) = rows_cols(&weight);
+        assert_eq!(inputs, w_in, "linear: input width and weight rows differ");
+        let bias = contiguous(bias);
+        let b = bias.storage::<f32>();
+        assert_eq!(b.len(), outputs, "linear: one bias per output");
+        // Each band of rows starts as the bias, takes the product onto it and applies the
+        // activation while it is in cache: one parallel pass in all.
+        let mut out = vec![0.0f32; rows * outputs];
+        let act = move |chunk: &mut [f32], first: usize| {
+            math::activate(chunk, first as u32, sigmoid, slope, keep, seed);
+        };
+        gemm_into(
+            &mut out,
+            Operand::of(&x, false),
+            Operand::of(&weight, false),
+            Some(b),
+            &act,
+        );
+        FlexTensor::from_data(TensorData::new(out, [rows, outputs]))
+    }
+
+    fn activation_backward(
+        y: FlexTensor,
+        grad: FlexTensor,
+        sigmoid: bool,
+        slope: f32,
+        keep: f32,
+    ) -> FlexTensor {
+        if !sigmoid && slope == 1.0 && keep == 1.0 {
+            return grad;
+        }
+        let y = contiguous(y);
+        assert_eq!(grad.dtype(), DType::F32, "the fused kernels take f32");
+        let mask = |(g, y): (&mut [f32], &[f32])| math::activation_grad(g, y, sigmoid, slope, keep);
+        let n = y.layout().num_elements();
+        // In place when the gradient is ours alone, as it is in a backward pass.
+        let plain =
+            grad.layout().contiguous_offsets() == Some((0, n)) && grad.bytes().len() == n * 4;
+        let mut grad = if plain { grad } else { grad.to_contiguous() };
+        // One cheap pass: on one thread, as waking another costs about as much.
+        mask((grad.storage_mut::<f32>(), y.storage::<f32>()));
+        grad
+    }
+
+    fn gemm(a: FlexTensor, b: FlexTensor, transpose_a: bool, transpose_b: bool) -> FlexTensor {
+        let (a, b) = (Operand::of(&a, transpose_a), Operand::of(&b, transpose_b));
+        assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
+        let (m, n) = (a.rows, b.cols);
+        let mut out = vec![0.0f32; m * n];
+        gemm_into(&mut out, a, b, None, &|_: &mut [f32], _: usize| {});
+        FlexTensor::from_data(TensorData::new(out, [m, n]))
+    }
+}
+
+/// A matrix operand of a product: its data and strides, possibly read transposed.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    /// Offset of element (0, 0) in `data`.
+    start: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<'a> Operand<'a> {
+    fn of(t: &'a FlexTensor, transpose: bool) -> Self {
+        assert_eq!(t.dtype(), DType::F32, "the fused kernels take f32");
+        let (rows, cols) = rows_cols(t);
+        let strides = t.layout().strides();
+        let (rs, cs) = (strides[0], strides[1]);
+        let op = Self {
+            data: t.storage::<f32>(),
+            start: t.layout().start_offset(),
+            rows,
+            cols,
+            row_stride: rs,
+            col_stride: cs,
+        };
+        if transpose {
+            Self {
+                rows: cols,
+                cols: rows,
+                row_stride: cs,
+                col_stride: rs,
+                ..op
+            }
+        } else {
+            op
+        }
+    }
+
+    /// Rows `from..to` of this operand.
+    fn rows(self, from: usize, to: usize) -> Self {
+        Self {
+            start: (self.start as isize + from as isize * self.row_stride) as usize,
+            rows: to - from,
+            ..self
+        }
+    }
+}
+
+/// How the products split their work between threads (`LATENT_ATLAS_GEMM`, read once):
+/// `rows` (default) gives each thread a band of output rows with a serial gemm in it;
+/// `gemm` leaves it to the gemm crate's own parallel mode; `serial` uses one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GemmThreads {
+    Rows,
+    Gemm,
+    Serial,
+}
+
+fn gemm_threads() -> GemmThreads {
+    static CHOICE: std::sync::OnceLock<GemmThreads> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| match std::env::var("LATENT_ATLAS_GEMM").as_deref() {
+        Ok("gemm") => GemmThreads::Gemm,
+        Ok("serial") => GemmThreads::Serial,
+        _ => GemmThreads::Rows,
+    })
+}
+
+/// Products below this many multiply-adds run on one thread.
+const PARALLEL_MACS: usize = 1 << 20;
+
+/// `out = init + a b` then `epilogue(out)`, `out` row-major `[a.rows, b.cols]`, where `init`
+/// is a row repeated (a bias) or zero. Large products split the output rows into one band per
+/// thread; each band does all three parts, so the work takes one parallel region.
+fn gemm_into(
+    out: &mut [f32],
+    a: Operand<'_>,
+    b: Operand<'_>,
+    init: Option<&[f32]>,
+    epilogue: &(dyn Fn(&mut [f32], usize) + Sync),
+) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert_eq!(out.len(), m * n, "gemm: output size");
+    if let Some(row) = init {
+        assert_eq!(row.len(), n, "gemm: one initial value per column");
+    }
+    let band_work =
+        |chunk: &mut [f32], first_row: usize, a: Operand<'_>, parallelism: gemm::Parallelism| {
+            if let Some(row) = init {
+                for dst in chunk.chunks_exact_mut(n.max(1)) {
+                    dst.copy_from_slice(row);
+                }
+            }
+            gemm_serial(chunk, a, b, init.is_some(), parallelism);
+            epilogue(chunk, first_row * n);
+        };
+    let threads = rayon::current_num_threads();
+    let mode = if m * n * k < PARALLEL_MACS || threads < 2 {
+        GemmThreads::Serial
+    } else {
+        gemm_threads()
+    };
+    match mode {
+        GemmThreads::Rows if m >= 2 * threads => {
+            let band = m.div_ceil(threads);
+            out.par_chunks_mut(band * n)
+                .enumerate()
+                .for_each(|(i, chunk)| {
+                    let from = i * band;
+                    let to = (from + band).min(m);
+                    band_work(chunk, from, a.rows(from, to), gemm::Parallelism::None);
+                });
+        }
+        GemmThreads::Serial | GemmThreads::Rows => band_work(out, 0, a, gemm::Parallelism::None),
+        GemmThreads::Gemm => band_work(out, 0, a, gemm::Parallelism::Rayon(0)),
+    }
+}
+
+fn gemm_serial(
+    out: &mut [f32],
+    a: Operand<'_>,
+    b: Operand<'_>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    // Every element the strides reach lies inside each slice (checked before the raw call).
+    let last = |o: &Operand<'_>| {
+        o.start as isize
+            + (o.rows as isize - 1) * o.row_stride
+            + (o.cols as isize - 1) * o.col_stride
+    };
+    for o in [&a, &b] {
+        assert!(
+            o.row_stride >= 0 && o.col_stride >= 0,
+            "gemm: negative strides"
+        );
+        assert!(
+            (last(o) as usize) < o.data.len(),
+            "gemm: operand out of bounds"
+        );
+    }
+    // SAFETY: the operands' strides stay inside their slices (checked above), `out` holds
+    // m * n elements written with row stride n, and nothing else aliases it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr().add(a.start),
+            a.col_stride,
+            a.row_stride,
+            b.data.as_ptr().add(b.start),
+            b.col_stride,
+            b.row_stride,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn bernoulli_nll(logits: FloatTensor<Self>, x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct BernoulliNll;
+
+        impl<B: FusedOps> Backward<B, 2> for BernoulliNll {
+            type State = (FloatTensor<B>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 2>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_logits, node_x] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (logits, x) = ops.state;
+                if let Some(node) = node_x {
+                    // d/dx = -l, per row's upstream gradient (targets are data in this
+                    // project; this keeps the operation correct if they are not).
+                    let rows = grad.shape()[0];
+                    let g = B::float_reshape(grad.clone(), [rows, 1].into());
+                    grads.register::<B>(node.id, B::float_mul(B::float_neg(logits.clone()), g));
+                }
+                if let Some(node) = node_logits {
+                    grads.register::<B>(node.id, B::bernoulli_nll_backward(logits, x, grad));
+                }
+            }
+        }
+
+        match BernoulliNll
+            .prepare::<C>([logits.node(), x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::bernoulli_nll(logits.primitive().clone(), x.primitive().clone());
+                prep.finish((logits.into_primitive(), x.into_primitive()), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::bernoulli_nll(
+                logits.into_primitive(),
+                x.into_primitive(),
+            )),
+        }
+    }
+
+    fn bernoulli_nll_backward(
+        logits: FloatTensor<Self>,
+        x: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        // Used inside backward passes only: not differentiable itself.
+        <FloatTensor<Self>>::new(B::bernoulli_nll_backward(
+            logits.into_primitive(),
+            x.into_primitive(),
+            grad.into_primitive(),
+        ))
+    }
+
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        sigmoid: bool,
+        slope: f32,
+        keep: f32,
+        seed: u32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Linear;
+
+        impl<B: FusedOps> Backward<B, 3> for Linear {
+            /// The input, the weight, the output and the activation (sigmoid, slope, keep).
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                (bool, f32, f32),
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w, y, (sigmoid, slope, keep)) = ops.state;
+                let g = B::activation_backward(y, grad, sigmoid, slope, keep);
+                if let Some(node) = node_b {
+                    let outputs = g.shape()[1];
+                    let sums = B::float_sum_dim(g.clone(), 0);
+                    grads.register::<B>(node.id, B::float_reshape(sums, [outputs].into()));
+                }
+                if let Some(node) = node_w {
+                    grads.register::<B>(node.id, B::gemm(x, g.clone(), true, false));
+                }
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, B::gemm(g, w, false, true));
+                }
+            }
+        }
+
+        match Linear
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::dense(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    bias.into_primitive(),
+                    sigmoid,
+                    slope,
+                    keep,
+                    seed,
+                );
+                let act = (sigmoid, slope, keep);
+                prep.finish(
+                    (x.into_primitive(), weight.into_primitive(), y.clone(), act),
+                    y,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dense(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                sigmoid,
+                slope,
+                keep,
+                seed,
+            )),
+        }
+    }
+
+    fn activation_backward(
+        y: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        sigmoid: bool,
+        slope: f32,
+        keep: f32,
+    ) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::activation_backward(
+            y.into_primitive(),
+            grad.into_primitive(),
+            sigmoid,
+            slope,
+            keep,
+        ))
+    }
+
+    fn gemm(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        transpose_a: bool,
+        transpose_b: bool,
+    ) -> FloatTensor<Self> {
+        <FloatTensor<Self>>::new(B::gemm(
+            a.into_primitive(),
+            b.into_primitive(),
+            transpose_a,
+            transpose_b,
+        ))
+    }
+}
+
+/// Whether `t` is an `f32` tensor on flex (with or without autodiff).
+fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
+    if t.dtype() != DType::F32 {
+        return false;
+    }
+    let dispatch = t.clone().into_dispatch();
+    match dispatch.kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(_)) => true,
+        DispatchTensorKind::Autodiff(inner) => matches!(*inner, DispatchTensorKind::Flex(_)),
+        _ => false,
+    }
+}
+
+/// The activation after a dense layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// None: the layer's output as it is.
+    Identity,
+    /// `max(v, 0)`.
+    Relu,
+    /// `v` for positive `v`, `slope v` otherwise (`slope` in (0, 1)).
+    LeakyRelu(f32),
+    /// `1 / (1 + e^-v)`.
+    Sigmoid,
+}
+
+impl Activation {
+    /// `(sigmoid, slope)` as the kernels take them.
+    fn code(self) -> (bool, f32) {
+        match self {
+            Activation::Identity => (false, 1.0),
+            Activation::Relu => (false, 0.0),
+            Activation::LeakyRelu(slope) => (false, slope),
+            Activation::Sigmoid => (true, 1.0),
+        }
+    }
+
+    fn apply(self, y: Tensor<2>) -> Tensor<2> {
+        match self {
+            Activation::Identity => y,
+            Activation::Relu => burn::tensor::activation::relu(y),
+            Activation::LeakyRelu(slope) => burn::tensor::activation::leaky_relu(y, slope as f64),
+            Activation::Sigmoid => burn::tensor::activation::sigmoid(y),
+        }
+    }
+}
+
+/// A dense layer on a batch, `act(x W + b)`.
+///
+/// On flex `f32` tensors with a bias this is one fused kernel forward (the product added onto
+/// the bias, the activation in the same buffer) and a hand-written backward; otherwise it is
+/// burn's `Linear::forward` followed by the activation.
+///
+/// # Shapes
+///   x `[batch, in]` -> `[batch, out]`
+pub fn linear(layer: &burn::nn::Linear, x: Tensor<2>, act: Activation) -> Tensor<2> {
+    dense(layer, x, act, None)
+}
+
+/// [`linear`] followed by `dropout` (which acts only while training, as burn's does). The
+/// fused path draws the mask from a hash of its position and a seed taken from the device's
+/// random stream, so a seeded run repeats; its gradient is read off the output.
+pub fn linear_dropout(
+    layer: &burn::nn::Linear,
+    x: Tensor<2>,
+    act: Activation,
+    dropout: &burn::nn::Dropout,
+) -> Tensor<2> {
+    let active = dropout.training.is_enabled() && x.device().is_autodiff() && dropout.prob > 0.0;
+    if !active {
+        return linear(layer, x, act);
+    }
+    dense(layer, x, act, Some(dropout))
+}
+
+fn dense(
+    layer: &burn::nn::Linear,
+    x: Tensor<2>,
+    act: Activation,
+    dropout: Option<&burn::nn::Dropout>,
+) -> Tensor<2> {
+    // Dropout after a sigmoid would make the backward's zeros ambiguous: composed instead.
+    let fusable = !(act == Activation::Sigmoid && dropout.is_some());
+    if let Some(bias) = &layer.bias
+        && fusable
+        && levers().linear
+        && on_flex(&x)
+    {
+        let weight = layer.weight.val();
+        if on_flex(&weight) {
+            let (sigmoid, slope) = act.code();
+            let (keep, seed) = match dropout {
+                Some(d) => ((1.0 - d.prob) as f32, dropout_seed(&x.device())),
+                None => (1.0, 0),
+            };
+            let out = Dispatch::dense(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.val().into_dispatch(),
+                sigmoid,
+                slope,
+                keep,
+                seed,
+            );
+            return Tensor::from_dispatch(out);
+        }
+    }
+    let y = act.apply(layer.forward(x));
+    match dropout {
+        Some(d) => d.forward(y),
+        None => y,
+    }
+}
+
+/// 32 random bits from the device's seeded stream (the one burn's own dropout draws from).
+fn dropout_seed(device: &burn::tensor::Device) -> u32 {
+    let draws = Tensor::<1>::random(
+        [2],
+        burn::tensor::Distribution::Uniform(0.0, 1.0),
+        &device.clone().inner(),
+    );
+    let v = crate::data::batch::to_vec(draws);
+    v.iter().fold(0x9e37_79b9u32, |h, x| {
+        (h ^ x.to_bits()).rotate_left(13).wrapping_mul(0x85eb_ca6b)
+    })
+}
+
+/// Which fused kernels are in use. All are, unless `LATENT_ATLAS_UNFUSED` names some
+/// (comma-separated: `adam`, `nll`, `linear`), which measures each one's effect in one build.
+#[derive(Clone, Copy, Debug)]
+pub struct Levers {
+    /// The in-place Adam.
+    pub adam: bool,
+    /// The Bernoulli likelihood.
+    pub nll: bool,
+    /// The dense layer.
+    pub linear: bool,
+}
+
+/// The levers in force for this process (read once).
+pub fn levers() -> Levers {
+    static LEVERS: std::sync::OnceLock<Levers> = std::sync::OnceLock::new();
+    *LEVERS.get_or_init(|| {
+        let off = std::env::var("LATENT_ATLAS_UNFUSED").unwrap_or_default();
+        let off: Vec<&str> = off.split(',').map(str::trim).collect();
+        Levers {
+            adam: !off.contains(&"adam"),
+            nll: !off.contains(&"nll"),
+            linear: !off.contains(&"linear"),
+        }
+    })
+}
+
+/// Bernoulli negative log-likelihood with logits, summed over pixels, per sample:
+/// `sum_j softplus(l_j) - x_j l_j` (equal to `(1 - x) l - log sigmoid(l)`).
+///
+/// # Shapes
+///   logits, x `[batch, pixels]` -> `[batch]`
+pub fn bernoulli_nll(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
+    if levers().nll && on_flex(&logits) && on_flex(&x) {
+        let out = Dispatch::bernoulli_nll(logits.into_dispatch(), x.into_dispatch());
+        Tensor::from_dispatch(out)
+    } else {
+        bernoulli_nll_composed(logits, x)
+    }
+}
+
+/// The same quantity from burn's tensor operations (every backend).
+pub fn bernoulli_nll_composed(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
+    let one_minus_x = x.neg().add_scalar(1.0);
+    (logits.clone() * one_minus_x - log_sigmoid(logits))
+        .sum_dim(1)
+        .squeeze_dim(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        crate::data::batch::to_vec(t)
+    }
+
+    fn data(device: &Device, rows: usize, cols: usize, scale: f32) -> (Tensor<2>, Tensor<2>) {
+        let l: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * scale)
+            .collect();
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| (i * 13 % 7) as f32 / 6.0)
+            .collect();
+        (
+            Tensor::from_data(TensorData::new(l, [rows, cols]), device),
+            Tensor::from_data(TensorData::new(x, [rows, cols]), device),
+        )
+    }
+
+    #[test]
+    fn value_and_gradient_match_the_composed_form() {
+        // Large enough to take the parallel path, with logits far into both tails.
+        for (rows, cols, scale) in [(3, 5, 1.0), (64, 784, 30.0)] {
+            let device = Device::flex().autodiff();
+            let (l, x) = data(&device, rows, cols, scale);
+            let (l, x) = (l.require_grad(), x.require_grad());
+            let fused = bernoulli_nll(l.clone(), x.clone());
+            let composed = bernoulli_nll_composed(l.clone(), x.clone());
+            let (vf, vc) = (values(fused.clone()), values(composed.clone()));
+            for (a, b) in vf.iter().zip(&vc) {
+                assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
+            }
+            // Weight the rows differently so the per-row upstream gradient matters.
+            let w = Tensor::<1>::from_data(
+                TensorData::new(
+                    (0..rows).map(|i| i as f32 + 0.5).collect::<Vec<_>>(),
+                    [rows],
+                ),
+                &device,
+            );
+            let gf = (fused * w.clone()).sum().backward();
+            let gc = (composed * w).sum().backward();
+            for (name, t) in [("logits", &l), ("targets", &x)] {
+                let (a, b) = (
+                    values(t.grad(&gf).expect("grad")),
+                    values(t.grad(&gc).expect("grad")),
+                );
+                let worst = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst < 1e-3, "{name} gradient differs by {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn closed_form_at_zero_logits_is_ln_2_per_pixel() {
+        let device = Device::flex();
+        let l = Tensor::<2>::zeros([2, 10], &device);
+        let x = Tensor::<2>::ones([2, 10], &device);
+        for v in values(bernoulli_nll(l, x)) {
+            assert!((v - 10.0 * std::f32::consts::LN_2).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn other_backends_take_the_composed_path() {
+        let (l, x) = data(&Device::ndarray(), 4, 6, 3.0);
+        let (lf, xf) = data(&Device::flex(), 4, 6, 3.0);
+        let (a, b) = (values(bernoulli_nll(l, x)), values(bernoulli_nll(lf, xf)));
+        assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
+}
