@@ -119,14 +119,18 @@ pub fn tune_allocator() -> bool {
     }
 }
 
-/// Gives the calling thread the lowest scheduling priority (nice 19), for background work that
-/// must not slow training down; a no-op where threads have no priority of their own.
+/// Gives the calling thread the lowest scheduling class there is (Linux's `SCHED_IDLE`: it
+/// runs only on a core nothing else wants, and yields it at once), or nice 19 where that is
+/// refused; background work then never slows training. A no-op elsewhere.
 pub fn lower_thread_priority() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: setpriority on this thread's own id changes only its scheduling weight.
+    // SAFETY: both calls change only the calling thread's own scheduling.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        }
     }
 }
 

@@ -255,7 +255,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             ours / peer
         );
     }
-    for (backend, trainer) in &trainers {
+    for (&choice, (backend, trainer)) in args.backends.iter().zip(&trainers) {
         let [prep, fwd, bwd, opt] = step_profile(&backend.device, 100);
         println!(
             "step_ms {:<16} batch {prep:.2}  forward+loss {fwd:.2}  backward {bwd:.2}  adam {opt:.2}  total {:.2}",
@@ -286,6 +286,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             median(plain),
             median(burn_us)
         );
+        let worker_rate = worker_samples_per_sec(choice, 8.0)?;
+        println!(
+            "worker_samples_per_sec {:<16} {worker_rate:.0}   (the explorer's training thread with its snapshots and evaluations, no window)",
+            backend.description
+        );
+        let (snapshot_ms, evaluation_ms) = app_overheads(&data, &backend.device)?;
+        println!(
+            "app_overheads_ms {:<16} snapshot {snapshot_ms:.1} (2,000 probes with coverage)   epoch evaluation {evaluation_ms:.0} (the explorer's settings)",
+            backend.description
+        );
         if args.gan_seconds > 0.0 {
             let ms = gan_iteration_ms(&data, &backend.device, args.gan_seconds)?;
             println!(
@@ -295,6 +305,57 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Training samples/s as the explorer's worker thread reports them (its settings, snapshots,
+/// end-of-epoch evaluation and scores included, no window), over the last `seconds` of a run
+/// of `seconds + 4`.
+fn worker_samples_per_sec(choice: BackendChoice, seconds: f64) -> anyhow::Result<f64> {
+    use crate::worker::{Command, Event, Worker};
+    let config = crate::app::state::Settings::default().config;
+    let mut worker = Worker::spawn(config, choice, std::sync::Arc::new(|| {}))?;
+    worker.send(Command::Start);
+    let start = Instant::now();
+    let mut rates = Vec::new();
+    while start.elapsed().as_secs_f64() < seconds + 4.0 {
+        if let Some(event) = worker.recv_timeout(std::time::Duration::from_millis(100)) {
+            match event {
+                Event::Progress {
+                    samples_per_sec, ..
+                } if start.elapsed().as_secs_f64() > 4.0 => rates.push(samples_per_sec as f64),
+                Event::Failed(e) => anyhow::bail!("the worker failed: {e}"),
+                _ => {}
+            }
+        }
+        // What the window does each frame: take the newest snapshot.
+        let _ = worker.take_snapshot();
+    }
+    worker.shutdown();
+    Ok(median(rates))
+}
+
+/// Median milliseconds of a snapshot (the explorer's default probe set, with coverage) and of
+/// one end-of-epoch evaluation at the explorer's settings: the work the window's training does
+/// beyond the steps.
+fn app_overheads(data: &Arc<crate::data::Dataset>, device: &Device) -> anyhow::Result<(f64, f64)> {
+    let config = crate::app::state::Settings::default().config;
+    let trainer = Trainer::new(config, data.clone(), device.clone())?;
+    let time = |f: &dyn Fn()| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64() * 1e3
+    };
+    let snapshots: Vec<f64> = (0..5)
+        .map(|_| {
+            time(&|| {
+                std::hint::black_box(trainer.snapshot(true));
+            })
+        })
+        .collect();
+    let evaluation = time(&|| {
+        std::hint::black_box(trainer.evaluate(true));
+    });
+    Ok((median(snapshots), evaluation))
 }
 
 /// Whether [`crate::backend::tune_allocator`] is in force (the command line applies it).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use egui_kittest::Harness;
 
 use crate::app::action::Action;
-use crate::app::state::{Endpoint, Tab};
+use crate::app::state::{Endpoint, EvaluatorStatus, Tab};
 use crate::app::{LatentAtlasApp, StartOptions};
 use crate::backend::BackendChoice;
 use crate::train::ModelKind;
@@ -267,6 +267,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Times the UI thread's frames while training runs with 2,000 ellipses drawn, and the frame
 /// that turns a drag into a decoded preview.
 pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
+    // A fresh evaluator cache, so the evaluator's first-time training is measured too.
+    let cache = std::env::temp_dir().join(format!("latent-atlas-bench-ui-{}", std::process::id()));
+    // SAFETY: set before the harness starts any thread; nothing else reads the environment now.
+    unsafe { std::env::set_var("LATENT_ATLAS_CACHE", &cache) };
     let mut h = harness_with_probe(1280.0, 820.0, "mnist", Some(args.probe_size as usize));
     step_until(&mut h, Duration::from_secs(120), |a| {
         a.state.is_running() && a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
@@ -332,6 +336,48 @@ pub fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         "headless_render_ms_median {:.2} (software wgpu, for reference; not the UI thread's work)",
         median(rendered)
     );
+    // The status bar's samples/s with the window drawing about 60 frames a second: while the
+    // evaluator trains for the first time (from the first epoch's end), then once it is ready.
+    let evaluator_training =
+        |a: &LatentAtlasApp| matches!(a.state.evaluator, EvaluatorStatus::Training(_));
+    let evaluator_ready =
+        |a: &LatentAtlasApp| matches!(a.state.evaluator, EvaluatorStatus::Ready(_));
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        evaluator_training(a) || evaluator_ready(a)
+    })?;
+    let with_evaluator = status_rate(&mut h, Duration::from_secs(8), evaluator_training);
+    step_until(&mut h, Duration::from_secs(300), evaluator_ready)?;
+    let idle = status_rate(&mut h, Duration::from_secs(8), evaluator_ready);
+    println!(
+        "status_samples_per_sec {:.0} (the status bar while the window draws, evaluator ready; {} readings)",
+        median(idle.clone()),
+        idle.len()
+    );
+    println!(
+        "status_samples_per_sec_evaluator_training {:.0} (while the evaluator trains for the first time; {} readings)",
+        median(with_evaluator.clone()),
+        with_evaluator.len()
+    );
     h.state_mut().shutdown();
+    let _ = std::fs::remove_dir_all(&cache);
     Ok(())
+}
+
+/// The status bar's samples/s each frame (60 a second) for up to `span` while `during` holds,
+/// skipping its first 3 s (the rate is a 3 s window).
+fn status_rate(
+    h: &mut Harness<'static, LatentAtlasApp>,
+    span: Duration,
+    during: impl Fn(&LatentAtlasApp) -> bool,
+) -> Vec<f64> {
+    let start = Instant::now();
+    let mut rates = Vec::new();
+    while start.elapsed() < span + Duration::from_secs(3) && during(h.state()) {
+        h.step();
+        if start.elapsed() > Duration::from_secs(3) {
+            rates.push(h.state().state.samples_per_sec as f64);
+        }
+        std::thread::sleep(Duration::from_millis(16));
+    }
+    rates
 }

@@ -12,4 +12,4 @@ pub use config::{
 };
 pub use metrics::{StepMetrics, TestMetrics};
 pub use snapshot::Snapshot;
-pub use trainer::{TrainError, Trainer};
+pub use trainer::{Evaluation, TrainError, Trainer};

@@ -68,6 +68,86 @@ struct Session {
     backend: Backend,
     state: RunState,
     throughput: Throughput,
+    /// End-of-epoch test evaluations, run beside training at low priority.
+    background: Background,
+    /// When the last snapshot was taken and what it cost.
+    pacer: std::cell::Cell<SnapshotPacer>,
+}
+
+/// Spaces snapshots so that taking them costs at most a thirtieth of training time: at least
+/// [`SNAPSHOT_EVERY`] steps apart, and at least 29 times the last one's duration.
+#[derive(Clone, Copy, Debug)]
+struct SnapshotPacer {
+    last: Instant,
+    cost: Duration,
+}
+
+impl Default for SnapshotPacer {
+    fn default() -> Self {
+        Self {
+            last: Instant::now(),
+            cost: Duration::ZERO,
+        }
+    }
+}
+
+impl SnapshotPacer {
+    fn due(&self) -> bool {
+        self.last.elapsed() >= self.cost * 29
+    }
+}
+
+/// One thread at the lowest priority for work that may lag behind training: the end-of-epoch
+/// test evaluation. A result for a model that has since been replaced (reset, load) is
+/// dropped.
+struct Background {
+    pool: Option<rayon::ThreadPool>,
+    /// Bumped whenever the trainer is replaced.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Background {
+    fn new() -> Self {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "latent-atlas-evaluation".into())
+            .start_handler(|_| crate::backend::lower_thread_priority())
+            .build()
+            .ok();
+        Self {
+            pool,
+            generation: Arc::default(),
+        }
+    }
+
+    fn replaced(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Evaluates `job` and reports it as [`Event::Tested`]; inline when there is no pool.
+    fn evaluate(&self, job: crate::train::Evaluation, out: &Outbox) -> bool {
+        let Some(pool) = &self.pool else {
+            return match guarded(|| job.run(true)) {
+                Ok(test) => out.send(Event::Tested(test)),
+                Err(e) => out.send(Event::Failed(format!("evaluation failed: {e}"))),
+            };
+        };
+        let generation = self.generation.clone();
+        let started = generation.load(std::sync::atomic::Ordering::SeqCst);
+        let out = out.clone();
+        pool.spawn(move || {
+            let result = guarded(|| job.run(true));
+            if generation.load(std::sync::atomic::Ordering::SeqCst) != started {
+                return;
+            }
+            match result {
+                Ok(test) => out.send(Event::Tested(test)),
+                Err(e) => out.send(Event::Failed(format!("evaluation failed: {e}"))),
+            };
+        });
+        true
+    }
 }
 
 /// Loads the dataset and builds the trainer, or says why not.
@@ -114,6 +194,8 @@ pub fn run(config: TrainConfig, choice: BackendChoice, commands: Receiver<Comman
         backend,
         state: RunState::Idle,
         throughput: Throughput::default(),
+        background: Background::new(),
+        pacer: Default::default(),
     };
     if !session.announce(&out) {
         return;
@@ -191,7 +273,13 @@ impl Session {
     }
 
     fn publish_snapshot(&self, out: &Outbox) -> bool {
-        match guarded(|| self.trainer.snapshot(true)) {
+        let start = Instant::now();
+        let snapshot = guarded(|| self.trainer.snapshot(true));
+        self.pacer.set(SnapshotPacer {
+            last: Instant::now(),
+            cost: start.elapsed(),
+        });
+        match snapshot {
             Ok(s) => out.snapshot(s),
             Err(e) => out.send(Event::Failed(format!("snapshot failed: {e}"))),
         }
@@ -243,6 +331,7 @@ impl Session {
                 match result {
                     Ok(t) => {
                         self.trainer = t;
+                        self.background.replaced();
                         self.announce(out)
                     }
                     Err(e) => out.send(Event::Failed(format!("{e:#}"))),
@@ -255,6 +344,7 @@ impl Session {
                 match build(&config, &self.backend, data) {
                     Ok(t) => {
                         self.trainer = t;
+                        self.background.replaced();
                         self.announce(out)
                     }
                     // The old model and dataset stay, in whatever state they were.
@@ -292,13 +382,13 @@ impl Session {
             return false;
         }
         if self.trainer.epochs_done() > epoch_before {
-            match guarded(|| self.trainer.evaluate(true)) {
-                Ok(test) => {
-                    if !out.send(Event::Tested(test)) {
-                        return false;
-                    }
-                }
+            // The test evaluation runs beside training; its result follows when ready.
+            let job = match guarded(|| self.trainer.evaluation()) {
+                Ok(job) => job,
                 Err(e) => return out.send(Event::Failed(format!("evaluation failed: {e}"))),
+            };
+            if !self.background.evaluate(job, out) {
+                return false;
             }
             if !self.publish_snapshot(out) || !self.request_score(out) {
                 return false;
@@ -306,7 +396,7 @@ impl Session {
             if self.trainer.is_finished() {
                 return self.set_state(RunState::Finished, out);
             }
-        } else if step.is_multiple_of(SNAPSHOT_EVERY) {
+        } else if step.is_multiple_of(SNAPSHOT_EVERY) && self.pacer.get().due() {
             return self.publish_snapshot(out);
         }
         true

@@ -87,8 +87,30 @@ fn draw_snapshot(
         160
     };
     // Every disc and ellipse goes into one mesh: 10,000 posteriors stay one shape for egui to
-    // pass through, instead of 10,000 shapes to tessellate each frame.
-    let mut discs = Discs::new(snapshot.probe.len(), painter.clip_rect());
+    // pass through, instead of 10,000 shapes to tessellate each frame. The mesh is kept while
+    // the snapshot, the view and the settings that shape it stay the same.
+    let key = DiscKey {
+        snapshot: snapshot.key(),
+        frame: *transform.frame(),
+        bounds: [
+            transform.bounds().min()[0],
+            transform.bounds().min()[1],
+            transform.bounds().max()[0],
+            transform.bounds().max()[1],
+        ],
+        view: format!(
+            "{:?}/{}/{}/{:?}",
+            settings.projection, settings.show_ellipses, pre_flow, axes
+        ),
+    };
+    let cache_id = painter.clip_rect().min.x.to_bits() as u64 ^ (snapshot.run << 32);
+    let cache_id = egui::Id::unique(("latent-plane-discs", cache_id));
+    let cached: Option<DiscCache> = painter.ctx().data(|d| d.get_temp(cache_id));
+    let reuse = cached.as_ref().is_some_and(|c| c.key == key);
+    let mut discs = Discs::new(
+        if reuse { 0 } else { snapshot.probe.len() },
+        painter.clip_rect(),
+    );
     for i in 0..snapshot.probe.len() {
         let color = class_color32(snapshot.probe.labels[i], alpha);
         if pre_flow && let Some(pre) = &snapshot.view.pre_flow {
@@ -133,7 +155,23 @@ fn draw_snapshot(
             }
         }
     }
-    painter.add(discs.into_shape());
+    let mesh = match cached {
+        Some(c) if reuse => c.mesh,
+        _ => {
+            let mesh = std::sync::Arc::new(discs.mesh);
+            painter.ctx().data_mut(|d| {
+                d.insert_temp(
+                    cache_id,
+                    DiscCache {
+                        key,
+                        mesh: mesh.clone(),
+                    },
+                )
+            });
+            mesh
+        }
+    };
+    painter.add(Shape::Mesh(mesh));
     if let Some(prior) = &snapshot.view.prior_points {
         for z in prior.chunks_exact(d.max(1)) {
             let c = to_screen(transform, axes.project(z));
@@ -238,6 +276,8 @@ impl Default for PlaneView {
 /// segments for larger ones; ellipses wholly outside the visible rectangle are left out.
 struct Discs {
     mesh: egui::Mesh,
+    /// A cached mesh will be drawn: adding is skipped.
+    reuse: bool,
     visible: egui::Rect,
     /// Unit-circle points for 8, 16 and 32 segments.
     circles: [Vec<Vec2>; 3],
@@ -255,12 +295,16 @@ impl Discs {
         };
         Self {
             mesh,
+            reuse: n == 0,
             visible,
-            circles: [circle(8), circle(16), circle(32)],
+            circles: [circle(8), circle(12), circle(24)],
         }
     }
 
     fn add(&mut self, centre: Pos2, radii: Vec2, color: Color32) {
+        if self.reuse {
+            return;
+        }
         if !self
             .visible
             .intersects(egui::Rect::from_center_size(centre, radii * 2.0))
@@ -286,10 +330,22 @@ impl Discs {
             m.add_triangle(first, first + 1 + k, first + 1 + (k + 1) % segments);
         }
     }
+}
 
-    fn into_shape(self) -> Shape {
-        Shape::mesh(self.mesh)
-    }
+/// What a plane's disc mesh was built from.
+#[derive(Clone, Debug, PartialEq)]
+struct DiscKey {
+    snapshot: u64,
+    frame: egui::Rect,
+    bounds: [f64; 4],
+    view: String,
+}
+
+/// A plane's disc mesh and what it was built from, kept in egui's temporary storage.
+#[derive(Clone)]
+struct DiscCache {
+    key: DiscKey,
+    mesh: std::sync::Arc<egui::Mesh>,
 }
 
 fn to_screen(t: &PlotTransform, p: [f32; 2]) -> Pos2 {
