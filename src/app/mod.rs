@@ -44,6 +44,11 @@ pub struct StartOptions {
     pub probe_size: Option<usize>,
 }
 
+/// How often training's news repaints the window (about 30 frames a second): curves and
+/// the plane move smoothly, and the UI thread leaves most of a core to training. Input still
+/// repaints at once.
+pub const TRAINING_REPAINT: Duration = Duration::from_millis(33);
+
 /// What a pending file dialog was opened for.
 #[derive(Clone, Copy, Debug)]
 enum DialogPurpose {
@@ -128,7 +133,7 @@ impl LatentAtlasApp {
             w.shutdown();
         }
         let ctx = self.ctx.clone();
-        let waker = Arc::new(move || ctx.request_repaint_after(Duration::from_millis(15)));
+        let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
         self.worker_backend = self.state.settings.backend;
         match Worker::spawn(
             self.state.settings.config.clone(),
@@ -225,7 +230,7 @@ impl LatentAtlasApp {
             config.likelihood = crate::model::Likelihood::Bernoulli;
         }
         let ctx = self.ctx.clone();
-        let waker = Arc::new(move || ctx.request_repaint_after(Duration::from_millis(15)));
+        let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
         match Worker::spawn(config, self.worker_backend, waker) {
             Ok(w) => {
                 self.compare_worker = Some(w);
@@ -458,7 +463,7 @@ impl eframe::App for LatentAtlasApp {
             self.handle(action);
         }
         if self.state.is_running() {
-            ctx.request_repaint_after(Duration::from_millis(30));
+            ctx.request_repaint_after(TRAINING_REPAINT);
         }
     }
 

@@ -87,19 +87,18 @@ fn update_slices(p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32], s: Adam
 /// The flex path: every tensor plain contiguous `f32` on flex, updated in place (a shared
 /// weight buffer is copied once, as copy-on-write). Gives the tensors back when it does not
 /// apply.
-#[allow(clippy::type_complexity)]
 fn step_on_flex<const D: usize>(
     param: Tensor<D>,
     grad: Tensor<D>,
     m: Tensor<D>,
     v: Tensor<D>,
     s: AdamScalars,
-) -> Result<(Tensor<D>, Tensor<D>, Tensor<D>), [Tensor<D>; 4]> {
+) -> Result<(Tensor<D>, Tensor<D>, Tensor<D>), Box<[Tensor<D>; 4]>> {
     let tensors = [param, grad, m, v];
     if !tensors.iter().all(flex::is_plain_f32) {
-        return Err(tensors);
+        return Err(Box::new(tensors));
     }
-    let [param, grad, m, v] = tensors.map(|t| flex::into_flex(t).expect("checked above"));
+    let [param, grad, m, v] = tensors.map(flex::into_flex);
     let (mut param, mut m, mut v): (FlexTensor, FlexTensor, FlexTensor) = (param, m, v);
     let g = flex::contiguous_f32(&grad).expect("checked above");
     update_slices(
@@ -153,7 +152,10 @@ impl Optimizer for FusedAdam {
         let (param, m, v) = if super::levers().adam {
             match step_on_flex(tensor, grad, m, v, s) {
                 Ok(done) => done,
-                Err([param, grad, m, v]) => step_composed(param, grad, m, v, s),
+                Err(tensors) => {
+                    let [param, grad, m, v] = *tensors;
+                    step_composed(param, grad, m, v, s)
+                }
             }
         } else {
             step_composed(tensor, grad, m, v, s)

@@ -27,13 +27,14 @@ pub fn is_plain_f32<const D: usize>(t: &Tensor<D>) -> bool {
     flex_ref(&dispatch.kind).is_some_and(plain)
 }
 
-/// The flex tensor under `t`, or `t` back when it is not on flex.
-pub fn into_flex<const D: usize>(t: Tensor<D>) -> Result<FlexTensor, Tensor<D>> {
-    if !is_plain_f32(&t) {
-        return Err(t);
-    }
-    Ok(t.try_into_primitive::<Flex>()
-        .expect("a plain flex tensor converts to its primitive"))
+/// The flex tensor under `t`.
+///
+/// # Panics
+/// When `t` is not a plain `f32` flex tensor (callers check with [`is_plain_f32`]).
+pub fn into_flex<const D: usize>(t: Tensor<D>) -> FlexTensor {
+    assert!(is_plain_f32(&t), "a plain f32 flex tensor");
+    t.try_into_primitive::<Flex>()
+        .expect("a plain flex tensor converts to its primitive")
 }
 
 /// The elements of a plain `f32` tensor.

@@ -15,7 +15,7 @@ pub fn exp(x: f32) -> f32 {
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
-        + 5.000_000_1e-1;
+        + 5e-1;
     let y = p * z + r + 1.0;
     // 2^n, n in [-126, 128]: at 128 the product still saturates to a large finite value.
     let n = (n as i32).clamp(-126, 127);
@@ -46,7 +46,7 @@ pub fn ln(x: f32) -> f32 {
         * m
         - 2.499_999_4e-1)
         * m
-        + 3.333_333_1e-1)
+        + 3.333_333e-1)
         * m
         * z;
     y += -2.121_944_4e-4 * e;

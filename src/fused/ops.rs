@@ -775,6 +775,119 @@ mod tests {
         }
     }
 
+    /// A layer with uneven weights, and an input batch that needs its gradient.
+    fn layer_and_input(device: &Device, rows: usize) -> (burn::nn::Linear, Tensor<2>) {
+        let layer = burn::nn::LinearConfig::new(70, 300).init(device);
+        let x: Vec<f32> = (0..rows * 70)
+            .map(|i| ((i * 29 % 83) as f32 / 41.0 - 1.0) * 1.5)
+            .collect();
+        let x = Tensor::from_data(TensorData::new(x, [rows, 70]), device).require_grad();
+        (layer, x)
+    }
+
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn dense_layer_matches_burns_linear_for_every_activation() {
+        // 64 rows take the banded parallel product; 3 rows the serial one.
+        for rows in [3, 64] {
+            for act in [
+                Activation::Identity,
+                Activation::Relu,
+                Activation::LeakyRelu(0.2),
+                Activation::Sigmoid,
+            ] {
+                let device = Device::flex().autodiff();
+                let (layer, x) = layer_and_input(&device, rows);
+                let fused = linear(&layer, x.clone(), act);
+                let composed = act.apply(layer.forward(x.clone()));
+                let (vf, vc) = (values(fused.clone()), values(composed.clone()));
+                assert!(worst(&vf, &vc) < 1e-4, "{act:?}: values differ");
+                let w = Tensor::<2>::from_data(
+                    TensorData::new(
+                        (0..rows * 300)
+                            .map(|i| (i % 7) as f32 - 3.0)
+                            .collect::<Vec<_>>(),
+                        [rows, 300],
+                    ),
+                    &device,
+                );
+                let gf = (fused * w.clone()).sum().backward();
+                let gc = (composed * w).sum().backward();
+                let bias = layer.bias.as_ref().expect("bias").val();
+                let pairs = [
+                    ("x", x.grad(&gf).map(values), x.grad(&gc).map(values)),
+                    (
+                        "weight",
+                        layer.weight.val().grad(&gf).map(values),
+                        layer.weight.val().grad(&gc).map(values),
+                    ),
+                    (
+                        "bias",
+                        bias.grad(&gf).map(values),
+                        bias.grad(&gc).map(values),
+                    ),
+                ];
+                for (name, a, b) in pairs {
+                    let (a, b) = (a.expect("grad"), b.expect("grad"));
+                    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    assert!(
+                        worst(&a, &b) < 1e-4 * scale,
+                        "{act:?}: {name} gradient differs"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dropout_keeps_its_share_scales_survivors_and_routes_their_gradient() {
+        // The device's random stream is shared by every test thread.
+        let _stream = crate::backend::device_rng_lock();
+        let device = Device::flex().autodiff();
+        let (layer, x) = layer_and_input(&device, 64);
+        crate::backend::initialise_now(&layer);
+        let dropout = burn::nn::DropoutConfig::new(0.3).init();
+        let act = Activation::LeakyRelu(0.2);
+        device.seed(5);
+        let y = linear_dropout(&layer, x.clone(), act, &dropout);
+        let plain = values(act.apply(layer.forward(x.clone())).detach());
+        let dropped = values(y.clone().detach());
+        let zeros = dropped.iter().filter(|v| **v == 0.0).count() as f32 / dropped.len() as f32;
+        assert!((zeros - 0.3).abs() < 0.02, "dropped share {zeros}");
+        for (d, p) in dropped.iter().zip(&plain) {
+            assert!(*d == 0.0 || (d - p / 0.7).abs() < 1e-4 * p.abs().max(1.0));
+        }
+        // The gradient equals that of the same mask applied by hand.
+        let mask: Vec<f32> = dropped
+            .iter()
+            .map(|&d| if d == 0.0 { 0.0 } else { 1.0 / 0.7 })
+            .collect();
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [64, 300]), &device);
+        let by_hand = act.apply(layer.forward(x.clone())) * mask;
+        let (gf, gh) = (y.sum().backward(), by_hand.sum().backward());
+        let (a, b) = (
+            values(x.grad(&gf).expect("grad")),
+            values(x.grad(&gh).expect("grad")),
+        );
+        assert!(worst(&a, &b) < 1e-3, "input gradient differs");
+        // A seeded device repeats the mask; without autodiff (inference) nothing is dropped.
+        device.seed(5);
+        let again = values(linear_dropout(&layer, x.clone(), act, &dropout).detach());
+        assert!(again == dropped, "the same seed gave another mask");
+        let inference = Device::flex();
+        let layer = burn::nn::LinearConfig::new(70, 300).init(&inference);
+        let x = Tensor::<2>::ones([8, 70], &inference);
+        let y = values(linear_dropout(&layer, x.clone(), act, &dropout));
+        assert_eq!(y, values(act.apply(layer.forward(x))));
+    }
+
     #[test]
     fn closed_form_at_zero_logits_is_ln_2_per_pixel() {
         let device = Device::flex();
