@@ -11,6 +11,8 @@ pairs="${1:-3}"
 shift || true
 bin="${LATENT_ATLAS_BIN:-${CARGO_TARGET_DIR:-target}/release/latent-atlas}"
 peer="${PEER:-../shared/reference/torch_vae.py}"
+[ -x "$bin" ] || { echo "no release build at $bin (cargo build --release; set CARGO_TARGET_DIR or LATENT_ATLAS_BIN)" >&2; exit 1; }
+[ -f "$peer" ] || { echo "no peer script at $peer (set PEER)" >&2; exit 1; }
 lscpu | grep 'Model name' || true
 ratios=()
 for i in $(seq 1 "$pairs"); do

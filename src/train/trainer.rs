@@ -99,6 +99,12 @@ fn class_count(data: &Dataset) -> usize {
     data.class_names.len().max(max_label).max(1)
 }
 
+/// The first `n` values and the rest.
+fn split_rows(v: Tensor<1>, n: usize) -> (Tensor<1>, Tensor<1>) {
+    let total = v.dims()[0];
+    (v.clone().narrow(0, 0, n), v.narrow(0, n, total - n))
+}
+
 /// One-hot rows for `labels`, `[n, classes]`.
 fn one_hot(labels: impl Iterator<Item = u8>, classes: usize, device: &Device) -> Tensor<2> {
     let mut rows = Vec::new();
@@ -371,18 +377,25 @@ impl Trainer {
         let mut readback = Vec::new();
         for _ in 0..adv.d_steps {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+            // Real and generated rows go through the discriminator as one batch: one product
+            // per layer instead of two.
             let (real, fake) = match &self.model {
-                Model::Gan(m) => (
-                    m.disc.logits(x.clone()),
-                    m.disc.logits(m.generate(z).detach()),
+                Model::Gan(m) => split_rows(
+                    m.disc
+                        .logits(Tensor::cat(vec![x.clone(), m.generate(z).detach()], 0)),
+                    n,
                 ),
-                Model::Aae(m) => (
-                    m.disc.logits(z),
-                    m.disc.logits(m.encode(x.clone()).detach()),
+                Model::Aae(m) => split_rows(
+                    m.disc
+                        .logits(Tensor::cat(vec![z, m.encode(x.clone()).detach()], 0)),
+                    n,
                 ),
-                Model::Ali(m) => (
-                    m.joint_logits(x.clone(), m.encode(x.clone()).detach()),
-                    m.joint_logits(m.generate(z.clone()).detach(), z),
+                Model::Ali(m) => split_rows(
+                    m.joint_logits(
+                        Tensor::cat(vec![x.clone(), m.generate(z.clone()).detach()], 0),
+                        Tensor::cat(vec![m.encode(x.clone()).detach(), z], 0),
+                    ),
+                    n,
                 ),
                 _ => unreachable!("only adversarial families come here"),
             };

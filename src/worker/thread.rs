@@ -98,12 +98,15 @@ impl SnapshotPacer {
 }
 
 /// One thread at the lowest priority for work that may lag behind training: the end-of-epoch
-/// test evaluation. A result for a model that has since been replaced (reset, load) is
-/// dropped.
+/// test evaluation. Only the newest evaluation waits: one still queued when the next epoch ends
+/// is replaced by it (the curve then skips an epoch rather than fall behind). A result for a
+/// model that has since been replaced (reset, load) is dropped.
 struct Background {
     pool: Option<rayon::ThreadPool>,
     /// Bumped whenever the trainer is replaced.
     generation: Arc<std::sync::atomic::AtomicU64>,
+    /// The evaluation waiting for the thread, with its generation.
+    pending: Arc<std::sync::Mutex<Option<(crate::train::Evaluation, u64)>>>,
 }
 
 impl Background {
@@ -117,6 +120,7 @@ impl Background {
         Self {
             pool,
             generation: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -135,8 +139,22 @@ impl Background {
         };
         let generation = self.generation.clone();
         let started = generation.load(std::sync::atomic::Ordering::SeqCst);
-        let out = out.clone();
+        let replaced = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace((job, started))
+            .is_some();
+        if replaced {
+            // A task is already queued; it will take this newer job.
+            return true;
+        }
+        let (pending, out) = (self.pending.clone(), out.clone());
         pool.spawn(move || {
+            let Some((job, started)) = pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+            else {
+                return;
+            };
             let result = guarded(|| job.run(true));
             if generation.load(std::sync::atomic::Ordering::SeqCst) != started {
                 return;
