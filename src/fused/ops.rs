@@ -139,6 +139,7 @@ impl FusedOps for Flex {
         keep: f32,
         seed: u32,
     ) -> FlexTensor {
+        let (x, weight) = (forward_strides(x), forward_strides(weight));
         let (rows, inputs) = rows_cols(&x);
         let (w_in, outputs) = rows_cols(&weight);
         assert_eq!(inputs, w_in, "linear: input width and weight rows differ");
@@ -185,12 +186,23 @@ impl FusedOps for Flex {
     }
 
     fn gemm(a: FlexTensor, b: FlexTensor, transpose_a: bool, transpose_b: bool) -> FlexTensor {
+        let (a, b) = (forward_strides(a), forward_strides(b));
         let (a, b) = (Operand::of(&a, transpose_a), Operand::of(&b, transpose_b));
         assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
         let (m, n) = (a.rows, b.cols);
         let mut out = vec![0.0f32; m * n];
         gemm_into(&mut out, a, b, None, &|_: &mut [f32], _: usize| {});
         FlexTensor::from_data(TensorData::new(out, [m, n]))
+    }
+}
+
+/// `t` itself when its strides are all non-negative (any view the product can read in place),
+/// otherwise a contiguous copy (a flipped view, say).
+fn forward_strides(t: FlexTensor) -> FlexTensor {
+    if t.layout().strides().iter().all(|&s| s >= 0) {
+        t
+    } else {
+        t.to_contiguous()
     }
 }
 
@@ -279,6 +291,9 @@ fn gemm_into(
     assert_eq!(out.len(), m * n, "gemm: output size");
     if let Some(row) = init {
         assert_eq!(row.len(), n, "gemm: one initial value per column");
+    }
+    if m == 0 || n == 0 {
+        return;
     }
     let band_work =
         |chunk: &mut [f32], first_row: usize, a: Operand<'_>, parallelism: gemm::Parallelism| {
@@ -843,6 +858,21 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn dense_layer_reads_transposed_and_flipped_views() {
+        let device = Device::flex();
+        let layer = burn::nn::LinearConfig::new(70, 300).init(&device);
+        let base: Vec<f32> = (0..70 * 5)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+            .collect();
+        let stored = Tensor::<2>::from_data(TensorData::new(base, [70, 5]), &device);
+        for x in [stored.clone().transpose(), stored.transpose().flip([0, 1])] {
+            let fused = values(linear(&layer, x.clone(), Activation::Relu));
+            let composed = values(Activation::Relu.apply(layer.forward(x)));
+            assert!(worst(&fused, &composed) < 1e-4);
         }
     }
 
