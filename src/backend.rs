@@ -119,18 +119,18 @@ pub fn tune_allocator() -> bool {
     }
 }
 
-/// Gives the calling thread the lowest scheduling class there is (Linux's `SCHED_IDLE`: it
-/// runs only on a core nothing else wants, and yields it at once), or nice 19 where that is
-/// refused; background work then never slows training. A no-op elsewhere.
+/// Lowers the calling thread's priority to nice 10, for background work that should not slow
+/// training much but must still finish: under CFS such a thread gets about a tenth of a busy
+/// core, so the end-of-epoch evaluation (about 0.4 s of work) keeps up with epochs of a few
+/// seconds. (Linux's `SCHED_IDLE` was tried: with the window drawing in software and training
+/// on both cores it starved, and no test figure appeared until the run paused.) A no-op where
+/// threads have no priority of their own.
 pub fn lower_thread_priority() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: both calls change only the calling thread's own scheduling.
+    // SAFETY: setpriority on this thread's own id changes only its scheduling weight.
     unsafe {
-        let param = libc::sched_param { sched_priority: 0 };
-        if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) != 0 {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-        }
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 

@@ -53,10 +53,9 @@ impl Scorer {
     }
 }
 
-/// Runs the evaluator's work in a pool of its own: one thread at the lowest scheduling
-/// priority. On a two-core laptop the first-time training of the evaluator would otherwise take
-/// a core and the shared thread pool from the model being watched; this way training keeps its
-/// speed and the evaluator uses what is left.
+/// Runs the evaluator's work in a pool of its own: one thread at low priority (nice 10). On a
+/// two-core laptop the first-time training of the evaluator would otherwise take a core and the
+/// shared thread pool from the model being watched; this way it takes about a tenth of one.
 fn run(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)

@@ -97,7 +97,7 @@ impl SnapshotPacer {
     }
 }
 
-/// One thread at the lowest priority for work that may lag behind training: the end-of-epoch
+/// One thread at low priority (nice 10) for work that may lag behind training: the end-of-epoch
 /// test evaluation. Only the newest evaluation waits: one still queued when the next epoch ends
 /// is replaced by it (the curve then skips an epoch rather than fall behind). A result for a
 /// model that has since been replaced (reset, load) is dropped.
