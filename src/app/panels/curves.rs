@@ -179,10 +179,14 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                     .iter()
                     .map(|p| [p[0], y(p[1], log)])
                     .collect();
+                // A gold diamond per epoch: black dots on the dark theme read as gaps in
+                // the training curves.
                 pu.points(
                     Points::new("test negative ELBO", test)
-                        .radius(4.0)
-                        .color(Color32::BLACK),
+                        .shape(egui_plot::MarkerShape::Diamond)
+                        .filled(true)
+                        .radius(5.0)
+                        .color(Color32::from_rgb(255, 200, 40)),
                 );
                 if !c.kl_floor.is_empty() {
                     pu.line(
