@@ -134,6 +134,18 @@ pub fn lower_thread_priority() {
     }
 }
 
+/// A pool of one thread at low priority ([`lower_thread_priority`]) for background work that
+/// uses the CPU backends' parallel kernels: inside it they stay on that thread. `None` when the
+/// thread cannot be started.
+pub fn background_pool(name: &'static str) -> Option<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .thread_name(move |_| name.to_owned())
+        .start_handler(|_| lower_thread_priority())
+        .build()
+        .ok()
+}
+
 /// The name of a hardware GPU adapter, or why there is none (software adapters do not count).
 pub fn hardware_adapter() -> Result<String, String> {
     gpu::hardware_adapter()

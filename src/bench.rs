@@ -209,10 +209,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     println!(
         "cpu {}; allocator tuned: {}",
         cpu_model(),
-        if allocator_tuned() {
+        // Applied already by the command line; asking again says whether it is in force.
+        if crate::backend::tune_allocator() {
             "yes"
         } else {
-            "no (LATENT_ATLAS_DEFAULT_MALLOC)"
+            "no (LATENT_ATLAS_DEFAULT_MALLOC, or not glibc)"
         }
     );
     let mut first_idle = None;
@@ -356,12 +357,6 @@ fn app_overheads(data: &Arc<crate::data::Dataset>, device: &Device) -> anyhow::R
         std::hint::black_box(trainer.evaluate(true));
     });
     Ok((median(snapshots), evaluation))
-}
-
-/// Whether [`crate::backend::tune_allocator`] is in force (the command line applies it).
-fn allocator_tuned() -> bool {
-    std::env::var_os("LATENT_ATLAS_DEFAULT_MALLOC").is_none()
-        && cfg!(all(target_os = "linux", target_env = "gnu"))
 }
 
 /// The CPU's model name, as `lscpu` shows it, so a figure names the machine it came from.

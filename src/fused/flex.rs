@@ -14,7 +14,7 @@ fn flex_ref(kind: &DispatchTensorKind) -> Option<&FlexTensor> {
 
 /// Whether `f` is `f32` stored contiguously from the start of its own buffer, so its storage
 /// is exactly its elements in order.
-fn plain(f: &FlexTensor) -> bool {
+pub fn plain(f: &FlexTensor) -> bool {
     let n = f.layout().num_elements();
     f.dtype() == DType::F32
         && f.layout().contiguous_offsets() == Some((0, n))
@@ -49,4 +49,17 @@ pub fn contiguous_f32(f: &FlexTensor) -> Option<&[f32]> {
 pub fn f32_mut(f: &mut FlexTensor) -> &mut [f32] {
     assert!(plain(f), "a plain f32 flex tensor");
     f.storage_mut::<f32>()
+}
+
+/// Whether `t` is an `f32` tensor on flex, with or without autodiff (the fused kernels' case).
+pub fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
+    if t.dtype() != DType::F32 {
+        return false;
+    }
+    let dispatch = t.clone().into_dispatch();
+    match dispatch.kind {
+        DispatchTensorKind::Flex(BackendTensor::Float(_)) => true,
+        DispatchTensorKind::Autodiff(inner) => matches!(*inner, DispatchTensorKind::Flex(_)),
+        _ => false,
+    }
 }

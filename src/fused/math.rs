@@ -107,8 +107,8 @@ macro_rules! multiversion {
 }
 
 multiversion! {
-    /// `out[i] = softplus(l[i]) - x[i] l[i]`, the Bernoulli negative log-likelihood per pixel,
-    /// summed: returns the sum.
+    /// `sum_i softplus(l[i]) - x[i] l[i]`, a row's Bernoulli negative log-likelihood, into
+    /// `out`.
     pub fn bernoulli_nll_row(l: &[f32], x: &[f32], out: &mut f32) {
         let mut lanes = [0.0f32; 16];
         let (lc, lr) = l.split_at(l.len() / 16 * 16);
@@ -260,7 +260,6 @@ mod tests {
             }
         }
         assert!(worst < 5e-7, "ln: worst error {worst}");
-        assert_eq!(exp(-200.0), 0.0_f32.max(exp(-200.0)));
         assert!(exp(-200.0) < 1e-37 && exp(200.0).is_finite());
     }
 

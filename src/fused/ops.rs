@@ -11,14 +11,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Backend, BackendTensor, Dispatch, DispatchTensorKind, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::math;
+use super::{flex, math};
 
 /// The extension's kernels.
 #[backend_extension(Flex, Autodiff)]
@@ -73,8 +71,7 @@ const PARALLEL_ELEMENTS: usize = 1 << 14;
 /// The elements of a flex tensor in row-major order (copied only when not contiguous).
 fn contiguous(t: FlexTensor) -> FlexTensor {
     assert_eq!(t.dtype(), DType::F32, "the fused kernels take f32");
-    let n = t.layout().num_elements();
-    if t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * 4 {
+    if flex::plain(&t) {
         t
     } else {
         t.to_contiguous()
@@ -173,15 +170,16 @@ impl FusedOps for Flex {
             return grad;
         }
         let y = contiguous(y);
-        assert_eq!(grad.dtype(), DType::F32, "the fused kernels take f32");
-        let mask = |(g, y): (&mut [f32], &[f32])| math::activation_grad(g, y, sigmoid, slope, keep);
-        let n = y.layout().num_elements();
-        // In place when the gradient is ours alone, as it is in a backward pass.
-        let plain =
-            grad.layout().contiguous_offsets() == Some((0, n)) && grad.bytes().len() == n * 4;
-        let mut grad = if plain { grad } else { grad.to_contiguous() };
-        // One cheap pass: on one thread, as waking another costs about as much.
-        mask((grad.storage_mut::<f32>(), y.storage::<f32>()));
+        // In place when the gradient is ours alone, as it is in a backward pass. One cheap
+        // pass, on one thread: waking another costs about as much.
+        let mut grad = contiguous(grad);
+        math::activation_grad(
+            grad.storage_mut::<f32>(),
+            y.storage::<f32>(),
+            sigmoid,
+            slope,
+            keep,
+        );
         grad
     }
 
@@ -555,19 +553,6 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     }
 }
 
-/// Whether `t` is an `f32` tensor on flex (with or without autodiff).
-fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
-    if t.dtype() != DType::F32 {
-        return false;
-    }
-    let dispatch = t.clone().into_dispatch();
-    match dispatch.kind {
-        DispatchTensorKind::Flex(BackendTensor::Float(_)) => true,
-        DispatchTensorKind::Autodiff(inner) => matches!(*inner, DispatchTensorKind::Flex(_)),
-        _ => false,
-    }
-}
-
 /// The activation after a dense layer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Activation {
@@ -641,10 +626,10 @@ fn dense(
     if let Some(bias) = &layer.bias
         && fusable
         && levers().linear
-        && on_flex(&x)
+        && flex::on_flex(&x)
     {
         let weight = layer.weight.val();
-        if on_flex(&weight) {
+        if flex::on_flex(&weight) {
             let (sigmoid, slope) = act.code();
             let (keep, seed) = match dropout {
                 Some(d) => ((1.0 - d.prob) as f32, dropout_seed(&x.device())),
@@ -714,7 +699,7 @@ pub fn levers() -> Levers {
 /// # Shapes
 ///   logits, x `[batch, pixels]` -> `[batch]`
 pub fn bernoulli_nll(logits: Tensor<2>, x: Tensor<2>) -> Tensor<1> {
-    if levers().nll && on_flex(&logits) && on_flex(&x) {
+    if levers().nll && flex::on_flex(&logits) && flex::on_flex(&x) {
         let out = Dispatch::bernoulli_nll(logits.into_dispatch(), x.into_dispatch());
         Tensor::from_dispatch(out)
     } else {

@@ -467,6 +467,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn probe_set_size_is_bounded() {
+        let with = |probe_size| TrainConfig {
+            probe_size,
+            ..TrainConfig::default()
+        };
+        assert!(with(MAX_PROBE).validate().is_ok());
+        assert!(with(0).validate().is_err());
+        assert!(
+            with(MAX_PROBE + 1)
+                .validate()
+                .is_err_and(|e| e.contains("probe"))
+        );
+    }
+
+    #[test]
     fn warm_up_rises_linearly_to_beta() {
         let h = HyperParams {
             beta: 2.0,

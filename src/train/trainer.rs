@@ -99,6 +99,15 @@ fn class_count(data: &Dataset) -> usize {
     data.class_names.len().max(max_label).max(1)
 }
 
+/// The error for an adversarial step asked of a family without a discriminator (the step is
+/// only taken for families that draw as adversarial; this keeps a mistake from panicking).
+fn no_discriminator(kind: ModelKind) -> TrainError {
+    TrainError::Config(format!(
+        "the {} has no discriminator to take an adversarial step with",
+        kind.label()
+    ))
+}
+
 /// The first `n` values and the rest.
 fn split_rows(v: Tensor<1>, n: usize) -> (Tensor<1>, Tensor<1>) {
     let total = v.dims()[0];
@@ -397,7 +406,13 @@ impl Trainer {
                     ),
                     n,
                 ),
-                _ => unreachable!("only adversarial families come here"),
+                Model::Ae(_)
+                | Model::Vae(_)
+                | Model::Cvae(_)
+                | Model::BnVae(_)
+                | Model::FVae(_) => {
+                    return Err(no_discriminator(self.config.model));
+                }
             };
             let d_loss = adversarial::discriminator_loss(real.clone(), fake.clone());
             readback = vec![
@@ -422,24 +437,34 @@ impl Trainer {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
             // The discriminator does not step in this phase: no gradients for it.
             let frozen = self.model.clone().with_frozen_discriminator();
-            let (adversarial, extra, loss) = match (&frozen, &old) {
-                (Model::Gan(m), Model::Gan(o)) => {
+            let (adversarial, extra, loss) = match &frozen {
+                Model::Gan(m) => {
+                    // `old` is a copy of the same model, so a GAN too.
+                    let Model::Gan(o) = &old else {
+                        return Err(no_discriminator(self.config.model));
+                    };
                     let (a, reg) = m.generator_terms(z.clone(), o.generate(z));
                     let loss = a.clone() + reg.clone() * adv.lambda;
                     (a, reg, loss)
                 }
-                (Model::Aae(m), _) => {
+                Model::Aae(m) => {
                     let (a, rec) = m.autoencoder_terms(x.clone());
                     let loss = a.clone() + rec.clone() * adv.lambda;
                     (a, rec, loss)
                 }
-                (Model::Ali(m), _) => {
+                Model::Ali(m) => {
                     let loss = m.encoder_generator_loss(x.clone(), z, adv.ali_loss);
                     let code = m.encode(x.clone());
                     let rec = (m.generate(code) - x.clone()).square().sum_dim(1).mean();
                     (loss.clone(), rec.reshape([1]).detach(), loss)
                 }
-                _ => unreachable!("only adversarial families come here"),
+                Model::Ae(_)
+                | Model::Vae(_)
+                | Model::Cvae(_)
+                | Model::BnVae(_)
+                | Model::FVae(_) => {
+                    return Err(no_discriminator(self.config.model));
+                }
             };
             g_terms.0.push(adversarial.detach());
             g_terms.1.push(extra.detach());

@@ -57,14 +57,9 @@ impl Scorer {
 /// two-core laptop the first-time training of the evaluator would otherwise take a core and the
 /// shared thread pool from the model being watched; this way it takes about a tenth of one.
 fn run(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .thread_name(|_| "latent-atlas-evaluator-pool".into())
-        .start_handler(|_| crate::backend::lower_thread_priority())
-        .build();
-    match pool {
-        Ok(pool) => pool.install(|| evaluate(data, seed, requests, out)),
-        Err(_) => evaluate(data, seed, requests, out),
+    match crate::backend::background_pool("latent-atlas-evaluator-pool") {
+        Some(pool) => pool.install(|| evaluate(data, seed, requests, out)),
+        None => evaluate(data, seed, requests, out),
     }
 }
 

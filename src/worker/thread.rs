@@ -9,7 +9,7 @@ use super::scorer::Scorer;
 use super::{Command, Event, RunState, Slot, Waker};
 use crate::backend::{Backend, BackendChoice};
 use crate::data::{Dataset, DatasetSpec};
-use crate::train::{Snapshot, TrainConfig, Trainer};
+use crate::train::{Snapshot, TestMetrics, TrainConfig, Trainer};
 
 /// Steps between snapshots while training.
 pub const SNAPSHOT_EVERY: u64 = 25;
@@ -111,14 +111,8 @@ struct Background {
 
 impl Background {
     fn new() -> Self {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .thread_name(|_| "latent-atlas-evaluation".into())
-            .start_handler(|_| crate::backend::lower_thread_priority())
-            .build()
-            .ok();
         Self {
-            pool,
+            pool: crate::backend::background_pool("latent-atlas-evaluation"),
             generation: Arc::default(),
             pending: Arc::default(),
         }
@@ -132,10 +126,7 @@ impl Background {
     /// Evaluates `job` and reports it as [`Event::Tested`]; inline when there is no pool.
     fn evaluate(&self, job: crate::train::Evaluation, out: &Outbox) -> bool {
         let Some(pool) = &self.pool else {
-            return match guarded(|| job.run(true)) {
-                Ok(test) => out.send(Event::Tested(test)),
-                Err(e) => out.send(Event::Failed(format!("evaluation failed: {e}"))),
-            };
+            return report_evaluation(guarded(|| job.run(true)), out);
         };
         let generation = self.generation.clone();
         let started = generation.load(std::sync::atomic::Ordering::SeqCst);
@@ -156,15 +147,19 @@ impl Background {
                 return;
             };
             let result = guarded(|| job.run(true));
-            if generation.load(std::sync::atomic::Ordering::SeqCst) != started {
-                return;
+            if generation.load(std::sync::atomic::Ordering::SeqCst) == started {
+                report_evaluation(result, &out);
             }
-            match result {
-                Ok(test) => out.send(Event::Tested(test)),
-                Err(e) => out.send(Event::Failed(format!("evaluation failed: {e}"))),
-            };
         });
         true
+    }
+}
+
+/// Sends an evaluation's result, or why it failed.
+fn report_evaluation(result: Result<TestMetrics, String>, out: &Outbox) -> bool {
+    match result {
+        Ok(test) => out.send(Event::Tested(test)),
+        Err(e) => out.send(Event::Failed(format!("evaluation failed: {e}"))),
     }
 }
 
@@ -438,5 +433,29 @@ impl Throughput {
         let span = now.duration_since(self.window[0].0).as_secs_f32();
         let count: usize = self.window.iter().skip(1).map(|w| w.1).sum();
         if span > 0.0 { count as f32 / span } else { 0.0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_wait_for_29_times_their_cost() {
+        let cost = Duration::from_millis(10);
+        let recent = SnapshotPacer {
+            last: Instant::now() - Duration::from_millis(100),
+            cost,
+        };
+        assert!(!recent.due(), "after 10 times the cost");
+        let old = SnapshotPacer {
+            last: Instant::now() - Duration::from_millis(300),
+            cost,
+        };
+        assert!(old.due(), "after 30 times the cost");
+        assert!(
+            SnapshotPacer::default().due(),
+            "the first snapshot has no cost to wait for"
+        );
     }
 }

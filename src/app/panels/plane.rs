@@ -107,10 +107,7 @@ fn draw_snapshot(
     let cache_id = egui::Id::unique(("latent-plane-discs", cache_id));
     let cached: Option<DiscCache> = painter.ctx().data(|d| d.get_temp(cache_id));
     let reuse = cached.as_ref().is_some_and(|c| c.key == key);
-    let mut discs = Discs::new(
-        if reuse { 0 } else { snapshot.probe.len() },
-        painter.clip_rect(),
-    );
+    let mut discs = Discs::new(snapshot.probe.len(), painter.clip_rect(), reuse);
     for i in 0..snapshot.probe.len() {
         let color = class_color32(snapshot.probe.labels[i], alpha);
         if pre_flow && let Some(pre) = &snapshot.view.pre_flow {
@@ -284,10 +281,13 @@ struct Discs {
 }
 
 impl Discs {
-    fn new(n: usize, visible: egui::Rect) -> Self {
+    /// Room for `n` discs; with `reuse`, a cached mesh will be drawn and nothing is added.
+    fn new(n: usize, visible: egui::Rect, reuse: bool) -> Self {
         let mut mesh = egui::Mesh::default();
-        mesh.reserve_vertices(n * 9);
-        mesh.reserve_triangles(n * 8);
+        if !reuse {
+            mesh.reserve_vertices(n * 9);
+            mesh.reserve_triangles(n * 8);
+        }
         let circle = |segments: usize| {
             (0..segments)
                 .map(|k| Vec2::angled(std::f32::consts::TAU * k as f32 / segments as f32))
@@ -295,7 +295,7 @@ impl Discs {
         };
         Self {
             mesh,
-            reuse: n == 0,
+            reuse,
             visible,
             circles: [circle(8), circle(12), circle(24)],
         }
