@@ -19,7 +19,8 @@ pub enum BackendChoice {
     Auto,
     /// burn's `flex` CPU backend.
     Flex,
-    /// burn's `ndarray` CPU backend (deprecated upstream; kept for comparison).
+    /// burn's `ndarray` CPU backend (deprecated upstream; kept for comparison; in builds with
+    /// the `ndarray` feature).
     Ndarray,
 }
 
@@ -40,6 +41,9 @@ pub enum BackendError {
     /// `gpu` was asked for but none is usable.
     #[error("no GPU available: {0}")]
     NoGpu(String),
+    /// The backend was left out of this build.
+    #[error("this build has no {0} backend: rebuild with `--features {0}`")]
+    NotBuilt(&'static str),
 }
 
 /// The default CPU backend, chosen by measurement (see README: flex vs ndarray).
@@ -51,8 +55,11 @@ impl BackendChoice {
         match self {
             BackendChoice::Cpu => DEFAULT_CPU.select(),
             BackendChoice::Flex => Ok(cpu(Device::flex(), "flex")),
+            #[cfg(feature = "ndarray")]
             #[allow(deprecated)] // kept on purpose, for the benchmark's comparison
             BackendChoice::Ndarray => Ok(cpu(Device::ndarray(), "ndarray")),
+            #[cfg(not(feature = "ndarray"))]
+            BackendChoice::Ndarray => Err(BackendError::NotBuilt("ndarray")),
             BackendChoice::Gpu => gpu::select(),
             BackendChoice::Auto => match gpu::select() {
                 Ok(backend) => Ok(backend),

@@ -27,8 +27,8 @@ pub struct BenchArgs {
     /// Timed rounds per backend and condition (rounds interleave the backends).
     #[arg(long, default_value_t = 4)]
     pub rounds: usize,
-    /// Backends to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "flex,ndarray")]
+    /// Backends to measure, comma-separated (`ndarray` needs a build with `--features ndarray`).
+    #[arg(long, value_delimiter = ',', default_value = "flex")]
     pub backends: Vec<BackendChoice>,
     /// Skip the run with a second thread keeping one core busy.
     #[arg(long)]
@@ -313,7 +313,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 /// of `seconds + 4`.
 fn worker_samples_per_sec(choice: BackendChoice, seconds: f64) -> anyhow::Result<f64> {
     use crate::worker::{Command, Event, Worker};
-    let config = crate::app::state::Settings::default().config;
+    let config = crate::train::TrainConfig::explorer();
     let mut worker = Worker::spawn(config, choice, std::sync::Arc::new(|| {}))?;
     worker.send(Command::Start);
     let start = Instant::now();
@@ -339,7 +339,7 @@ fn worker_samples_per_sec(choice: BackendChoice, seconds: f64) -> anyhow::Result
 /// one end-of-epoch evaluation at the explorer's settings: the work the window's training does
 /// beyond the steps.
 fn app_overheads(data: &Arc<crate::data::Dataset>, device: &Device) -> anyhow::Result<(f64, f64)> {
-    let config = crate::app::state::Settings::default().config;
+    let config = crate::train::TrainConfig::explorer();
     let trainer = Trainer::new(config, data.clone(), device.clone())?;
     let time = |f: &dyn Fn()| {
         let t = Instant::now();

@@ -12,7 +12,8 @@ use crate::backend::BackendChoice;
 use crate::data::{Dataset, DatasetSpec};
 use crate::evaluator::{Evaluator, Scores, score};
 use crate::explore::geometry::PathKind;
-use crate::export::{atomic_write, csv, save_png, views};
+use crate::export::{csv, views};
+use crate::fsio::{atomic_write, save_png};
 use crate::model::Likelihood;
 use crate::model::adversarial::AliLoss;
 use crate::train::{
@@ -41,10 +42,6 @@ pub enum Commands {
     Eval(EvalArgs),
     /// Measure training throughput and decoding latency.
     Bench(crate::bench::BenchArgs),
-    /// Train briefly and render the window with each tab open to PNG, headlessly.
-    Screenshot(crate::gui::ScreenshotArgs),
-    /// Measure the UI thread's frame time and the drag-to-decode frame while training.
-    BenchUi(crate::gui::BenchUiArgs),
 }
 
 /// ALI's encoder/generator loss on the command line.
@@ -218,14 +215,15 @@ pub struct EvalArgs {
 /// Parses the command line and runs it; errors are printed as one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `RUST_LOG` picks what is logged to stderr; by default warnings and errors, so that wgpu's
+    // and eframe's complaints are seen.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     crate::backend::tune_allocator();
     let result = match cli.command {
         None => crate::gui::run(cli.gui),
         Some(Commands::Train(args)) => train(&args),
         Some(Commands::Eval(args)) => eval(&args),
         Some(Commands::Bench(args)) => crate::bench::run(&args),
-        Some(Commands::Screenshot(args)) => crate::gui::screenshot(&args),
-        Some(Commands::BenchUi(args)) => crate::gui::bench_ui(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,7 @@ pub mod data;
 pub mod evaluator;
 pub mod explore;
 pub mod export;
+pub mod fsio;
 pub mod fused;
 pub mod gui;
 pub mod model;

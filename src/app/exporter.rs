@@ -7,7 +7,8 @@ use image::RgbaImage;
 
 use super::action::View;
 use super::state::AppState;
-use crate::export::{atomic_write, csv, save_png, views};
+use crate::export::{csv, views};
+use crate::fsio::{atomic_write, save_png};
 
 /// Renders one view of the current state, or says why it cannot.
 pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {

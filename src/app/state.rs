@@ -95,13 +95,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            config: TrainConfig {
-                // The explorer trains until stopped; evaluation stays cheap.
-                epochs: 50,
-                nll_samples: 100,
-                nll_images: 200,
-                ..TrainConfig::default()
-            },
+            config: TrainConfig::explorer(),
             backend: BackendChoice::Cpu,
             temperature: 1.0,
             tab: Tab::Curves,

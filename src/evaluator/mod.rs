@@ -18,7 +18,7 @@ use burn::tensor::{Device, Tensor};
 use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
 use crate::data::{Dataset, ImageSet};
 use crate::explore::Dense;
-use crate::export::atomic_write;
+use crate::fsio::atomic_write;
 use crate::rng::Rng;
 
 pub use scores::{Scores, score};
@@ -112,19 +112,16 @@ pub struct Evaluator {
     pub cache: Option<PathBuf>,
 }
 
-/// The folder for cached evaluators: `$LATENT_ATLAS_CACHE`, else `$XDG_CACHE_HOME/latent-atlas`,
-/// else `~/.cache/latent-atlas`, else the system's temporary folder.
+/// The folder for cached evaluators: `$LATENT_ATLAS_CACHE`, else the platform's cache folder
+/// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on
+/// Windows) under `latent-atlas`, else the system's temporary folder.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LATENT_ATLAS_CACHE") {
         return PathBuf::from(dir);
     }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("latent-atlas");
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        return PathBuf::from(home).join(".cache").join("latent-atlas");
-    }
-    std::env::temp_dir().join("latent-atlas")
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("latent-atlas")
 }
 
 /// FNV-1a over the training split, so a changed dataset never reuses a stale evaluator.

@@ -9,7 +9,7 @@ use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
-use crate::export::atomic_write;
+use crate::fsio::atomic_write;
 use crate::model::Model;
 
 /// File name of the weights inside a run folder.

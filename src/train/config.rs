@@ -338,6 +338,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The explorer's defaults: it trains until stopped, and its evaluation stays cheap.
+    pub fn explorer() -> Self {
+        Self {
+            epochs: 50,
+            nll_samples: 100,
+            nll_images: 200,
+            ..Self::default()
+        }
+    }
+
     /// The model shape for images of `input_dim` pixels.
     pub fn vae_config(&self, input_dim: usize) -> VaeConfig {
         VaeConfig::new(input_dim)

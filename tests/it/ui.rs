@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
+use crate::support::{harness, step_until};
 use egui::accesskit::Role;
 use egui_kittest::kittest::Queryable;
 use latent_atlas::app::action::Action;
 use latent_atlas::app::state::{Endpoint, Tab};
-use latent_atlas::gui::{harness, step_until};
 use latent_atlas::train::{ModelKind, PosteriorShape};
 use latent_atlas::worker::RunState;
 

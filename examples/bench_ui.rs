@@ -1,0 +1,152 @@
+//! The UI thread's frame time while training draws the plane, the drag-to-decode frame, and
+//! the status bar's training rate with the window drawing.
+//!
+//! `cargo run --release --example bench_ui -- --probe-size 10000`
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use egui_kittest::Harness;
+use latent_atlas::app::LatentAtlasApp;
+use latent_atlas::app::state::EvaluatorStatus;
+use support::{harness_with_probe, step_until};
+
+fn main() -> anyhow::Result<()> {
+    bench_ui(&BenchUiArgs::parse())
+}
+
+/// `cargo run --release --example bench_ui -- [--frames N] [--probe-size N]`.
+#[derive(clap::Parser, Debug)]
+struct BenchUiArgs {
+    /// Frames to time.
+    #[arg(long, default_value_t = 300)]
+    frames: usize,
+    /// Probe samples drawn in the plane (100 to 10,000).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=10_000))]
+    probe_size: u32,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Times the UI thread's frames while training runs with 2,000 ellipses drawn, and the frame
+/// that turns a drag into a decoded preview.
+fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
+    // A fresh evaluator cache, so the evaluator's first-time training is measured too.
+    let cache = std::env::temp_dir().join(format!("latent-atlas-bench-ui-{}", std::process::id()));
+    // SAFETY: set before the harness starts any thread; nothing else reads the environment now.
+    unsafe { std::env::set_var("LATENT_ATLAS_CACHE", &cache) };
+    let mut h = harness_with_probe(1280.0, 820.0, "mnist", Some(args.probe_size as usize));
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        a.state.is_running() && a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })?;
+    let probes = h
+        .state()
+        .state
+        .snapshot
+        .as_ref()
+        .map_or(0, |s| s.probe.len());
+    let mut frames = Vec::with_capacity(args.frames);
+    let mut primitives = 0;
+    for _ in 0..args.frames {
+        // A frame's CPU work: egui's logic and ui passes, then tessellation into meshes (what
+        // eframe does before handing the meshes to the renderer).
+        let t = Instant::now();
+        h.step();
+        let output = h.output();
+        let shapes = output.shapes.clone();
+        let meshes = h.ctx.tessellate(shapes, output.pixels_per_point);
+        frames.push(t.elapsed().as_secs_f64() * 1e3);
+        primitives = meshes.len();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut drags = Vec::new();
+    for k in 0..100 {
+        let z = vec![(k as f32 * 0.37).sin() * 2.0, (k as f32 * 0.23).cos() * 2.0];
+        h.state_mut().state.request_preview(z.clone());
+        let t = Instant::now();
+        h.step();
+        let output = h.output();
+        let _ = h
+            .ctx
+            .tessellate(output.shapes.clone(), output.pixels_per_point);
+        let done = h
+            .state()
+            .state
+            .preview
+            .as_ref()
+            .is_some_and(|(pz, _)| *pz == z);
+        if done {
+            drags.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let rendered: Vec<f64> = (0..10)
+        .filter_map(|_| {
+            let t = Instant::now();
+            h.render().ok().map(|_| t.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect();
+    let steps = h.state().state.last_step.as_ref().map_or(0, |m| m.step);
+    println!(
+        "ui_frame_ms_median {:.2} (egui logic + ui + tessellation while training, {probes} ellipses, {primitives} clipped primitives, {} frames; step {steps})",
+        median(frames),
+        args.frames
+    );
+    println!(
+        "drag_decode_frame_ms_median {:.2} ({} drags: the frame that decodes the point, uploads it and tessellates)",
+        median(drags.clone()),
+        drags.len()
+    );
+    println!(
+        "headless_render_ms_median {:.2} (software wgpu, for reference; not the UI thread's work)",
+        median(rendered)
+    );
+    // The status bar's samples/s with the window drawing as training repaints it: while the
+    // evaluator trains for the first time (from the first epoch's end), then once it is ready.
+    let evaluator_training =
+        |a: &LatentAtlasApp| matches!(a.state.evaluator, EvaluatorStatus::Training(_));
+    let evaluator_ready =
+        |a: &LatentAtlasApp| matches!(a.state.evaluator, EvaluatorStatus::Ready(_));
+    step_until(&mut h, Duration::from_secs(120), |a| {
+        evaluator_training(a) || evaluator_ready(a)
+    })?;
+    let with_evaluator = status_rate(&mut h, Duration::from_secs(8), evaluator_training);
+    step_until(&mut h, Duration::from_secs(300), evaluator_ready)?;
+    let idle = status_rate(&mut h, Duration::from_secs(8), evaluator_ready);
+    println!(
+        "status_samples_per_sec {:.0} (the status bar while the window draws, evaluator ready; {} readings)",
+        median(idle.clone()),
+        idle.len()
+    );
+    println!(
+        "status_samples_per_sec_evaluator_training {:.0} (while the evaluator trains for the first time; {} readings)",
+        median(with_evaluator.clone()),
+        with_evaluator.len()
+    );
+    h.state_mut().shutdown();
+    let _ = std::fs::remove_dir_all(&cache);
+    Ok(())
+}
+
+/// The status bar's samples/s each frame, stepping at the rate training repaints the window,
+/// for up to `span` while `during` holds, skipping its first 3 s (the rate is a 3 s window).
+fn status_rate(
+    h: &mut Harness<'static, LatentAtlasApp>,
+    span: Duration,
+    during: impl Fn(&LatentAtlasApp) -> bool,
+) -> Vec<f64> {
+    let start = Instant::now();
+    let mut rates = Vec::new();
+    while start.elapsed() < span + Duration::from_secs(3) && during(h.state()) {
+        h.step();
+        if start.elapsed() > Duration::from_secs(3) {
+            rates.push(h.state().state.samples_per_sec as f64);
+        }
+        std::thread::sleep(latent_atlas::app::TRAINING_REPAINT);
+    }
+    rates
+}

@@ -1,0 +1,144 @@
+//! The README's screenshots: trains briefly on MNIST and renders the real window with each tab
+//! and each family, headlessly (wgpu on any adapter, a software one included).
+//!
+//! `cargo run --release --example screenshot -- --out screenshots`
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use egui_kittest::Harness;
+use latent_atlas::app::LatentAtlasApp;
+use latent_atlas::app::action::Action;
+use latent_atlas::app::state::{Endpoint, Tab};
+use latent_atlas::train::ModelKind;
+use support::{harness, step_until};
+
+fn main() -> anyhow::Result<()> {
+    screenshot(&ScreenshotArgs::parse())
+}
+
+/// `cargo run --release --example screenshot -- [--out DIR] [--steps N]`.
+#[derive(clap::Parser, Debug)]
+struct ScreenshotArgs {
+    /// Output folder.
+    #[arg(long, default_value = "screenshots")]
+    out: PathBuf,
+    /// Training steps before the pictures are taken.
+    #[arg(long, default_value_t = 1500)]
+    steps: u64,
+}
+
+/// Trains briefly on MNIST and renders the window with each tab open, headlessly.
+fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let mut h = harness(1400.0, 900.0, "mnist");
+    let steps = args.steps;
+    eprintln!("training {steps} steps before the screenshots…");
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        a.state.snapshot.as_ref().is_some_and(|s| s.step >= steps)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
+    {
+        let app = h.state_mut();
+        let s = app.state.snapshot.clone().expect("waited for it");
+        let labels = &s.probe.labels;
+        let a = 0;
+        let b = (1..labels.len())
+            .find(|&i| labels[i] != labels[a])
+            .unwrap_or(1);
+        app.state.pin(Endpoint::Sample(a));
+        app.state.pin(Endpoint::Sample(b));
+        app.state.set_handle(0.4);
+    }
+    for (tab, manifold) in [
+        (Tab::Curves, false),
+        (Tab::Samples, true),
+        (Tab::Interpolation, false),
+        (Tab::Reconstructions, false),
+    ] {
+        h.state_mut().state.settings.tab = tab;
+        h.state_mut().state.settings.show_manifold = manifold;
+        h.run_steps(4);
+        let image = h
+            .render()
+            .map_err(|e| anyhow::anyhow!("cannot render headlessly: {e}"))?;
+        let name = format!("window_{}.png", tab.title().to_lowercase());
+        save(&args.out.join(&name), &image)?;
+        eprintln!("wrote {}", args.out.join(name).display());
+    }
+    // Each family's own view, with the tab that shows what it adds.
+    h.state_mut().state.clear_pins();
+    for (kind, tab) in [
+        (ModelKind::Ae, Tab::Curves),
+        (ModelKind::Cvae, Tab::Samples),
+        (ModelKind::BnVae, Tab::Curves),
+        (ModelKind::FVae, Tab::Curves),
+        (ModelKind::Gan, Tab::Samples),
+        (ModelKind::Aae, Tab::Curves),
+        (ModelKind::Ali, Tab::Reconstructions),
+    ] {
+        train_family(&mut h, kind, steps)?;
+        h.state_mut().state.settings.tab = tab;
+        h.state_mut().state.settings.show_manifold = false;
+        // The BN-VAE's floor (under a nat) shows beside a loss of hundreds on a log axis.
+        h.state_mut().state.settings.log_scale = kind == ModelKind::BnVae;
+        shoot(&mut h, &args.out, &format!("window_{}.png", kind.name()))?;
+    }
+    // Side by side: the VAE's ellipses against the AE's points.
+    h.state_mut().state.settings.tab = Tab::Curves;
+    h.state_mut().state.settings.log_scale = false;
+    train_family(&mut h, ModelKind::Vae, 0)?;
+    h.state_mut().handle(Action::Compare(Some(ModelKind::Ae)));
+    h.state_mut().handle(Action::Resume);
+    step_until(&mut h, Duration::from_secs(900), |a| {
+        let main = a.state.snapshot.as_ref().is_some_and(|s| s.step >= steps);
+        let other = a.state.compare.as_ref().and_then(|c| c.snapshot.as_ref());
+        main && other.is_some_and(|s| s.step >= steps)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
+    shoot(&mut h, &args.out, "window_compare.png")?;
+    h.state_mut().shutdown();
+    Ok(())
+}
+
+/// Resets the harness's app to `kind` and trains it `steps` steps (none: it is left paused
+/// at step 0).
+fn train_family(
+    h: &mut Harness<'static, LatentAtlasApp>,
+    kind: ModelKind,
+    steps: u64,
+) -> anyhow::Result<()> {
+    eprintln!("training the {} {steps} steps…", kind.label());
+    let config = &mut h.state_mut().state.settings.config;
+    config.model = kind;
+    // What choosing the family in the controls does.
+    config.adversarial = latent_atlas::train::AdversarialParams::for_kind(kind);
+    h.state_mut().handle(Action::Reset);
+    step_until(h, Duration::from_secs(900), |a| {
+        a.state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family == kind && s.step >= steps)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(h, Duration::from_secs(30), |a| !a.state.is_running())
+}
+
+fn shoot(h: &mut Harness<'static, LatentAtlasApp>, dir: &Path, name: &str) -> anyhow::Result<()> {
+    h.run_steps(4);
+    let image = h
+        .render()
+        .map_err(|e| anyhow::anyhow!("cannot render headlessly: {e}"))?;
+    save(&dir.join(name), &image)?;
+    eprintln!("wrote {}", dir.join(name).display());
+    Ok(())
+}
+
+fn save(path: &Path, image: &image::RgbaImage) -> anyhow::Result<()> {
+    latent_atlas::fsio::save_png(path, image)
+}
