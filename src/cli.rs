@@ -68,34 +68,34 @@ pub enum LikelihoodArg {
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// `mnist`, `fashion-mnist`, a folder of IDX files, or an image folder.
-    #[arg(long, default_value = "mnist")]
+    #[arg(long, default_value_t = TrainConfig::default().dataset)]
     pub dataset: String,
     /// Model family.
-    #[arg(long, value_enum, default_value = "vae")]
+    #[arg(long, value_enum, default_value_t = TrainConfig::default().model)]
     pub model: ModelKind,
     /// Latent dimension.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = TrainConfig::default().latent_dim)]
     pub latent_dim: usize,
     /// Hidden layer widths, comma-separated (the decoder mirrors them).
-    #[arg(long, value_delimiter = ',', default_value = "512,256")]
+    #[arg(long, value_delimiter = ',', default_values_t = TrainConfig::default().hidden)]
     pub hidden: Vec<usize>,
     /// Passes over the training split.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
     pub epochs: usize,
     /// Samples per step.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = HyperParams::default().batch_size)]
     pub batch_size: usize,
     /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = HyperParams::default().lr)]
     pub lr: f64,
     /// Seed of every random choice.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
     /// Weight of the KL term.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = HyperParams::default().beta)]
     pub beta: f32,
     /// Steps over which the KL weight rises linearly from 0 to beta.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = HyperParams::default().kl_warmup_steps)]
     pub kl_warmup_steps: u64,
     /// Decoder likelihood.
     #[arg(long, value_enum, default_value = "bernoulli")]
@@ -104,10 +104,10 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0.1)]
     pub gaussian_sigma: f32,
     /// BN-VAE: the least share tau of the unit variance kept by mu, in (0, 1).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = TrainConfig::default().tau)]
     pub tau: f32,
     /// f-VAE: number of affine coupling layers.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = TrainConfig::default().flow_layers)]
     pub flow_layers: usize,
     /// GAN: weight of the old-generator regulariser on the per-pixel MSE (0: off; default 5).
     /// AAE: weight of the squared reconstruction error (default 1).
@@ -121,7 +121,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub g_steps: Option<usize>,
     /// Adversarial families: Adam's learning rate (beta1 = 0.5).
-    #[arg(long, default_value_t = 2e-4)]
+    #[arg(long, default_value_t = AdversarialParams::default().lr)]
     pub adv_lr: f64,
     /// ALI's encoder/generator loss.
     #[arg(long, value_enum, default_value = "minimax")]
@@ -136,10 +136,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub binarize: bool,
     /// Importance samples per image for the test log-likelihood (0 skips it).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainConfig::default().nll_samples)]
     pub nll_samples: usize,
     /// Test images for the log-likelihood estimate.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = TrainConfig::default().nll_images)]
     pub nll_images: usize,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "cpu")]

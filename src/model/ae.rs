@@ -35,3 +35,27 @@ impl Ae {
         (likelihood.nll(self.base.decode(z.clone()), x), z)
     }
 }
+
+impl super::Family for Ae {
+    fn base(&self) -> &Vae {
+        &self.base
+    }
+
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        _eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> super::Terms {
+        super::Terms {
+            reconstruction: self.forward(x, likelihood).0,
+            kl: None,
+            kl_per_dim: None,
+        }
+    }
+
+    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        super::family::code_posteriors(&self.base, x)
+    }
+}

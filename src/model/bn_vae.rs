@@ -142,6 +142,62 @@ impl BnVae {
     }
 }
 
+impl super::Family for BnVae {
+    fn base(&self) -> &Vae {
+        &self.base
+    }
+
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> super::Terms {
+        super::family::vae_terms(self.forward(x, eps, likelihood))
+    }
+
+    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        let (mu, sigma) = self.encode(x);
+        super::Posteriors {
+            position: mu,
+            sigma: sigma.abs(),
+            pre_flow: None,
+        }
+    }
+
+    fn log_weights(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> Option<Tensor<1>> {
+        let (mu, sigma) = self.encode(x.clone());
+        Some(super::family::gaussian_log_weights(
+            &self.base,
+            x,
+            eps,
+            likelihood,
+            (mu, BnVae::logvar(sigma)),
+            None,
+        ))
+    }
+
+    fn bn_gammas(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        let (mu, sigma) = self.gammas();
+        Some((
+            crate::data::batch::to_vec(mu),
+            crate::data::batch::to_vec(sigma),
+        ))
+    }
+
+    fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
+        let (gamma_mu, _) = self.gammas();
+        vec![("kl_floor", (gamma_mu.square().sum() * 0.5).detach())]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,3 +61,55 @@ impl Cvae {
         }
     }
 }
+
+impl super::Family for Cvae {
+    fn base(&self) -> &Vae {
+        &self.base
+    }
+
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> super::Terms {
+        let onehot = onehot.expect("the CVAE trains on labelled batches");
+        super::family::vae_terms(self.forward(x, onehot, eps, likelihood))
+    }
+
+    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        super::Family::posteriors(&self.base, x)
+    }
+
+    fn log_weights(
+        &self,
+        x: Tensor<2>,
+        onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> Option<Tensor<1>> {
+        let posterior = self.base.encode(x.clone());
+        let means = self.means_of(onehot.expect("the CVAE needs labels"));
+        Some(super::family::gaussian_log_weights(
+            &self.base,
+            x,
+            eps,
+            likelihood,
+            posterior,
+            Some(means),
+        ))
+    }
+
+    /// Class `class`'s mean (class 0 when none is given).
+    fn prior_mode(&self, class: Option<usize>) -> Vec<f32> {
+        let means = crate::data::batch::to_vec(self.class_means.val());
+        let d = self.class_means.dims()[1];
+        let c = class.unwrap_or(0).min(means.len() / d.max(1) - 1);
+        means[c * d..(c + 1) * d].to_vec()
+    }
+
+    fn class_means(&self) -> Option<Vec<f32>> {
+        Some(crate::data::batch::to_vec(self.class_means.val()))
+    }
+}

@@ -110,3 +110,65 @@ impl FVae {
         (read(&self.log_sigma1), read(&self.log_sigma2))
     }
 }
+
+impl super::Family for FVae {
+    fn base(&self) -> &Vae {
+        &self.base
+    }
+
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> super::Terms {
+        let out = self.forward(x, eps, likelihood);
+        super::Terms {
+            reconstruction: out.reconstruction,
+            kl: Some(out.kl),
+            kl_per_dim: None,
+        }
+    }
+
+    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        let centre = self.centre(x);
+        let sigma1 = self.log_sigma1.val().exp().unsqueeze_dim(0);
+        let sigma = centre.zeros_like() + sigma1;
+        super::Posteriors {
+            position: self.flow.forward(centre.clone()).0,
+            sigma,
+            pre_flow: Some(centre),
+        }
+    }
+
+    fn log_weights(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> Option<Tensor<1>> {
+        Some(FVae::log_weights(self, x, eps, likelihood))
+    }
+
+    /// Through F^-1: points of the prior's space are decoded where the flow sends them.
+    fn decode(&self, z: Tensor<2>) -> Tensor<2> {
+        self.base.decode(self.flow.inverse(z))
+    }
+
+    fn f_sigmas(&self) -> Option<(f32, f32)> {
+        Some(self.sigmas())
+    }
+
+    fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
+        vec![
+            ("sigma1", self.log_sigma1.val().exp().detach()),
+            ("sigma2", self.log_sigma2.val().exp().detach()),
+        ]
+    }
+
+    fn flow(&self) -> Option<&Flow> {
+        Some(&self.flow)
+    }
+}

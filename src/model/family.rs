@@ -1,5 +1,7 @@
-//! One interface over every model family: [`Model`] is a burn module enum, and the trainer,
-//! worker, command line and explorer only call the methods here.
+//! One interface over every model family. Each family implements [`Family`] in its own file;
+//! [`Model`] is the burn module enum that stores any of them (burn's `Module` derive wants a
+//! concrete type), and [`dispatch!`] is the one place that matches over its variants. The
+//! trainer, worker, command line and explorer only call the methods here.
 
 use burn::module::Module;
 use burn::nn::Linear;
@@ -7,9 +9,9 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
 use super::adversarial::Discriminator;
+use super::flow::Flow;
 use super::losses;
 use super::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Vae};
-use crate::data::batch::to_vec;
 
 /// A model of any family.
 #[derive(Module, Debug)]
@@ -53,52 +55,129 @@ pub struct Posteriors {
     pub pre_flow: Option<Tensor<2>>,
 }
 
+/// What a model family does. Each family implements it in its own file; a default is what a
+/// family without that capability does.
+pub trait Family {
+    /// The encoder/decoder layers.
+    fn base(&self) -> &Vae;
+
+    /// The loss terms of one batch. `onehot` is needed by the CVAE; `eps` holds standard
+    /// normal draws `[batch, latent]`.
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> Terms;
+
+    /// The posteriors of a batch, as drawn in the plane.
+    fn posteriors(&self, x: Tensor<2>) -> Posteriors;
+
+    /// Importance weights `log p(x, z_k) - log q(z_k|x)` for `rows = k * batch` draws (`x` and
+    /// `onehot` already repeated); `None` for a family without a likelihood bound.
+    fn log_weights(
+        &self,
+        _x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        _eps: Tensor<2>,
+        _likelihood: Likelihood,
+    ) -> Option<Tensor<1>> {
+        None
+    }
+
+    /// Decoder logits at points of the prior's space.
+    ///
+    /// # Shapes
+    ///   z `[batch, latent]` -> `[batch, pixels]`
+    fn decode(&self, z: Tensor<2>) -> Tensor<2> {
+        self.base().decode(z)
+    }
+
+    /// The mode of the prior to sample around (the origin unless the family says otherwise).
+    fn prior_mode(&self, _class: Option<usize>) -> Vec<f32> {
+        vec![0.0; self.base().mu.weight.dims()[1]]
+    }
+
+    /// Learned class means, row-major `[classes, latent]`.
+    fn class_means(&self) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// Per-dimension scales `(gamma_mu, gamma_sigma)` of batch-normalised posterior heads.
+    fn bn_gammas(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
+    }
+
+    /// Trained `(sigma1, sigma2)` of a flow posterior.
+    fn f_sigmas(&self) -> Option<(f32, f32)> {
+        None
+    }
+
+    /// The family's own per-step values as tensors of one element, read back with the losses.
+    fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
+        Vec::new()
+    }
+
+    /// A flow between the pre-flow space and the prior's space.
+    fn flow(&self) -> Option<&Flow> {
+        None
+    }
+
+    /// The discriminator of an adversarial family.
+    fn discriminator(&self) -> Option<&Discriminator> {
+        None
+    }
+
+    /// The family with its discriminator's parameters untracked (its dropout still on).
+    fn with_frozen_discriminator(self) -> Self
+    where
+        Self: Sized,
+    {
+        self
+    }
+}
+
+/// Runs `$body` with `$m` bound to whichever family `$model` holds: the one match over the
+/// variants of [`Model`].
+macro_rules! dispatch {
+    ($model:expr, $m:ident => $body:expr) => {
+        match $model {
+            Model::Ae($m) => $body,
+            Model::Vae($m) => $body,
+            Model::Cvae($m) => $body,
+            Model::BnVae($m) => $body,
+            Model::FVae($m) => $body,
+            Model::Gan($m) => $body,
+            Model::Aae($m) => $body,
+            Model::Ali($m) => $body,
+        }
+    };
+}
+
 impl Model {
     /// The encoder/decoder layers every family shares.
     pub fn base(&self) -> &Vae {
-        match self {
-            Model::Ae(m) => &m.base,
-            Model::Vae(m) => m,
-            Model::Cvae(m) => &m.base,
-            Model::BnVae(m) => &m.base,
-            Model::FVae(m) => &m.base,
-            Model::Gan(m) => &m.base,
-            Model::Aae(m) => &m.base,
-            Model::Ali(m) => &m.base,
-        }
+        dispatch!(self, m => Family::base(m))
     }
 
     /// The discriminator of an adversarial family.
     pub fn discriminator(&self) -> Option<&Discriminator> {
-        match self {
-            Model::Gan(m) => Some(&m.disc),
-            Model::Aae(m) => Some(&m.disc),
-            Model::Ali(m) => Some(&m.disc),
-            _ => None,
-        }
+        dispatch!(self, m => Family::discriminator(m))
     }
 
     /// The model with its discriminator's parameters untracked (its dropout still on): the
     /// generator phase's losses then give no gradient to a discriminator that does not step.
     pub fn with_frozen_discriminator(self) -> Self {
         match self {
-            Model::Gan(mut m) => {
-                m.disc = m.disc.no_grad();
-                Model::Gan(m)
-            }
-            Model::Aae(mut m) => {
-                m.disc = m.disc.no_grad();
-                Model::Aae(m)
-            }
-            Model::Ali(mut m) => {
-                m.disc = m.disc.no_grad();
-                Model::Ali(m)
-            }
-            other @ (Model::Ae(_)
-            | Model::Vae(_)
-            | Model::Cvae(_)
-            | Model::BnVae(_)
-            | Model::FVae(_)) => other,
+            Model::Ae(m) => Model::Ae(Family::with_frozen_discriminator(m)),
+            Model::Vae(m) => Model::Vae(Family::with_frozen_discriminator(m)),
+            Model::Cvae(m) => Model::Cvae(Family::with_frozen_discriminator(m)),
+            Model::BnVae(m) => Model::BnVae(Family::with_frozen_discriminator(m)),
+            Model::FVae(m) => Model::FVae(Family::with_frozen_discriminator(m)),
+            Model::Gan(m) => Model::Gan(Family::with_frozen_discriminator(m)),
+            Model::Aae(m) => Model::Aae(Family::with_frozen_discriminator(m)),
+            Model::Ali(m) => Model::Ali(Family::with_frozen_discriminator(m)),
         }
     }
 
@@ -117,87 +196,17 @@ impl Model {
         eps: Tensor<2>,
         likelihood: Likelihood,
     ) -> Terms {
-        let from_vae = |out: super::VaeForward| Terms {
-            reconstruction: out.reconstruction,
-            kl: Some(out.kl_per_dim.clone().sum_dim(1).squeeze_dim(1)),
-            kl_per_dim: Some(out.kl_per_dim),
-        };
-        match self {
-            Model::Ae(m) => Terms {
-                reconstruction: m.forward(x, likelihood).0,
-                kl: None,
-                kl_per_dim: None,
-            },
-            // Evaluation only: the adversarial families train through their own steps. Their
-            // reconstruction is G(E(x)) under the likelihood (none for the GAN: it has no
-            // encoder, so this is the decoding of the unused encoder's output).
-            Model::Gan(_) | Model::Aae(_) | Model::Ali(_) => {
-                let code = self.base().encode(x.clone()).0;
-                Terms {
-                    reconstruction: likelihood.nll(self.base().decode(code), x),
-                    kl: None,
-                    kl_per_dim: None,
-                }
-            }
-            Model::Vae(m) => from_vae(m.forward(x, eps, likelihood)),
-            Model::Cvae(m) => {
-                let onehot = onehot.expect("the CVAE trains on labelled batches");
-                from_vae(m.forward(x, onehot, eps, likelihood))
-            }
-            Model::BnVae(m) => from_vae(m.forward(x, eps, likelihood)),
-            Model::FVae(m) => {
-                let out = m.forward(x, eps, likelihood);
-                Terms {
-                    reconstruction: out.reconstruction,
-                    kl: Some(out.kl),
-                    kl_per_dim: None,
-                }
-            }
-        }
+        dispatch!(self, m => Family::terms(m, x, onehot, eps, likelihood))
     }
 
     /// The posteriors of a batch, as drawn in the plane.
     pub fn posteriors(&self, x: Tensor<2>) -> Posteriors {
-        match self {
-            Model::Ae(_) | Model::Gan(_) | Model::Aae(_) | Model::Ali(_) => {
-                let z = self.base().encode(x).0;
-                Posteriors {
-                    sigma: z.zeros_like(),
-                    position: z,
-                    pre_flow: None,
-                }
-            }
-            Model::Vae(Vae { .. }) | Model::Cvae(_) => {
-                let (mu, logvar) = self.base().encode(x);
-                Posteriors {
-                    position: mu,
-                    sigma: (logvar * 0.5).exp(),
-                    pre_flow: None,
-                }
-            }
-            Model::BnVae(m) => {
-                let (mu, sigma) = m.encode(x);
-                Posteriors {
-                    position: mu,
-                    sigma: sigma.abs(),
-                    pre_flow: None,
-                }
-            }
-            Model::FVae(m) => {
-                let centre = m.centre(x);
-                let sigma1 = m.log_sigma1.val().exp().unsqueeze_dim(0);
-                let sigma = centre.zeros_like() + sigma1;
-                Posteriors {
-                    position: m.flow.forward(centre.clone()).0,
-                    sigma,
-                    pre_flow: Some(centre),
-                }
-            }
-        }
+        dispatch!(self, m => Family::posteriors(m, x))
     }
 
     /// Importance weights `log p(x, z_k) - log q(z_k|x)` for `rows = k * batch` draws
-    /// (`x` and `onehot` already repeated), or `None` for the AE, which has no likelihood bound.
+    /// (`x` and `onehot` already repeated), or `None` for the families without a likelihood
+    /// bound.
     pub fn log_weights(
         &self,
         x: Tensor<2>,
@@ -205,34 +214,7 @@ impl Model {
         eps: Tensor<2>,
         likelihood: Likelihood,
     ) -> Option<Tensor<1>> {
-        let gaussian = |mu: Tensor<2>, logvar: Tensor<2>, prior_mean: Option<Tensor<2>>| {
-            let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps.clone();
-            let log_px = likelihood
-                .nll(self.base().decode(z.clone()), x.clone())
-                .neg();
-            let log_prior = match prior_mean {
-                Some(mean) => losses::log_standard_normal(z.clone() - mean),
-                None => losses::log_standard_normal(z.clone()),
-            };
-            log_px + log_prior - losses::log_normal(z, mu, logvar)
-        };
-        match self {
-            Model::Ae(_) | Model::Gan(_) | Model::Aae(_) | Model::Ali(_) => None,
-            Model::Vae(m) => {
-                let (mu, logvar) = m.encode(x.clone());
-                Some(gaussian(mu, logvar, None))
-            }
-            Model::Cvae(m) => {
-                let (mu, logvar) = m.base.encode(x.clone());
-                let means = m.means_of(onehot.expect("the CVAE needs labels"));
-                Some(gaussian(mu, logvar, Some(means)))
-            }
-            Model::BnVae(m) => {
-                let (mu, sigma) = m.encode(x.clone());
-                Some(gaussian(mu, BnVae::logvar(sigma), None))
-            }
-            Model::FVae(m) => Some(m.log_weights(x, eps, likelihood)),
-        }
+        dispatch!(self, m => Family::log_weights(m, x, onehot, eps, likelihood))
     }
 
     /// Decoder logits at points of the prior's space (through F^-1 for the f-VAE).
@@ -240,24 +222,13 @@ impl Model {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        match self {
-            Model::FVae(m) => m.base.decode(m.flow.inverse(z)),
-            _ => self.base().decode(z),
-        }
+        dispatch!(self, m => Family::decode(m, z))
     }
 
     /// The mode of the prior to sample around: the origin, or class `class`'s mean for the CVAE
     /// (class 0 when none is given).
     pub fn prior_mode(&self, class: Option<usize>) -> Vec<f32> {
-        let d = self.latent_dim();
-        match self {
-            Model::Cvae(m) => {
-                let means = to_vec(m.class_means.val());
-                let c = class.unwrap_or(0).min(means.len() / d.max(1) - 1);
-                means[c * d..(c + 1) * d].to_vec()
-            }
-            _ => vec![0.0; d],
-        }
+        dispatch!(self, m => Family::prior_mode(m, class))
     }
 
     /// Samples at temperature `t`: `z = mode + t * eps`, decoded to intensities in `[0, 1]`.
@@ -277,54 +248,78 @@ impl Model {
 
     /// The CVAE's class means, row-major `[classes, latent]`.
     pub fn class_means(&self) -> Option<Vec<f32>> {
-        match self {
-            Model::Cvae(m) => Some(to_vec(m.class_means.val())),
-            _ => None,
-        }
+        dispatch!(self, m => Family::class_means(m))
     }
 
     /// The BN-VAE's `(gamma_mu, gamma_sigma)` per dimension.
     pub fn bn_gammas(&self) -> Option<(Vec<f32>, Vec<f32>)> {
-        match self {
-            Model::BnVae(m) => {
-                let (mu, sigma) = m.gammas();
-                Some((to_vec(mu), to_vec(sigma)))
-            }
-            _ => None,
-        }
+        dispatch!(self, m => Family::bn_gammas(m))
     }
 
     /// The f-VAE's trained `(sigma1, sigma2)`.
     pub fn f_sigmas(&self) -> Option<(f32, f32)> {
-        match self {
-            Model::FVae(m) => Some(m.sigmas()),
-            _ => None,
-        }
+        dispatch!(self, m => Family::f_sigmas(m))
     }
 
     /// The family's own per-step values as tensors of one element, so the trainer reads them
     /// back with the losses: the BN-VAE's `kl_floor`, the f-VAE's `sigma1` and `sigma2`.
     pub fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
-        match self {
-            Model::BnVae(m) => {
-                let (gamma_mu, _) = m.gammas();
-                vec![("kl_floor", (gamma_mu.square().sum() * 0.5).detach())]
-            }
-            Model::FVae(m) => vec![
-                ("sigma1", m.log_sigma1.val().exp().detach()),
-                ("sigma2", m.log_sigma2.val().exp().detach()),
-            ],
-            _ => Vec::new(),
-        }
+        dispatch!(self, m => Family::extra_values(m))
     }
 
     /// The f-VAE's flow.
-    pub fn flow(&self) -> Option<&super::flow::Flow> {
-        match self {
-            Model::FVae(m) => Some(&m.flow),
-            _ => None,
-        }
+    pub fn flow(&self) -> Option<&Flow> {
+        dispatch!(self, m => Family::flow(m))
     }
+}
+
+/// The terms of a Gaussian-posterior family's forward pass.
+pub(super) fn vae_terms(out: super::VaeForward) -> Terms {
+    Terms {
+        reconstruction: out.reconstruction,
+        kl: Some(out.kl_per_dim.clone().sum_dim(1).squeeze_dim(1)),
+        kl_per_dim: Some(out.kl_per_dim),
+    }
+}
+
+/// The terms of a family with codes only (no KL): the reconstruction G(E(x)) under the
+/// likelihood. The adversarial families train through their own steps; this is evaluation.
+pub(super) fn code_terms(base: &Vae, x: Tensor<2>, likelihood: Likelihood) -> Terms {
+    let code = base.encode(x.clone()).0;
+    Terms {
+        reconstruction: likelihood.nll(base.decode(code), x),
+        kl: None,
+        kl_per_dim: None,
+    }
+}
+
+/// Codes as posteriors: each a point (zero sigma).
+pub(super) fn code_posteriors(base: &Vae, x: Tensor<2>) -> Posteriors {
+    let z = base.encode(x).0;
+    Posteriors {
+        sigma: z.zeros_like(),
+        position: z,
+        pre_flow: None,
+    }
+}
+
+/// Importance weights of a Gaussian posterior `N(mu, exp(logvar))` under a standard normal
+/// prior (centred at `prior_mean` when given).
+pub(super) fn gaussian_log_weights(
+    base: &Vae,
+    x: Tensor<2>,
+    eps: Tensor<2>,
+    likelihood: Likelihood,
+    (mu, logvar): (Tensor<2>, Tensor<2>),
+    prior_mean: Option<Tensor<2>>,
+) -> Tensor<1> {
+    let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
+    let log_px = likelihood.nll(base.decode(z.clone()), x).neg();
+    let log_prior = match prior_mean {
+        Some(mean) => losses::log_standard_normal(z.clone() - mean),
+        None => losses::log_standard_normal(z.clone()),
+    };
+    log_px + log_prior - losses::log_normal(z, mu, logvar)
 }
 
 /// The BN-VAE's KL floor `(1/2) sum_i gamma_mu,i^2` from its scales.

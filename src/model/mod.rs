@@ -20,6 +20,6 @@ pub use ali::Ali;
 pub use bn_vae::BnVae;
 pub use cvae::Cvae;
 pub use f_vae::FVae;
-pub use family::{Model, Posteriors, Terms};
+pub use family::{Family, Model, Posteriors, Terms};
 pub use gan::Gan;
 pub use vae::{Likelihood, Vae, VaeConfig, VaeForward};

@@ -195,6 +195,44 @@ impl Vae {
     }
 }
 
+impl super::Family for Vae {
+    fn base(&self) -> &Vae {
+        self
+    }
+
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> super::Terms {
+        super::family::vae_terms(self.forward(x, eps, likelihood))
+    }
+
+    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        let (mu, logvar) = self.encode(x);
+        super::Posteriors {
+            position: mu,
+            sigma: (logvar * 0.5).exp(),
+            pre_flow: None,
+        }
+    }
+
+    fn log_weights(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> Option<Tensor<1>> {
+        let posterior = self.encode(x.clone());
+        Some(super::family::gaussian_log_weights(
+            self, x, eps, likelihood, posterior, None,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

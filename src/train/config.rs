@@ -89,37 +89,11 @@ impl ModelKind {
         ModelKind::Ali,
     ];
 
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            ModelKind::Ae => "ae",
-            ModelKind::Vae => "vae",
-            ModelKind::Cvae => "cvae",
-            ModelKind::BnVae => "bn-vae",
-            ModelKind::FVae => "f-vae",
-            ModelKind::Gan => "gan",
-            ModelKind::Aae => "aae",
-            ModelKind::Ali => "ali",
-        }
-    }
-
-    /// A short label for menus and legends.
-    pub fn label(self) -> &'static str {
-        match self {
-            ModelKind::Ae => "AE",
-            ModelKind::Vae => "VAE",
-            ModelKind::Cvae => "CVAE (class means)",
-            ModelKind::BnVae => "BN-VAE",
-            ModelKind::FVae => "f-VAE (flow)",
-            ModelKind::Gan => "GAN",
-            ModelKind::Aae => "AAE",
-            ModelKind::Ali => "ALI / BiGAN",
-        }
-    }
-
-    /// What the family draws.
-    pub fn draws(self) -> Draws {
-        let base = Draws {
+    /// The family's row in the catalogue: everything about it that is not behaviour (that is
+    /// in its own file under `model/`). Adding a family means a row here and its file.
+    pub fn info(self) -> FamilyInfo {
+        // What a Gaussian-posterior family draws; the rows below say how each differs.
+        const GAUSSIAN: Draws = Draws {
             posterior: PosteriorShape::Ellipse,
             class_means: false,
             kl_floor: false,
@@ -129,67 +103,153 @@ impl ModelKind {
             adversarial: false,
             prior_samples: false,
         };
+        const CODES: Draws = Draws {
+            posterior: PosteriorShape::Point,
+            kl: false,
+            ..GAUSSIAN
+        };
+        const ADVERSARIAL: AdversarialParams = AdversarialParams {
+            lambda: 5.0,
+            d_steps: 1,
+            g_steps: 2,
+            lr: 2e-4,
+            ali_loss: AliLoss::Minimax,
+        };
+        let row = |name, label, help, draws, adversarial| FamilyInfo {
+            name,
+            label,
+            help,
+            draws,
+            adversarial,
+        };
         match self {
-            ModelKind::Ae => Draws {
-                posterior: PosteriorShape::Point,
-                kl: false,
-                ..base
-            },
-            ModelKind::Vae => base,
-            ModelKind::Cvae => Draws {
-                class_means: true,
-                ..base
-            },
-            ModelKind::BnVae => Draws {
-                kl_floor: true,
-                ..base
-            },
-            ModelKind::FVae => Draws {
-                posterior: PosteriorShape::Warped,
-                pre_flow: true,
-                ..base
-            },
-            ModelKind::Gan => Draws {
-                posterior: PosteriorShape::PriorSamples,
-                kl: false,
-                encoder: false,
-                adversarial: true,
-                ..base
-            },
-            ModelKind::Aae => Draws {
-                posterior: PosteriorShape::Point,
-                kl: false,
-                adversarial: true,
-                ..base
-            },
-            ModelKind::Ali => Draws {
-                posterior: PosteriorShape::Point,
-                kl: false,
-                adversarial: true,
-                prior_samples: true,
-                ..base
-            },
+            ModelKind::Ae => row(
+                "ae",
+                "AE",
+                "plain autoencoder: a point per image, reconstruction only",
+                CODES,
+                ADVERSARIAL,
+            ),
+            ModelKind::Vae => row(
+                "vae",
+                "VAE",
+                "variational autoencoder",
+                GAUSSIAN,
+                ADVERSARIAL,
+            ),
+            ModelKind::Cvae => row(
+                "cvae",
+                "CVAE (class means)",
+                "CVAE with a learned mean per class",
+                Draws {
+                    class_means: true,
+                    ..GAUSSIAN
+                },
+                ADVERSARIAL,
+            ),
+            ModelKind::BnVae => row(
+                "bn-vae",
+                "BN-VAE",
+                "BN-VAE: batch-normalised posterior heads with a KL floor",
+                Draws {
+                    kl_floor: true,
+                    ..GAUSSIAN
+                },
+                ADVERSARIAL,
+            ),
+            ModelKind::FVae => row(
+                "f-vae",
+                "f-VAE (flow)",
+                "f-VAE: a flow-based posterior",
+                Draws {
+                    posterior: PosteriorShape::Warped,
+                    pre_flow: true,
+                    ..GAUSSIAN
+                },
+                ADVERSARIAL,
+            ),
+            // Two generator steps per phase: the regulariser is zero on a phase's first step;
+            // lambda 5 as in the seed's experiments.
+            ModelKind::Gan => row(
+                "gan",
+                "GAN",
+                "GAN with the old-generator regulariser",
+                Draws {
+                    posterior: PosteriorShape::PriorSamples,
+                    encoder: false,
+                    adversarial: true,
+                    ..CODES
+                },
+                ADVERSARIAL,
+            ),
+            // One step per phase, the reconstruction error weighed by 1.
+            ModelKind::Aae => row(
+                "aae",
+                "AAE",
+                "adversarial autoencoder",
+                Draws {
+                    adversarial: true,
+                    ..CODES
+                },
+                AdversarialParams {
+                    lambda: 1.0,
+                    g_steps: 1,
+                    ..ADVERSARIAL
+                },
+            ),
+            ModelKind::Ali => row(
+                "ali",
+                "ALI / BiGAN",
+                "ALI / BiGAN",
+                Draws {
+                    adversarial: true,
+                    prior_samples: true,
+                    ..CODES
+                },
+                ADVERSARIAL,
+            ),
         }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// A short label for menus and legends.
+    pub fn label(self) -> &'static str {
+        self.info().label
+    }
+
+    /// What the family draws.
+    pub fn draws(self) -> Draws {
+        self.info().draws
     }
 
     /// The family's one-line description, for help texts and tooltips.
     pub fn help(self) -> &'static str {
-        match self {
-            ModelKind::Ae => "plain autoencoder: a point per image, reconstruction only",
-            ModelKind::Vae => "variational autoencoder",
-            ModelKind::Cvae => "CVAE with a learned mean per class",
-            ModelKind::BnVae => "BN-VAE: batch-normalised posterior heads with a KL floor",
-            ModelKind::FVae => "f-VAE: a flow-based posterior",
-            ModelKind::Gan => "GAN with the old-generator regulariser",
-            ModelKind::Aae => "adversarial autoencoder",
-            ModelKind::Ali => "ALI / BiGAN",
-        }
+        self.info().help
     }
 
     /// Whether the family needs labelled data.
     pub fn needs_labels(self) -> bool {
-        self == ModelKind::Cvae
+        self.draws().class_means
     }
+}
+
+/// A family's row in the catalogue ([`ModelKind::info`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FamilyInfo {
+    /// The name used on the command line and in saved configs.
+    pub name: &'static str,
+    /// A short label for menus and legends.
+    pub label: &'static str,
+    /// A one-line description, for help texts and tooltips.
+    pub help: &'static str,
+    /// What it draws and what it has (its capabilities).
+    pub draws: Draws,
+    /// Its adversarial settings' defaults (unused by the families without a discriminator).
+    pub adversarial: AdversarialParams,
 }
 
 /// Settings that may change while a run is going (applied at the next step).
@@ -247,31 +307,16 @@ pub struct AdversarialParams {
 }
 
 impl Default for AdversarialParams {
+    /// The GAN's defaults.
     fn default() -> Self {
-        Self {
-            lambda: 5.0,
-            d_steps: 1,
-            g_steps: 2,
-            lr: 2e-4,
-            ali_loss: AliLoss::Minimax,
-        }
+        ModelKind::Gan.info().adversarial
     }
 }
 
 impl AdversarialParams {
-    /// The defaults for `kind`: two generator steps per phase, and for the GAN a regulariser
-    /// weight of 5 (the seed's experiments); the AAE takes one step and weighs its
-    /// reconstruction error by 1.
+    /// The defaults for `kind`, from the catalogue.
     pub fn for_kind(kind: ModelKind) -> Self {
-        match kind {
-            ModelKind::Aae => Self {
-                lambda: 1.0,
-                g_steps: 1,
-                ..Self::default()
-            },
-            ModelKind::Ali => Self::default(),
-            _ => Self::default(),
-        }
+        kind.info().adversarial
     }
 }
 

@@ -520,13 +520,14 @@ impl Trainer {
             ("d_real_accuracy".to_owned(), real_acc),
             ("d_fake_accuracy".to_owned(), fake_acc),
         ];
-        let reconstruction = match self.config.model {
-            ModelKind::Gan => {
-                extra.push(("regulariser".to_owned(), g_extra));
-                extra.push(("regulariser_first_step".to_owned(), extra_first));
-                0.0
-            }
-            _ => g_extra,
+        // With an encoder the generator phase's extra term is the reconstruction error (AAE,
+        // ALI); without one it is the GAN's old-generator regulariser.
+        let reconstruction = if self.config.model.draws().encoder {
+            g_extra
+        } else {
+            extra.push(("regulariser".to_owned(), g_extra));
+            extra.push(("regulariser_first_step".to_owned(), extra_first));
+            0.0
         };
         Ok(StepMetrics {
             step: self.step,

@@ -160,7 +160,12 @@ pub fn controls_ui(
                     ui.add(egui::DragValue::new(&mut config.flow_layers).range(1..=16))
                 });
             }
-            _ => {}
+            ModelKind::Ae
+            | ModelKind::Vae
+            | ModelKind::Cvae
+            | ModelKind::Gan
+            | ModelKind::Aae
+            | ModelKind::Ali => {}
         }
         if config.model.draws().adversarial {
             adversarial_ui(ui, config);
@@ -335,7 +340,12 @@ fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
     let lambda_help = match config.model {
         ModelKind::Gan => "Weight of the old-generator regulariser on the per-pixel MSE (0: off)",
         ModelKind::Aae => "Weight of the squared reconstruction error",
-        _ => "Unused by ALI",
+        ModelKind::Ali
+        | ModelKind::Ae
+        | ModelKind::Vae
+        | ModelKind::Cvae
+        | ModelKind::BnVae
+        | ModelKind::FVae => "Unused by this family",
     };
     labelled(ui, "lambda", |ui| {
         ui.add(

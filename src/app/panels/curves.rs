@@ -235,9 +235,11 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             if per_dim.is_empty() {
                 let top = ui.cursor().top();
                 ui.label(match state.snapshot.as_ref().map(|s| s.family) {
-                    Some(ModelKind::Ae) => "The AE has no KL term.",
-                    Some(ModelKind::FVae) => "The f-VAE's KL does not split by dimension.",
-                    _ => "No KL yet.",
+                    Some(f) if !f.draws().kl => format!("The {} has no KL term.", f.label()),
+                    Some(f) if f.draws().pre_flow => {
+                        format!("The {}'s KL does not split by dimension.", f.label())
+                    }
+                    Some(_) | None => "No KL yet.".to_owned(),
                 });
                 // The label takes from the plot's height, so the panel never grows to fit.
                 plot_height -= ui.cursor().top() - top;
