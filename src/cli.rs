@@ -16,6 +16,7 @@ use crate::export::{csv, views};
 use crate::fsio::{atomic_write, save_png};
 use crate::model::Likelihood;
 use crate::model::adversarial::AliLoss;
+use crate::scene::{Marks, Scene, SceneOptions};
 use crate::train::{
     AdversarialParams, HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig,
     Trainer, checkpoint,
@@ -448,10 +449,10 @@ pub fn write_run(
 
 /// Writes the PNG views of a snapshot.
 pub fn write_views(dir: &Path, snapshot: &Snapshot, seed: u64) -> anyhow::Result<()> {
-    let dims = [0, 1.min(snapshot.latent_dim.saturating_sub(1))];
+    let scene = Scene::build(snapshot, &SceneOptions::default());
     save_png(
         &dir.join("latent_plane.png"),
-        &views::latent_plane(snapshot, dims, 800),
+        &views::latent_plane(&scene, &Marks::default(), 800).0,
     )?;
     save_png(
         &dir.join("samples.png"),

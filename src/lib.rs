@@ -20,5 +20,6 @@ pub mod fused;
 pub mod gui;
 pub mod model;
 pub mod rng;
+pub mod scene;
 pub mod train;
 pub mod worker;

@@ -9,6 +9,8 @@ use super::action::View;
 use super::state::AppState;
 use crate::export::{csv, views};
 use crate::fsio::{atomic_write, save_png};
+use crate::scene::{Census, Marks};
+use crate::train::Snapshot;
 
 /// Renders one view of the current state, or says why it cannot.
 pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {
@@ -42,10 +44,7 @@ pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {
         .ok_or_else(|| anyhow::anyhow!("nothing to export yet: the model has no snapshot"))?;
     let decoder = &snapshot.decoder;
     Ok(match view {
-        View::Plane => {
-            let d = snapshot.latent_dim;
-            views::latent_plane(snapshot, [0, 1.min(d.saturating_sub(1))], size)
-        }
+        View::Plane => plane_image(state, snapshot, size).0,
         View::Samples => {
             let t = state.settings.temperature;
             let request = state
@@ -100,6 +99,13 @@ pub fn render(state: &AppState, view: View) -> anyhow::Result<RgbaImage> {
     })
 }
 
+/// The latent plane of `snapshot` as the window shows it, `size` pixels wide, and a census of
+/// what was painted.
+pub fn plane_image(state: &AppState, snapshot: &Snapshot, size: u32) -> (RgbaImage, Census) {
+    let scene = state.plane_scene(snapshot);
+    views::latent_plane(&scene, &state.plane_marks(&scene), size)
+}
+
 /// Writes one view into `dir`; returns the file written.
 pub fn export_view(state: &AppState, view: View, dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
@@ -143,10 +149,7 @@ pub fn export_gif(state: &AppState, dir: &Path) -> anyhow::Result<PathBuf> {
     let frames: Vec<RgbaImage> = state
         .timeline
         .iter()
-        .map(|f| {
-            let d = f.snapshot.latent_dim;
-            views::latent_plane(&f.snapshot, [0, 1.min(d.saturating_sub(1))], 480)
-        })
+        .map(|f| views::latent_plane(&state.plane_scene(&f.snapshot), &Marks::default(), 480).0)
         .collect();
     let path = dir.join("latent_plane.gif");
     atomic_write(&path, &views::gif(&frames, 120)?)?;

@@ -28,6 +28,7 @@ pub fn grid(images: &[Vec<f32>], width: usize, height: usize, cols: usize) -> Co
 /// A texture whose content is rebuilt only when its key changes.
 pub struct CachedTexture<K> {
     name: &'static str,
+    options: TextureOptions,
     key: Option<K>,
     texture: Option<TextureHandle>,
 }
@@ -37,8 +38,17 @@ impl<K: PartialEq> CachedTexture<K> {
     pub fn new(name: &'static str) -> Self {
         Self {
             name,
+            options: TextureOptions::NEAREST,
             key: None,
             texture: None,
+        }
+    }
+
+    /// An empty cache for a texture sampled bilinearly (smooth fields).
+    pub fn linear(name: &'static str) -> Self {
+        Self {
+            options: TextureOptions::LINEAR,
+            ..Self::new(name)
         }
     }
 
@@ -52,10 +62,8 @@ impl<K: PartialEq> CachedTexture<K> {
         if self.key.as_ref() != Some(&key) || self.texture.is_none() {
             let image = make();
             match &mut self.texture {
-                Some(t) => t.set(image, TextureOptions::NEAREST),
-                None => {
-                    self.texture = Some(ctx.load_texture(self.name, image, TextureOptions::NEAREST))
-                }
+                Some(t) => t.set(image, self.options),
+                None => self.texture = Some(ctx.load_texture(self.name, image, self.options)),
             }
             self.key = Some(key);
         }

@@ -517,14 +517,7 @@ impl eframe::App for LatentAtlasApp {
                 }
             });
         egui::CentralPanel::default().show(ui, |ui| {
-            if self.state.compare.is_some() {
-                ui.columns(2, |cols| {
-                    panels::plane::plane_ui(&mut cols[0], &mut self.state, &mut self.views.plane);
-                    panels::plane::compare_ui(&mut cols[1], &self.state);
-                });
-            } else {
-                panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);
-            }
+            panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);
         });
         // A drag decoded this frame is shown in this frame's preview, not the next one.
         self.state.fulfil_preview();

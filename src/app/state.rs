@@ -10,6 +10,7 @@ use crate::backend::BackendChoice;
 use crate::evaluator::Scores;
 use crate::explore::geometry::{PathKind, interpolate};
 use crate::explore::projection::{PlaneAxes, Projection};
+use crate::scene::{Marks, Scene, SceneOptions};
 use crate::train::{ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig};
 use crate::worker::{Event, RunState};
 
@@ -439,6 +440,46 @@ impl AppState {
             &s.mu,
             s.latent_dim,
         ))
+    }
+
+    /// What shapes the latent plane's scene, from the settings.
+    pub fn scene_options(&self) -> SceneOptions {
+        let s = &self.settings;
+        SceneOptions {
+            projection: s.projection,
+            ellipses: s.show_ellipses,
+            holes: s.show_holes,
+            density: s.show_density,
+            pre_flow: s.pre_flow,
+            tiles: s.show_manifold,
+            temperature: s.temperature,
+        }
+    }
+
+    /// The latent plane's scene for `snapshot` (the shown one, or a comparison run's), as the
+    /// window draws it and the exports write it.
+    pub fn plane_scene(&self, snapshot: &Snapshot) -> Scene {
+        Scene::build(snapshot, &self.scene_options())
+    }
+
+    /// The user's marks on a scene's plane: pins, the path, the handle and the preview.
+    pub fn plane_marks(&self, scene: &Scene) -> Marks {
+        if scene.pre_flow {
+            // Pins live in the prior's space, not the pre-flow space.
+            return Marks::default();
+        }
+        let pins: Vec<Vec<f32>> = self
+            .pins
+            .iter()
+            .filter_map(|e| self.endpoint_z(e))
+            .collect();
+        Marks::new(
+            &scene.axes,
+            &pins,
+            !self.settings.four_corners,
+            self.handle_point().as_deref(),
+            self.preview.as_ref().map(|(z, _)| z.as_slice()),
+        )
     }
 
     /// What the samples grid must show now.

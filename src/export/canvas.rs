@@ -16,24 +16,7 @@ pub const BLACK: Color = [0, 0, 0, 255];
 /// Grid grey.
 pub const GRID: Color = [225, 225, 225, 255];
 
-/// Ten distinct class colours (Tableau 10).
-pub const CLASS_COLORS: [Color; 10] = [
-    [31, 119, 180, 255],
-    [255, 127, 14, 255],
-    [44, 160, 44, 255],
-    [214, 39, 40, 255],
-    [148, 103, 189, 255],
-    [140, 86, 75, 255],
-    [227, 119, 194, 255],
-    [127, 127, 127, 255],
-    [188, 189, 34, 255],
-    [23, 190, 207, 255],
-];
-
-/// The colour of class `label`.
-pub fn class_color(label: u8) -> Color {
-    CLASS_COLORS[label as usize % CLASS_COLORS.len()]
-}
+pub use crate::scene::{CLASS_COLORS, class_color};
 
 fn font() -> &'static FontRef<'static> {
     static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
@@ -76,6 +59,60 @@ impl Canvas {
             *channel = (*channel as f32 * (1.0 - a) + target as f32 * a).round() as u8;
         }
         p.0[3] = 255;
+    }
+
+    /// Stretches a field of `side x side` colours (row 0 at the top) over the pixel rectangle
+    /// from `p0` (top-left) to `p1`, bilinearly, blending each by its alpha.
+    pub fn blend_field(&mut self, p0: [f32; 2], p1: [f32; 2], pixels: &[Color], side: usize) {
+        if side == 0 || pixels.len() < side * side {
+            return;
+        }
+        let (w, h) = (p1[0] - p0[0], p1[1] - p0[1]);
+        let last = (side - 1) as f32;
+        for y in p0[1].floor() as i32..p1[1].ceil() as i32 {
+            let fy = (((y as f32 + 0.5 - p0[1]) / h) * side as f32 - 0.5).clamp(0.0, last);
+            for x in p0[0].floor() as i32..p1[0].ceil() as i32 {
+                let fx = (((x as f32 + 0.5 - p0[0]) / w) * side as f32 - 0.5).clamp(0.0, last);
+                let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
+                let (x1, y1) = ((x0 + 1).min(side - 1), (y0 + 1).min(side - 1));
+                let (tx, ty) = (fx - x0 as f32, fy - y0 as f32);
+                let mut color = [0u8; 4];
+                for (k, out) in color.iter_mut().enumerate() {
+                    let v = |r: usize, col: usize| pixels[r * side + col][k] as f32;
+                    let top = v(y0, x0) * (1.0 - tx) + v(y0, x1) * tx;
+                    let bottom = v(y1, x0) * (1.0 - tx) + v(y1, x1) * tx;
+                    *out = (top * (1.0 - ty) + bottom * ty).round() as u8;
+                }
+                if color[3] > 0 {
+                    self.blend(x, y, color, 1.0);
+                }
+            }
+        }
+    }
+
+    /// Pastes a grey image (intensities in `[0, 1]`) stretched over the pixel rectangle from
+    /// `p0` (top-left) to `p1`, nearest neighbour, blended with `alpha`.
+    pub fn paste_grey_stretched(
+        &mut self,
+        p0: [f32; 2],
+        p1: [f32; 2],
+        pixels: &[f32],
+        width: usize,
+        height: usize,
+        alpha: f32,
+    ) {
+        let (w, h) = (p1[0] - p0[0], p1[1] - p0[1]);
+        if width == 0 || height == 0 || w <= 0.0 || h <= 0.0 {
+            return;
+        }
+        for y in p0[1].round() as i32..p1[1].round() as i32 {
+            let row = (((y as f32 + 0.5 - p0[1]) / h * height as f32) as usize).min(height - 1);
+            for x in p0[0].round() as i32..p1[0].round() as i32 {
+                let col = (((x as f32 + 0.5 - p0[0]) / w * width as f32) as usize).min(width - 1);
+                let v = (pixels[row * width + col].clamp(0.0, 1.0) * 255.0).round() as u8;
+                self.blend(x, y, [v, v, v, 255], alpha);
+            }
+        }
     }
 
     /// Fills an axis-aligned rectangle.

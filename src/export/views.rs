@@ -6,46 +6,29 @@ use image::RgbaImage;
 use super::canvas::{BLACK, Canvas, GRID, WHITE, class_color};
 use crate::explore::PlainDecoder;
 use crate::explore::coverage::{Coverage, HOLE_RATIO};
-use crate::explore::geometry::{
-    PathKind, ellipse_outline, interpolation_path, manifold_grid, warped_outline,
-};
+use crate::explore::geometry::{PathKind, ellipse_outline, interpolation_path, manifold_grid};
 use crate::rng::Rng;
-use crate::train::{PosteriorShape, Snapshot};
+use crate::scene::{Census, Marks, ORANGE, PRIOR_BLUE, PRIOR_GREY, Radius, Scene};
+use crate::train::Snapshot;
 
 const TITLE_PX: f32 = 20.0;
 const LABEL_PX: f32 = 14.0;
 
-/// Half-width of the square latent view: at least 3 (the prior's bulk), wide enough for 99%
-/// of the posterior means, at most 12.
-pub fn view_radius(snapshot: &Snapshot, dims: [usize; 2]) -> f32 {
-    let mut extents: Vec<f32> = (0..snapshot.probe.len())
-        .map(|i| {
-            let mu = snapshot.mu_of(i);
-            mu[dims[0]].abs().max(mu[dims[1]].abs())
-        })
-        .collect();
-    extents.sort_by(f32::total_cmp);
-    let p99 = extents
-        .get(extents.len() * 99 / 100)
-        .copied()
-        .unwrap_or(0.0);
-    (p99 * 1.1).clamp(3.0, 12.0)
-}
-
-/// The latent plane (`dims` picks the two latent dimensions shown): each probe sample's
-/// posterior as a translucent ellipse (centre mu, semi-axes sigma) coloured by class, the unit
-/// circle, axes with ticks, and a legend.
-pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaImage {
-    let legend_w = 150.0;
+/// Paints the latent plane's scene: the fields and tiles, every posterior, prior samples,
+/// class means, the unit and temperature circles and the user's marks, with axes, ticks, a
+/// title and a legend. Returns the image and a census of what was painted.
+pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Census) {
+    let legend_w = 170.0;
     let margin = 40.0;
     let side = size as f32;
     let mut c = Canvas::new(size + legend_w as u32, size, WHITE);
+    let mut census = Census::default();
     let plot = side - 2.0 * margin;
-    let r = view_radius(snapshot, dims);
-    let to_px = |x: f32, y: f32| {
+    let r = scene.extent;
+    let to_px = |p: [f32; 2]| {
         [
-            margin + (x + r) / (2.0 * r) * plot,
-            margin + (r - y) / (2.0 * r) * plot,
+            margin + (p[0] + r) / (2.0 * r) * plot,
+            margin + (r - p[1]) / (2.0 * r) * plot,
         ]
     };
     let scale = plot / (2.0 * r);
@@ -54,10 +37,10 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
     for k in (-(r as i32)..=r as i32).filter(|k| k % step == 0) {
         let k = k as f32;
         let color = if k == 0.0 { [170, 170, 170, 255] } else { GRID };
-        c.line(to_px(k, -r), to_px(k, r), 1.0, color);
-        c.line(to_px(-r, k), to_px(r, k), 1.0, color);
+        c.line(to_px([k, -r]), to_px([k, r]), 1.0, color);
+        c.line(to_px([-r, k]), to_px([r, k]), 1.0, color);
         let label = format!("{k}");
-        let [x, _] = to_px(k, -r);
+        let [x, _] = to_px([k, -r]);
         c.text(
             x - Canvas::text_width(&label, LABEL_PX) / 2.0,
             side - margin + 4.0,
@@ -65,7 +48,7 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
             BLACK,
             &label,
         );
-        let [_, y] = to_px(-r, k);
+        let [_, y] = to_px([-r, k]);
         c.text(
             margin - 6.0 - Canvas::text_width(&label, LABEL_PX),
             y - LABEL_PX / 2.0,
@@ -80,129 +63,182 @@ pub fn latent_plane(snapshot: &Snapshot, dims: [usize; 2], size: u32) -> RgbaIma
         (side - margin) as i32,
         (side - margin) as i32,
     ]);
-    if let Some(coverage) = &snapshot.coverage
-        && coverage.axes == (dims[0], dims[1])
-    {
-        draw_holes(&mut c, coverage, &to_px);
+    if let Some(t) = &scene.tiles {
+        let cell = 2.0 * t.extent / t.n as f32;
+        for (k, img) in t.images.iter().enumerate() {
+            let (row, col) = ((k / t.n) as f32, (k % t.n) as f32);
+            let [x0, y0] = to_px([-t.extent + col * cell, t.extent - row * cell]);
+            let [x1, y1] = to_px([
+                -t.extent + (col + 1.0) * cell,
+                t.extent - (row + 1.0) * cell,
+            ]);
+            c.paste_grey_stretched([x0, y0], [x1, y1], img, t.width, t.height, 150.0 / 255.0);
+            census.tiles += 1;
+        }
     }
-    let shape = snapshot.family.draws().posterior;
-    for i in 0..snapshot.probe.len() {
-        let (mu, sigma) = (snapshot.mu_of(i), snapshot.sigma_of(i));
-        let [x, y] = to_px(mu[dims[0]], mu[dims[1]]);
-        let color = class_color(snapshot.probe.labels[i]);
-        match (shape, &snapshot.view.flow, &snapshot.view.pre_flow) {
-            (PosteriorShape::Point, _, _) => c.fill_ellipse(x, y, 2.0, 2.0, color, 0.8),
-            (PosteriorShape::Warped, Some(flow), Some(pre)) => {
-                let d = snapshot.latent_dim;
-                let outline = match snapshot.view.outline(i) {
-                    Some(o) if dims == [0, 1] => o.to_vec(),
-                    _ => warped_outline(flow, &pre[i * d..(i + 1) * d], sigma[0], dims, 16),
-                };
-                let outline: Vec<[f32; 2]> = outline.iter().map(|p| to_px(p[0], p[1])).collect();
-                c.polygon(&outline, 1.0, [color[0], color[1], color[2], 70]);
-            }
-            _ => c.fill_ellipse(
+    for field in &scene.fields {
+        let [x0, y0] = to_px([-field.extent, field.extent]);
+        let [x1, y1] = to_px([field.extent, -field.extent]);
+        c.blend_field([x0, y0], [x1, y1], &field.pixels, field.side);
+        census.fields += 1;
+    }
+    if scene.prior_contours {
+        let [x, y] = to_px([0.0, 0.0]);
+        for (k, alpha) in [(1.0, 60u8), (2.0, 40), (3.0, 25)] {
+            c.fill_ellipse(
                 x,
                 y,
-                sigma[dims[0]] * scale,
-                sigma[dims[1]] * scale,
-                color,
-                0.22,
-            ),
+                k * scale,
+                k * scale,
+                PRIOR_BLUE,
+                alpha as f32 / 3.0 / 255.0,
+            );
+            let ring: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, k, k, 128)
+                .into_iter()
+                .map(to_px)
+                .collect();
+            let [r0, g0, b0, _] = PRIOR_BLUE;
+            c.polygon(&ring, 1.0, [r0, g0, b0, alpha]);
+            census.prior_contours += 1;
         }
     }
-    if let Some(means) = &snapshot.view.class_means {
-        let d = snapshot.latent_dim;
-        for (label, m) in means.chunks_exact(d).enumerate() {
-            let [x, y] = to_px(m[dims[0]], m[dims[1]]);
-            c.fill_ellipse(x, y, 7.0, 7.0, BLACK, 1.0);
-            c.fill_ellipse(x, y, 5.0, 5.0, class_color(label as u8), 1.0);
-        }
+    for d in &scene.discs {
+        let [x, y] = to_px(d.centre);
+        let (rx, ry) = match d.radius {
+            Radius::Screen(px) => (px, px),
+            Radius::Latent([a, b]) => ((a * scale).max(1.0), (b * scale).max(1.0)),
+        };
+        c.fill_ellipse(x, y, rx, ry, d.color, 1.0);
+        census.discs += 1;
+    }
+    for o in &scene.outlines {
+        let points: Vec<[f32; 2]> = o.points.iter().map(|&p| to_px(p)).collect();
+        c.polygon(&points, 1.0, o.color);
+        census.outlines += 1;
+    }
+    for &p in &scene.prior_points {
+        let ring: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, 2.5, 2.5, 12)
+            .into_iter()
+            .map(|q| {
+                let [x, y] = to_px(p);
+                [x + q[0], y + q[1]]
+            })
+            .collect();
+        c.polygon(&ring, 1.0, PRIOR_GREY);
+        census.prior_points += 1;
+    }
+    for &(m, label) in &scene.class_means {
+        let [x, y] = to_px(m);
+        c.fill_ellipse(x, y, 7.0, 7.0, BLACK, 1.0);
+        c.fill_ellipse(x, y, 5.0, 5.0, class_color(label), 1.0);
+        census.class_means += 1;
     }
     let circle: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, 1.0, 1.0, 256)
-        .iter()
-        .map(|p| to_px(p[0], p[1]))
+        .into_iter()
+        .map(to_px)
         .collect();
-    c.polygon(&circle, 2.0, BLACK);
+    c.polygon(&circle, 2.0, [30, 30, 30, 255]);
+    census.circles += 1;
+    if let Some(t) = scene.temperature {
+        let ring: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, t, t, 96)
+            .into_iter()
+            .map(to_px)
+            .collect();
+        // Dashes: every other segment.
+        for k in (0..ring.len()).step_by(2) {
+            c.line(ring[k], ring[(k + 1) % ring.len()], 1.5, ORANGE);
+        }
+        census.circles += 1;
+    }
+    if let Some([a, b]) = marks.path {
+        c.line(to_px(a), to_px(b), 2.0, BLACK);
+    }
+    for (k, &p) in marks.pins.iter().enumerate() {
+        let [x, y] = to_px(p);
+        c.fill_ellipse(x, y, 7.0, 7.0, BLACK, 1.0);
+        c.fill_ellipse(x, y, 5.0, 5.0, WHITE, 1.0);
+        c.text(
+            x + 8.0,
+            y - 22.0,
+            LABEL_PX,
+            BLACK,
+            ["A", "B", "C", "D"][k.min(3)],
+        );
+    }
+    if let Some(h) = marks.handle {
+        let [x, y] = to_px(h);
+        c.fill_ellipse(x, y, 8.0, 8.0, BLACK, 1.0);
+        c.fill_ellipse(x, y, 6.0, 6.0, ORANGE, 1.0);
+    }
+    if let Some(p) = marks.preview {
+        let [x, y] = to_px(p);
+        let ring: Vec<[f32; 2]> = ellipse_outline(x, y, 9.0, 9.0, 24);
+        c.polygon(&ring, 2.0, ORANGE);
+    }
     c.clip = None;
     c.polygon(
-        &[to_px(-r, -r), to_px(r, -r), to_px(r, r), to_px(-r, r)],
+        &[
+            to_px([-r, -r]),
+            to_px([r, -r]),
+            to_px([r, r]),
+            to_px([-r, r]),
+        ],
         1.0,
         [120, 120, 120, 255],
     );
-    let title = format!(
-        "{} latent plane (z{} vs z{}), step {}, {} {}",
-        snapshot.family.label(),
-        dims[0],
-        dims[1],
-        snapshot.step,
-        snapshot.probe.len(),
-        match shape {
-            PosteriorShape::Point => "codes",
-            _ => "posteriors",
-        }
-    );
-    c.text(margin, 10.0, LABEL_PX + 2.0, BLACK, &title);
+    c.text(margin, 10.0, LABEL_PX + 2.0, BLACK, &scene.title);
     // Legend.
     let x0 = side + 5.0;
     let mut y = margin;
-    let names = &snapshot.probe.class_names;
-    for (label, name) in names.iter().enumerate().take(24) {
-        let color = class_color(label as u8);
-        c.fill_rect(x0 as i32, y as i32 + 2, 14, 14, color);
+    for (name, color) in scene.legend.iter().take(24) {
+        c.fill_rect(x0 as i32, y as i32 + 2, 14, 14, *color);
         c.text(x0 + 20.0, y, LABEL_PX + 1.0, BLACK, name);
         y += 22.0;
     }
     c.line([x0, y + 12.0], [x0 + 14.0, y + 12.0], 2.0, BLACK);
     c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "unit circle");
-    if snapshot.view.class_means.is_some() {
+    if let Some(t) = scene.temperature {
+        y += 22.0;
+        c.line([x0, y + 12.0], [x0 + 5.0, y + 12.0], 1.5, ORANGE);
+        c.line([x0 + 9.0, y + 12.0], [x0 + 14.0, y + 12.0], 1.5, ORANGE);
+        c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, &format!("T = {t:.2}"));
+    }
+    if !scene.class_means.is_empty() {
         y += 22.0;
         c.fill_ellipse(x0 + 7.0, y + 10.0, 6.0, 6.0, BLACK, 1.0);
         c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "class means");
     }
-    if let Some(coverage) = &snapshot.coverage
-        && coverage.axes == (dims[0], dims[1])
-    {
+    if !scene.prior_points.is_empty() || scene.discs.iter().any(|d| d.color == PRIOR_GREY) {
         y += 22.0;
-        c.fill_rect(x0 as i32, y as i32 + 4, 14, 14, HOLE);
-        c.text(
-            x0 + 20.0,
-            y + 4.0,
-            LABEL_PX,
-            BLACK,
-            &format!("holes {:.0}% of prior", 100.0 * coverage.hole_share),
+        c.fill_ellipse(x0 + 7.0, y + 10.0, 4.0, 4.0, PRIOR_GREY, 1.0);
+        c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "prior samples");
+    }
+    for field in &scene.fields {
+        y += 22.0;
+        let swatch = field
+            .pixels
+            .iter()
+            .copied()
+            .max_by_key(|p| p[3])
+            .unwrap_or(BLACK);
+        c.fill_rect(
+            x0 as i32,
+            y as i32 + 4,
+            14,
+            14,
+            [swatch[0], swatch[1], swatch[2], 255],
         );
+        let text = match (field.name, scene.hole_share) {
+            ("prior holes", Some(h)) => format!("holes {:.0}% of prior", 100.0 * h),
+            (name, _) => name.to_owned(),
+        };
+        c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, &text);
     }
-    c.image
+    (c.image, census)
 }
 
-/// Tint of a prior hole (q < 0.1 p) in the plane.
+/// Tint of a prior hole (q < 0.1 p) in the coverage view.
 const HOLE: [u8; 4] = [255, 200, 120, 255];
-
-/// Tints the cells where the aggregate posterior leaves a hole in the prior, weighted by the
-/// prior's density so the tint fades where the prior has little mass.
-fn draw_holes(c: &mut Canvas, coverage: &Coverage, to_px: &dyn Fn(f32, f32) -> [f32; 2]) {
-    let half = coverage.cell() / 2.0;
-    let peak = 1.0 / std::f32::consts::TAU;
-    for r in 0..coverage.n {
-        for col in 0..coverage.n {
-            let k = r * coverage.n + col;
-            let (p, q) = (coverage.p[k], coverage.q[k]);
-            if q >= HOLE_RATIO * p {
-                continue;
-            }
-            let (x, y) = (coverage.centre(col), coverage.centre(r));
-            let [x0, y0] = to_px(x - half, y + half);
-            let [x1, y1] = to_px(x + half, y - half);
-            let alpha = (p / peak).sqrt().clamp(0.0, 1.0) * 0.8;
-            for py in y0.floor() as i32..y1.ceil() as i32 {
-                for px in x0.floor() as i32..x1.ceil() as i32 {
-                    c.blend(px, py, HOLE, alpha);
-                }
-            }
-        }
-    }
-}
 
 /// The aggregate posterior as a heat map beside the prior, with the holes outlined.
 pub fn coverage(coverage: &Coverage, size: u32) -> RgbaImage {

@@ -10,7 +10,10 @@ use latent_atlas::data::Dataset;
 use latent_atlas::data::batch::{to_tensor, to_vec};
 use latent_atlas::data::builtin::Builtin;
 use latent_atlas::model::Likelihood;
-use latent_atlas::train::{ModelKind, TrainConfig, Trainer, checkpoint};
+use latent_atlas::scene::{Scene, SceneOptions};
+use latent_atlas::train::{
+    AdversarialParams, ModelKind, PosteriorShape, TrainConfig, Trainer, checkpoint,
+};
 
 fn mnist() -> Arc<Dataset> {
     static DATA: OnceLock<Arc<Dataset>> = OnceLock::new();
@@ -131,8 +134,29 @@ fn sampling_at_zero_temperature_decodes_the_prior_mode_and_the_plain_copy_agrees
 }
 
 #[test]
-fn every_family_round_trips_through_a_checkpoint() {
+fn every_family_in_the_catalogue_has_a_view_help_defaults_and_a_checkpoint_round_trip() {
+    let mut names = std::collections::HashSet::new();
     for kind in ModelKind::ALL {
+        let info = kind.info();
+        assert!(
+            names.insert(info.name),
+            "{kind:?}: name {} taken twice",
+            info.name
+        );
+        assert!(!info.label.is_empty() && !info.help.is_empty(), "{kind:?}");
+        assert_eq!(
+            serde_json::to_string(&kind).unwrap(),
+            format!("\"{}\"", info.name),
+            "{kind:?}: saved configs and the command line name it differently"
+        );
+        let defaults = TrainConfig {
+            model: kind,
+            adversarial: AdversarialParams::for_kind(kind),
+            ..TrainConfig::default()
+        };
+        defaults
+            .validate()
+            .unwrap_or_else(|e| panic!("{kind:?}: defaults invalid: {e}"));
         let dir = tempfile::tempdir().unwrap();
         let mut trainer = Trainer::new(config(kind), mnist(), Device::flex()).unwrap();
         for _ in 0..15 {
@@ -151,6 +175,19 @@ fn every_family_round_trips_through_a_checkpoint() {
         );
         let (sa, sb) = (trainer.snapshot(false), reloaded.snapshot(false));
         assert_eq!(sa.mu, sb.mu, "{kind:?}: posteriors differ after reloading");
+        // A view: every probe sample is in the plane, as a disc or an outline.
+        let scene = Scene::build(&trainer.snapshot(true), &SceneOptions::default());
+        assert_eq!(
+            scene.discs.len() + scene.outlines.len(),
+            sa.probe.len(),
+            "{kind:?}: the plane misses samples"
+        );
+        assert_eq!(
+            !scene.prior_points.is_empty()
+                || kind.draws().posterior == PosteriorShape::PriorSamples,
+            kind.draws().prior_samples || !kind.draws().encoder,
+            "{kind:?}: prior samples"
+        );
     }
 }
 

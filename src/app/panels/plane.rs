@@ -1,96 +1,151 @@
 //! The latent plane: every probe posterior as a translucent ellipse (or a point), the unit
 //! circle and the temperature circle, decoded tiles underneath, pinned ends with a draggable
 //! handle between them. Hover shows a sample, click pins it, shift-drag decodes under the mouse.
+//! What is drawn comes from the plane's [`Scene`]; this file only paints it with egui.
+
+use std::sync::Arc;
 
 use egui::{Color32, Pos2, Shape, Stroke, Vec2};
-use egui_plot::{Plot, PlotImage, PlotPoint, PlotTransform};
+use egui_plot::{Plot, PlotPoint, PlotTransform};
 
 use super::class_color32;
 use crate::app::images::{CachedTexture, grid};
-use crate::app::state::{AppState, Endpoint, Settings};
-use crate::explore::coverage::HOLE_RATIO;
-use crate::explore::projection::{PlaneAxes, Projection};
+use crate::app::state::{AppState, Endpoint};
+use crate::explore::projection::Projection;
+use crate::scene::{Census, Marks, Radius, Rgba, Scene, SceneOptions};
 use crate::train::{PosteriorShape, Snapshot};
-
-/// Half-width of the decoded tile grid under the plane.
-const TILE_EXTENT: f32 = 3.0;
-/// Tiles per side.
-const TILES: usize = 15;
 
 /// Plots that share zoom and pan (the comparison's two planes).
 const PLANE_LINK: &str = "latent_plane_link";
 
-/// Whether the f-VAE's pre-flow space is shown instead of the prior's space.
-fn pre_flow_shown(snapshot: &Snapshot, settings: &Settings) -> bool {
-    settings.pre_flow && snapshot.view.pre_flow.is_some()
+fn color(c: Rgba) -> Color32 {
+    Color32::from_rgba_unmultiplied(c[0], c[1], c[2], c[3])
 }
 
-/// Draws what a snapshot's family shows in the plane: the prior's holes, every posterior
-/// (ellipse, point or warped outline), and the CVAE's class means.
-fn draw_snapshot(
-    painter: &egui::Painter,
-    transform: &PlotTransform,
-    snapshot: &Snapshot,
-    axes: &PlaneAxes,
-    settings: &Settings,
-) {
-    let scale = transform.dpos_dvalue_x() as f32;
-    let pre_flow = pre_flow_shown(snapshot, settings);
-    let d = snapshot.latent_dim;
-    if settings.show_holes
-        && !pre_flow
-        && let Some(c) = &snapshot.coverage
-        && (d == 2 || settings.projection == Projection::Dims(c.axes.0, c.axes.1))
-    {
-        let half = c.cell() / 2.0;
-        let peak = 1.0 / std::f32::consts::TAU;
-        for r in 0..c.n {
-            for col in 0..c.n {
-                let k = r * c.n + col;
-                if c.q[k] >= HOLE_RATIO * c.p[k] {
-                    continue;
-                }
-                let (x, y) = (c.centre(col), c.centre(r));
-                let rect = egui::Rect::from_two_pos(
-                    to_screen(transform, [x - half, y - half]),
-                    to_screen(transform, [x + half, y + half]),
-                );
-                let alpha = ((c.p[k] / peak).sqrt() * 110.0) as u8;
-                painter.rect_filled(
-                    rect,
-                    0.0,
-                    Color32::from_rgba_unmultiplied(255, 170, 60, alpha),
-                );
-            }
+fn to_screen(t: &PlotTransform, p: [f32; 2]) -> Pos2 {
+    t.position_from_point(&PlotPoint::new(p[0] as f64, p[1] as f64))
+}
+
+/// One plane's scene, kept while its snapshot and the view settings stay the same, with the
+/// textures and the disc mesh made from it.
+pub struct SceneCache {
+    key: Option<(u64, SceneOptions)>,
+    scene: Option<Arc<Scene>>,
+    /// Bumped with each new scene: what the textures and the mesh were made from.
+    generation: u64,
+    fields: Vec<CachedTexture<u64>>,
+    tiles: CachedTexture<u64>,
+    mesh: Option<(MeshKey, Arc<egui::Mesh>)>,
+    /// What the last frame painted.
+    painted: Census,
+}
+
+impl SceneCache {
+    fn new() -> Self {
+        Self {
+            key: None,
+            scene: None,
+            generation: 0,
+            fields: Vec::new(),
+            tiles: CachedTexture::new("decoded tiles"),
+            mesh: None,
+            painted: Census::default(),
         }
     }
-    if snapshot.family.draws().adversarial && !pre_flow {
+
+    /// The scene of `snapshot` under the state's view settings, rebuilt when either changed.
+    fn scene(&mut self, state: &AppState, snapshot: &Snapshot) -> Arc<Scene> {
+        let key = (snapshot.key(), state.scene_options());
+        if self.key.as_ref() != Some(&key) || self.scene.is_none() {
+            self.scene = Some(Arc::new(state.plane_scene(snapshot)));
+            self.key = Some(key);
+            self.generation += 1;
+        }
+        self.scene.clone().expect("set above")
+    }
+
+    /// The scene painted last, if any.
+    pub fn last(&self) -> Option<&Scene> {
+        self.scene.as_deref()
+    }
+
+    /// How many of each primitive the last frame painted.
+    pub fn painted(&self) -> Census {
+        self.painted
+    }
+}
+
+/// What a disc mesh was built from.
+#[derive(Clone, Debug, PartialEq)]
+struct MeshKey {
+    generation: u64,
+    frame: egui::Rect,
+    bounds: [f64; 4],
+}
+
+/// Paints a scene and the user's marks over a plot's transform.
+fn paint_scene(
+    ui: &egui::Ui,
+    painter: &egui::Painter,
+    transform: &PlotTransform,
+    scene: &Scene,
+    marks: &Marks,
+    cache: &mut SceneCache,
+) {
+    let scale = transform.dpos_dvalue_x() as f32;
+    let mut census = Census::default();
+    let uv = egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0));
+    let square = |e: f32| {
+        egui::Rect::from_two_pos(to_screen(transform, [-e, e]), to_screen(transform, [e, -e]))
+    };
+    if let Some(t) = &scene.tiles {
+        let tex = cache.tiles.get(ui.ctx(), cache.generation, || {
+            grid(&t.images, t.width, t.height, t.n)
+        });
+        painter.image(
+            tex.id(),
+            square(t.extent),
+            uv,
+            Color32::from_white_alpha(150),
+        );
+        census.tiles = t.images.len();
+    }
+    while cache.fields.len() < scene.fields.len() {
+        cache.fields.push(CachedTexture::linear("plane field"));
+    }
+    for (field, tex) in scene.fields.iter().zip(&mut cache.fields) {
+        let tex = tex.get(ui.ctx(), cache.generation, || {
+            egui::ColorImage::new(
+                [field.side, field.side],
+                field.pixels.iter().map(|&c| color(c)).collect(),
+            )
+        });
+        painter.image(tex.id(), square(field.extent), uv, Color32::WHITE);
+        census.fields += 1;
+    }
+    if scene.prior_contours {
         // The prior's density, for codes to be judged against: its 1, 2 and 3 sigma contours.
         let origin = to_screen(transform, [0.0, 0.0]);
-        for (r, alpha) in [(1.0, 60u8), (2.0, 40), (3.0, 25)] {
+        let [r, g, b, _] = crate::scene::PRIOR_BLUE;
+        for (k, alpha) in [(1.0, 60u8), (2.0, 40), (3.0, 25)] {
             painter.add(Shape::circle_filled(
                 origin,
-                r * scale,
-                Color32::from_rgba_unmultiplied(90, 140, 220, alpha / 3),
+                k * scale,
+                Color32::from_rgba_unmultiplied(r, g, b, alpha / 3),
             ));
             painter.add(Shape::circle_stroke(
                 origin,
-                r * scale,
-                Stroke::new(1.0, Color32::from_rgba_unmultiplied(90, 140, 220, alpha)),
+                k * scale,
+                Stroke::new(1.0, Color32::from_rgba_unmultiplied(r, g, b, alpha)),
             ));
+            census.prior_contours += 1;
         }
     }
-    let shape = snapshot.family.draws().posterior;
-    let alpha = if settings.show_ellipses && shape != PosteriorShape::Point {
-        55
-    } else {
-        160
-    };
     // Every disc and ellipse goes into one mesh: 10,000 posteriors stay one shape for egui to
     // pass through, instead of 10,000 shapes to tessellate each frame. The mesh is kept while
-    // the snapshot, the view and the settings that shape it stay the same.
-    let key = DiscKey {
-        snapshot: snapshot.key(),
+    // the scene and the view stay the same.
+    let key = MeshKey {
+        generation: cache.generation,
         frame: *transform.frame(),
         bounds: [
             transform.bounds().min()[0],
@@ -98,111 +153,117 @@ fn draw_snapshot(
             transform.bounds().max()[0],
             transform.bounds().max()[1],
         ],
-        view: format!(
-            "{:?}/{}/{}/{:?}",
-            settings.projection, settings.show_ellipses, pre_flow, axes
-        ),
     };
-    let cache_id = painter.clip_rect().min.x.to_bits() as u64 ^ (snapshot.run << 32);
-    let cache_id = egui::Id::unique(("latent-plane-discs", cache_id));
-    let cached: Option<DiscCache> = painter.ctx().data(|d| d.get_temp(cache_id));
-    let reuse = cached.as_ref().is_some_and(|c| c.key == key);
-    let mut discs = Discs::new(snapshot.probe.len(), painter.clip_rect(), reuse);
-    for i in 0..snapshot.probe.len() {
-        let color = class_color32(snapshot.probe.labels[i], alpha);
-        if pre_flow && let Some(pre) = &snapshot.view.pre_flow {
-            // Circles of radius sigma1 around E(x).
-            let c = to_screen(transform, axes.project(&pre[i * d..(i + 1) * d]));
-            let r = if settings.show_ellipses {
-                (snapshot.sigma_of(i)[0] * scale).max(1.0)
-            } else {
-                2.0
-            };
-            discs.add(c, Vec2::splat(r), color);
-            continue;
-        }
-        let c = to_screen(transform, axes.project(snapshot.mu_of(i)));
-        match (shape, settings.show_ellipses) {
-            (PosteriorShape::PriorSamples, _) => {
-                discs.add(c, Vec2::splat(2.0), Color32::from_gray(150));
-            }
-            (PosteriorShape::Point, _) | (_, false) => {
-                discs.add(c, Vec2::splat(2.0), color);
-            }
-            (PosteriorShape::Warped, true) => match snapshot.view.outline(i) {
-                Some(outline) if d == 2 || settings.projection == Projection::Dims(0, 1) => {
-                    let points: Vec<Pos2> =
-                        outline.iter().map(|p| to_screen(transform, *p)).collect();
-                    painter.add(Shape::closed_line(
-                        points,
-                        Stroke::new(1.0, class_color32(snapshot.probe.labels[i], 90)),
-                    ));
-                }
-                _ => {
-                    discs.add(c, Vec2::splat(2.0), color);
-                }
-            },
-            (PosteriorShape::Ellipse, true) => {
-                let r = axes.project_sigma(snapshot.sigma_of(i));
-                discs.add(
-                    c,
-                    Vec2::new((r[0] * scale).max(1.0), (r[1] * scale).max(1.0)),
-                    color,
-                );
-            }
-        }
-    }
-    let mesh = match cached {
-        Some(c) if reuse => c.mesh,
+    let mesh = match &cache.mesh {
+        Some((k, mesh)) if *k == key => mesh.clone(),
         _ => {
-            let mesh = std::sync::Arc::new(discs.mesh);
-            painter.ctx().data_mut(|d| {
-                d.insert_temp(
-                    cache_id,
-                    DiscCache {
-                        key,
-                        mesh: mesh.clone(),
-                    },
-                )
-            });
+            let mut discs = Discs::new(scene.discs.len(), painter.clip_rect());
+            for d in &scene.discs {
+                let radii = match d.radius {
+                    Radius::Screen(px) => Vec2::splat(px),
+                    Radius::Latent([a, b]) => Vec2::new((a * scale).max(1.0), (b * scale).max(1.0)),
+                };
+                discs.add(to_screen(transform, d.centre), radii, color(d.color));
+            }
+            let mesh = Arc::new(discs.mesh);
+            cache.mesh = Some((key, mesh.clone()));
             mesh
         }
     };
     painter.add(Shape::Mesh(mesh));
-    if let Some(prior) = &snapshot.view.prior_points {
-        for z in prior.chunks_exact(d.max(1)) {
-            let c = to_screen(transform, axes.project(z));
-            painter.add(Shape::circle_stroke(
-                c,
-                2.0,
-                Stroke::new(1.0, Color32::from_gray(150)),
-            ));
-        }
+    census.discs = scene.discs.len();
+    for o in &scene.outlines {
+        let points: Vec<Pos2> = o.points.iter().map(|p| to_screen(transform, *p)).collect();
+        painter.add(Shape::closed_line(points, Stroke::new(1.0, color(o.color))));
+        census.outlines += 1;
     }
-    if let Some(means) = &snapshot.view.class_means
-        && !pre_flow
-    {
-        for (label, m) in means.chunks_exact(d.max(1)).enumerate() {
-            let c = to_screen(transform, axes.project(m));
-            painter.circle(
-                c,
-                7.0,
-                class_color32(label as u8, 255),
-                Stroke::new(2.0, Color32::BLACK),
-            );
-        }
+    for p in &scene.prior_points {
+        painter.add(Shape::circle_stroke(
+            to_screen(transform, *p),
+            2.0,
+            Stroke::new(1.0, color(crate::scene::PRIOR_GREY)),
+        ));
+        census.prior_points += 1;
     }
+    for (m, label) in &scene.class_means {
+        painter.circle(
+            to_screen(transform, *m),
+            7.0,
+            class_color32(*label, 255),
+            Stroke::new(2.0, Color32::BLACK),
+        );
+        census.class_means += 1;
+    }
+    // Unit circle and temperature circle.
+    let origin = to_screen(transform, [0.0, 0.0]);
+    painter.add(Shape::circle_stroke(
+        origin,
+        scale,
+        Stroke::new(1.5, Color32::from_gray(30)),
+    ));
+    census.circles += 1;
+    if let Some(t) = scene.temperature {
+        let points: Vec<Pos2> = (0..=96)
+            .map(|k| {
+                let a = std::f32::consts::TAU * k as f32 / 96.0;
+                origin + Vec2::new(a.cos(), a.sin()) * t * scale
+            })
+            .collect();
+        painter.extend(Shape::dashed_line(
+            &points,
+            Stroke::new(1.5, color(crate::scene::ORANGE)),
+            6.0,
+            4.0,
+        ));
+        census.circles += 1;
+    }
+    // Pins, path, handle and preview.
+    let ink = ui.visuals().strong_text_color();
+    if let Some([a, b]) = marks.path {
+        painter.line_segment(
+            [to_screen(transform, a), to_screen(transform, b)],
+            Stroke::new(2.0, ink),
+        );
+    }
+    for (k, p) in marks.pins.iter().enumerate() {
+        let p = to_screen(transform, *p);
+        painter.circle(p, 6.0, Color32::WHITE, Stroke::new(2.0, Color32::BLACK));
+        painter.text(
+            p + Vec2::new(8.0, -8.0),
+            egui::Align2::LEFT_BOTTOM,
+            ["A", "B", "C", "D"][k.min(3)],
+            egui::FontId::proportional(14.0),
+            Color32::BLACK,
+        );
+    }
+    if let Some(h) = marks.handle {
+        painter.circle(
+            to_screen(transform, h),
+            7.0,
+            color(crate::scene::ORANGE),
+            Stroke::new(2.0, Color32::BLACK),
+        );
+    }
+    if let Some(p) = marks.preview {
+        painter.add(Shape::circle_stroke(
+            to_screen(transform, p),
+            9.0,
+            Stroke::new(2.0, color(crate::scene::ORANGE)),
+        ));
+    }
+    cache.painted = census;
 }
 
-/// The comparison run's plane, read-only, with the same view settings and linked zoom.
-pub fn compare_ui(ui: &mut egui::Ui, state: &AppState) {
-    let Some(compare) = &state.compare else {
-        return;
-    };
-    let title = match (&compare.snapshot, &compare.last_step) {
+/// A plane's title: the family, the step and its latest losses.
+fn run_title(
+    family: crate::train::ModelKind,
+    snapshot: Option<&Snapshot>,
+    last: Option<&crate::train::StepMetrics>,
+) -> String {
+    match (snapshot, last) {
         (Some(s), Some(m)) => format!(
             "{} at step {}: reconstruction {:.1}, KL {:.2}{}{}",
-            compare.family.label(),
+            family.label(),
             s.step,
             m.reconstruction,
             m.kl,
@@ -214,35 +275,55 @@ pub fn compare_ui(ui: &mut egui::Ui, state: &AppState) {
                 .map(|c| format!(", holes {:.0}%", 100.0 * c.hole_share))
                 .unwrap_or_default()
         ),
-        _ => format!("{}: building the model…", compare.family.label()),
+        _ => format!("{}: building the model…", family.label()),
+    }
+}
+
+/// The comparison run's plane, read-only, with the same view settings and linked zoom.
+pub fn compare_ui(ui: &mut egui::Ui, state: &AppState, view: &mut PlaneView) {
+    let Some(compare) = &state.compare else {
+        return;
     };
-    ui.vertical(|ui| {
-        ui.label(egui::RichText::new(title).strong());
-        if let Some(e) = &compare.error {
-            ui.colored_label(Color32::from_rgb(200, 40, 40), e);
-        }
-        let Some(snapshot) = &compare.snapshot else {
-            return;
-        };
-        let axes = PlaneAxes::new(state.settings.projection, &snapshot.mu, snapshot.latent_dim);
-        let response = Plot::new("compare_plane")
-            .data_aspect(1.0)
-            .link_axis(egui::Id::unique(PLANE_LINK), true)
-            .default_x_bounds(-3.5, 3.5)
-            .default_y_bounds(-3.5, 3.5)
-            .show_x(false)
-            .show_y(false)
-            .show(ui, |_| {});
-        let transform = response.transform;
-        let painter = ui.painter_at(*transform.frame());
-        draw_snapshot(&painter, &transform, snapshot, &axes, &state.settings);
-        let scale = transform.dpos_dvalue_x() as f32;
-        painter.add(Shape::circle_stroke(
-            to_screen(&transform, [0.0, 0.0]),
-            scale,
-            Stroke::new(1.5, Color32::from_gray(30)),
-        ));
-    });
+    ui.label(
+        egui::RichText::new(run_title(
+            compare.family,
+            compare.snapshot.as_ref(),
+            compare.last_step.as_ref(),
+        ))
+        .strong(),
+    );
+    if let Some(e) = &compare.error {
+        ui.colored_label(Color32::from_rgb(200, 40, 40), e);
+    }
+    let Some(snapshot) = &compare.snapshot else {
+        return;
+    };
+    let scene = view.compare.scene(state, snapshot);
+    let response = plane_plot("compare_plane", ui).show(ui, |_| {});
+    let transform = response.transform;
+    let painter = ui.painter_at(*transform.frame());
+    paint_scene(
+        ui,
+        &painter,
+        &transform,
+        &scene,
+        &Marks::default(),
+        &mut view.compare,
+    );
+}
+
+/// The plot both planes use: square units, linked zoom and pan, sized to the space given.
+fn plane_plot(id: &'static str, ui: &egui::Ui) -> Plot<'static> {
+    let size = ui.available_size();
+    Plot::new(id)
+        .data_aspect(1.0)
+        .link_axis(egui::Id::unique(PLANE_LINK), true)
+        .default_x_bounds(-3.5, 3.5)
+        .default_y_bounds(-3.5, 3.5)
+        .width(size.x.max(50.0))
+        .height(size.y.max(50.0))
+        .show_x(false)
+        .show_y(false)
 }
 
 /// Interaction state of the plane that is not worth persisting.
@@ -254,7 +335,10 @@ pub struct PlaneView {
     /// Whether the handle is being dragged.
     dragging_handle: bool,
     hover_texture: CachedTexture<(u64, usize)>,
-    tiles: CachedTexture<(u64, Projection)>,
+    /// The main run's scene.
+    pub main: SceneCache,
+    /// The comparison run's scene.
+    pub compare: SceneCache,
 }
 
 impl Default for PlaneView {
@@ -264,7 +348,8 @@ impl Default for PlaneView {
             last_transform: None,
             dragging_handle: false,
             hover_texture: CachedTexture::new("hovered sample"),
-            tiles: CachedTexture::new("manifold tiles"),
+            main: SceneCache::new(),
+            compare: SceneCache::new(),
         }
     }
 }
@@ -273,21 +358,17 @@ impl Default for PlaneView {
 /// segments for larger ones; ellipses wholly outside the visible rectangle are left out.
 struct Discs {
     mesh: egui::Mesh,
-    /// A cached mesh will be drawn: adding is skipped.
-    reuse: bool,
     visible: egui::Rect,
-    /// Unit-circle points for 8, 16 and 32 segments.
+    /// Unit-circle points for 8, 12 and 24 segments.
     circles: [Vec<Vec2>; 3],
 }
 
 impl Discs {
-    /// Room for `n` discs; with `reuse`, a cached mesh will be drawn and nothing is added.
-    fn new(n: usize, visible: egui::Rect, reuse: bool) -> Self {
+    /// Room for `n` discs.
+    fn new(n: usize, visible: egui::Rect) -> Self {
         let mut mesh = egui::Mesh::default();
-        if !reuse {
-            mesh.reserve_vertices(n * 9);
-            mesh.reserve_triangles(n * 8);
-        }
+        mesh.reserve_vertices(n * 9);
+        mesh.reserve_triangles(n * 8);
         let circle = |segments: usize| {
             (0..segments)
                 .map(|k| Vec2::angled(std::f32::consts::TAU * k as f32 / segments as f32))
@@ -295,16 +376,12 @@ impl Discs {
         };
         Self {
             mesh,
-            reuse,
             visible,
             circles: [circle(8), circle(12), circle(24)],
         }
     }
 
     fn add(&mut self, centre: Pos2, radii: Vec2, color: Color32) {
-        if self.reuse {
-            return;
-        }
         if !self
             .visible
             .intersects(egui::Rect::from_center_size(centre, radii * 2.0))
@@ -332,29 +409,29 @@ impl Discs {
     }
 }
 
-/// What a plane's disc mesh was built from.
-#[derive(Clone, Debug, PartialEq)]
-struct DiscKey {
-    snapshot: u64,
-    frame: egui::Rect,
-    bounds: [f64; 4],
-    view: String,
-}
-
-/// A plane's disc mesh and what it was built from, kept in egui's temporary storage.
-#[derive(Clone)]
-struct DiscCache {
-    key: DiscKey,
-    mesh: std::sync::Arc<egui::Mesh>,
-}
-
-fn to_screen(t: &PlotTransform, p: [f32; 2]) -> Pos2 {
-    t.position_from_point(&PlotPoint::new(p[0] as f64, p[1] as f64))
-}
-
-/// Draws the plane toolbar and the plane.
+/// Draws the plane toolbar and the plane, and beside it the comparison run's plane when there
+/// is one: the toolbar spans both, each plane has a title line and an equal column.
 pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     toolbar_ui(ui, state, view);
+    if state.compare.is_some() {
+        ui.columns(2, |cols| {
+            let title = state.compare.as_ref().map(|_| {
+                let family = state.settings.config.model;
+                run_title(family, state.shown_snapshot(), state.last_step.as_ref())
+            });
+            if let Some(title) = title {
+                cols[0].label(egui::RichText::new(title).strong());
+            }
+            main_plane_ui(&mut cols[0], state, view);
+            compare_ui(&mut cols[1], state, view);
+        });
+    } else {
+        main_plane_ui(ui, state, view);
+    }
+}
+
+/// The main run's plane, with its interaction.
+fn main_plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     let Some(axes) = state.plane_axes() else {
         ui.centered_and_justified(|ui| ui.label("Loading the dataset and building the model…"));
         return;
@@ -370,127 +447,30 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         (Some(h), Some(t), Some(p)) => to_screen(t, h).distance(p) < 10.0,
         _ => false,
     };
-    let pre_flow = pre_flow_shown(&snapshot, &state.settings);
-    let mut plot = Plot::new("latent_plane")
-        .data_aspect(1.0)
-        .link_axis(egui::Id::unique(PLANE_LINK), true)
+    let scene = view.main.scene(state, &snapshot);
+    let marks = state.plane_marks(&scene);
+    let mut plot = plane_plot("latent_plane", ui)
         .allow_drag(!shift && !near_handle && !view.dragging_handle)
-        .allow_double_click_reset(true)
-        .default_x_bounds(-3.5, 3.5)
-        .default_y_bounds(-3.5, 3.5)
-        .show_x(false)
-        .show_y(false);
+        .allow_double_click_reset(true);
     if view.reset {
         plot = plot.reset();
         view.reset = false;
     }
-    let tiles = state.settings.show_manifold.then(|| {
-        let key = (snapshot.key(), state.settings.projection);
-        let tex = view.tiles.get(ui.ctx(), key, || {
-            let step = 2.0 * TILE_EXTENT / TILES as f32;
-            let mut z = Vec::new();
-            for row in 0..TILES {
-                for col in 0..TILES {
-                    let p = [
-                        -TILE_EXTENT + (col as f32 + 0.5) * step,
-                        TILE_EXTENT - (row as f32 + 0.5) * step,
-                    ];
-                    z.extend(axes.lift(p));
-                }
-            }
-            grid(
-                &snapshot.decoder.decode_many(&z),
-                snapshot.decoder.width,
-                snapshot.decoder.height,
-                TILES,
-            )
-        });
-        tex.id()
-    });
-    let response = plot.show(ui, |pu| {
-        if let Some(id) = tiles {
-            let side = 2.0 * TILE_EXTENT;
-            pu.image(
-                PlotImage::new(
-                    "decoded tiles",
-                    id,
-                    PlotPoint::new(0.0, 0.0),
-                    Vec2::splat(side),
-                )
-                .tint(Color32::from_white_alpha(150)),
-            );
-        }
-        pu.pointer_coordinate()
-    });
+    let response = plot.show(ui, |pu| pu.pointer_coordinate());
     let transform = response.transform;
     view.last_transform = Some(transform);
     let painter = ui.painter_at(*transform.frame());
     let scale = transform.dpos_dvalue_x() as f32;
-
-    draw_snapshot(&painter, &transform, &snapshot, &axes, &state.settings);
-    // Unit circle and temperature circle, in the theme's strong text colour.
-    let ink = ui.visuals().strong_text_color();
-    let origin = to_screen(&transform, [0.0, 0.0]);
-    painter.add(Shape::circle_stroke(
-        origin,
-        scale,
-        Stroke::new(1.5, Color32::from_gray(30)),
-    ));
-    let t = state.settings.temperature;
-    if t > 0.0 {
-        let points: Vec<Pos2> = (0..=96)
-            .map(|k| {
-                let a = std::f32::consts::TAU * k as f32 / 96.0;
-                origin + Vec2::new(a.cos(), a.sin()) * t * scale
-            })
-            .collect();
-        painter.extend(Shape::dashed_line(
-            &points,
-            Stroke::new(1.5, Color32::from_rgb(230, 140, 0)),
-            6.0,
-            4.0,
-        ));
-    }
-    // Pins, path and handle.
-    let pins: Vec<Pos2> = state
+    paint_scene(ui, &painter, &transform, &scene, &marks, &mut view.main);
+    let pins: Vec<Pos2> = marks
         .pins
         .iter()
-        .filter_map(|e| state.endpoint_z(e))
-        .map(|z| to_screen(&transform, axes.project(&z)))
+        .map(|p| to_screen(&transform, *p))
         .collect();
-    if pins.len() >= 2 && !state.settings.four_corners {
-        painter.line_segment([pins[0], pins[1]], Stroke::new(2.0, ink));
-    }
-    for (k, p) in pins.iter().enumerate() {
-        painter.circle(*p, 6.0, Color32::WHITE, Stroke::new(2.0, Color32::BLACK));
-        painter.text(
-            *p + Vec2::new(8.0, -8.0),
-            egui::Align2::LEFT_BOTTOM,
-            ["A", "B", "C", "D"][k.min(3)],
-            egui::FontId::proportional(14.0),
-            Color32::BLACK,
-        );
-    }
-    if let Some(h) = handle {
-        painter.circle(
-            to_screen(&transform, h),
-            7.0,
-            Color32::from_rgb(230, 140, 0),
-            Stroke::new(2.0, Color32::BLACK),
-        );
-    }
-    if let Some((z, _)) = &state.preview {
-        let p = to_screen(&transform, axes.project(z));
-        painter.add(Shape::circle_stroke(
-            p,
-            9.0,
-            Stroke::new(2.0, Color32::from_rgb(230, 140, 0)),
-        ));
-    }
 
     // Interaction.
     let r = &response.response;
-    if pre_flow {
+    if scene.pre_flow {
         r.clone().on_hover_text(
             "The pre-flow space: w = E(x) + sigma1 u, before the flow F. Switch back to the \
              prior's space to pin, drag and decode.",
@@ -669,5 +649,106 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
                 format!("- - T = {:.2}", state.settings.temperature),
             );
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::app::exporter;
+    use crate::app::state::Settings;
+    use crate::data::builtin::Builtin;
+    use crate::train::{ModelKind, TrainConfig, Trainer};
+
+    /// Runs one frame of the plane in a headless egui context.
+    fn paint(state: &mut AppState, view: &mut PlaneView) {
+        let ctx = egui::Context::default();
+        let input = egui::RawInput {
+            screen_rect: Some(egui::Rect::from_min_size(
+                egui::Pos2::ZERO,
+                egui::vec2(900.0, 700.0),
+            )),
+            ..Default::default()
+        };
+        let _ = ctx.run_ui(input, |ui| plane_ui(ui, state, view));
+    }
+
+    /// Counts pixels of the prior samples' grey.
+    fn prior_grey_pixels(image: &image::RgbaImage) -> usize {
+        image
+            .pixels()
+            .filter(|p| {
+                let [r, g, b, _] = p.0;
+                r == g && g == b && (140..=160).contains(&r)
+            })
+            .count()
+    }
+
+    #[test]
+    fn the_exported_plane_paints_what_the_window_paints_for_every_family_and_projection() {
+        let data = Arc::new(Builtin::Mnist.load(0).unwrap());
+        let mut cases: Vec<(ModelKind, usize, Projection)> = ModelKind::ALL
+            .iter()
+            .map(|&k| (k, 2, Projection::Dims(0, 1)))
+            .collect();
+        cases.push((ModelKind::Vae, 4, Projection::Pca));
+        cases.push((ModelKind::FVae, 3, Projection::Dims(1, 2)));
+        let mut vae_grey = usize::MAX;
+        for (kind, d, projection) in cases {
+            let config = TrainConfig {
+                model: kind,
+                latent_dim: d,
+                probe_size: 300,
+                hidden: vec![64],
+                ..TrainConfig::default()
+            };
+            let trainer = Trainer::new(config.clone(), data.clone(), Device::flex()).unwrap();
+            let mut state = AppState::new(Settings {
+                config,
+                projection,
+                show_density: true,
+                show_manifold: true,
+                ..Settings::default()
+            });
+            let snapshot = trainer.snapshot(true);
+            state.snapshot = Some(snapshot.clone());
+            state.pin(Endpoint::Sample(0));
+            state.pin(Endpoint::Sample(1));
+            let mut view = PlaneView::default();
+            paint(&mut state, &mut view);
+            let window = view.main.last().expect("the window built a scene").clone();
+            let (image, exported) = exporter::plane_image(&state, &snapshot, 600);
+            let case = format!("{kind:?} d={d} {projection:?}");
+            assert_eq!(
+                window,
+                state.plane_scene(&snapshot),
+                "{case}: scenes differ"
+            );
+            assert_eq!(view.main.painted(), window.census(), "{case}: window");
+            assert_eq!(exported, window.census(), "{case}: export");
+            let c = window.census();
+            assert!(c.discs + c.outlines == 300, "{case}: {c:?}");
+            assert_eq!(c.tiles, crate::scene::TILES * crate::scene::TILES, "{case}");
+            let draws = kind.draws();
+            assert_eq!(c.fields > 0, draws.encoder, "{case}: fields {c:?}");
+            assert_eq!(c.prior_contours > 0, draws.adversarial, "{case}");
+            assert_eq!(c.class_means > 0, draws.class_means, "{case}");
+            assert_eq!(c.outlines > 0, draws.pre_flow, "{case}");
+            let marks = state.plane_marks(&window);
+            assert_eq!(marks.pins.len(), 2, "{case}");
+            let grey = prior_grey_pixels(&image);
+            if draws.prior_samples || !draws.encoder {
+                // The GAN's and ALI's prior samples.
+                assert!(grey > 300, "{case}: {grey} prior-sample pixels in the PNG");
+            }
+            if kind == ModelKind::Vae && d == 2 {
+                vae_grey = grey;
+            }
+        }
+        assert!(vae_grey < 100, "the VAE's PNG has {vae_grey} grey pixels");
     }
 }
