@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use egui_kittest::Harness;
 use latent_atlas::app::LatentAtlasApp;
+use latent_atlas::app::action::Action;
 use latent_atlas::app::state::EvaluatorStatus;
 use support::{harness_with_probe, step_until};
 
@@ -84,6 +85,39 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
             drags.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    // Exports run on their own thread: the frames while one runs.
+    let export_dir = std::env::temp_dir().join(format!(
+        "latent-atlas-bench-ui-export-{}",
+        std::process::id()
+    ));
+    h.state_mut().state.settings.export_dir = export_dir.clone();
+    for (name, action) in [
+        ("export_all", Action::ExportAll),
+        ("training_gif", Action::ExportGif),
+    ] {
+        let frames_kept = h.state().state.timeline.len();
+        h.state_mut().handle(action);
+        let start = Instant::now();
+        let mut frames = Vec::new();
+        while h.state().is_exporting() && start.elapsed() < Duration::from_secs(300) {
+            let t = Instant::now();
+            h.step();
+            let output = h.output();
+            let _ = h
+                .ctx
+                .tessellate(output.shapes.clone(), output.pixels_per_point);
+            frames.push(t.elapsed().as_secs_f64() * 1e3);
+            std::thread::sleep(latent_atlas::app::TRAINING_REPAINT);
+        }
+        let max = frames.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{name}_ui_frame_ms median {:.2} max {max:.2} ({} frames over {:.1} s; {frames_kept} snapshots kept)",
+            median(frames.clone()),
+            frames.len(),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&export_dir);
     let rendered: Vec<f64> = (0..10)
         .filter_map(|_| {
             let t = Instant::now();

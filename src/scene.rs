@@ -506,7 +506,7 @@ pub fn hole_field(c: &Coverage) -> Field {
         // Fully tinted a quarter of a nat inside the boundary, clear as far outside.
         let inside = ((0.25 - r) / 0.5).clamp(0.0, 1.0);
         let p = (-(x * x + y * y) / 2.0).exp() / std::f32::consts::TAU;
-        let a = inside * (p / peak).sqrt() * 0.45;
+        let a = inside * (p / peak).sqrt() * 0.6;
         with_alpha(HOLE, (a * 255.0).round() as u8)
     })
 }

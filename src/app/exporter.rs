@@ -1,7 +1,11 @@
 //! Carries out the export actions: every view rendered with `image` (independent of the
-//! screen and its resolution), the CSV tables, and the GIF of the training timeline.
+//! screen and its resolution), the CSV tables, and the GIF of the training timeline. Each runs
+//! on its own thread ([`ExportTask`]) from a copy of the state, so the window keeps drawing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
 
 use image::RgbaImage;
 
@@ -116,14 +120,20 @@ pub fn export_view(state: &AppState, view: View, dir: &Path) -> anyhow::Result<P
 
 /// Writes every view that can be rendered, `metrics.csv` and `latent.csv` into `dir`.
 /// Returns the files written and the views skipped (with why).
-pub fn export_all(state: &AppState, dir: &Path) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
+pub fn export_all(
+    state: &AppState,
+    dir: &Path,
+    progress: &Progress,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<String>)> {
     let mut written = Vec::new();
     let mut skipped = Vec::new();
+    progress.start(View::ALL.len() + 2);
     for view in View::ALL {
         match export_view(state, view, dir) {
             Ok(p) => written.push(p),
             Err(e) => skipped.push(format!("{}: {e}", view.title())),
         }
+        progress.tick();
     }
     let d = state.settings.config.latent_dim;
     let metrics = dir.join("metrics.csv");
@@ -132,6 +142,7 @@ pub fn export_all(state: &AppState, dir: &Path) -> anyhow::Result<(Vec<PathBuf>,
         csv::metrics_csv(&state.train_rows, &state.tests, d).as_bytes(),
     )?;
     written.push(metrics);
+    progress.tick();
     if let Some(s) = state.shown_snapshot() {
         let latent = dir.join("latent.csv");
         atomic_write(&latent, csv::latent_csv(s).as_bytes())?;
@@ -141,17 +152,158 @@ pub fn export_all(state: &AppState, dir: &Path) -> anyhow::Result<(Vec<PathBuf>,
 }
 
 /// Writes `latent_plane.gif`: the latent plane at every kept snapshot.
-pub fn export_gif(state: &AppState, dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn export_gif(state: &AppState, dir: &Path, progress: &Progress) -> anyhow::Result<PathBuf> {
     if state.timeline.is_empty() {
         anyhow::bail!("no snapshots yet to animate");
     }
     std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    // One tick per frame, and the encoding counted as a tenth of the work.
+    progress.start(state.timeline.len() * 10 / 9 + 1);
     let frames: Vec<RgbaImage> = state
         .timeline
         .iter()
-        .map(|f| views::latent_plane(&state.plane_scene(&f.snapshot), &Marks::default(), 480).0)
+        .map(|f| {
+            progress.tick();
+            views::latent_plane(&state.plane_scene(&f.snapshot), &Marks::default(), 480).0
+        })
         .collect();
     let path = dir.join("latent_plane.gif");
     atomic_write(&path, &views::gif(&frames, 120)?)?;
     Ok(path)
+}
+
+/// Progress of an export: steps done out of a total, shared with the window.
+#[derive(Clone, Default)]
+pub struct Progress {
+    done: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+    repaint: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl Progress {
+    /// Progress that asks for a repaint at each step.
+    pub fn new(repaint: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self {
+            repaint: Some(repaint),
+            ..Self::default()
+        }
+    }
+
+    /// Starts counting `total` steps.
+    pub fn start(&self, total: usize) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(total.max(1), Ordering::Relaxed);
+    }
+
+    /// One step done.
+    pub fn tick(&self) {
+        self.done.fetch_add(1, Ordering::Relaxed);
+        if let Some(r) = &self.repaint {
+            r();
+        }
+    }
+
+    /// The share done, in `[0, 1]`.
+    pub fn share(&self) -> f32 {
+        let total = self.total.load(Ordering::Relaxed).max(1);
+        (self.done.load(Ordering::Relaxed) as f32 / total as f32).min(1.0)
+    }
+}
+
+/// What an export writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExportJob {
+    /// One view as a PNG.
+    View(View),
+    /// Every view, `metrics.csv` and `latent.csv`.
+    All,
+    /// `latent_plane.gif`.
+    Gif,
+}
+
+impl ExportJob {
+    /// What the status bar calls it.
+    pub fn title(&self) -> String {
+        match self {
+            ExportJob::View(v) => format!("Exporting {}", v.title()),
+            ExportJob::All => "Exporting all views".to_owned(),
+            ExportJob::Gif => "Writing the training GIF".to_owned(),
+        }
+    }
+
+    /// Runs the export; returns the notice to show.
+    pub fn run(&self, state: &AppState, dir: &Path, progress: &Progress) -> anyhow::Result<String> {
+        match self {
+            ExportJob::View(view) => {
+                progress.start(1);
+                let p = export_view(state, *view, dir)?;
+                progress.tick();
+                Ok(format!("wrote {}", p.display()))
+            }
+            ExportJob::All => {
+                let (files, skipped) = export_all(state, dir, progress)?;
+                let note = if skipped.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (skipped: {})", skipped.join("; "))
+                };
+                Ok(format!(
+                    "wrote {} files into {}{note}",
+                    files.len(),
+                    dir.display()
+                ))
+            }
+            ExportJob::Gif => Ok(format!(
+                "wrote {}",
+                export_gif(state, dir, progress)?.display()
+            )),
+        }
+    }
+}
+
+/// An export running on its own thread, from a copy of the state.
+pub struct ExportTask {
+    title: String,
+    progress: Progress,
+    handle: Option<JoinHandle<anyhow::Result<String>>>,
+}
+
+impl ExportTask {
+    /// Starts `job` into `dir` on a thread named `export`.
+    pub fn spawn(
+        job: ExportJob,
+        state: AppState,
+        dir: PathBuf,
+        progress: Progress,
+    ) -> anyhow::Result<Self> {
+        let title = job.title();
+        let p = progress.clone();
+        let handle = std::thread::Builder::new()
+            .name("export".into())
+            .spawn(move || job.run(&state, &dir, &p))
+            .map_err(|e| anyhow::anyhow!("cannot start the export: {e}"))?;
+        Ok(Self {
+            title,
+            progress,
+            handle: Some(handle),
+        })
+    }
+
+    /// What is being exported and the share done.
+    pub fn status(&self) -> (String, f32) {
+        (self.title.clone(), self.progress.share())
+    }
+
+    /// The outcome, once the thread has finished (`None` while it runs).
+    pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
+        if !self.handle.as_ref()?.is_finished() {
+            return None;
+        }
+        let handle = self.handle.take()?;
+        Some(
+            handle.join().unwrap_or_else(|_| {
+                Err(anyhow::anyhow!("the export stopped with an internal error"))
+            }),
+        )
+    }
 }

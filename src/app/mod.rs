@@ -80,6 +80,8 @@ pub struct LatentAtlasApp {
     views: Views,
     dialog: Option<(DialogPurpose, Receiver<Option<PathBuf>>)>,
     ctx: egui::Context,
+    /// The export running on its own thread, if any.
+    export: Option<exporter::ExportTask>,
     /// Curves of a run being loaded, restored once its model is ready.
     pending_history: Option<(
         Vec<crate::train::StepMetrics>,
@@ -122,6 +124,7 @@ impl LatentAtlasApp {
             },
             dialog: None,
             ctx: cc.egui_ctx.clone(),
+            export: None,
             pending_history: None,
         };
         app.spawn_worker();
@@ -287,9 +290,7 @@ impl LatentAtlasApp {
             Action::LoadRun(None) => self.open_dialog(DialogPurpose::LoadRun),
             Action::SaveRun(Some(dir)) => {
                 self.send(Command::Save(dir.clone()));
-                if let Err(e) = exporter::export_all(&self.state, &dir) {
-                    self.state.errors.push(format!("{e:#}"));
-                }
+                self.start_export(exporter::ExportJob::All, dir);
             }
             Action::LoadRun(Some(dir)) => {
                 // The curves come back from the run's metrics.csv once its model is ready.
@@ -300,35 +301,58 @@ impl LatentAtlasApp {
             }
             Action::Export(view) => {
                 let dir = self.state.settings.export_dir.clone();
-                match exporter::export_view(&self.state, view, &dir) {
-                    Ok(p) => self.state.notices.push(format!("wrote {}", p.display())),
-                    Err(e) => self.state.errors.push(format!("{e:#}")),
-                }
+                self.start_export(exporter::ExportJob::View(view), dir);
             }
             Action::ExportAll => {
                 let dir = self.state.settings.export_dir.clone();
-                match exporter::export_all(&self.state, &dir) {
-                    Ok((files, skipped)) => {
-                        let note = if skipped.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (skipped: {})", skipped.join("; "))
-                        };
-                        self.state.notices.push(format!(
-                            "wrote {} files into {}{note}",
-                            files.len(),
-                            dir.display()
-                        ));
-                    }
-                    Err(e) => self.state.errors.push(format!("{e:#}")),
-                }
+                self.start_export(exporter::ExportJob::All, dir);
             }
             Action::ExportGif => {
                 let dir = self.state.settings.export_dir.clone();
-                match exporter::export_gif(&self.state, &dir) {
-                    Ok(p) => self.state.notices.push(format!("wrote {}", p.display())),
+                self.start_export(exporter::ExportJob::Gif, dir);
+            }
+        }
+    }
+
+    /// Starts an export on its own thread from a copy of the state; one at a time.
+    fn start_export(&mut self, job: exporter::ExportJob, dir: PathBuf) {
+        if let Some(task) = &self.export {
+            let (title, _) = task.status();
+            self.state.notices.push(format!(
+                "{title} is still running; try again when it is done"
+            ));
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let progress = exporter::Progress::new(Arc::new(move || ctx.request_repaint()));
+        match exporter::ExportTask::spawn(job, self.state.clone(), dir, progress) {
+            Ok(task) => {
+                self.state.exporting = Some(task.status());
+                self.export = Some(task);
+            }
+            Err(e) => self.state.errors.push(format!("{e:#}")),
+        }
+    }
+
+    /// Whether an export is running.
+    pub fn is_exporting(&self) -> bool {
+        self.export.is_some()
+    }
+
+    /// Shows the running export's progress, and its outcome once done.
+    fn poll_export(&mut self) {
+        let Some(task) = &mut self.export else {
+            return;
+        };
+        match task.try_finish() {
+            None => self.state.exporting = Some(task.status()),
+            Some(outcome) => {
+                match outcome {
+                    Ok(notice) => self.state.notices.push(notice),
                     Err(e) => self.state.errors.push(format!("{e:#}")),
                 }
+                self.export = None;
+                self.state.exporting = None;
             }
         }
     }
@@ -458,6 +482,7 @@ impl eframe::App for LatentAtlasApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.poll_worker();
         self.poll_dialog();
+        self.poll_export();
         self.state.fulfil_preview();
         for action in self.shortcuts(ctx) {
             self.handle(action);

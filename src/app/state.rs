@@ -208,8 +208,8 @@ pub enum EvaluatorStatus {
     Ready(f32),
 }
 
-/// The whole explorer state.
-#[derive(Debug, Default)]
+/// The whole explorer state. Cloned for an export, which then runs on its own thread.
+#[derive(Clone, Debug, Default)]
 pub struct AppState {
     /// What persists.
     pub settings: Settings,
@@ -217,6 +217,8 @@ pub struct AppState {
     pub run: Option<RunState>,
     /// Backend description.
     pub backend: String,
+    /// The export running, and its share done.
+    pub exporting: Option<(String, f32)>,
     /// Dataset name and sizes, once ready.
     pub dataset: Option<(String, usize, usize)>,
     /// Loss curves.
@@ -259,7 +261,7 @@ pub struct AppState {
 
 /// The second run of a side-by-side comparison: a model of another family trained on the
 /// same data with the same settings, folded from its own worker's events.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CompareState {
     /// Its family.
     pub family: ModelKind,

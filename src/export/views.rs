@@ -117,14 +117,10 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
         census.outlines += 1;
     }
     for &p in &scene.prior_points {
-        let ring: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, 2.5, 2.5, 12)
-            .into_iter()
-            .map(|q| {
-                let [x, y] = to_px(p);
-                [x + q[0], y + q[1]]
-            })
-            .collect();
-        c.polygon(&ring, 1.0, PRIOR_GREY);
+        // A ring: a grey disc with a white centre.
+        let [x, y] = to_px(p);
+        c.fill_ellipse(x, y, 3.2, 3.2, PRIOR_GREY, 1.0);
+        c.fill_ellipse(x, y, 1.6, 1.6, WHITE, 1.0);
         census.prior_points += 1;
     }
     for &(m, label) in &scene.class_means {

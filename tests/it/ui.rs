@@ -110,6 +110,7 @@ fn every_export_button_writes_its_file() {
     ] {
         h.get_by_label(label).click();
         h.run_steps(2);
+        step_until(&mut h, WAIT, |a| !a.is_exporting()).unwrap();
         assert!(
             dir.path().join(file).exists(),
             "{label} did not write {file}: {:?}",
@@ -118,11 +119,13 @@ fn every_export_button_writes_its_file() {
     }
     h.get_by_label("Export all").click();
     h.run_steps(2);
+    step_until(&mut h, WAIT, |a| !a.is_exporting()).unwrap();
     for file in ["metrics.csv", "latent.csv"] {
         assert!(dir.path().join(file).exists(), "{file}");
     }
     h.get_by_label("Training GIF").click();
     h.run_steps(2);
+    step_until(&mut h, WAIT, |a| !a.is_exporting()).unwrap();
     assert!(
         dir.path().join("latent_plane.gif").exists(),
         "{:?}",
@@ -192,6 +195,7 @@ fn a_saved_run_loads_back_with_its_curves() {
         a.state.notices.iter().any(|n| n.starts_with("saved"))
     })
     .unwrap();
+    step_until(&mut h, WAIT, |a| !a.is_exporting()).unwrap();
     assert!(dir.path().join("model.bpk").exists() && dir.path().join("metrics.csv").exists());
     h.state_mut()
         .handle(latent_atlas::app::action::Action::Reset);

@@ -45,6 +45,14 @@ pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
             )
             .on_hover_text("Training the dataset's classifier once; it is cached for next time");
         }
+        if let Some((what, share)) = &state.exporting {
+            ui.separator();
+            ui.add(
+                egui::ProgressBar::new(*share)
+                    .desired_width(160.0)
+                    .text(format!("{what}… {:.0}%", 100.0 * share)),
+            );
+        }
         if let Some(err) = state.last_error() {
             ui.separator();
             ui.colored_label(
