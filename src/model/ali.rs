@@ -45,37 +45,6 @@ impl Ali {
     }
 }
 
-impl super::Family for Ali {
-    fn base(&self) -> &Vae {
-        &self.base
-    }
-
-    /// Evaluation only: ALI trains through its own steps; this is G(E(x)) under
-    /// the likelihood.
-    fn terms(
-        &self,
-        x: Tensor<2>,
-        _onehot: Option<Tensor<2>>,
-        _eps: Tensor<2>,
-        likelihood: super::Likelihood,
-    ) -> super::Terms {
-        super::family::code_terms(&self.base, x, likelihood)
-    }
-
-    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
-        super::family::code_posteriors(&self.base, x)
-    }
-
-    fn discriminator(&self) -> Option<&Discriminator> {
-        Some(&self.disc)
-    }
-
-    fn with_frozen_discriminator(mut self) -> Self {
-        self.disc = self.disc.no_grad();
-        self
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,6 +138,44 @@ pub trait Family {
     }
 }
 
+/// The three adversarial families' shared behaviour: a code per image, a discriminator, and
+/// evaluation terms only (they train through their own steps; the reconstruction is G(E(x))
+/// under the likelihood, the decoding of the GAN's unused encoder for the GAN).
+macro_rules! adversarial_family {
+    ($($family:ty),*) => {$(
+        impl Family for $family {
+            fn base(&self) -> &Vae {
+                &self.base
+            }
+
+            fn terms(
+                &self,
+                x: Tensor<2>,
+                _onehot: Option<Tensor<2>>,
+                _eps: Tensor<2>,
+                likelihood: Likelihood,
+            ) -> Terms {
+                code_terms(&self.base, x, likelihood)
+            }
+
+            fn posteriors(&self, x: Tensor<2>) -> Posteriors {
+                code_posteriors(&self.base, x)
+            }
+
+            fn discriminator(&self) -> Option<&Discriminator> {
+                Some(&self.disc)
+            }
+
+            fn with_frozen_discriminator(mut self) -> Self {
+                self.disc = self.disc.no_grad();
+                self
+            }
+        }
+    )*};
+}
+
+adversarial_family!(Gan, Aae, Ali);
+
 /// Runs `$body` with `$m` bound to whichever family `$model` holds: the one match over the
 /// variants of [`Model`].
 macro_rules! dispatch {
