@@ -437,7 +437,7 @@ pub fn write_run(
     checkpoint::save(dir, trainer.model(), &trainer.run_info(backend))?;
     atomic_write(
         &dir.join("metrics.csv"),
-        csv::metrics_csv(train_rows, test_rows, d).as_bytes(),
+        csv::metrics_csv(train_rows.iter(), test_rows, d).as_bytes(),
     )?;
     let snapshot = trainer.snapshot(true);
     atomic_write(

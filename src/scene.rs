@@ -122,12 +122,10 @@ pub struct SceneOptions {
     pub pre_flow: bool,
     /// Decoded tiles under the plane.
     pub tiles: bool,
-    /// The prior temperature, drawn as a dashed circle (none at 0).
-    pub temperature: f32,
 }
 
 impl Default for SceneOptions {
-    /// The command line's view: dims 0 and 1, ellipses, the prior's holes, T = 1.
+    /// The command line's view: dims 0 and 1, ellipses, the prior's holes.
     fn default() -> Self {
         Self {
             projection: Projection::default(),
@@ -136,15 +134,17 @@ impl Default for SceneOptions {
             density: false,
             pre_flow: false,
             tiles: false,
-            temperature: 1.0,
         }
     }
 }
 
-/// The user's marks: pins, the path between the first two, the handle and the preview point,
+/// What changes with every gesture, drawn over the scene without rebuilding it: the
+/// temperature circle, pins, the path between the first two, the handle and the preview point,
 /// in plane coordinates.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Marks {
+    /// The prior temperature's circle, if drawn.
+    pub temperature: Option<f32>,
     /// Pinned ends, labelled A, B, C, D.
     pub pins: Vec<[f32; 2]>,
     /// The straight segment between the first two pins.
@@ -156,9 +156,10 @@ pub struct Marks {
 }
 
 impl Marks {
-    /// Projects latent points onto the scene's plane.
+    /// Projects latent points onto the scene's plane; a temperature of 0 draws no circle.
     pub fn new(
         axes: &PlaneAxes,
+        temperature: f32,
         pins: &[Vec<f32>],
         path: bool,
         handle: Option<&[f32]>,
@@ -166,6 +167,7 @@ impl Marks {
     ) -> Self {
         let pins: Vec<[f32; 2]> = pins.iter().map(|z| axes.project(z)).collect();
         Self {
+            temperature: (temperature > 0.0).then_some(temperature),
             path: (path && pins.len() >= 2).then(|| [pins[0], pins[1]]),
             pins,
             handle: handle.map(|z| axes.project(z)),
@@ -189,16 +191,16 @@ pub struct Scene {
     pub fields: Vec<Field>,
     /// The prior's 1, 2 and 3 sigma contours (the adversarial families judge codes by them).
     pub prior_contours: bool,
-    /// Posteriors as discs (ellipses and points), and the GAN's prior samples.
+    /// Posteriors as discs (ellipses and points), or the GAN's prior samples.
     pub discs: Vec<Disc>,
+    /// Whether the discs are prior samples (a family without an encoder).
+    pub discs_are_prior_samples: bool,
     /// Warped posterior outlines.
     pub outlines: Vec<Outline>,
     /// Fixed prior samples drawn as rings beside the codes (ALI).
     pub prior_points: Vec<[f32; 2]>,
     /// Class means with their class.
     pub class_means: Vec<([f32; 2], u8)>,
-    /// The temperature circle's radius, if drawn.
-    pub temperature: Option<f32>,
     /// Legend entries: class names and colours.
     pub legend: Vec<(String, Rgba)>,
     /// A square half-width that shows the scene: the prior's bulk and 99% of the points.
@@ -319,9 +321,9 @@ impl Scene {
                 height: snapshot.decoder.height,
             }
         });
-        let projection = match (options.projection, dims) {
-            (_, Some([i, j])) => format!("z{i} vs z{j}"),
-            (_, None) => "PCA".to_owned(),
+        let projection = match dims {
+            Some([i, j]) => format!("z{i} vs z{j}"),
+            None => "PCA".to_owned(),
         };
         let title = format!(
             "{} latent plane{} ({projection}), step {}, {n} {}",
@@ -354,15 +356,24 @@ impl Scene {
             tiles,
             fields,
             prior_contours: draws.adversarial && !pre_flow,
+            discs_are_prior_samples: shape == PosteriorShape::PriorSamples && !pre_flow,
             discs,
             outlines,
             prior_points,
             class_means,
-            temperature: (options.temperature > 0.0 && !pre_flow).then_some(options.temperature),
             legend,
             extent,
             hole_share: coverage.filter(|_| options.holes).map(|c| c.hole_share),
         }
+    }
+
+    /// Where the plane shows samples of the prior: the GAN's discs, ALI's rings.
+    pub fn prior_samples(&self) -> Vec<[f32; 2]> {
+        let discs = self.discs.iter().filter(|_| self.discs_are_prior_samples);
+        discs
+            .map(|d| d.centre)
+            .chain(self.prior_points.iter().copied())
+            .collect()
     }
 
     /// How many of each primitive the scene holds: what a painter must draw.
@@ -375,7 +386,7 @@ impl Scene {
             outlines: self.outlines.len(),
             prior_points: self.prior_points.len(),
             class_means: self.class_means.len(),
-            circles: 1 + usize::from(self.temperature.is_some()),
+            circles: 1,
         }
     }
 }
@@ -398,7 +409,7 @@ pub struct Census {
     pub prior_points: usize,
     /// Class means.
     pub class_means: usize,
-    /// The unit circle and the temperature circle.
+    /// The unit circle.
     pub circles: usize,
 }
 
@@ -428,20 +439,20 @@ fn warped(snapshot: &Snapshot, i: usize, dims: Option<[usize; 2]>) -> Option<Vec
 
 /// The aggregate posterior against the prior in the shown plane: the snapshot's own when it is
 /// over the same dims, else the mixture of the posteriors' shadows on the plane (the prior's
-/// shadow on two orthonormal axes is N(0, I) again).
+/// shadow on two orthonormal axes is N(0, I) again); none when the snapshot has none.
 fn plane_coverage(
     snapshot: &Snapshot,
     axes: &PlaneAxes,
     projection: Projection,
 ) -> Option<std::sync::Arc<Coverage>> {
-    let d = snapshot.latent_dim;
+    // Snapshots taken without coverage (between the paced ones) show none either.
+    let own = snapshot.coverage.as_ref()?;
     let same = match projection {
-        _ if d <= 2 => true,
-        Projection::Dims(i, j) => snapshot.coverage.as_ref().is_some_and(|c| c.axes == (i, j)),
-        Projection::Pca => false,
+        Projection::Dims(i, j) => own.axes == (i, j),
+        Projection::Pca => snapshot.latent_dim == 2 && own.axes == (0, 1),
     };
     if same {
-        return snapshot.coverage.clone();
+        return Some(own.clone());
     }
     let n = snapshot.probe.len();
     let mut mu = Vec::with_capacity(2 * n);
@@ -514,9 +525,14 @@ pub fn hole_field(c: &Coverage) -> Field {
 /// The aggregate posterior q(z) as a heat map: transparent where q is 0, deep blue at its
 /// peak (square-root scale).
 pub fn density_field(c: &Coverage) -> Field {
-    let max = c.q.iter().copied().fold(1e-12f32, f32::max);
-    rasterise(c, "q(z) heat map", |x, y| {
-        let v = (bilinear(c, &c.q, x, y) / max).clamp(0.0, 1.0).sqrt();
+    heat_field(c, &c.q, "q(z) heat map")
+}
+
+/// A density on the coverage grid (`values`, its layout) as a heat map, like [`density_field`].
+pub fn heat_field(c: &Coverage, values: &[f32], name: &'static str) -> Field {
+    let max = values.iter().copied().fold(1e-12f32, f32::max);
+    rasterise(c, name, |x, y| {
+        let v = (bilinear(c, values, x, y) / max).clamp(0.0, 1.0).sqrt();
         [40, 70, 200, (v * 150.0).round() as u8]
     })
 }
@@ -577,11 +593,13 @@ mod tests {
     #[test]
     fn marks_project_and_the_path_needs_two_pins() {
         let axes = PlaneAxes::new(Projection::Dims(1, 2), &[], 3);
-        let m = Marks::new(&axes, &[vec![1.0, 2.0, 3.0]], true, None, None);
+        let m = Marks::new(&axes, 0.0, &[vec![1.0, 2.0, 3.0]], true, None, None);
         assert_eq!(m.pins, vec![[2.0, 3.0]]);
         assert_eq!(m.path, None);
+        assert_eq!(m.temperature, None);
         let m = Marks::new(
             &axes,
+            1.5,
             &[vec![1.0, 2.0, 3.0], vec![0.0, -1.0, 0.5]],
             true,
             Some(&[0.0, 1.0, 1.0]),
@@ -589,5 +607,6 @@ mod tests {
         );
         assert_eq!(m.path, Some([[2.0, 3.0], [-1.0, 0.5]]));
         assert_eq!(m.handle, Some([1.0, 1.0]));
+        assert_eq!(m.temperature, Some(1.5));
     }
 }

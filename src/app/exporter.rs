@@ -139,7 +139,7 @@ pub fn export_all(
     let metrics = dir.join("metrics.csv");
     atomic_write(
         &metrics,
-        csv::metrics_csv(&state.train_rows, &state.tests, d).as_bytes(),
+        csv::metrics_csv(state.train_rows.iter(), &state.tests, d).as_bytes(),
     )?;
     written.push(metrics);
     progress.tick();

@@ -1,5 +1,53 @@
 //! A curve that keeps a whole run in bounded memory: when full, old points are thinned two to
-//! one (averaged), always keeping the very first point, so the start is never dropped.
+//! one (averaged), always keeping the very first point, so the start is never dropped. And the
+//! log of every step's metrics, cheap to copy for an export.
+
+use std::sync::Arc;
+
+use crate::train::StepMetrics;
+
+/// Rows per sealed chunk of a [`RowLog`].
+const ROW_CHUNK: usize = 4096;
+
+/// Every training step's metrics, kept whole (for `metrics.csv`) in sealed, shared chunks:
+/// a clone copies at most one chunk's rows, however long the run, so an export's copy of the
+/// state costs the window little.
+#[derive(Clone, Debug, Default)]
+pub struct RowLog {
+    sealed: Vec<Arc<Vec<StepMetrics>>>,
+    tail: Vec<StepMetrics>,
+}
+
+impl RowLog {
+    /// Appends a row.
+    pub fn push(&mut self, row: StepMetrics) {
+        self.tail.push(row);
+        if self.tail.len() == ROW_CHUNK {
+            self.sealed.push(Arc::new(std::mem::take(&mut self.tail)));
+        }
+    }
+
+    /// Forgets every row.
+    pub fn clear(&mut self) {
+        self.sealed.clear();
+        self.tail.clear();
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.sealed.len() * ROW_CHUNK + self.tail.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &StepMetrics> + Clone {
+        self.sealed.iter().flat_map(|c| c.iter()).chain(&self.tail)
+    }
+}
 
 /// Points `(step, value)` of one series.
 #[derive(Clone, Debug, Default)]
@@ -78,6 +126,31 @@ impl Series {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_row_log_keeps_every_row_in_order_across_chunks() {
+        let row = |step: u64| StepMetrics {
+            step,
+            epoch: 1,
+            epoch_progress: 0.0,
+            reconstruction: 0.0,
+            kl: 0.0,
+            total: 0.0,
+            kl_weight: 1.0,
+            kl_per_dim: Vec::new(),
+            extra: Vec::new(),
+        };
+        let mut log = RowLog::default();
+        let n = 2 * ROW_CHUNK + 7;
+        for step in 0..n as u64 {
+            log.push(row(step));
+        }
+        let copy = log.clone();
+        assert_eq!(copy.len(), n);
+        assert!(copy.iter().map(|r| r.step).eq(0..n as u64));
+        log.clear();
+        assert!(log.is_empty() && copy.len() == n);
+    }
 
     #[test]
     fn keeps_the_start_and_stays_bounded() {

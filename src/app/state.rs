@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::Series;
+use super::history::{RowLog, Series};
 use crate::backend::BackendChoice;
 use crate::evaluator::Scores;
 use crate::explore::geometry::{PathKind, interpolate};
@@ -250,7 +250,7 @@ pub struct AppState {
     /// Seed of the sample grid's noise ("new noise" changes it).
     pub noise_seed: u64,
     /// Every training row received, for the metrics CSV.
-    pub train_rows: Vec<StepMetrics>,
+    pub train_rows: RowLog,
     /// The evaluator's scores over training.
     pub scores: Vec<Scores>,
     /// Where the evaluator stands.
@@ -454,7 +454,6 @@ impl AppState {
             density: s.show_density,
             pre_flow: s.pre_flow,
             tiles: s.show_manifold,
-            temperature: s.temperature,
         }
     }
 
@@ -477,6 +476,7 @@ impl AppState {
             .collect();
         Marks::new(
             &scene.axes,
+            self.settings.temperature,
             &pins,
             !self.settings.four_corners,
             self.handle_point().as_deref(),

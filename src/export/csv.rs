@@ -8,9 +8,13 @@ use crate::train::{Snapshot, StepMetrics, TestMetrics};
 /// `metrics.csv`: one row per training step (`kind = train`) and one per test evaluation
 /// (`kind = test`), with the KL of every latent dimension and the family's own values (the
 /// BN-VAE's `kl_floor`, the f-VAE's `sigma1` and `sigma2`). Empty cells mean "not defined".
-pub fn metrics_csv(train: &[StepMetrics], test: &[TestMetrics], latent_dim: usize) -> String {
+pub fn metrics_csv<'a>(
+    train: impl Iterator<Item = &'a StepMetrics> + Clone,
+    test: &[TestMetrics],
+    latent_dim: usize,
+) -> String {
     let mut extras: Vec<&str> = Vec::new();
-    for m in train {
+    for m in train.clone() {
         for (name, _) in &m.extra {
             if !extras.contains(&name.as_str()) {
                 extras.push(name);
@@ -236,7 +240,7 @@ mod tests {
             kl_per_dim: vec![2.0, 2.5],
             hole_share: Some(0.125),
         }];
-        let (t, e) = parse_metrics_csv(&metrics_csv(&train, &test, 2));
+        let (t, e) = parse_metrics_csv(&metrics_csv(train.iter(), &test, 2));
         assert_eq!(t, train);
         assert_eq!(e, test);
     }

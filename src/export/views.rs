@@ -5,10 +5,13 @@ use image::RgbaImage;
 
 use super::canvas::{BLACK, Canvas, GRID, WHITE, class_color};
 use crate::explore::PlainDecoder;
-use crate::explore::coverage::{Coverage, HOLE_RATIO};
+use crate::explore::coverage::Coverage;
 use crate::explore::geometry::{PathKind, ellipse_outline, interpolation_path, manifold_grid};
 use crate::rng::Rng;
-use crate::scene::{Census, Marks, ORANGE, PRIOR_BLUE, PRIOR_GREY, Radius, Scene};
+use crate::scene::{
+    Census, Marks, ORANGE, PRIOR_BLUE, PRIOR_GREY, Radius, Scene, density_field, heat_field,
+    hole_field,
+};
 use crate::train::Snapshot;
 
 const TITLE_PX: f32 = 20.0;
@@ -135,7 +138,7 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
         .collect();
     c.polygon(&circle, 2.0, [30, 30, 30, 255]);
     census.circles += 1;
-    if let Some(t) = scene.temperature {
+    if let Some(t) = marks.temperature {
         let ring: Vec<[f32; 2]> = ellipse_outline(0.0, 0.0, t, t, 96)
             .into_iter()
             .map(to_px)
@@ -144,7 +147,6 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
         for k in (0..ring.len()).step_by(2) {
             c.line(ring[k], ring[(k + 1) % ring.len()], 1.5, ORANGE);
         }
-        census.circles += 1;
     }
     if let Some([a, b]) = marks.path {
         c.line(to_px(a), to_px(b), 2.0, BLACK);
@@ -193,7 +195,7 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
     }
     c.line([x0, y + 12.0], [x0 + 14.0, y + 12.0], 2.0, BLACK);
     c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "unit circle");
-    if let Some(t) = scene.temperature {
+    if let Some(t) = marks.temperature {
         y += 22.0;
         c.line([x0, y + 12.0], [x0 + 5.0, y + 12.0], 1.5, ORANGE);
         c.line([x0 + 9.0, y + 12.0], [x0 + 14.0, y + 12.0], 1.5, ORANGE);
@@ -204,7 +206,7 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
         c.fill_ellipse(x0 + 7.0, y + 10.0, 6.0, 6.0, BLACK, 1.0);
         c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "class means");
     }
-    if !scene.prior_points.is_empty() || scene.discs.iter().any(|d| d.color == PRIOR_GREY) {
+    if !scene.prior_samples().is_empty() {
         y += 22.0;
         c.fill_ellipse(x0 + 7.0, y + 10.0, 4.0, 4.0, PRIOR_GREY, 1.0);
         c.text(x0 + 20.0, y + 4.0, LABEL_PX, BLACK, "prior samples");
@@ -233,57 +235,35 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
     (c.image, census)
 }
 
-/// Tint of a prior hole (q < 0.1 p) in the coverage view.
-const HOLE: [u8; 4] = [255, 200, 120, 255];
-
-/// The aggregate posterior as a heat map beside the prior, with the holes outlined.
+/// The aggregate posterior as a heat map beside the prior, with the holes tinted: the fields
+/// the latent plane draws ([`crate::scene`]).
 pub fn coverage(coverage: &Coverage, size: u32) -> RgbaImage {
     let margin = 36.0;
     let side = size as f32;
     let mut c = Canvas::new(size * 2, size + 30, WHITE);
     let plot = side - 2.0 * margin;
-    let cell = plot / coverage.n as f32;
-    let max_q = coverage.q.iter().copied().fold(1e-12f32, f32::max);
-    let max_p = coverage.p.iter().copied().fold(1e-12f32, f32::max);
-    for (panel, (values, max, title)) in [
+    let panels = [
         (
-            &coverage.q,
-            max_q,
+            vec![density_field(coverage), hole_field(coverage)],
             format!(
-                "aggregate posterior q(z), holes (q < 0.1 p) outlined: {:.1}% of the prior",
+                "aggregate posterior q(z), holes (q < 0.1 p) tinted: {:.1}% of the prior",
                 100.0 * coverage.hole_share
             ),
         ),
-        (&coverage.p, max_p, "prior p(z) = N(0, I)".to_owned()),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        (
+            vec![heat_field(coverage, &coverage.p, "prior")],
+            "prior p(z) = N(0, I)".to_owned(),
+        ),
+    ];
+    for (panel, (fields, title)) in panels.into_iter().enumerate() {
         let x0 = panel as f32 * side + margin;
-        for r in 0..coverage.n {
-            for col in 0..coverage.n {
-                let k = r * coverage.n + col;
-                let v = (values[k] / max).sqrt().clamp(0.0, 1.0);
-                let shade = [
-                    (255.0 * (1.0 - 0.85 * v)) as u8,
-                    (255.0 * (1.0 - 0.6 * v)) as u8,
-                    255,
-                    255,
-                ];
-                let (px, py) = (
-                    (x0 + col as f32 * cell) as i32,
-                    (margin + plot - (r + 1) as f32 * cell) as i32,
-                );
-                c.fill_rect(px, py, cell.ceil() as i32, cell.ceil() as i32, shade);
-                if panel == 0 && coverage.q[k] < HOLE_RATIO * coverage.p[k] {
-                    let a = (coverage.p[k] / max_p).sqrt();
-                    for yy in py..py + cell.ceil() as i32 {
-                        for xx in px..px + cell.ceil() as i32 {
-                            c.blend(xx, yy, HOLE, 0.85 * a);
-                        }
-                    }
-                }
-            }
+        for field in &fields {
+            c.blend_field(
+                [x0, margin],
+                [x0 + plot, margin + plot],
+                &field.pixels,
+                field.side,
+            );
         }
         c.polygon(
             &[

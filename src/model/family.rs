@@ -94,9 +94,14 @@ pub trait Family {
         self.base().decode(z)
     }
 
+    /// Dimension of the latent space.
+    fn latent_dim(&self) -> usize {
+        self.base().mu.weight.dims()[1]
+    }
+
     /// The mode of the prior to sample around (the origin unless the family says otherwise).
     fn prior_mode(&self, _class: Option<usize>) -> Vec<f32> {
-        vec![0.0; self.base().mu.weight.dims()[1]]
+        vec![0.0; self.latent_dim()]
     }
 
     /// Learned class means, row-major `[classes, latent]`.
@@ -281,7 +286,7 @@ impl Model {
 
     /// Dimension of the latent space.
     pub fn latent_dim(&self) -> usize {
-        self.base().mu.weight.dims()[1]
+        dispatch!(self, m => Family::latent_dim(m))
     }
 
     /// The CVAE's class means, row-major `[classes, latent]`.

@@ -202,7 +202,7 @@ fn paint_scene(
         Stroke::new(1.5, Color32::from_gray(30)),
     ));
     census.circles += 1;
-    if let Some(t) = scene.temperature {
+    if let Some(t) = marks.temperature {
         let points: Vec<Pos2> = (0..=96)
             .map(|k| {
                 let a = std::f32::consts::TAU * k as f32 / 96.0;
@@ -215,7 +215,6 @@ fn paint_scene(
             6.0,
             4.0,
         ));
-        census.circles += 1;
     }
     // Pins, path, handle and preview.
     let ink = ui.visuals().strong_text_color();
@@ -415,13 +414,13 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     toolbar_ui(ui, state, view);
     if state.compare.is_some() {
         ui.columns(2, |cols| {
-            let title = state.compare.as_ref().map(|_| {
-                let family = state.settings.config.model;
-                run_title(family, state.shown_snapshot(), state.last_step.as_ref())
-            });
-            if let Some(title) = title {
-                cols[0].label(egui::RichText::new(title).strong());
-            }
+            let shown = state.shown_snapshot();
+            let title = run_title(
+                shown.map_or(state.settings.config.model, |s| s.family),
+                shown,
+                state.last_step.as_ref(),
+            );
+            cols[0].label(egui::RichText::new(title).strong());
             main_plane_ui(&mut cols[0], state, view);
             compare_ui(&mut cols[1], state, view);
         });
@@ -759,13 +758,7 @@ mod tests {
             // grey images, are turned off for this).
             state.settings.show_manifold = false;
             let scene = state.plane_scene(&snapshot);
-            let prior: Vec<[f32; 2]> = scene
-                .discs
-                .iter()
-                .filter(|d| d.color == crate::scene::PRIOR_GREY)
-                .map(|d| d.centre)
-                .chain(scene.prior_points.iter().copied())
-                .collect();
+            let prior = scene.prior_samples();
             assert_eq!(
                 !prior.is_empty(),
                 draws.prior_samples || !draws.encoder,
