@@ -11,7 +11,7 @@ use clap::Parser;
 use egui_kittest::Harness;
 use latent_atlas::app::LatentAtlasApp;
 use latent_atlas::app::action::Action;
-use latent_atlas::app::state::EvaluatorStatus;
+use latent_atlas::run::EvaluatorStatus;
 use support::{harness_with_probe, step_until};
 
 fn main() -> anyhow::Result<()> {
@@ -43,11 +43,12 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
     unsafe { std::env::set_var("LATENT_ATLAS_CACHE", &cache) };
     let mut h = harness_with_probe(1280.0, 820.0, "mnist", Some(args.probe_size as usize));
     step_until(&mut h, Duration::from_secs(120), |a| {
-        a.state.is_running() && a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+        a.state.is_running() && a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
     })?;
     let probes = h
         .state()
         .state
+        .main
         .snapshot
         .as_ref()
         .map_or(0, |s| s.probe.len());
@@ -95,7 +96,7 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         ("export_all", Action::ExportAll),
         ("training_gif", Action::ExportGif),
     ] {
-        let frames_kept = h.state().state.timeline.len();
+        let frames_kept = h.state().state.main.timeline.len();
         h.state_mut().handle(action);
         let start = Instant::now();
         let mut frames = Vec::new();
@@ -124,7 +125,13 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
             h.render().ok().map(|_| t.elapsed().as_secs_f64() * 1e3)
         })
         .collect();
-    let steps = h.state().state.last_step.as_ref().map_or(0, |m| m.step);
+    let steps = h
+        .state()
+        .state
+        .main
+        .last_step
+        .as_ref()
+        .map_or(0, |m| m.step);
     println!(
         "ui_frame_ms_median {:.2} (egui logic + ui + tessellation while training, {probes} ellipses, {primitives} clipped primitives, {} frames; step {steps})",
         median(frames),
@@ -142,9 +149,9 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
     // The status bar's samples/s with the window drawing as training repaints it: while the
     // evaluator trains for the first time (from the first epoch's end), then once it is ready.
     let evaluator_training =
-        |a: &LatentAtlasApp| matches!(a.state.evaluator, EvaluatorStatus::Training(_));
+        |a: &LatentAtlasApp| matches!(a.state.main.evaluator, EvaluatorStatus::Training(_));
     let evaluator_ready =
-        |a: &LatentAtlasApp| matches!(a.state.evaluator, EvaluatorStatus::Ready(_));
+        |a: &LatentAtlasApp| matches!(a.state.main.evaluator, EvaluatorStatus::Ready(_));
     step_until(&mut h, Duration::from_secs(120), |a| {
         evaluator_training(a) || evaluator_ready(a)
     })?;
@@ -178,7 +185,7 @@ fn status_rate(
     while start.elapsed() < span + Duration::from_secs(3) && during(h.state()) {
         h.step();
         if start.elapsed() > Duration::from_secs(3) {
-            rates.push(h.state().state.samples_per_sec as f64);
+            rates.push(h.state().state.main.samples_per_sec as f64);
         }
         std::thread::sleep(latent_atlas::app::TRAINING_REPAINT);
     }

@@ -38,13 +38,17 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     let steps = args.steps;
     eprintln!("training {steps} steps before the screenshots…");
     step_until(&mut h, Duration::from_secs(900), |a| {
-        a.state.snapshot.as_ref().is_some_and(|s| s.step >= steps)
+        a.state
+            .main
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.step >= steps)
     })?;
     h.state_mut().handle(Action::Pause);
     step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
     {
         let app = h.state_mut();
-        let s = app.state.snapshot.clone().expect("waited for it");
+        let s = app.state.main.snapshot.clone().expect("waited for it");
         let labels = &s.probe.labels;
         let a = 0;
         let b = (1..labels.len())
@@ -95,7 +99,12 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     h.state_mut().handle(Action::Compare(Some(ModelKind::Ae)));
     h.state_mut().handle(Action::Resume);
     step_until(&mut h, Duration::from_secs(900), |a| {
-        let main = a.state.snapshot.as_ref().is_some_and(|s| s.step >= steps);
+        let main = a
+            .state
+            .main
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.step >= steps);
         let other = a.state.compare.as_ref().and_then(|c| c.snapshot.as_ref());
         main && other.is_some_and(|s| s.step >= steps)
     })?;
@@ -121,6 +130,7 @@ fn train_family(
     h.state_mut().handle(Action::Reset);
     step_until(h, Duration::from_secs(900), |a| {
         a.state
+            .main
             .snapshot
             .as_ref()
             .is_some_and(|s| s.family == kind && s.step >= steps)

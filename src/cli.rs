@@ -1,26 +1,26 @@
 //! The command line: `train`, `eval` and `bench`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::BackendChoice;
 use crate::data::{Dataset, DatasetSpec};
-use crate::evaluator::{Evaluator, Scores, score};
-use crate::explore::geometry::PathKind;
-use crate::export::{csv, views};
-use crate::fsio::{atomic_write, save_png};
+use crate::evaluator::Scores;
+use crate::export::csv;
+use crate::export::folder::{self, ViewChoices};
+use crate::fsio::atomic_write;
 use crate::model::Likelihood;
 use crate::model::adversarial::AliLoss;
-use crate::scene::{Marks, Scene, SceneOptions};
+use crate::run::RunView;
 use crate::train::{
-    AdversarialParams, HyperParams, ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig,
-    Trainer, checkpoint,
+    AdversarialParams, HyperParams, ModelKind, TestMetrics, TrainConfig, Trainer, checkpoint,
 };
+use crate::worker::{Command, Event, Options, RunState, Worker};
 
 /// Latent Atlas: watch generative autoencoders learn.
 #[derive(Parser, Debug)]
@@ -318,172 +318,212 @@ fn print_scores(s: &Scores) {
     );
 }
 
-/// The evaluator of `data`, trained (with a progress bar) the first time.
-fn load_evaluator(data: &Dataset) -> anyhow::Result<Evaluator> {
-    let bar =
-        ProgressBar::new(1000).with_message("training the evaluator classifier (cached after)");
+/// A progress bar with this template (or a plain one if the template is refused).
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {msg}  [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let device = crate::backend::BackendChoice::Cpu.select()?.device;
-    let evaluator = Evaluator::for_dataset(data, &device, &mut |p| {
-        bar.set_position((p * 1000.0) as u64)
-    });
-    bar.finish_and_clear();
-    let evaluator = evaluator?;
-    eprintln!(
-        "evaluator: {:.2}% test accuracy ({})",
-        100.0 * evaluator.test_accuracy,
-        evaluator
-            .cache
-            .as_ref()
-            .map_or("not cached".to_owned(), |p| p.display().to_string())
-    );
-    Ok(evaluator)
+    bar
 }
 
+/// `train`: the worker trains (as in the window, with headless pacing: every epoch evaluated,
+/// checkpointed and scored); this loop folds its events into a [`RunView`] like the window
+/// does, shows progress, and writes the run folder after every epoch with the window's writer.
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let config = args.config();
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let data = load_dataset(&config.dataset, config.seed)?;
-    let backend = select_backend(args.backend)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-    let evaluator = if args.score_samples > 0 && data.is_labelled() {
-        Some(load_evaluator(&data)?)
-    } else {
-        if args.score_samples > 0 {
-            eprintln!(
-                "note: {} has no labels, so generated samples are not scored",
-                data.name
-            );
-        }
-        None
+    let options = Options::headless(args.out.clone(), args.score_samples, args.score_temperature);
+    let worker = Worker::spawn_with(config.clone(), args.backend, options, Arc::new(|| {}))
+        .map_err(|e| anyhow::anyhow!("cannot start the training thread: {e}"))?;
+    let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", config.dataset));
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    let mut driver = Driver {
+        run: RunView::new(config),
+        choices: ViewChoices::default(),
+        out: args.out.clone(),
+        bar: spinner,
+        evaluator_bar: None,
+        failure: None,
+        scoring: args.score_samples > 0,
+        written: None,
     };
-    let mut trainer = Trainer::new(config.clone(), data, backend.device.clone())?;
-    let mut score_rows: Vec<Scores> = Vec::new();
-    let steps_per_epoch = trainer.data().train.len().div_ceil(config.hyper.batch_size) as u64;
-    let bar = ProgressBar::new(steps_per_epoch * config.epochs as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut train_rows: Vec<StepMetrics> = Vec::new();
-    let mut test_rows: Vec<TestMetrics> = Vec::new();
-    let mut window = (Instant::now(), 0usize);
-    let mut rate = 0.0;
-    while !trainer.is_finished() {
-        let m = trainer.step()?;
-        window.1 += config.hyper.batch_size;
-        let elapsed = window.0.elapsed().as_secs_f64();
-        if elapsed > 1.0 {
-            rate = window.1 as f64 / elapsed;
-            window = (Instant::now(), 0);
-        }
-        bar.inc(1);
-        if m.step % 10 == 0 {
-            bar.set_message(format!(
-                "epoch {} loss {:.2} (rec {:.2} + KL {:.2})  {:.0} samples/s",
-                m.epoch, m.total, m.reconstruction, m.kl, rate
-            ));
-        }
-        let epoch_done = m.epoch_progress >= 1.0;
-        train_rows.push(m);
-        if epoch_done {
-            let test = trainer.evaluate(true);
-            bar.suspend(|| print_test(&test));
-            test_rows.push(test);
-            if let Some(evaluator) = &evaluator {
-                let snapshot = trainer.snapshot(false);
-                let s = score(
-                    evaluator,
-                    &snapshot,
-                    args.score_samples,
-                    args.score_temperature,
-                    config.seed,
-                );
-                bar.suspend(|| print_scores(&s));
-                score_rows.push(s);
-                atomic_write(
-                    &args.out.join("scores.csv"),
-                    csv::scores_csv(&score_rows).as_bytes(),
-                )?;
-            }
-            // Everything is rewritten after each epoch, so a crash loses at most one epoch.
-            write_run(
-                &args.out,
-                &trainer,
-                &backend.description,
-                &train_rows,
-                &test_rows,
-            )?;
-        }
+    let result = driver.drive(&worker);
+    driver.bar.finish_and_clear();
+    if let Some(b) = &driver.evaluator_bar {
+        b.finish_and_clear();
     }
-    bar.finish_and_clear();
+    drop(worker);
+    result?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
 }
 
-/// Writes the checkpoint, the CSV tables and every PNG view of the current model.
-pub fn write_run(
-    dir: &Path,
-    trainer: &Trainer,
-    backend: &str,
-    train_rows: &[StepMetrics],
-    test_rows: &[TestMetrics],
-) -> anyhow::Result<()> {
-    let d = trainer.config().latent_dim;
-    checkpoint::save(dir, trainer.model(), &trainer.run_info(backend))?;
-    atomic_write(
-        &dir.join("metrics.csv"),
-        csv::metrics_csv(train_rows.iter(), test_rows, d).as_bytes(),
-    )?;
-    let snapshot = trainer.snapshot(true);
-    atomic_write(
-        &dir.join("latent.csv"),
-        csv::latent_csv(&snapshot).as_bytes(),
-    )?;
-    write_views(dir, &snapshot, trainer.config().seed)
+/// How long `train` waits for a silent evaluator after the last epoch.
+const SCORE_PATIENCE: Duration = Duration::from_secs(120);
+
+/// The command line's side of a training run.
+struct Driver {
+    run: RunView,
+    choices: ViewChoices,
+    out: PathBuf,
+    /// The loading spinner, then the step bar.
+    bar: ProgressBar,
+    evaluator_bar: Option<ProgressBar>,
+    /// The newest failure, reported if the run stops on it.
+    failure: Option<String>,
+    /// Whether scores are still expected.
+    scoring: bool,
+    /// The step whose folder was last written.
+    written: Option<u64>,
 }
 
-/// Writes the PNG views of a snapshot.
-pub fn write_views(dir: &Path, snapshot: &Snapshot, seed: u64) -> anyhow::Result<()> {
-    let scene = Scene::build(snapshot, &SceneOptions::default());
-    save_png(
-        &dir.join("latent_plane.png"),
-        &views::latent_plane(&scene, &Marks::default(), 800).0,
-    )?;
-    save_png(
-        &dir.join("samples.png"),
-        &views::prior_samples(&snapshot.decoder, &[0.5, 0.8, 1.0], seed),
-    )?;
-    save_png(
-        &dir.join("reconstructions.png"),
-        &views::reconstructions(snapshot, 32),
-    )?;
-    save_png(
-        &dir.join("manifold.png"),
-        &views::manifold(&snapshot.decoder, 20),
-    )?;
-    if let Some(coverage) = &snapshot.coverage {
-        save_png(
-            &dir.join("prior_coverage.png"),
-            &views::coverage(coverage, 480),
-        )?;
+impl Driver {
+    /// Runs until every epoch is done, evaluated, saved and scored.
+    fn drive(&mut self, worker: &Worker) -> anyhow::Result<()> {
+        let mut finished = false;
+        let mut quiet_since = std::time::Instant::now();
+        loop {
+            let Some(event) = worker.recv_timeout(Duration::from_millis(200)) else {
+                if !worker.is_alive() {
+                    let why = self.failure.take();
+                    anyhow::bail!("{}", why.unwrap_or_else(|| "training stopped".into()));
+                }
+                if finished && quiet_since.elapsed() > SCORE_PATIENCE {
+                    // Training is done and the evaluator has gone quiet: leave without the
+                    // missing scores rather than hang.
+                    eprintln!(
+                        "warning: the evaluator stopped answering; some epochs are not scored"
+                    );
+                    return Ok(());
+                }
+                continue;
+            };
+            quiet_since = std::time::Instant::now();
+            let stop = self.show(worker, &event);
+            finished |= event == Event::State(RunState::Finished);
+            let saved = matches!(event, Event::Saved(_));
+            let scored = matches!(event, Event::Scored(_));
+            self.run.apply(event);
+            if let Some(why) = stop {
+                anyhow::bail!("{why}");
+            }
+            if saved {
+                // The epoch's snapshot was published just before its checkpoint was written.
+                if let Some(s) = worker.take_snapshot() {
+                    self.run.set_snapshot(s);
+                }
+                self.write()?;
+            } else if scored {
+                atomic_write(
+                    &self.out.join("scores.csv"),
+                    csv::scores_csv(&self.run.scores).as_bytes(),
+                )?;
+            }
+            // Evaluation and checkpoint come before `Finished`; only scores may follow it.
+            let scores_due = self.scoring && self.run.scores.len() < self.run.config.epochs;
+            if finished && !scores_due {
+                if self.written != self.run.last_step.as_ref().map(|m| m.step) {
+                    self.write()?;
+                }
+                return Ok(());
+            }
+        }
     }
-    if snapshot.view.class_means.is_some() {
-        save_png(
-            &dir.join("class_samples.png"),
-            &views::class_samples(snapshot, 10, 1.0, seed),
-        )?;
+
+    /// Shows one event on the terminal and answers it; `Some(why)` when the run cannot go on.
+    fn show(&mut self, worker: &Worker, event: &Event) -> Option<String> {
+        match event {
+            Event::Ready {
+                backend,
+                dataset,
+                train_len,
+                test_len,
+                classes,
+                config,
+            } => {
+                self.bar.finish_and_clear();
+                eprintln!(
+                    "dataset {dataset}: {train_len} training and {test_len} test images, {classes} classes"
+                );
+                if self.scoring && *classes == 0 {
+                    eprintln!("note: {dataset} has no labels, so generated samples are not scored");
+                    self.scoring = false;
+                }
+                eprintln!("backend: {backend}");
+                let per_epoch = train_len.div_ceil(config.hyper.batch_size) as u64;
+                self.bar = bar(
+                    per_epoch * config.epochs as u64,
+                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
+                );
+                worker.send(Command::Start);
+            }
+            Event::Notice(n) => self.bar.suspend(|| eprintln!("note: {n}")),
+            Event::Progress {
+                metrics: m,
+                samples_per_sec,
+            } => {
+                self.bar.set_position(m.step);
+                if m.step % 10 == 0 {
+                    self.bar.set_message(format!(
+                        "epoch {} loss {:.2} (rec {:.2} + KL {:.2})  {samples_per_sec:.0} samples/s",
+                        m.epoch, m.total, m.reconstruction, m.kl
+                    ));
+                }
+            }
+            Event::Tested(t) => self.bar.suspend(|| print_test(t)),
+            Event::Scored(s) => self.bar.suspend(|| print_scores(s)),
+            Event::EvaluatorProgress(p) => {
+                let b = self.evaluator_bar.get_or_insert_with(|| {
+                    bar(
+                        1000,
+                        "{bar:30} training the evaluator classifier (cached after)  [{elapsed}]",
+                    )
+                });
+                b.set_position((p * 1000.0) as u64);
+            }
+            Event::EvaluatorReady(a) => {
+                if let Some(b) = self.evaluator_bar.take() {
+                    b.finish_and_clear();
+                }
+                self.bar
+                    .suspend(|| eprintln!("evaluator: {:.2}% test accuracy", 100.0 * a));
+            }
+            Event::ScoringFailed(e) => {
+                self.scoring = false;
+                self.bar
+                    .suspend(|| eprintln!("warning: samples not scored: {e}"));
+            }
+            Event::Failed(e) => self.failure = Some(e.clone()),
+            Event::State(RunState::Paused | RunState::Stopped) => {
+                return Some(
+                    self.failure
+                        .take()
+                        .unwrap_or_else(|| "training paused".into()),
+                );
+            }
+            Event::State(_) | Event::SnapshotReady { .. } | Event::Saved(_) => {}
+        }
+        None
     }
-    let (a, b) = views::interpolation_ends(snapshot);
-    save_png(
-        &dir.join("interpolation.png"),
-        &views::interpolation(snapshot, a, b, 10, PathKind::Linear),
-    )?;
-    Ok(())
+
+    /// Writes every view and table of the newest snapshot into the run folder.
+    fn write(&mut self) -> anyhow::Result<()> {
+        let written = folder::write_all(
+            &self.run,
+            self.run.snapshot.as_ref(),
+            &self.choices,
+            &self.out,
+            &folder::Progress::default(),
+        )?;
+        for s in &written.skipped {
+            self.bar.suspend(|| eprintln!("note: not written: {s}"));
+        }
+        self.written = self.run.last_step.as_ref().map(|m| m.step);
+        Ok(())
+    }
 }
 
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {

@@ -20,6 +20,7 @@ pub mod fused;
 pub mod gui;
 pub mod model;
 pub mod rng;
+pub mod run;
 pub mod scene;
 pub mod train;
 pub mod worker;

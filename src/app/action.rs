@@ -4,63 +4,7 @@
 
 use std::path::PathBuf;
 
-/// The views that export as images.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum View {
-    /// The latent plane with every posterior.
-    Plane,
-    /// Loss curves.
-    Curves,
-    /// Prior samples at temperature T.
-    Samples,
-    /// The interpolation strip or grid.
-    Interpolation,
-    /// The decoded manifold.
-    Manifold,
-    /// Inputs beside reconstructions.
-    Reconstructions,
-    /// The aggregate posterior against the prior, with its holes.
-    Coverage,
-}
-
-impl View {
-    /// Every view.
-    pub const ALL: [View; 7] = [
-        View::Plane,
-        View::Curves,
-        View::Samples,
-        View::Interpolation,
-        View::Manifold,
-        View::Reconstructions,
-        View::Coverage,
-    ];
-
-    /// The exported file's name.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            View::Plane => "latent_plane.png",
-            View::Curves => "curves.png",
-            View::Samples => "samples.png",
-            View::Interpolation => "interpolation.png",
-            View::Manifold => "manifold.png",
-            View::Reconstructions => "reconstructions.png",
-            View::Coverage => "prior_coverage.png",
-        }
-    }
-
-    /// A button label.
-    pub fn title(self) -> &'static str {
-        match self {
-            View::Plane => "Latent plane",
-            View::Curves => "Curves",
-            View::Samples => "Samples",
-            View::Interpolation => "Interpolation",
-            View::Manifold => "Manifold",
-            View::Reconstructions => "Reconstructions",
-            View::Coverage => "Prior coverage",
-        }
-    }
-}
+pub use crate::export::folder::View;
 
 /// Something for the app shell to do.
 #[derive(Clone, Debug, PartialEq)]

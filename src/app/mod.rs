@@ -7,7 +7,6 @@
 
 pub mod action;
 pub mod exporter;
-pub mod history;
 pub mod images;
 pub mod panels;
 pub mod state;
@@ -17,11 +16,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
+use crate::explore::samples::SampleRequest;
 use action::Action;
 use images::CachedTexture;
 use panels::controls::ControlsDraft;
 use panels::plane::PlaneView;
-use state::{AppState, SampleRequest, Settings, Tab};
+use state::{AppState, Settings, Tab};
 
 use crate::backend::BackendChoice;
 use crate::worker::{Command, RunState, Worker};
@@ -175,15 +175,7 @@ impl LatentAtlasApp {
                 worker.send(Command::Start);
             }
             if ready && let Some((train, tests)) = self.pending_history.take() {
-                for metrics in train {
-                    self.state.apply(crate::worker::Event::Progress {
-                        metrics,
-                        samples_per_sec: 0.0,
-                    });
-                }
-                for t in tests {
-                    self.state.apply(crate::worker::Event::Tested(t));
-                }
+                self.state.main.restore(train, tests);
             }
             if failed {
                 self.start_when_ready = false;
@@ -207,14 +199,14 @@ impl LatentAtlasApp {
                 break;
             };
             if matches!(event, crate::worker::Event::Ready { .. })
-                && self.state.run == Some(RunState::Running)
+                && self.state.main.state == Some(RunState::Running)
             {
                 worker.send(Command::Start);
             }
             compare.apply(event);
         }
         if let Some(s) = worker.take_snapshot() {
-            compare.snapshot = Some(s);
+            compare.set_snapshot(s);
         }
     }
 
@@ -234,10 +226,11 @@ impl LatentAtlasApp {
         }
         let ctx = self.ctx.clone();
         let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
+        let config_for_view = config.clone();
         match Worker::spawn(config, self.worker_backend, waker) {
             Ok(w) => {
                 self.compare_worker = Some(w);
-                self.state.compare = Some(state::CompareState::new(family));
+                self.state.compare = Some(crate::run::RunView::new(config_for_view));
             }
             Err(e) => self
                 .state
@@ -275,7 +268,7 @@ impl LatentAtlasApp {
                     self.send(Command::Reset(config));
                 }
                 // A comparison restarts with the new settings.
-                if let Some(family) = self.state.compare.as_ref().map(|c| c.family) {
+                if let Some(family) = self.state.compare.as_ref().map(|c| c.family()) {
                     self.start_compare(Some(family));
                 }
             }
@@ -443,7 +436,7 @@ impl LatentAtlasApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }
         if space {
-            actions.push(match self.state.run {
+            actions.push(match self.state.main.state {
                 Some(RunState::Running) => Action::Pause,
                 _ => Action::Resume,
             });

@@ -5,19 +5,15 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::history::{RowLog, Series};
 use crate::backend::BackendChoice;
-use crate::evaluator::Scores;
 use crate::explore::geometry::{PathKind, interpolate};
 use crate::explore::projection::{PlaneAxes, Projection};
+use crate::explore::samples::SampleRequest;
+use crate::export::folder::{MarkChoices, ViewChoices};
+use crate::run::RunView;
 use crate::scene::{Marks, Scene, SceneOptions};
-use crate::train::{ModelKind, Snapshot, StepMetrics, TestMetrics, TrainConfig};
-use crate::worker::{Event, RunState};
-
-/// Points kept per curve.
-const CURVE_CAPACITY: usize = 4000;
-/// Snapshots kept for the timeline and the GIF.
-const TIMELINE_CAPACITY: usize = 240;
+use crate::train::{Snapshot, TrainConfig};
+use crate::worker::Event;
 
 /// The tabs below the latent plane.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,113 +122,17 @@ pub enum Endpoint {
     Point(Vec<f32>),
 }
 
-/// The per-step loss curves.
-#[derive(Clone, Debug)]
-pub struct Curves {
-    /// Reconstruction term.
-    pub reconstruction: Series,
-    /// KL term.
-    pub kl: Series,
-    /// Optimised total.
-    pub total: Series,
-    /// Test negative ELBO per epoch (test reconstruction for the AE).
-    pub test_elbo: Series,
-    /// The BN-VAE's KL floor per step.
-    pub kl_floor: Series,
-    /// Share of the prior in holes, per snapshot.
-    pub hole_share: Series,
-    /// The evaluator's Frechet distance per score.
-    pub frechet: Series,
-    /// The evaluator's class entropy of prior samples per score.
-    pub entropy: Series,
-    /// The family's own per-step values by name (the adversarial losses and accuracies, the
-    /// f-VAE's sigmas, the BN-VAE's floor), in order of first appearance.
-    pub extras: Vec<(String, Series)>,
-}
-
-impl Curves {
-    /// The per-step series of a family-specific value.
-    pub fn extra(&self, name: &str) -> Option<&Series> {
-        self.extras.iter().find(|(n, _)| n == name).map(|(_, s)| s)
-    }
-}
-
-impl Default for Curves {
-    fn default() -> Self {
-        let s = || Series::with_capacity(CURVE_CAPACITY);
-        Self {
-            reconstruction: s(),
-            kl: s(),
-            total: s(),
-            test_elbo: s(),
-            kl_floor: s(),
-            hole_share: s(),
-            frechet: s(),
-            entropy: s(),
-            extras: Vec::new(),
-        }
-    }
-}
-
-/// One frame of the training timeline: the probe posteriors at a step.
-#[derive(Clone, Debug)]
-pub struct TimelineFrame {
-    /// The step.
-    pub step: u64,
-    /// The snapshot.
-    pub snapshot: Snapshot,
-}
-
-/// What the samples grid shows; a change means it must be decoded again.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct SampleRequest {
-    /// The snapshot's [`Snapshot::key`] (run and step).
-    pub step: u64,
-    /// Prior temperature.
-    pub temperature: f32,
-    /// Seed of the noise.
-    pub noise_seed: u64,
-    /// CVAE: the class drawn from, or `None` for a row per class (the prior itself for others).
-    pub class: Option<usize>,
-}
-
-/// Where the dataset's evaluator stands.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub enum EvaluatorStatus {
-    /// Not asked for yet.
-    #[default]
-    Idle,
-    /// Being trained (share done).
-    Training(f32),
-    /// Ready, with its test accuracy.
-    Ready(f32),
-}
-
 /// The whole explorer state. Cloned for an export, which then runs on its own thread.
 #[derive(Clone, Debug, Default)]
 pub struct AppState {
     /// What persists.
     pub settings: Settings,
-    /// The run's state.
-    pub run: Option<RunState>,
-    /// Backend description.
-    pub backend: String,
+    /// The main run, folded from its worker's events.
+    pub main: RunView,
+    /// A second run of another family, trained beside the main one for comparison.
+    pub compare: Option<RunView>,
     /// The export running, and its share done.
     pub exporting: Option<(String, f32)>,
-    /// Dataset name and sizes, once ready.
-    pub dataset: Option<(String, usize, usize)>,
-    /// Loss curves.
-    pub curves: Curves,
-    /// Test metrics per epoch.
-    pub tests: Vec<TestMetrics>,
-    /// The latest step's metrics.
-    pub last_step: Option<StepMetrics>,
-    /// Recent throughput.
-    pub samples_per_sec: f32,
-    /// The newest snapshot.
-    pub snapshot: Option<Snapshot>,
-    /// Snapshots over training, for the timeline slider and the GIF.
-    pub timeline: Vec<TimelineFrame>,
     /// Timeline position shown (`None`: the newest).
     pub timeline_pos: Option<usize>,
     /// Errors to show, newest last.
@@ -249,188 +149,50 @@ pub struct AppState {
     pub preview: Option<(Vec<f32>, Vec<f32>)>,
     /// Seed of the sample grid's noise ("new noise" changes it).
     pub noise_seed: u64,
-    /// Every training row received, for the metrics CSV.
-    pub train_rows: RowLog,
-    /// The evaluator's scores over training.
-    pub scores: Vec<Scores>,
-    /// Where the evaluator stands.
-    pub evaluator: EvaluatorStatus,
-    /// A second run trained beside this one for comparison.
-    pub compare: Option<CompareState>,
-}
-
-/// The second run of a side-by-side comparison: a model of another family trained on the
-/// same data with the same settings, folded from its own worker's events.
-#[derive(Clone, Debug)]
-pub struct CompareState {
-    /// Its family.
-    pub family: ModelKind,
-    /// Its newest snapshot.
-    pub snapshot: Option<Snapshot>,
-    /// Its newest step's metrics.
-    pub last_step: Option<StepMetrics>,
-    /// Its test metrics per epoch.
-    pub tests: Vec<TestMetrics>,
-    /// Its KL per step.
-    pub kl: Series,
-    /// Its reconstruction per step.
-    pub reconstruction: Series,
-    /// Its newest error.
-    pub error: Option<String>,
-}
-
-impl CompareState {
-    /// A comparison run of `family`, before its model is ready.
-    pub fn new(family: ModelKind) -> Self {
-        Self {
-            family,
-            snapshot: None,
-            last_step: None,
-            tests: Vec::new(),
-            kl: Series::with_capacity(CURVE_CAPACITY),
-            reconstruction: Series::with_capacity(CURVE_CAPACITY),
-            error: None,
-        }
-    }
-
-    /// Folds one of its worker's events.
-    pub fn apply(&mut self, event: Event) {
-        match event {
-            Event::Progress { metrics, .. } => {
-                let x = metrics.step as f64;
-                self.kl.push(x, metrics.kl as f64);
-                self.reconstruction.push(x, metrics.reconstruction as f64);
-                self.last_step = Some(metrics);
-            }
-            Event::Tested(t) => self.tests.push(t),
-            Event::Failed(e) => self.error = Some(e),
-            _ => {}
-        }
-    }
 }
 
 impl AppState {
     /// A fresh state with the given persisted settings.
     pub fn new(settings: Settings) -> Self {
         Self {
+            main: RunView::new(settings.config.clone()),
             settings,
             handle_t: 0.5,
             ..Default::default()
         }
     }
 
-    /// Folds one worker event into the state.
+    /// Folds one of the main run's worker events into the state.
     pub fn apply(&mut self, event: Event) {
-        match event {
-            Event::Ready {
-                backend,
-                dataset,
-                train_len,
-                test_len,
-                config,
-            } => {
-                self.backend = backend;
-                self.dataset = Some((dataset, train_len, test_len));
-                self.settings.config = *config;
-                self.curves = Curves::default();
-                self.tests.clear();
-                self.train_rows.clear();
-                self.scores.clear();
-                self.timeline.clear();
+        match &event {
+            Event::Ready { config, .. } => {
+                self.settings.config = (**config).clone();
                 self.timeline_pos = None;
-                self.last_step = None;
                 self.pins.clear();
                 self.preview = None;
-                self.snapshot = None;
             }
-            Event::Notice(n) => self.notices.push(n),
-            Event::Progress {
-                metrics,
-                samples_per_sec,
-            } => {
-                let x = metrics.step as f64;
-                self.curves
-                    .reconstruction
-                    .push(x, metrics.reconstruction as f64);
-                self.curves.kl.push(x, metrics.kl as f64);
-                self.curves.total.push(x, metrics.total as f64);
-                if let Some(floor) = metrics.extra("kl_floor") {
-                    self.curves.kl_floor.push(x, floor as f64);
-                }
-                for (name, v) in &metrics.extra {
-                    let i = match self.curves.extras.iter().position(|(n, _)| n == name) {
-                        Some(i) => i,
-                        None => {
-                            let series = Series::with_capacity(CURVE_CAPACITY);
-                            self.curves.extras.push((name.clone(), series));
-                            self.curves.extras.len() - 1
-                        }
-                    };
-                    self.curves.extras[i].1.push(x, *v as f64);
-                }
-                self.samples_per_sec = samples_per_sec;
-                self.train_rows.push(metrics.clone());
-                self.last_step = Some(metrics);
-            }
-            Event::Tested(t) => {
-                let y = t.neg_elbo.unwrap_or(t.reconstruction);
-                if y.is_finite() {
-                    self.curves.test_elbo.push(t.step as f64, y as f64);
-                }
-                self.tests.push(t);
-            }
-            Event::SnapshotReady { .. } => {}
-            Event::State(s) => self.run = Some(s),
+            Event::Notice(n) => self.notices.push(n.clone()),
             Event::Saved(p) => self.notices.push(format!("saved {}", p.display())),
-            Event::Failed(e) => self.errors.push(e),
-            Event::EvaluatorProgress(p) => self.evaluator = EvaluatorStatus::Training(p),
-            Event::EvaluatorReady(a) => self.evaluator = EvaluatorStatus::Ready(a),
-            Event::Scored(scores) => {
-                let x = scores.step as f64;
-                self.curves.frechet.push(x, scores.frechet as f64);
-                self.curves.entropy.push(x, scores.entropy as f64);
-                self.scores.push(scores);
-            }
+            Event::Failed(e) | Event::ScoringFailed(e) => self.errors.push(e.clone()),
+            _ => {}
         }
+        self.main.apply(event);
     }
 
-    /// Takes a new snapshot: it becomes the current view and joins the timeline.
+    /// Takes the main run's new snapshot: it becomes the current view and joins the timeline.
     pub fn set_snapshot(&mut self, snapshot: Snapshot) {
-        let keep = self.timeline.last().is_none_or(|f| f.step != snapshot.step);
-        if keep {
-            if self.timeline.len() >= TIMELINE_CAPACITY {
-                // Thin the older half so the whole run stays covered.
-                let half = self.timeline.len() / 2;
-                let mut i = 0;
-                self.timeline.retain(|_| {
-                    i += 1;
-                    i > half || i % 2 == 1
-                });
-            }
-            self.timeline.push(TimelineFrame {
-                step: snapshot.step,
-                snapshot: snapshot.clone(),
-            });
-        }
-        if let Some(c) = &snapshot.coverage
-            && keep
-        {
-            self.curves
-                .hole_share
-                .push(snapshot.step as f64, c.hole_share as f64);
-        }
+        self.main.set_snapshot(snapshot);
         // The handle follows the model: re-decode the preview at the same place.
         if let Some((z, _)) = &self.preview {
             self.preview_request = Some(z.clone());
         }
-        self.snapshot = Some(snapshot);
     }
 
     /// The snapshot to draw: the timeline's chosen frame, or the newest.
     pub fn shown_snapshot(&self) -> Option<&Snapshot> {
         match self.timeline_pos {
-            Some(i) => self.timeline.get(i).map(|f| &f.snapshot),
-            None => self.snapshot.as_ref(),
+            Some(i) => self.main.timeline.get(i).map(|f| &f.snapshot),
+            None => self.main.snapshot.as_ref(),
         }
     }
 
@@ -465,29 +227,43 @@ impl AppState {
 
     /// The user's marks on a scene's plane: pins, the path, the handle and the preview.
     pub fn plane_marks(&self, scene: &Scene) -> Marks {
-        if scene.pre_flow {
-            // Pins live in the prior's space, not the pre-flow space.
-            return Marks::default();
+        self.mark_choices().marks(scene)
+    }
+
+    /// The user's marks in latent coordinates.
+    pub fn mark_choices(&self) -> MarkChoices {
+        MarkChoices {
+            temperature: self.settings.temperature,
+            pins: self
+                .pins
+                .iter()
+                .filter_map(|e| self.endpoint_z(e))
+                .collect(),
+            path: !self.settings.four_corners,
+            handle: self.handle_point(),
+            preview: self.preview.as_ref().map(|(z, _)| z.clone()),
         }
-        let pins: Vec<Vec<f32>> = self
-            .pins
-            .iter()
-            .filter_map(|e| self.endpoint_z(e))
-            .collect();
-        Marks::new(
-            &scene.axes,
-            self.settings.temperature,
-            &pins,
-            !self.settings.four_corners,
-            self.handle_point().as_deref(),
-            self.preview.as_ref().map(|(z, _)| z.as_slice()),
-        )
+    }
+
+    /// What shapes the exported pictures: everything the window shows.
+    pub fn view_choices(&self) -> ViewChoices {
+        let s = &self.settings;
+        ViewChoices {
+            size: s.export_size,
+            scene: self.scene_options(),
+            marks: self.mark_choices(),
+            temperature: s.temperature,
+            noise_seed: self.noise_seed,
+            sample_class: s.sample_class,
+            interpolation: self.interpolation_points(),
+            log_scale: s.log_scale,
+        }
     }
 
     /// What the samples grid must show now.
     pub fn sample_request(&self) -> Option<SampleRequest> {
         Some(SampleRequest {
-            step: self.snapshot.as_ref()?.key(),
+            step: self.main.snapshot.as_ref()?.key(),
             temperature: self.settings.temperature,
             noise_seed: self.noise_seed,
             class: self.settings.sample_class,
@@ -508,7 +284,7 @@ impl AppState {
     pub fn endpoint_z(&self, e: &Endpoint) -> Option<Vec<f32>> {
         match e {
             Endpoint::Sample(i) => {
-                let s = self.snapshot.as_ref()?;
+                let s = self.main.snapshot.as_ref()?;
                 // Without an encoder the plane's points are prior draws: same positions.
                 (*i < s.probe.len()).then(|| s.mu_of(*i).to_vec())
             }
@@ -559,7 +335,7 @@ impl AppState {
     /// Decodes a pending preview request with the newest snapshot's decoder. Returns whether
     /// anything was decoded.
     pub fn fulfil_preview(&mut self) -> bool {
-        let (Some(z), Some(s)) = (self.preview_request.take(), self.snapshot.as_ref()) else {
+        let (Some(z), Some(s)) = (self.preview_request.take(), self.main.snapshot.as_ref()) else {
             return false;
         };
         if z.len() != s.decoder.latent_dim() {
@@ -637,7 +413,7 @@ impl AppState {
 
     /// Whether training is running.
     pub fn is_running(&self) -> bool {
-        self.run == Some(RunState::Running)
+        self.main.is_running()
     }
 }
 
@@ -646,7 +422,10 @@ mod tests {
     use super::*;
     use crate::explore::PlainDecoder;
     use crate::explore::decoder::Dense;
+    use crate::run::TIMELINE_CAPACITY;
+    use crate::train::StepMetrics;
     use crate::train::snapshot::Probe;
+    use crate::worker::RunState;
     use std::sync::Arc;
 
     fn snapshot(step: u64) -> Snapshot {
@@ -709,8 +488,8 @@ mod tests {
         }
         s.apply(Event::Failed("boom".into()));
         assert!(s.is_running());
-        assert_eq!(s.curves.total.len(), 3);
-        assert_eq!(s.train_rows.len(), 3);
+        assert_eq!(s.main.curves.total.len(), 3);
+        assert_eq!(s.main.train_rows.len(), 3);
         assert_eq!(s.last_error(), Some("boom"));
     }
 
@@ -787,8 +566,8 @@ mod tests {
         for step in 0..1000 {
             s.set_snapshot(snapshot(step));
         }
-        assert!(s.timeline.len() <= TIMELINE_CAPACITY);
-        assert_eq!(s.timeline[0].step, 0, "the start is kept");
+        assert!(s.main.timeline.len() <= TIMELINE_CAPACITY);
+        assert_eq!(s.main.timeline[0].step, 0, "the start is kept");
         s.timeline_pos = Some(0);
         assert_eq!(s.shown_snapshot().unwrap().step, 0);
         s.timeline_pos = None;

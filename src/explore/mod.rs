@@ -7,6 +7,7 @@ pub mod decoder;
 pub mod flow;
 pub mod geometry;
 pub mod projection;
+pub mod samples;
 
 pub use decoder::{Dense, PlainDecoder};
 pub use flow::{PlainCoupling, PlainFlow};

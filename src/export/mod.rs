@@ -3,4 +3,5 @@
 
 pub mod canvas;
 pub mod csv;
+pub mod folder;
 pub mod views;

@@ -26,6 +26,53 @@ pub const COMMAND_CAPACITY: usize = 64;
 /// Capacity of the event channel.
 pub const EVENT_CAPACITY: usize = 4096;
 
+/// How the worker paces its side work: the window wants training first and the newest of
+/// everything; `train` on the command line wants every epoch evaluated, scored and saved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Evaluate the test split at each epoch's end before training on (every epoch gets its
+    /// row, in order). Otherwise the evaluation runs beside training at low priority, and one
+    /// still waiting when the next epoch ends is replaced by it.
+    pub evaluate_inline: bool,
+    /// Publish snapshots only at epochs' ends and on request, not while training.
+    pub epoch_snapshots_only: bool,
+    /// Generated samples scored by the evaluator after each epoch (0: no scoring).
+    pub score_samples: usize,
+    /// Temperature of the scored samples.
+    pub score_temperature: f32,
+    /// Score every epoch's model, waiting for the evaluator if need be; otherwise only the
+    /// newest request is scored.
+    pub score_every_epoch: bool,
+    /// Save a checkpoint into this folder at every epoch's end.
+    pub checkpoint_dir: Option<PathBuf>,
+}
+
+impl Options {
+    /// The window's pacing.
+    pub fn window() -> Self {
+        Self {
+            evaluate_inline: false,
+            epoch_snapshots_only: false,
+            score_samples: scorer::SCORE_SAMPLES,
+            score_temperature: scorer::SCORE_TEMPERATURE,
+            score_every_epoch: false,
+            checkpoint_dir: None,
+        }
+    }
+
+    /// `train`'s pacing: every epoch evaluated, scored and checkpointed into `dir`.
+    pub fn headless(dir: PathBuf, score_samples: usize, score_temperature: f32) -> Self {
+        Self {
+            evaluate_inline: true,
+            epoch_snapshots_only: true,
+            score_samples,
+            score_temperature,
+            score_every_epoch: true,
+            checkpoint_dir: Some(dir),
+        }
+    }
+}
+
 /// What the consumer asks of the worker.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
@@ -86,6 +133,8 @@ pub enum Event {
         train_len: usize,
         /// Test samples.
         test_len: usize,
+        /// Classes of the labels (0: the dataset has none, so nothing is scored).
+        classes: usize,
         /// The settings in force.
         config: Box<TrainConfig>,
     },
@@ -115,6 +164,8 @@ pub enum Event {
     EvaluatorReady(f32),
     /// The evaluator's scores of a snapshot's samples.
     Scored(Scores),
+    /// The evaluator could not be trained or loaded: nothing will be scored. Training goes on.
+    ScoringFailed(String),
     /// Something failed; the previous model (and dataset) are kept. A failed training step
     /// also pauses training (a `State` event follows).
     Failed(String),
@@ -129,11 +180,21 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the thread, which loads the dataset and builds the model, then waits for
-    /// [`Command::Start`].
+    /// Starts the thread with the window's pacing; it loads the dataset and builds the model,
+    /// then waits for [`Command::Start`].
     pub fn spawn(
         config: TrainConfig,
         backend: BackendChoice,
+        waker: Waker,
+    ) -> std::io::Result<Self> {
+        Self::spawn_with(config, backend, Options::window(), waker)
+    }
+
+    /// Starts the thread with the given pacing.
+    pub fn spawn_with(
+        config: TrainConfig,
+        backend: BackendChoice,
+        options: Options,
         waker: Waker,
     ) -> std::io::Result<Self> {
         let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
@@ -142,7 +203,7 @@ impl Worker {
         let outbox = thread::Outbox::new(event_tx, snapshots.clone(), waker);
         let handle = std::thread::Builder::new()
             .name("latent-atlas-trainer".into())
-            .spawn(move || thread::run(config, backend, command_rx, outbox))?;
+            .spawn(move || thread::run(config, backend, options, command_rx, outbox))?;
         Ok(Self {
             commands,
             events: Some(events),

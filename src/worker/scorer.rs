@@ -21,23 +21,49 @@ pub const SCORE_TEMPERATURE: f32 = 1.0;
 pub struct Scorer {
     data: Arc<Dataset>,
     requests: SyncSender<Snapshot>,
+    every: bool,
+}
+
+/// What the scoring thread does with each snapshot.
+#[derive(Clone, Copy)]
+struct Job {
+    seed: u64,
+    samples: usize,
+    temperature: f32,
+    every: bool,
 }
 
 impl Scorer {
-    /// Starts the thread for `data`.
-    pub fn spawn(data: Arc<Dataset>, seed: u64, out: Outbox) -> Self {
+    /// Starts the thread for `data`, scoring `samples` samples at `temperature`; with `every`,
+    /// each request is scored (and [`Scorer::submit`] waits for room), otherwise the newest.
+    pub fn spawn(
+        data: Arc<Dataset>,
+        seed: u64,
+        (samples, temperature, every): (usize, f32, bool),
+        out: Outbox,
+    ) -> Self {
         let (requests, rx) = std::sync::mpsc::sync_channel(4);
         let (thread_data, thread_out) = (data.clone(), out.clone());
+        let job = Job {
+            seed,
+            samples,
+            temperature,
+            every,
+        };
         let spawned = std::thread::Builder::new()
             .name("latent-atlas-evaluator".into())
-            .spawn(move || run(thread_data, seed, rx, thread_out));
+            .spawn(move || run(thread_data, job, rx, thread_out));
         if let Err(e) = spawned {
             // Without the thread, requests are dropped; say why once.
             out.send(Event::Failed(format!(
                 "cannot start the evaluator thread: {e}"
             )));
         }
-        Self { data, requests }
+        Self {
+            data,
+            requests,
+            every,
+        }
     }
 
     /// The dataset it scores against.
@@ -45,8 +71,14 @@ impl Scorer {
         &self.data
     }
 
-    /// Queues a snapshot; when the queue is full the request is dropped (a newer one follows).
+    /// Queues a snapshot. When the queue is full the request is dropped (a newer one follows),
+    /// unless every request is scored: then it waits for room.
     pub fn submit(&self, snapshot: Snapshot) {
+        if self.every {
+            // An error means the thread has ended (its failure was reported).
+            let _ = self.requests.send(snapshot);
+            return;
+        }
         match self.requests.try_send(snapshot) {
             Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
         }
@@ -56,14 +88,14 @@ impl Scorer {
 /// Runs the evaluator's work in a pool of its own: one thread at low priority (nice 10). On a
 /// two-core laptop the first-time training of the evaluator would otherwise take a core and the
 /// shared thread pool from the model being watched; this way it takes about a tenth of one.
-fn run(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
+fn run(data: Arc<Dataset>, job: Job, requests: Receiver<Snapshot>, out: Outbox) {
     match crate::backend::background_pool("latent-atlas-evaluator-pool") {
-        Some(pool) => pool.install(|| evaluate(data, seed, requests, out)),
-        None => evaluate(data, seed, requests, out),
+        Some(pool) => pool.install(|| evaluate(data, job, requests, out)),
+        None => evaluate(data, job, requests, out),
     }
 }
 
-fn evaluate(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Outbox) {
+fn evaluate(data: Arc<Dataset>, job: Job, requests: Receiver<Snapshot>, out: Outbox) {
     let mut last = Instant::now();
     let mut progress = |p: f32| {
         if last.elapsed() > Duration::from_millis(250) {
@@ -75,7 +107,7 @@ fn evaluate(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Ou
     let evaluator = match Evaluator::for_dataset(&data, &device, &mut progress) {
         Ok(e) => e,
         Err(e) => {
-            out.send(Event::Failed(format!("evaluator: {e:#}")));
+            out.send(Event::ScoringFailed(format!("evaluator: {e:#}")));
             return;
         }
     };
@@ -83,16 +115,18 @@ fn evaluate(data: Arc<Dataset>, seed: u64, requests: Receiver<Snapshot>, out: Ou
         return;
     }
     while let Ok(mut snapshot) = requests.recv() {
-        // Only the newest request matters.
-        while let Ok(newer) = requests.try_recv() {
+        // Unless every request is scored, only the newest matters.
+        while !job.every
+            && let Ok(newer) = requests.try_recv()
+        {
             snapshot = newer;
         }
         let scores = score(
             &evaluator,
             &snapshot,
-            SCORE_SAMPLES,
-            SCORE_TEMPERATURE,
-            seed,
+            job.samples,
+            job.temperature,
+            job.seed,
         );
         if !out.send(Event::Scored(scores)) {
             return;

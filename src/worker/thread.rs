@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use super::scorer::Scorer;
-use super::{Command, Event, RunState, Slot, Waker};
+use super::{Command, Event, Options, RunState, Slot, Waker};
 use crate::backend::{Backend, BackendChoice};
 use crate::data::{Dataset, DatasetSpec};
 use crate::train::{Snapshot, TestMetrics, TrainConfig, Trainer};
@@ -72,6 +72,7 @@ struct Session {
     background: Background,
     /// When the last snapshot was taken and what it cost.
     pacer: std::cell::Cell<SnapshotPacer>,
+    options: Options,
 }
 
 /// Spaces snapshots so that taking them costs at most a thirtieth of training time: at least
@@ -110,9 +111,13 @@ struct Background {
 }
 
 impl Background {
-    fn new() -> Self {
+    /// Evaluations on a low-priority thread, or (`inline`) on the caller's.
+    fn new(inline: bool) -> Self {
         Self {
-            pool: crate::backend::background_pool("latent-atlas-evaluation"),
+            pool: match inline {
+                true => None,
+                false => crate::backend::background_pool("latent-atlas-evaluation"),
+            },
             generation: Arc::default(),
             pending: Arc::default(),
         }
@@ -183,7 +188,13 @@ fn build(
 }
 
 /// The thread's body.
-pub fn run(config: TrainConfig, choice: BackendChoice, commands: Receiver<Command>, out: Outbox) {
+pub fn run(
+    config: TrainConfig,
+    choice: BackendChoice,
+    options: Options,
+    commands: Receiver<Command>,
+    out: Outbox,
+) {
     let backend = match choice.select() {
         Ok(b) => b,
         Err(e) => {
@@ -207,8 +218,9 @@ pub fn run(config: TrainConfig, choice: BackendChoice, commands: Receiver<Comman
         backend,
         state: RunState::Idle,
         throughput: Throughput::default(),
-        background: Background::new(),
+        background: Background::new(options.evaluate_inline),
         pacer: Default::default(),
+        options,
     };
     if !session.announce(&out) {
         return;
@@ -250,14 +262,27 @@ impl Session {
             dataset: data.name.clone(),
             train_len: data.train.len(),
             test_len: data.test.len(),
+            classes: match data.is_labelled() {
+                true => data.class_names.len(),
+                false => 0,
+            },
             config: Box::new(self.trainer.config().clone()),
         }) && self.publish_snapshot(out)
             && self.set_state(RunState::Idle, out)
     }
 
-    /// Hands the current model to the scorer (started for this dataset if needed).
-    fn request_score(&mut self, out: &Outbox) -> bool {
+    /// Hands the current model to the scorer (started for this dataset if needed). Unless the
+    /// user asked (`asked`), a dataset without labels is passed over silently.
+    fn request_score(&mut self, asked: bool, out: &Outbox) -> bool {
+        let o = &self.options;
+        if o.score_samples == 0 {
+            return true;
+        }
+        let job = (o.score_samples, o.score_temperature, o.score_every_epoch);
         let data = self.trainer.data().clone();
+        if !data.is_labelled() && !asked {
+            return true;
+        }
         if !data.is_labelled() {
             return out.send(Event::Notice(format!(
                 "{} has no labels, so the evaluator cannot score samples",
@@ -266,9 +291,12 @@ impl Session {
         }
         let scorer = match &self.scorer {
             Some(s) if Arc::ptr_eq(s.data(), &data) => s,
-            _ => self
-                .scorer
-                .insert(Scorer::spawn(data, self.trainer.config().seed, out.clone())),
+            _ => self.scorer.insert(Scorer::spawn(
+                data,
+                self.trainer.config().seed,
+                job,
+                out.clone(),
+            )),
         };
         match guarded(|| self.trainer.snapshot(false)) {
             Ok(s) => {
@@ -323,14 +351,8 @@ impl Session {
                 true
             }
             Command::Snapshot => self.publish_snapshot(out),
-            Command::Score => self.request_score(out),
-            Command::Save(dir) => {
-                let info = self.trainer.run_info(&self.backend.description);
-                match crate::train::checkpoint::save(&dir, self.trainer.model(), &info) {
-                    Ok(()) => out.send(Event::Saved(dir)),
-                    Err(e) => out.send(Event::Failed(e.to_string())),
-                }
-            }
+            Command::Score => self.request_score(true, out),
+            Command::Save(dir) => self.save(dir, out),
             Command::Load(dir) => {
                 let result = crate::train::checkpoint::read_info(&dir).and_then(|info| {
                     let data = match info.config.dataset == self.trainer.config().dataset {
@@ -365,6 +387,15 @@ impl Session {
                 }
             }
             Command::Shutdown => false,
+        }
+    }
+
+    /// Writes the checkpoint into `dir` and says so, or why not.
+    fn save(&self, dir: std::path::PathBuf, out: &Outbox) -> bool {
+        let info = self.trainer.run_info(&self.backend.description);
+        match crate::train::checkpoint::save(&dir, self.trainer.model(), &info) {
+            Ok(()) => out.send(Event::Saved(dir)),
+            Err(e) => out.send(Event::Failed(format!("{e:#}"))),
         }
     }
 
@@ -403,13 +434,24 @@ impl Session {
             if !self.background.evaluate(job, out) {
                 return false;
             }
-            if !self.publish_snapshot(out) || !self.request_score(out) {
+            if !self.publish_snapshot(out) {
+                return false;
+            }
+            if let Some(dir) = self.options.checkpoint_dir.clone()
+                && !self.save(dir, out)
+            {
+                return false;
+            }
+            if !self.request_score(false, out) {
                 return false;
             }
             if self.trainer.is_finished() {
                 return self.set_state(RunState::Finished, out);
             }
-        } else if step.is_multiple_of(SNAPSHOT_EVERY) && self.pacer.get().due() {
+        } else if !self.options.epoch_snapshots_only
+            && step.is_multiple_of(SNAPSHOT_EVERY)
+            && self.pacer.get().due()
+        {
             return self.publish_snapshot(out);
         }
         true

@@ -64,6 +64,9 @@ fn train_writes_every_file_and_eval_reloads_it() {
         "reconstructions.png",
         "manifold.png",
         "interpolation.png",
+        "curves.png",
+        "prior_coverage.png",
+        "scores.csv",
     ] {
         let path = out.path().join(file);
         assert!(

@@ -18,23 +18,29 @@ fn train_pause_and_resume_from_buttons_and_space() {
     let mut h = harness(1280.0, 820.0, "mnist");
     step_until(&mut h, WAIT, |a| a.state.is_running()).unwrap();
     h.get_by_label("Pause").click();
-    step_until(&mut h, WAIT, |a| a.state.run == Some(RunState::Paused)).unwrap();
-    let paused_at = h.state().state.last_step.as_ref().map(|m| m.step);
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.state == Some(RunState::Paused)
+    })
+    .unwrap();
+    let paused_at = h.state().state.main.last_step.as_ref().map(|m| m.step);
     h.get_by_label("Resume").click();
     step_until(&mut h, WAIT, |a| a.state.is_running()).unwrap();
     step_until(&mut h, WAIT, |a| {
-        a.state.last_step.as_ref().map(|m| m.step) > paused_at
+        a.state.main.last_step.as_ref().map(|m| m.step) > paused_at
     })
     .unwrap();
     h.key_press(egui::Key::Space);
-    step_until(&mut h, WAIT, |a| a.state.run == Some(RunState::Paused)).unwrap();
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.state == Some(RunState::Paused)
+    })
+    .unwrap();
     h.state_mut().shutdown();
 }
 
 #[test]
 fn the_temperature_slider_changes_the_sample_request() {
     let mut h = harness(1280.0, 820.0, "mnist");
-    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    step_until(&mut h, WAIT, |a| a.state.main.snapshot.is_some()).unwrap();
     h.state_mut().state.settings.tab = Tab::Samples;
     h.run_steps(2);
     let before = h.state().state.sample_request().unwrap();
@@ -60,7 +66,7 @@ fn the_temperature_slider_changes_the_sample_request() {
 #[test]
 fn pinning_two_samples_and_moving_the_handle_decodes_the_point() {
     let mut h = harness(1280.0, 820.0, "mnist");
-    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    step_until(&mut h, WAIT, |a| a.state.main.snapshot.is_some()).unwrap();
     {
         let s = &mut h.state_mut().state;
         s.settings.tab = Tab::Interpolation;
@@ -89,7 +95,7 @@ fn every_export_button_writes_its_file() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(1280.0, 900.0, "mnist");
     step_until(&mut h, WAIT, |a| {
-        a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+        a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
     })
     .unwrap();
     {
@@ -138,10 +144,10 @@ fn every_export_button_writes_its_file() {
 fn a_bad_dataset_path_shows_an_error_and_keeps_the_model() {
     let mut h = harness(1280.0, 820.0, "mnist");
     step_until(&mut h, WAIT, |a| {
-        a.state.snapshot.as_ref().is_some_and(|s| s.step > 0)
+        a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
     })
     .unwrap();
-    let probes = h.state().state.snapshot.as_ref().unwrap().probe.len();
+    let probes = h.state().state.main.snapshot.as_ref().unwrap().probe.len();
     h.get_by_role_and_label(Role::TextInput, "Path").focus();
     h.run_steps(1);
     h.get_by_role_and_label(Role::TextInput, "Path")
@@ -157,18 +163,18 @@ fn a_bad_dataset_path_shows_an_error_and_keeps_the_model() {
         "the error is on screen"
     );
     let state = &h.state().state;
-    assert_eq!(state.dataset.as_ref().unwrap().0, "mnist");
-    assert_eq!(state.snapshot.as_ref().unwrap().probe.len(), probes);
+    assert_eq!(state.main.dataset.as_ref().unwrap().0, "mnist");
+    assert_eq!(state.main.snapshot.as_ref().unwrap().probe.len(), probes);
     // Training goes on with the old model.
-    let step = state.last_step.as_ref().map(|m| m.step);
+    let step = state.main.last_step.as_ref().map(|m| m.step);
     let result = step_until(&mut h, Duration::from_secs(20), |a| {
-        a.state.last_step.as_ref().map(|m| m.step) > step
+        a.state.main.last_step.as_ref().map(|m| m.step) > step
     });
     let s = &h.state().state;
     assert!(
         result.is_ok(),
         "run {:?}, errors {:?}, notices {:?}, step {step:?}",
-        s.run,
+        s.main.state,
         s.errors,
         s.notices
     );
@@ -180,13 +186,17 @@ fn a_saved_run_loads_back_with_its_curves() {
     let dir = tempfile::tempdir().unwrap();
     let mut h = harness(1280.0, 820.0, "mnist");
     step_until(&mut h, WAIT, |a| {
-        a.state.last_step.as_ref().is_some_and(|m| m.step >= 30)
+        a.state
+            .main
+            .last_step
+            .as_ref()
+            .is_some_and(|m| m.step >= 30)
     })
     .unwrap();
     h.state_mut()
         .handle(latent_atlas::app::action::Action::Pause);
     step_until(&mut h, WAIT, |a| !a.state.is_running()).unwrap();
-    let rows = h.state().state.train_rows.len();
+    let rows = h.state().state.main.train_rows.len();
     h.state_mut()
         .handle(latent_atlas::app::action::Action::SaveRun(Some(
             dir.path().to_owned(),
@@ -199,25 +209,26 @@ fn a_saved_run_loads_back_with_its_curves() {
     assert!(dir.path().join("model.bpk").exists() && dir.path().join("metrics.csv").exists());
     h.state_mut()
         .handle(latent_atlas::app::action::Action::Reset);
-    step_until(&mut h, WAIT, |a| a.state.train_rows.len() < rows).unwrap();
+    step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() < rows).unwrap();
     h.state_mut()
         .handle(latent_atlas::app::action::Action::LoadRun(Some(
             dir.path().to_owned(),
         )));
-    step_until(&mut h, WAIT, |a| a.state.train_rows.len() >= rows).unwrap();
-    assert!(h.state().state.curves.total.len() >= rows.min(4000));
+    step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() >= rows).unwrap();
+    assert!(h.state().state.main.curves.total.len() >= rows.min(4000));
     h.state_mut().shutdown();
 }
 
 #[test]
 fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
     let mut h = harness(1280.0, 820.0, "mnist");
-    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    step_until(&mut h, WAIT, |a| a.state.main.snapshot.is_some()).unwrap();
     // The AE: points, so the ellipse toggle says why it is off.
     h.state_mut().state.settings.config.model = ModelKind::Ae;
     h.state_mut().handle(Action::Reset);
     step_until(&mut h, WAIT, |a| {
         a.state
+            .main
             .snapshot
             .as_ref()
             .is_some_and(|s| s.family == ModelKind::Ae && s.step > 0)
@@ -228,6 +239,7 @@ fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
     assert_eq!(
         h.state()
             .state
+            .main
             .snapshot
             .as_ref()
             .unwrap()
@@ -241,6 +253,7 @@ fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
     h.state_mut().handle(Action::Reset);
     step_until(&mut h, WAIT, |a| {
         a.state
+            .main
             .snapshot
             .as_ref()
             .is_some_and(|s| s.family == ModelKind::Cvae && s.view.class_means.is_some())
@@ -254,6 +267,7 @@ fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
     h.state_mut().handle(Action::Reset);
     step_until(&mut h, WAIT, |a| {
         a.state
+            .main
             .snapshot
             .as_ref()
             .is_some_and(|s| s.family == ModelKind::FVae)
@@ -286,11 +300,12 @@ fn each_family_shows_its_own_view_and_a_comparison_runs_beside_it() {
 #[test]
 fn the_adversarial_families_show_their_controls_and_views() {
     let mut h = harness(1280.0, 820.0, "mnist");
-    step_until(&mut h, WAIT, |a| a.state.snapshot.is_some()).unwrap();
+    step_until(&mut h, WAIT, |a| a.state.main.snapshot.is_some()).unwrap();
     h.state_mut().state.settings.config.model = ModelKind::Gan;
     h.state_mut().handle(Action::Reset);
     step_until(&mut h, WAIT, |a| {
         a.state
+            .main
             .snapshot
             .as_ref()
             .is_some_and(|s| s.family == ModelKind::Gan && s.step > 0)
@@ -304,6 +319,7 @@ fn the_adversarial_families_show_their_controls_and_views() {
     assert!(
         h.state()
             .state
+            .main
             .last_step
             .as_ref()
             .and_then(|m| m.extra("d_loss"))

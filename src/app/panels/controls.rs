@@ -45,7 +45,7 @@ pub fn controls_ui(
     egui::ScrollArea::vertical().show(ui, |ui| {
         ui.heading("Run");
         ui.horizontal(|ui| {
-            match state.run {
+            match state.main.state {
                 Some(RunState::Running) => {
                     if ui.button("Pause").on_hover_text("Space").clicked() {
                         actions.push(Action::Pause);
@@ -58,7 +58,7 @@ pub fn controls_ui(
                 }
                 _ => {
                     if ui
-                        .add_enabled(state.run.is_some(), egui::Button::new("Train"))
+                        .add_enabled(state.main.state.is_some(), egui::Button::new("Train"))
                         .on_hover_text("Space")
                         .clicked()
                     {
@@ -219,7 +219,7 @@ pub fn controls_ui(
                 }
             });
         ui.label(egui::RichText::new("Changes above apply on Reset.").weak());
-        let current = state.compare.as_ref().map(|c| c.family);
+        let current = state.compare.as_ref().map(|c| c.family());
         egui::ComboBox::from_label("Compare with")
             .selected_text(current.map_or("nothing", |k| k.label()))
             .show_ui(ui, |ui| {

@@ -6,8 +6,8 @@
 use egui::Color32;
 use egui_plot::{Bar, BarChart, Legend, Line, LineStyle, Plot, PlotPoints, Points};
 
-use crate::app::history::Series;
 use crate::app::state::AppState;
+use crate::run::history::Series;
 use crate::train::ModelKind;
 
 fn y(v: f64, log: bool) -> f64 {
@@ -44,8 +44,8 @@ fn raw_and_smoothed(
 /// regulariser or the reconstruction) on the left, the discriminator's accuracy on real and
 /// generated inputs in the middle.
 fn adversarial_curves_ui(ui: &mut egui::Ui, state: &AppState, width: f32, height: f32) {
-    let c = &state.curves;
-    let family = state.snapshot.as_ref().map(|s| s.family);
+    let c = &state.main.curves;
+    let family = state.main.snapshot.as_ref().map(|s| s.family);
     let log = state.settings.log_scale;
     let colors = [
         ("d_loss", "D loss", Color32::from_rgb(214, 39, 40)),
@@ -114,7 +114,7 @@ fn adversarial_curves_ui(ui: &mut egui::Ui, state: &AppState, width: f32, height
 pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     ui.horizontal(|ui| {
         ui.checkbox(&mut state.settings.log_scale, "Log scale");
-        if let Some(t) = state.tests.last() {
+        if let Some(t) = state.main.tests.last() {
             let main = match t.neg_elbo {
                 Some(e) => format!("test negative ELBO {e:.2} nats"),
                 None if t.reconstruction.is_finite() => {
@@ -133,15 +133,20 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 t.nll.map(|v| format!(", NLL {v:.2}")).unwrap_or_default(),
             ));
         }
-        if let Some(floor) = state.last_step.as_ref().and_then(|m| m.extra("kl_floor")) {
+        if let Some(floor) = state
+            .main
+            .last_step
+            .as_ref()
+            .and_then(|m| m.extra("kl_floor"))
+        {
             ui.label(format!("KL floor {floor:.3} nats"));
         }
-        if let Some((s1, s2)) = state.snapshot.as_ref().and_then(|s| s.view.sigmas) {
+        if let Some((s1, s2)) = state.main.snapshot.as_ref().and_then(|s| s.view.sigmas) {
             ui.label(format!("sigma1 {s1:.3}, sigma2 {s2:.3}"));
         }
     });
     let log = state.settings.log_scale;
-    let c = &state.curves;
+    let c = &state.main.curves;
     let series = [
         (
             "reconstruction",
@@ -154,6 +159,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     let width = ui.available_width();
     let height = ui.available_height().max(60.0);
     let adversarial = state
+        .main
         .snapshot
         .as_ref()
         .is_some_and(|s| s.family.draws().adversarial);
@@ -202,6 +208,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 }
             });
         let per_dim = state
+            .main
             .last_step
             .as_ref()
             .map(|m| m.kl_per_dim.clone())
@@ -218,6 +225,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             })
             .collect();
         let floors: Vec<Bar> = state
+            .main
             .snapshot
             .as_ref()
             .and_then(|s| s.view.gamma_mu.clone())
@@ -234,7 +242,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             let mut plot_height = height;
             if per_dim.is_empty() {
                 let top = ui.cursor().top();
-                ui.label(match state.snapshot.as_ref().map(|s| s.family) {
+                ui.label(match state.main.snapshot.as_ref().map(|s| s.family) {
                     Some(f) if !f.draws().kl => format!("The {} has no KL term.", f.label()),
                     Some(f) if f.draws().pre_flow => {
                         format!("The {}'s KL does not split by dimension.", f.label())
@@ -263,8 +271,12 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
 
 /// The prior's hole share per snapshot and the evaluator's class entropy per score.
 fn coverage_plot(ui: &mut egui::Ui, state: &AppState, height: f32) {
-    let c = &state.curves;
-    let max_entropy = state.scores.last().map_or(1.0, |s| s.max_entropy.max(1e-6));
+    let c = &state.main.curves;
+    let max_entropy = state
+        .main
+        .scores
+        .last()
+        .map_or(1.0, |s| s.max_entropy.max(1e-6));
     let entropy: Vec<[f64; 2]> = c
         .entropy
         .points()

@@ -52,7 +52,7 @@ pub fn interp_ui(
             state.set_handle(t);
         }
     }
-    let Some(s) = state.snapshot.clone() else {
+    let Some(s) = state.main.snapshot.clone() else {
         return;
     };
     ui.horizontal_top(|ui| {

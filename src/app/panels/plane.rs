@@ -285,13 +285,13 @@ pub fn compare_ui(ui: &mut egui::Ui, state: &AppState, view: &mut PlaneView) {
     };
     ui.label(
         egui::RichText::new(run_title(
-            compare.family,
+            compare.family(),
             compare.snapshot.as_ref(),
             compare.last_step.as_ref(),
         ))
         .strong(),
     );
-    if let Some(e) = &compare.error {
+    if let Some(e) = &compare.last_error {
         ui.colored_label(Color32::from_rgb(200, 40, 40), e);
     }
     let Some(snapshot) = &compare.snapshot else {
@@ -418,7 +418,7 @@ pub fn plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
             let title = run_title(
                 shown.map_or(state.settings.config.model, |s| s.family),
                 shown,
-                state.last_step.as_ref(),
+                state.main.last_step.as_ref(),
             );
             cols[0].label(egui::RichText::new(title).strong());
             main_plane_ui(&mut cols[0], state, view);
@@ -548,6 +548,7 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     ui.horizontal_wrapped(|ui| {
         let (shape, has_flow, holes) =
             state
+                .main
                 .snapshot
                 .as_ref()
                 .map_or((PosteriorShape::Ellipse, false, None), |s| {
@@ -596,7 +597,7 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         {
             view.reset = true;
         }
-        let d = state.snapshot.as_ref().map_or(2, |s| s.latent_dim);
+        let d = state.main.snapshot.as_ref().map_or(2, |s| s.latent_dim);
         if d > 2 {
             let current = state.settings.projection;
             egui::ComboBox::from_label("Projection")
@@ -617,10 +618,10 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
                     }
                 });
         }
-        let frames = state.timeline.len();
+        let frames = state.main.timeline.len();
         if frames > 1 {
             let mut pos = state.timeline_pos.unwrap_or(frames - 1);
-            let step = state.timeline[pos.min(frames - 1)].step;
+            let step = state.main.timeline[pos.min(frames - 1)].step;
             let slider = egui::Slider::new(&mut pos, 0..=frames - 1)
                 .show_value(false)
                 .text(format!("Timeline (step {step})"));
@@ -633,7 +634,7 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         }
     });
     // Legend.
-    if let Some(s) = state.snapshot.as_ref() {
+    if let Some(s) = state.main.snapshot.as_ref() {
         ui.horizontal_wrapped(|ui| {
             for (label, name) in s.probe.class_names.iter().enumerate() {
                 ui.label(
@@ -729,7 +730,7 @@ mod tests {
                 ..Settings::default()
             });
             let snapshot = trainer.snapshot(true);
-            state.snapshot = Some(snapshot.clone());
+            state.main.snapshot = Some(snapshot.clone());
             state.pin(Endpoint::Sample(0));
             state.pin(Endpoint::Sample(1));
             let mut view = PlaneView::default();

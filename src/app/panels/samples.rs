@@ -4,44 +4,9 @@
 
 use crate::app::action::Action;
 use crate::app::images::{CachedTexture, grid};
-use crate::app::state::{AppState, EvaluatorStatus, SampleRequest};
-use crate::rng::Rng;
-use crate::train::Snapshot;
-
-/// Samples per row of the grid.
-const COLS: usize = 8;
-
-/// Columns of the sample grid: 8, or one per class when every class is shown.
-pub fn sample_columns(s: &Snapshot, request: &SampleRequest) -> usize {
-    match (s.view.classes(s.latent_dim), request.class) {
-        (k, None) if k > 0 => k,
-        _ => COLS,
-    }
-}
-
-/// The latent points of a sample request, row-major for [`sample_columns`] columns:
-/// `z = mode + T eps`, the mode being the origin, the chosen class's mean, or (every class)
-/// each column's class mean.
-pub fn sample_points(s: &Snapshot, request: &SampleRequest) -> Vec<f32> {
-    let mut rng = Rng::new(request.noise_seed);
-    let d = s.latent_dim;
-    let classes = s.view.classes(d);
-    let modes: Vec<Vec<f32>> = match (classes, request.class) {
-        (0, _) => vec![s.prior_mode(None); 64],
-        (_, Some(c)) => vec![s.prior_mode(Some(c)); 64],
-        (k, None) => (0..COLS)
-            .flat_map(|_| (0..k).map(|c| s.prior_mode(Some(c))))
-            .collect(),
-    };
-    modes
-        .iter()
-        .flat_map(|m| {
-            m.iter()
-                .map(|v| v + request.temperature * rng.normal())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
+use crate::app::state::AppState;
+use crate::explore::samples::{SampleRequest, sample_columns, sample_points};
+use crate::run::EvaluatorStatus;
 
 /// Draws the temperature controls, the sample grid and the scores.
 pub fn samples_ui(
@@ -66,11 +31,13 @@ pub fn samples_ui(
             state.new_noise();
         }
         let classes = state
+            .main
             .snapshot
             .as_ref()
             .map_or(0, |s| s.view.classes(s.latent_dim));
         if classes > 0 {
             let names = state
+                .main
                 .snapshot
                 .as_ref()
                 .map(|s| s.probe.class_names.clone())
@@ -101,7 +68,7 @@ pub fn samples_ui(
         }
     });
     scores_line(ui, state);
-    let (Some(request), Some(s)) = (state.sample_request(), state.snapshot.as_ref()) else {
+    let (Some(request), Some(s)) = (state.sample_request(), state.main.snapshot.as_ref()) else {
         ui.label("Waiting for the first snapshot…");
         return action;
     };
@@ -124,13 +91,13 @@ pub fn samples_ui(
 
 /// One line on the evaluator and its newest scores.
 fn scores_line(ui: &mut egui::Ui, state: &AppState) {
-    let text = match (state.evaluator, state.scores.last()) {
+    let text = match (state.main.evaluator, state.main.scores.last()) {
         (EvaluatorStatus::Training(p), _) => format!(
             "Training the evaluator classifier for this dataset (once; cached after): {:.0}%",
             100.0 * p
         ),
         (_, Some(s)) => {
-            let acc = match state.evaluator {
+            let acc = match state.main.evaluator {
                 EvaluatorStatus::Ready(a) => format!(" (evaluator {:.1}% accurate)", 100.0 * a),
                 _ => String::new(),
             };

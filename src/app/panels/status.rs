@@ -1,13 +1,14 @@
 //! The status bar: run state, step and epoch progress, throughput, backend, the newest error.
 
-use crate::app::state::{AppState, EvaluatorStatus};
+use crate::app::state::AppState;
+use crate::run::EvaluatorStatus;
 use crate::worker::RunState;
 
 /// Draws the status bar; returns whether the user dismissed the error.
 pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
     let mut dismiss = false;
     ui.horizontal(|ui| {
-        let run = match state.run {
+        let run = match state.main.state {
             None => "starting…",
             Some(RunState::Idle) => "ready",
             Some(RunState::Running) => "training",
@@ -17,7 +18,7 @@ pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
         };
         ui.strong(run);
         ui.separator();
-        if let Some(m) = &state.last_step {
+        if let Some(m) = &state.main.last_step {
             ui.label(format!("step {}", m.step));
             ui.add(
                 egui::ProgressBar::new(m.epoch_progress)
@@ -28,15 +29,15 @@ pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
                         m.epoch_progress * 100.0
                     )),
             );
-            ui.label(format!("{:.0} samples/s", state.samples_per_sec));
+            ui.label(format!("{:.0} samples/s", state.main.samples_per_sec));
             ui.separator();
         }
-        if let Some((name, train, test)) = &state.dataset {
+        if let Some((name, train, test)) = &state.main.dataset {
             ui.label(format!("{name}: {train} train / {test} test"));
             ui.separator();
         }
-        ui.label(&state.backend);
-        if let EvaluatorStatus::Training(p) = state.evaluator {
+        ui.label(&state.main.backend);
+        if let EvaluatorStatus::Training(p) = state.main.evaluator {
             ui.separator();
             ui.add(
                 egui::ProgressBar::new(p)

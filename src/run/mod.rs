@@ -1,0 +1,247 @@
+//! A run as its consumers see it: the worker's [`Event`]s for one model folded into plain data
+//! (curves, test rows, scores, the newest snapshot and a timeline of older ones). The window
+//! keeps one for the main run and one for a comparison run; `train` on the command line folds
+//! the same events into one and writes its folder from it.
+
+pub mod history;
+
+use history::{RowLog, Series};
+
+use crate::evaluator::Scores;
+use crate::train::{Snapshot, StepMetrics, TestMetrics, TrainConfig};
+use crate::worker::{Event, RunState};
+
+/// Points kept per curve.
+pub const CURVE_CAPACITY: usize = 4000;
+/// Snapshots kept for the timeline and the GIF.
+pub const TIMELINE_CAPACITY: usize = 240;
+
+/// The per-step loss curves.
+#[derive(Clone, Debug)]
+pub struct Curves {
+    /// Reconstruction term.
+    pub reconstruction: Series,
+    /// KL term.
+    pub kl: Series,
+    /// Optimised total.
+    pub total: Series,
+    /// Test negative ELBO per epoch (test reconstruction for the AE).
+    pub test_elbo: Series,
+    /// The BN-VAE's KL floor per step.
+    pub kl_floor: Series,
+    /// Share of the prior in holes, per snapshot.
+    pub hole_share: Series,
+    /// The evaluator's Frechet distance per score.
+    pub frechet: Series,
+    /// The evaluator's class entropy of prior samples per score.
+    pub entropy: Series,
+    /// The family's own per-step values by name (the adversarial losses and accuracies, the
+    /// f-VAE's sigmas, the BN-VAE's floor), in order of first appearance.
+    pub extras: Vec<(String, Series)>,
+}
+
+impl Curves {
+    /// The per-step series of a family-specific value.
+    pub fn extra(&self, name: &str) -> Option<&Series> {
+        self.extras.iter().find(|(n, _)| n == name).map(|(_, s)| s)
+    }
+}
+
+impl Default for Curves {
+    fn default() -> Self {
+        let s = || Series::with_capacity(CURVE_CAPACITY);
+        Self {
+            reconstruction: s(),
+            kl: s(),
+            total: s(),
+            test_elbo: s(),
+            kl_floor: s(),
+            hole_share: s(),
+            frechet: s(),
+            entropy: s(),
+            extras: Vec::new(),
+        }
+    }
+}
+
+/// One frame of the training timeline: the probe posteriors at a step.
+#[derive(Clone, Debug)]
+pub struct TimelineFrame {
+    /// The step.
+    pub step: u64,
+    /// The snapshot.
+    pub snapshot: Snapshot,
+}
+
+/// Where the dataset's evaluator stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum EvaluatorStatus {
+    /// Not asked for yet.
+    #[default]
+    Idle,
+    /// Being trained (share done).
+    Training(f32),
+    /// Ready, with its test accuracy.
+    Ready(f32),
+}
+
+/// One run, folded from its worker's events.
+#[derive(Clone, Debug, Default)]
+pub struct RunView {
+    /// The settings in force (those asked for until the model is ready).
+    pub config: TrainConfig,
+    /// Where the run stands (`None` before the worker said).
+    pub state: Option<RunState>,
+    /// Backend description.
+    pub backend: String,
+    /// Dataset name and sizes, once ready.
+    pub dataset: Option<(String, usize, usize)>,
+    /// Loss curves.
+    pub curves: Curves,
+    /// Test metrics per epoch.
+    pub tests: Vec<TestMetrics>,
+    /// The latest step's metrics.
+    pub last_step: Option<StepMetrics>,
+    /// Recent throughput.
+    pub samples_per_sec: f32,
+    /// The newest snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// Snapshots over training, for the timeline slider and the GIF.
+    pub timeline: Vec<TimelineFrame>,
+    /// Every training row received, for the metrics CSV.
+    pub train_rows: RowLog,
+    /// The evaluator's scores over training.
+    pub scores: Vec<Scores>,
+    /// Where the evaluator stands.
+    pub evaluator: EvaluatorStatus,
+    /// The newest failure reported for this run.
+    pub last_error: Option<String>,
+}
+
+impl RunView {
+    /// A run asked for with `config`, before its model is ready.
+    pub fn new(config: TrainConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    /// Folds one worker event. Notices are not kept here: they are for whoever shows them.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::Ready {
+                backend,
+                dataset,
+                train_len,
+                test_len,
+                config,
+                ..
+            } => {
+                *self = Self {
+                    config: *config,
+                    backend,
+                    dataset: Some((dataset, train_len, test_len)),
+                    state: self.state,
+                    evaluator: self.evaluator,
+                    ..Self::default()
+                };
+            }
+            Event::Progress {
+                metrics,
+                samples_per_sec,
+            } => {
+                self.push_step(metrics);
+                self.samples_per_sec = samples_per_sec;
+            }
+            Event::Tested(t) => {
+                let y = t.neg_elbo.unwrap_or(t.reconstruction);
+                if y.is_finite() {
+                    self.curves.test_elbo.push(t.step as f64, y as f64);
+                }
+                self.tests.push(t);
+            }
+            Event::State(s) => self.state = Some(s),
+            Event::Failed(e) | Event::ScoringFailed(e) => self.last_error = Some(e),
+            Event::EvaluatorProgress(p) => self.evaluator = EvaluatorStatus::Training(p),
+            Event::EvaluatorReady(a) => self.evaluator = EvaluatorStatus::Ready(a),
+            Event::Scored(scores) => {
+                let x = scores.step as f64;
+                self.curves.frechet.push(x, scores.frechet as f64);
+                self.curves.entropy.push(x, scores.entropy as f64);
+                self.scores.push(scores);
+            }
+            Event::Notice(_) | Event::SnapshotReady { .. } | Event::Saved(_) => {}
+        }
+    }
+
+    fn push_step(&mut self, metrics: StepMetrics) {
+        let x = metrics.step as f64;
+        let c = &mut self.curves;
+        c.reconstruction.push(x, metrics.reconstruction as f64);
+        c.kl.push(x, metrics.kl as f64);
+        c.total.push(x, metrics.total as f64);
+        if let Some(floor) = metrics.extra("kl_floor") {
+            c.kl_floor.push(x, floor as f64);
+        }
+        for (name, v) in &metrics.extra {
+            let i = match c.extras.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    let series = Series::with_capacity(CURVE_CAPACITY);
+                    c.extras.push((name.clone(), series));
+                    c.extras.len() - 1
+                }
+            };
+            c.extras[i].1.push(x, *v as f64);
+        }
+        self.train_rows.push(metrics.clone());
+        self.last_step = Some(metrics);
+    }
+
+    /// Restores a saved run's history (its `metrics.csv`) after its model is ready.
+    pub fn restore(&mut self, train: Vec<StepMetrics>, tests: Vec<TestMetrics>) {
+        for m in train {
+            self.push_step(m);
+        }
+        for t in tests {
+            self.apply(Event::Tested(t));
+        }
+    }
+
+    /// Takes a new snapshot: it becomes the newest and joins the timeline (once per step).
+    pub fn set_snapshot(&mut self, snapshot: Snapshot) {
+        let keep = self.timeline.last().is_none_or(|f| f.step != snapshot.step);
+        if keep {
+            if self.timeline.len() >= TIMELINE_CAPACITY {
+                // Thin the older half so the whole run stays covered.
+                let half = self.timeline.len() / 2;
+                let mut i = 0;
+                self.timeline.retain(|_| {
+                    i += 1;
+                    i > half || i % 2 == 1
+                });
+            }
+            self.timeline.push(TimelineFrame {
+                step: snapshot.step,
+                snapshot: snapshot.clone(),
+            });
+            if let Some(c) = &snapshot.coverage {
+                self.curves
+                    .hole_share
+                    .push(snapshot.step as f64, c.hole_share as f64);
+            }
+        }
+        self.snapshot = Some(snapshot);
+    }
+
+    /// The run's family.
+    pub fn family(&self) -> crate::train::ModelKind {
+        self.config.model
+    }
+
+    /// Whether training is running.
+    pub fn is_running(&self) -> bool {
+        self.state == Some(RunState::Running)
+    }
+}
