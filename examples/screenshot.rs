@@ -123,10 +123,8 @@ fn train_family(
     steps: u64,
 ) -> anyhow::Result<()> {
     eprintln!("training the {} {steps} steps…", kind.label());
-    let config = &mut h.state_mut().state.settings.config;
-    config.model = kind;
     // What choosing the family in the controls does.
-    config.adversarial = latent_atlas::train::AdversarialParams::for_kind(kind);
+    h.state_mut().state.settings.config.set_model(kind);
     h.state_mut().handle(Action::Reset);
     step_until(h, Duration::from_secs(900), |a| {
         a.state

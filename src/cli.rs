@@ -313,8 +313,8 @@ fn print_scores(s: &Scores) {
         ));
     }
     println!(
-        "           evaluator at T = {}: class entropy {:.3} of {:.3} nats, Frechet distance {:.2}{cond}",
-        s.temperature, s.entropy, s.max_entropy, s.frechet
+        "           step {}, evaluator at T = {}: class entropy {:.3} of {:.3} nats, Frechet distance {:.2}{cond}",
+        s.step, s.temperature, s.entropy, s.max_entropy, s.frechet
     );
 }
 

@@ -74,6 +74,8 @@ pub struct Draws {
     pub adversarial: bool,
     /// Whether fixed prior samples are drawn beside the codes.
     pub prior_samples: bool,
+    /// Whether the decoder's Gaussian standard deviation may be trained (the f-VAE's sigma2).
+    pub trained_sigma: bool,
 }
 
 impl ModelKind {
@@ -102,6 +104,7 @@ impl ModelKind {
             encoder: true,
             adversarial: false,
             prior_samples: false,
+            trained_sigma: false,
         };
         const CODES: Draws = Draws {
             posterior: PosteriorShape::Point,
@@ -164,6 +167,7 @@ impl ModelKind {
                 Draws {
                     posterior: PosteriorShape::Warped,
                     pre_flow: true,
+                    trained_sigma: true,
                     ..GAUSSIAN
                 },
                 ADVERSARIAL,
@@ -432,10 +436,22 @@ impl TrainConfig {
         }
     }
 
+    /// Sets the family, with the settings that follow it: its adversarial defaults, and a
+    /// Bernoulli likelihood in place of a trained-sigma Gaussian it cannot train.
+    pub fn set_model(&mut self, model: ModelKind) {
+        self.model = model;
+        if model.draws().adversarial {
+            self.adversarial = AdversarialParams::for_kind(model);
+        }
+        if !model.draws().trained_sigma && self.likelihood == Likelihood::GaussianTrained {
+            self.likelihood = Likelihood::Bernoulli;
+        }
+    }
+
     /// Checks the settings, saying what is wrong in words.
     pub fn validate(&self) -> Result<(), String> {
         let h = &self.hyper;
-        if self.likelihood == Likelihood::GaussianTrained && self.model != ModelKind::FVae {
+        if self.likelihood == Likelihood::GaussianTrained && !self.model.draws().trained_sigma {
             return Err(format!(
                 "the Gaussian with a trained sigma belongs to the f-VAE; the {} needs a Bernoulli or fixed Gaussian likelihood",
                 self.model.label()

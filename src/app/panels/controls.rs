@@ -124,20 +124,14 @@ pub fn controls_ui(
                 }
             });
         if config.model != before {
-            if config.model.draws().adversarial {
-                config.adversarial = crate::train::AdversarialParams::for_kind(config.model);
-            }
-            // A trained-sigma Gaussian belongs to the f-VAE alone.
-            if config.model != ModelKind::FVae && config.likelihood == Likelihood::GaussianTrained {
-                config.likelihood = Likelihood::Bernoulli;
-            }
+            config.set_model(config.model);
             actions.push(Action::Reset);
         }
         egui::ComboBox::from_label("Likelihood")
             .selected_text(likelihood_label(config.likelihood))
             .show_ui(ui, |ui| {
                 let mut options = vec![Likelihood::Bernoulli, Likelihood::Gaussian { sigma: 0.1 }];
-                if config.model == ModelKind::FVae {
+                if config.model.draws().trained_sigma {
                     options.push(Likelihood::GaussianTrained);
                 }
                 for l in options {

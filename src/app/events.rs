@@ -1,0 +1,61 @@
+//! Folding the workers' events into the state, within a time budget per frame.
+
+use std::time::{Duration, Instant};
+
+use super::LatentAtlasApp;
+use crate::worker::{Command, Event, RunState};
+
+/// Time allowed per frame for folding worker events.
+const EVENT_BUDGET: Duration = Duration::from_millis(10);
+
+impl LatentAtlasApp {
+    /// Folds pending worker events into the state, within a time budget.
+    pub fn poll_worker(&mut self) {
+        let Some(worker) = &self.worker else { return };
+        let start = Instant::now();
+        while start.elapsed() < EVENT_BUDGET {
+            let Some(event) = worker.recv_timeout(Duration::ZERO) else {
+                break;
+            };
+            let ready = matches!(event, Event::Ready { .. });
+            let failed = matches!(event, Event::Failed(_));
+            self.state.apply(event);
+            if ready && std::mem::take(&mut self.start_when_ready) {
+                worker.send(Command::Start);
+            }
+            if ready && let Some((train, tests)) = self.pending_history.take() {
+                self.state.main.restore(train, tests);
+            }
+            if failed {
+                self.start_when_ready = false;
+                self.pending_history = None;
+            }
+        }
+        if let Some(s) = worker.take_snapshot() {
+            self.state.set_snapshot(s);
+        }
+        self.poll_compare();
+    }
+
+    /// Folds the comparison run's events; it follows the main run's start and pause.
+    pub(super) fn poll_compare(&mut self) {
+        let (Some(worker), Some(compare)) = (&self.compare_worker, &mut self.state.compare) else {
+            return;
+        };
+        let start = Instant::now();
+        while start.elapsed() < EVENT_BUDGET {
+            let Some(event) = worker.recv_timeout(Duration::ZERO) else {
+                break;
+            };
+            if matches!(event, Event::Ready { .. })
+                && self.state.main.state == Some(RunState::Running)
+            {
+                worker.send(Command::Start);
+            }
+            compare.apply(event);
+        }
+        if let Some(s) = worker.take_snapshot() {
+            compare.set_snapshot(s);
+        }
+    }
+}
