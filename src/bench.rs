@@ -171,11 +171,12 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
         // Force the update to finish (eager CPU backends already have; this reads one value).
         let _ = to_vec(
             model
+                .decoder
                 .output
                 .bias
                 .as_ref()
                 .map(|b| b.val())
-                .unwrap_or_else(|| model.output.weight.val().sum()),
+                .unwrap_or_else(|| model.decoder.output.weight.val().sum()),
         );
         let t4 = Instant::now();
         if s >= 10 {

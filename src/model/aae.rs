@@ -2,21 +2,21 @@
 //! discriminator on the latent space telling prior samples from codes. The discriminator
 //! minimises `-log D(z_prior) - log(1 - D(E(x)))`; the encoder and decoder minimise
 //! `-log D(E(x)) + lambda |x - G(E(x))|^2`.
-//!
-//! It reuses the VAE's layers (the `mu` head is E) and leaves the log-variance head unused.
 
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::Vae;
 use super::adversarial::{Discriminator, neg_log_d};
+use super::nets::{Decoder, PointEncoder};
 use crate::fused::Activation;
 
 /// The AAE's weights.
 #[derive(Module, Debug)]
 pub struct Aae {
-    /// Encoder (the `mu` head) and decoder.
-    pub base: Vae,
+    /// E(x): the code of each image.
+    pub encoder: PointEncoder,
+    /// G(z): logits per pixel from a latent point.
+    pub decoder: Decoder,
     /// D(z) on latent points.
     pub disc: Discriminator,
 }
@@ -24,7 +24,7 @@ pub struct Aae {
 impl Aae {
     /// The code of each image.
     pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
-        self.base.encode(x).0
+        self.encoder.forward(x)
     }
 
     /// The encoder/decoder terms: adversarial `E[-log D(E(x))]` and the squared
@@ -32,7 +32,7 @@ impl Aae {
     pub fn autoencoder_terms(&self, x: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
         let code = self.encode(x.clone());
         let adversarial = neg_log_d(self.disc.logits(code.clone())).mean();
-        let rec = self.base.decode_with(code, Activation::Sigmoid) - x;
+        let rec = self.decoder.forward_with(code, Activation::Sigmoid) - x;
         (adversarial, rec.square().sum_dim(1).mean().reshape([1]))
     }
 }

@@ -3,18 +3,19 @@
 //! prior, so sampling "from the prior" decodes N(0, T^2 I) points the model never trained on;
 //! that is the contrast the VAE exists for.
 //!
-//! It reuses the VAE's layers and leaves the log-variance head unused.
-
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::{Likelihood, Vae};
+use super::Likelihood;
+use super::nets::{Decoder, PointEncoder};
 
 /// The autoencoder's weights.
 #[derive(Module, Debug)]
 pub struct Ae {
-    /// Encoder (its `mu` head gives the code), decoder and output layer.
-    pub base: Vae,
+    /// The code of each image.
+    pub encoder: PointEncoder,
+    /// Logits per pixel from a code.
+    pub decoder: Decoder,
 }
 
 impl Ae {
@@ -23,7 +24,7 @@ impl Ae {
     /// # Shapes
     ///   x `[batch, pixels]` -> `[batch, latent]`
     pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
-        self.base.encode(x).0
+        self.encoder.forward(x)
     }
 
     /// Reconstruction term `-log p(x|z)` with `z` the code, per sample.
@@ -32,13 +33,13 @@ impl Ae {
     ///   x `[batch, pixels]` -> (`[batch]`, codes `[batch, latent]`)
     pub fn forward(&self, x: Tensor<2>, likelihood: Likelihood) -> (Tensor<1>, Tensor<2>) {
         let z = self.encode(x.clone());
-        (likelihood.nll(self.base.decode(z.clone()), x), z)
+        (likelihood.nll(self.decoder.forward(z.clone()), x), z)
     }
 }
 
 impl super::Family for Ae {
-    fn base(&self) -> &Vae {
-        &self.base
+    fn decoder(&self) -> &Decoder {
+        &self.decoder
     }
 
     fn terms(
@@ -47,15 +48,15 @@ impl super::Family for Ae {
         _onehot: Option<Tensor<2>>,
         _eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> super::Terms {
-        super::Terms {
+    ) -> Option<super::Terms> {
+        Some(super::Terms {
             reconstruction: self.forward(x, likelihood).0,
             kl: None,
             kl_per_dim: None,
-        }
+        })
     }
 
-    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
-        super::family::code_posteriors(&self.base, x)
+    fn posteriors(&self, x: Tensor<2>) -> Option<super::Posteriors> {
+        Some(super::family::code_posteriors(self.encode(x)))
     }
 }

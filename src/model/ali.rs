@@ -2,21 +2,21 @@
 //! D(x, z) telling encoder pairs `(x, E(x))` from generator pairs `(G(z), z)`. The
 //! discriminator minimises `-log D(x, E(x)) - log(1 - D(G(z), z))`; the encoder and generator
 //! minimise either the seed's derived loss or the standard minimax form ([`AliLoss`]).
-//!
-//! It reuses the VAE's layers (the `mu` head is E, the decoder is G).
 
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::Vae;
 use super::adversarial::{AliLoss, Discriminator};
+use super::nets::{Decoder, PointEncoder};
 use crate::fused::Activation;
 
 /// ALI's weights.
 #[derive(Module, Debug)]
 pub struct Ali {
-    /// Encoder (the `mu` head) and generator (the decoder).
-    pub base: Vae,
+    /// E(x): the code of each image.
+    pub encoder: PointEncoder,
+    /// G(z): logits per pixel from a prior draw.
+    pub decoder: Decoder,
     /// D(x, z) on concatenated image and latent point.
     pub disc: Discriminator,
 }
@@ -24,12 +24,12 @@ pub struct Ali {
 impl Ali {
     /// The code of each image.
     pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
-        self.base.encode(x).0
+        self.encoder.forward(x)
     }
 
     /// Generated images in `[0, 1]`.
     pub fn generate(&self, z: Tensor<2>) -> Tensor<2> {
-        self.base.decode_with(z, Activation::Sigmoid)
+        self.decoder.forward_with(z, Activation::Sigmoid)
     }
 
     /// The discriminator's logits on `(x, z)` pairs.
@@ -58,8 +58,10 @@ mod tests {
     fn the_loss_form_changes_the_generators_gradient() {
         let device = Device::flex().autodiff();
         device.seed(4);
+        let (encoder, decoder) = VaeConfig::new(12).with_hidden(vec![8]).point(&device);
         let ali = Ali {
-            base: VaeConfig::new(12).with_hidden(vec![8]).init(&device),
+            encoder,
+            decoder,
             disc: DiscriminatorConfig::new(14)
                 .with_hidden(vec![8])
                 .init(&device),
@@ -73,7 +75,7 @@ mod tests {
                 .encoder_generator_loss(x.clone(), z.clone(), form)
                 .backward();
             let g = ali
-                .base
+                .decoder
                 .output
                 .weight
                 .val()

@@ -11,6 +11,7 @@ use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
 use super::losses;
+use super::nets::Decoder;
 use super::{Likelihood, Vae, VaeForward};
 
 /// Batch-norm epsilon, as in the article's code.
@@ -143,8 +144,8 @@ impl BnVae {
 }
 
 impl super::Family for BnVae {
-    fn base(&self) -> &Vae {
-        &self.base
+    fn decoder(&self) -> &Decoder {
+        &self.base.decoder
     }
 
     fn terms(
@@ -153,17 +154,17 @@ impl super::Family for BnVae {
         _onehot: Option<Tensor<2>>,
         eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> super::Terms {
-        super::family::vae_terms(self.forward(x, eps, likelihood))
+    ) -> Option<super::Terms> {
+        Some(super::family::vae_terms(self.forward(x, eps, likelihood)))
     }
 
-    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+    fn posteriors(&self, x: Tensor<2>) -> Option<super::Posteriors> {
         let (mu, sigma) = self.encode(x);
-        super::Posteriors {
+        Some(super::Posteriors {
             position: mu,
             sigma: sigma.abs(),
             pre_flow: None,
-        }
+        })
     }
 
     fn log_weights(
@@ -175,7 +176,7 @@ impl super::Family for BnVae {
     ) -> Option<Tensor<1>> {
         let (mu, sigma) = self.encode(x.clone());
         Some(super::family::gaussian_log_weights(
-            &self.base,
+            &self.base.decoder,
             x,
             eps,
             likelihood,

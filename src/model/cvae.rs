@@ -7,6 +7,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use super::losses;
+use super::nets::Decoder;
 use super::{Likelihood, Vae, VaeForward};
 
 /// The CVAE's weights.
@@ -63,8 +64,8 @@ impl Cvae {
 }
 
 impl super::Family for Cvae {
-    fn base(&self) -> &Vae {
-        &self.base
+    fn decoder(&self) -> &Decoder {
+        &self.base.decoder
     }
 
     fn terms(
@@ -73,12 +74,14 @@ impl super::Family for Cvae {
         onehot: Option<Tensor<2>>,
         eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> super::Terms {
+    ) -> Option<super::Terms> {
         let onehot = onehot.expect("the CVAE trains on labelled batches");
-        super::family::vae_terms(self.forward(x, onehot, eps, likelihood))
+        Some(super::family::vae_terms(
+            self.forward(x, onehot, eps, likelihood),
+        ))
     }
 
-    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+    fn posteriors(&self, x: Tensor<2>) -> Option<super::Posteriors> {
         super::Family::posteriors(&self.base, x)
     }
 
@@ -92,7 +95,7 @@ impl super::Family for Cvae {
         let posterior = self.base.encode(x.clone());
         let means = self.means_of(onehot.expect("the CVAE needs labels"));
         Some(super::family::gaussian_log_weights(
-            &self.base,
+            &self.base.decoder,
             x,
             eps,
             likelihood,

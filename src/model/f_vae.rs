@@ -8,20 +8,22 @@
 //!
 //! The article's decoder is Gaussian with the trained sigma2 ([`Likelihood::GaussianTrained`]);
 //! the other likelihoods are offered so that the f-VAE and the VAE compare under the same one.
-//! It reuses the VAE's layers (the `mu` head is E) and leaves the log-variance head unused.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
 use super::flow::{Flow, FlowConfig};
 use super::losses;
-use super::{Likelihood, Vae};
+use super::nets::{Decoder, PointEncoder};
+use super::{Likelihood, VaeConfig};
 
 /// The f-VAE's weights.
 #[derive(Module, Debug)]
 pub struct FVae {
-    /// Encoder (the `mu` head is E), decoder G and its output layer.
-    pub base: Vae,
+    /// E(x): the posterior's centre in the pre-flow space.
+    pub encoder: PointEncoder,
+    /// G(w): logits per pixel from a pre-flow point.
+    pub decoder: Decoder,
     /// The flow F from the pre-flow space to the prior's space.
     pub flow: Flow,
     /// log sigma1, the posterior's radius in the pre-flow space, `[1]`.
@@ -42,11 +44,14 @@ pub struct FVaeForward {
 }
 
 impl FVae {
-    /// An f-VAE around `base` with an identity flow of `layers` couplings and sigma1 = 1,
-    /// sigma2 = 0.3.
-    pub fn new(base: Vae, latent_dim: usize, layers: usize, device: &Device) -> Self {
+    /// An f-VAE of the shape `nets` with an identity flow of `layers` couplings and
+    /// sigma1 = 1, sigma2 = 0.3.
+    pub fn new(nets: &VaeConfig, layers: usize, device: &Device) -> Self {
+        let (encoder, decoder) = nets.point(device);
+        let latent_dim = nets.latent_dim;
         Self {
-            base,
+            encoder,
+            decoder,
             flow: FlowConfig::new(latent_dim).with_layers(layers).init(device),
             log_sigma1: Param::from_tensor(Tensor::zeros([1], device)),
             log_sigma2: Param::from_tensor(Tensor::from_floats([0.3f32.ln()], device)),
@@ -55,7 +60,7 @@ impl FVae {
 
     /// Posterior centres E(x) in the pre-flow space.
     pub fn centre(&self, x: Tensor<2>) -> Tensor<2> {
-        self.base.encode(x).0
+        self.encoder.forward(x)
     }
 
     /// `-log p(x|w)` per sample for decoder logits at the pre-flow point.
@@ -77,7 +82,7 @@ impl FVae {
         let centre = self.centre(x.clone());
         let log_sigma1 = self.log_sigma1.val();
         let w = centre.clone() + u.clone() * log_sigma1.clone().exp().unsqueeze_dim(0);
-        let reconstruction = self.nll(self.base.decode(w.clone()), x, likelihood);
+        let reconstruction = self.nll(self.decoder.forward(w.clone()), x, likelihood);
         let (z, log_det) = self.flow.forward(w);
         let kl = (z.square().sum_dim(1) - u.square().sum_dim(1)).squeeze_dim(1) * 0.5
             - log_sigma1 * d
@@ -112,8 +117,8 @@ impl FVae {
 }
 
 impl super::Family for FVae {
-    fn base(&self) -> &Vae {
-        &self.base
+    fn decoder(&self) -> &Decoder {
+        &self.decoder
     }
 
     fn terms(
@@ -122,24 +127,24 @@ impl super::Family for FVae {
         _onehot: Option<Tensor<2>>,
         eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> super::Terms {
+    ) -> Option<super::Terms> {
         let out = self.forward(x, eps, likelihood);
-        super::Terms {
+        Some(super::Terms {
             reconstruction: out.reconstruction,
             kl: Some(out.kl),
             kl_per_dim: None,
-        }
+        })
     }
 
-    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+    fn posteriors(&self, x: Tensor<2>) -> Option<super::Posteriors> {
         let centre = self.centre(x);
         let sigma1 = self.log_sigma1.val().exp().unsqueeze_dim(0);
         let sigma = centre.zeros_like() + sigma1;
-        super::Posteriors {
+        Some(super::Posteriors {
             position: self.flow.forward(centre.clone()).0,
             sigma,
             pre_flow: Some(centre),
-        }
+        })
     }
 
     fn log_weights(
@@ -154,7 +159,7 @@ impl super::Family for FVae {
 
     /// Through F^-1: points of the prior's space are decoded where the flow sends them.
     fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        self.base.decode(self.flow.inverse(z))
+        self.decoder.forward(self.flow.inverse(z))
     }
 
     fn f_sigmas(&self) -> Option<(f32, f32)> {

@@ -11,6 +11,7 @@ use burn::tensor::activation::sigmoid;
 use super::adversarial::Discriminator;
 use super::flow::Flow;
 use super::losses;
+use super::nets::{Decoder, PointEncoder};
 use super::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Vae};
 
 /// A model of any family.
@@ -26,7 +27,7 @@ pub enum Model {
     BnVae(BnVae),
     /// f-VAE.
     FVae(FVae),
-    /// GAN (its generator is the base's decoder).
+    /// GAN.
     Gan(Gan),
     /// Adversarial autoencoder.
     Aae(Aae),
@@ -58,21 +59,21 @@ pub struct Posteriors {
 /// What a model family does. Each family implements it in its own file; a default is what a
 /// family without that capability does.
 pub trait Family {
-    /// The encoder/decoder layers.
-    fn base(&self) -> &Vae;
+    /// The decoder (the GAN's generator).
+    fn decoder(&self) -> &Decoder;
 
-    /// The loss terms of one batch. `onehot` is needed by the CVAE; `eps` holds standard
-    /// normal draws `[batch, latent]`.
+    /// The loss terms of one batch, or `None` for a family without an encoder. `onehot` is
+    /// needed by the CVAE; `eps` holds standard normal draws `[batch, latent]`.
     fn terms(
         &self,
         x: Tensor<2>,
         onehot: Option<Tensor<2>>,
         eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> Terms;
+    ) -> Option<Terms>;
 
-    /// The posteriors of a batch, as drawn in the plane.
-    fn posteriors(&self, x: Tensor<2>) -> Posteriors;
+    /// The posteriors of a batch, as drawn in the plane (`None` without an encoder).
+    fn posteriors(&self, x: Tensor<2>) -> Option<Posteriors>;
 
     /// Importance weights `log p(x, z_k) - log q(z_k|x)` for `rows = k * batch` draws (`x` and
     /// `onehot` already repeated); `None` for a family without a likelihood bound.
@@ -91,12 +92,12 @@ pub trait Family {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        self.base().decode(z)
+        self.decoder().forward(z)
     }
 
     /// Dimension of the latent space.
     fn latent_dim(&self) -> usize {
-        self.base().mu.weight.dims()[1]
+        self.decoder().latent_dim()
     }
 
     /// The mode of the prior to sample around (the origin unless the family says otherwise).
@@ -143,14 +144,24 @@ pub trait Family {
     }
 }
 
-/// The three adversarial families' shared behaviour: a code per image, a discriminator, and
-/// evaluation terms only (they train through their own steps; the reconstruction is G(E(x))
-/// under the likelihood, the decoding of the GAN's unused encoder for the GAN).
+/// The adversarial families' shared behaviour, written once: a discriminator that the
+/// generator phase freezes, and evaluation terms only (they train through their own steps; the
+/// reconstruction of the AAE and ALI is G(E(x)) under the likelihood).
 macro_rules! adversarial_family {
+    (@discriminator) => {
+        fn discriminator(&self) -> Option<&Discriminator> {
+            Some(&self.disc)
+        }
+
+        fn with_frozen_discriminator(mut self) -> Self {
+            self.disc = self.disc.no_grad();
+            self
+        }
+    };
     ($($family:ty),*) => {$(
         impl Family for $family {
-            fn base(&self) -> &Vae {
-                &self.base
+            fn decoder(&self) -> &Decoder {
+                &self.decoder
             }
 
             fn terms(
@@ -159,27 +170,43 @@ macro_rules! adversarial_family {
                 _onehot: Option<Tensor<2>>,
                 _eps: Tensor<2>,
                 likelihood: Likelihood,
-            ) -> Terms {
-                code_terms(&self.base, x, likelihood)
+            ) -> Option<Terms> {
+                Some(code_terms(&self.encoder, &self.decoder, x, likelihood))
             }
 
-            fn posteriors(&self, x: Tensor<2>) -> Posteriors {
-                code_posteriors(&self.base, x)
+            fn posteriors(&self, x: Tensor<2>) -> Option<Posteriors> {
+                Some(code_posteriors(self.encoder.forward(x)))
             }
 
-            fn discriminator(&self) -> Option<&Discriminator> {
-                Some(&self.disc)
-            }
-
-            fn with_frozen_discriminator(mut self) -> Self {
-                self.disc = self.disc.no_grad();
-                self
-            }
+            adversarial_family!(@discriminator);
         }
     )*};
 }
 
-adversarial_family!(Gan, Aae, Ali);
+adversarial_family!(Aae, Ali);
+
+/// The GAN has no encoder: no terms, no posteriors (the plane shows prior samples instead).
+impl Family for Gan {
+    fn decoder(&self) -> &Decoder {
+        &self.generator
+    }
+
+    fn terms(
+        &self,
+        _x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        _eps: Tensor<2>,
+        _likelihood: Likelihood,
+    ) -> Option<Terms> {
+        None
+    }
+
+    fn posteriors(&self, _x: Tensor<2>) -> Option<Posteriors> {
+        None
+    }
+
+    adversarial_family!(@discriminator);
+}
 
 /// Runs `$body` with `$m` bound to whichever family `$model` holds: the one match over the
 /// variants of [`Model`].
@@ -199,9 +226,9 @@ macro_rules! dispatch {
 }
 
 impl Model {
-    /// The encoder/decoder layers every family shares.
-    pub fn base(&self) -> &Vae {
-        dispatch!(self, m => Family::base(m))
+    /// The decoder (the GAN's generator).
+    pub fn decoder(&self) -> &Decoder {
+        dispatch!(self, m => Family::decoder(m))
     }
 
     /// The discriminator of an adversarial family.
@@ -226,8 +253,8 @@ impl Model {
 
     /// The decoder's hidden layers and output layer, for a plain copy.
     pub fn decoder_layers(&self) -> (&[Linear], &Linear) {
-        let base = self.base();
-        (&base.decoder, &base.output)
+        let decoder = self.decoder();
+        (&decoder.layers, &decoder.output)
     }
 
     /// The loss terms of one batch. `onehot` is needed by the CVAE; `eps` holds standard
@@ -238,12 +265,12 @@ impl Model {
         onehot: Option<Tensor<2>>,
         eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> Terms {
+    ) -> Option<Terms> {
         dispatch!(self, m => Family::terms(m, x, onehot, eps, likelihood))
     }
 
-    /// The posteriors of a batch, as drawn in the plane.
-    pub fn posteriors(&self, x: Tensor<2>) -> Posteriors {
+    /// The posteriors of a batch, as drawn in the plane (`None` without an encoder).
+    pub fn posteriors(&self, x: Tensor<2>) -> Option<Posteriors> {
         dispatch!(self, m => Family::posteriors(m, x))
     }
 
@@ -327,18 +354,22 @@ pub(super) fn vae_terms(out: super::VaeForward) -> Terms {
 
 /// The terms of a family with codes only (no KL): the reconstruction G(E(x)) under the
 /// likelihood. The adversarial families train through their own steps; this is evaluation.
-pub(super) fn code_terms(base: &Vae, x: Tensor<2>, likelihood: Likelihood) -> Terms {
-    let code = base.encode(x.clone()).0;
+pub(super) fn code_terms(
+    encoder: &PointEncoder,
+    decoder: &Decoder,
+    x: Tensor<2>,
+    likelihood: Likelihood,
+) -> Terms {
+    let code = encoder.forward(x.clone());
     Terms {
-        reconstruction: likelihood.nll(base.decode(code), x),
+        reconstruction: likelihood.nll(decoder.forward(code), x),
         kl: None,
         kl_per_dim: None,
     }
 }
 
 /// Codes as posteriors: each a point (zero sigma).
-pub(super) fn code_posteriors(base: &Vae, x: Tensor<2>) -> Posteriors {
-    let z = base.encode(x).0;
+pub(super) fn code_posteriors(z: Tensor<2>) -> Posteriors {
     Posteriors {
         sigma: z.zeros_like(),
         position: z,
@@ -349,7 +380,7 @@ pub(super) fn code_posteriors(base: &Vae, x: Tensor<2>) -> Posteriors {
 /// Importance weights of a Gaussian posterior `N(mu, exp(logvar))` under a standard normal
 /// prior (centred at `prior_mean` when given).
 pub(super) fn gaussian_log_weights(
-    base: &Vae,
+    decoder: &Decoder,
     x: Tensor<2>,
     eps: Tensor<2>,
     likelihood: Likelihood,
@@ -357,7 +388,7 @@ pub(super) fn gaussian_log_weights(
     prior_mean: Option<Tensor<2>>,
 ) -> Tensor<1> {
     let z = mu.clone() + (logvar.clone() * 0.5).exp() * eps;
-    let log_px = likelihood.nll(base.decode(z.clone()), x).neg();
+    let log_px = likelihood.nll(decoder.forward(z.clone()), x).neg();
     let log_prior = match prior_mean {
         Some(mean) => losses::log_standard_normal(z.clone() - mean),
         None => losses::log_standard_normal(z.clone()),

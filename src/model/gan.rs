@@ -3,21 +3,19 @@
 //! the generator minimises `-log D(G(z)) + lambda * mean |G(z) - G_old(z)|^2`, where G_old is
 //! the generator as it was at the start of this generator phase (the seed's q^o). With one
 //! generator step per phase G = G_old at that step, so the term and its gradient are zero.
-//!
-//! The generator is the VAE's decoder (its encoder is left unused).
 
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::Vae;
 use super::adversarial::{Discriminator, generator_loss, old_generator_penalty};
+use super::nets::Decoder;
 use crate::fused::Activation;
 
 /// The GAN's weights.
 #[derive(Module, Debug)]
 pub struct Gan {
-    /// The generator is `base`'s decoder.
-    pub base: Vae,
+    /// G(z): logits per pixel from a prior draw.
+    pub generator: Decoder,
     /// D(x) on images.
     pub disc: Discriminator,
 }
@@ -28,7 +26,7 @@ impl Gan {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     pub fn generate(&self, z: Tensor<2>) -> Tensor<2> {
-        self.base.decode_with(z, Activation::Sigmoid)
+        self.generator.forward_with(z, Activation::Sigmoid)
     }
 
     /// The generator's loss terms at `z`: the adversarial `-log D(G(z))` and the unweighted
@@ -53,7 +51,7 @@ mod tests {
     /// Sum of |gradient| over the generator's output layer.
     fn grad_size(gan: &Gan, loss: Tensor<1>) -> f32 {
         let mut grads = loss.backward();
-        let weight = gan.base.output.weight.val();
+        let weight = gan.generator.output.weight.val();
         let g = weight.grad_remove(&mut grads);
         g.map_or(0.0, |g| to_vec(g.abs().sum())[0])
     }
@@ -63,7 +61,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(2);
         let mut gan = Gan {
-            base: VaeConfig::new(12).with_hidden(vec![8]).init(&device),
+            generator: VaeConfig::new(12).with_hidden(vec![8]).generator(&device),
             disc: DiscriminatorConfig::new(12)
                 .with_hidden(vec![8])
                 .init(&device),
@@ -87,7 +85,7 @@ mod tests {
             }
             let loss = adversarial + penalty * 5.0;
             let mut grads = loss.backward();
-            let params = GradientsParams::from_module(&mut grads, &gan.base);
+            let params = GradientsParams::from_module(&mut grads, &gan.generator);
             gan = optim.step(1e-2, gan, params);
         }
     }

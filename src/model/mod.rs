@@ -12,6 +12,7 @@ pub mod family;
 pub mod flow;
 pub mod gan;
 pub mod losses;
+pub mod nets;
 pub mod vae;
 
 pub use aae::Aae;

@@ -1,15 +1,15 @@
 //! The MLP variational autoencoder (Kingma & Welling 2014): a Gaussian posterior
 //! `q(z|x) = N(mu(x), diag exp(logvar(x)))`, the prior `N(0, I)`, and a Bernoulli or Gaussian
-//! decoder. Encoder and decoder are mirror-image MLPs with ReLU.
+//! decoder. Encoder and decoder are mirror-image MLPs with ReLU ([`super::nets`]).
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::losses;
-use crate::fused::{Activation, linear};
+use super::nets::{self, Decoder, GaussianEncoder, PointEncoder};
 
 /// The decoder's likelihood `p(x|z)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,45 +58,41 @@ pub struct VaeConfig {
 }
 
 impl VaeConfig {
-    /// A freshly initialised model (PyTorch's default initialisation: U(-k, k), k = 1/sqrt(fan_in)).
+    /// A freshly initialised VAE: a Gaussian encoder and a decoder.
     pub fn init(&self, device: &Device) -> Vae {
-        let mut widths = vec![self.input_dim];
-        widths.extend(&self.hidden);
-        let last = *widths.last().unwrap_or(&self.input_dim);
-        let encoder = widths
-            .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
-            .collect();
-        let mut back = vec![self.latent_dim];
-        back.extend(self.hidden.iter().rev());
-        let decoder = back
-            .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(device))
-            .collect();
-        let decoder_last = *back.last().unwrap_or(&self.latent_dim);
-        Vae {
-            encoder,
-            mu: LinearConfig::new(last, self.latent_dim).init(device),
-            logvar: LinearConfig::new(last, self.latent_dim).init(device),
-            decoder,
-            output: LinearConfig::new(decoder_last, self.input_dim).init(device),
-        }
+        let (encoder, decoder) = self.gaussian(device);
+        Vae { encoder, decoder }
+    }
+
+    /// A Gaussian encoder and a decoder.
+    pub fn gaussian(&self, device: &Device) -> (GaussianEncoder, Decoder) {
+        let (layers, heads, decoder) =
+            nets::layers(self.input_dim, &self.hidden, self.latent_dim, 2, device);
+        let [mu, logvar]: [Linear; 2] = heads.try_into().expect("two heads were built");
+        (GaussianEncoder { layers, mu, logvar }, decoder)
+    }
+
+    /// A deterministic encoder and a decoder.
+    pub fn point(&self, device: &Device) -> (PointEncoder, Decoder) {
+        let (layers, heads, decoder) =
+            nets::layers(self.input_dim, &self.hidden, self.latent_dim, 1, device);
+        let [code]: [Linear; 1] = heads.try_into().expect("one head was built");
+        (PointEncoder { layers, code }, decoder)
+    }
+
+    /// A decoder alone (a generator).
+    pub fn generator(&self, device: &Device) -> Decoder {
+        nets::layers(self.input_dim, &self.hidden, self.latent_dim, 0, device).2
     }
 }
 
 /// The VAE's weights.
 #[derive(Module, Debug)]
 pub struct Vae {
-    /// Encoder hidden layers (ReLU after each).
-    pub encoder: Vec<Linear>,
-    /// Head giving the posterior mean.
-    pub mu: Linear,
-    /// Head giving the posterior log-variance.
-    pub logvar: Linear,
-    /// Decoder hidden layers (ReLU after each).
-    pub decoder: Vec<Linear>,
-    /// Output layer giving logits per pixel.
-    pub output: Linear,
+    /// The posterior's mean and log-variance.
+    pub encoder: GaussianEncoder,
+    /// Logits per pixel from a latent point.
+    pub decoder: Decoder,
 }
 
 /// What one forward pass produces, for the loss and for metrics.
@@ -117,14 +113,7 @@ impl Vae {
     /// # Shapes
     ///   x `[batch, pixels]` -> (mu, logvar) `[batch, latent]`
     pub fn encode(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = self
-            .encoder
-            .iter()
-            .fold(x, |h, layer| linear(layer, h, Activation::Relu));
-        (
-            linear(&self.mu, h.clone(), Activation::Identity),
-            linear(&self.logvar, h, Activation::Identity),
-        )
+        self.encoder.forward(x)
     }
 
     /// Decoder logits.
@@ -132,20 +121,7 @@ impl Vae {
     /// # Shapes
     ///   z `[batch, latent]` -> `[batch, pixels]`
     pub fn decode(&self, z: Tensor<2>) -> Tensor<2> {
-        self.decode_with(z, Activation::Identity)
-    }
-
-    /// The decoder with `act` applied to its output: `Activation::Sigmoid` gives the mean
-    /// image in one fused pass.
-    ///
-    /// # Shapes
-    ///   z `[batch, latent]` -> `[batch, pixels]`
-    pub fn decode_with(&self, z: Tensor<2>, act: Activation) -> Tensor<2> {
-        let h = self
-            .decoder
-            .iter()
-            .fold(z, |h, layer| linear(layer, h, Activation::Relu));
-        linear(&self.output, h, act)
+        self.decoder.forward(z)
     }
 
     /// One pass with the reparameterisation `z = mu + exp(logvar / 2) * eps`.
@@ -196,8 +172,8 @@ impl Vae {
 }
 
 impl super::Family for Vae {
-    fn base(&self) -> &Vae {
-        self
+    fn decoder(&self) -> &Decoder {
+        &self.decoder
     }
 
     fn terms(
@@ -206,17 +182,17 @@ impl super::Family for Vae {
         _onehot: Option<Tensor<2>>,
         eps: Tensor<2>,
         likelihood: Likelihood,
-    ) -> super::Terms {
-        super::family::vae_terms(self.forward(x, eps, likelihood))
+    ) -> Option<super::Terms> {
+        Some(super::family::vae_terms(self.forward(x, eps, likelihood)))
     }
 
-    fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+    fn posteriors(&self, x: Tensor<2>) -> Option<super::Posteriors> {
         let (mu, logvar) = self.encode(x);
-        super::Posteriors {
+        Some(super::Posteriors {
             position: mu,
             sigma: (logvar * 0.5).exp(),
             pre_flow: None,
-        }
+        })
     }
 
     fn log_weights(
@@ -228,7 +204,12 @@ impl super::Family for Vae {
     ) -> Option<Tensor<1>> {
         let posterior = self.encode(x.clone());
         Some(super::family::gaussian_log_weights(
-            self, x, eps, likelihood, posterior, None,
+            &self.decoder,
+            x,
+            eps,
+            likelihood,
+            posterior,
+            None,
         ))
     }
 }

@@ -17,9 +17,21 @@ pub const MODEL_FILE: &str = "model.bpk";
 /// File name of the run description inside a run folder.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// The layout of `model.bpk` this version writes and reads: 2 since each family holds only
+/// the networks it uses (separate encoder and decoder modules). Files without the field are
+/// layout 1 (one shared encoder/decoder block in every family).
+pub const LAYOUT: u32 = 2;
+
+fn layout_1() -> u32 {
+    1
+}
+
 /// What `config.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// The weights' layout ([`LAYOUT`] when written by this version).
+    #[serde(default = "layout_1")]
+    pub layout: u32,
     /// The training settings.
     pub config: TrainConfig,
     /// Pixels per image the model was built for.
@@ -73,6 +85,13 @@ pub fn load_model(
     device: &Device,
 ) -> anyhow::Result<Model> {
     let path = dir.join(MODEL_FILE);
+    if info.layout != LAYOUT {
+        anyhow::bail!(
+            "{}: saved with weight layout {} but this version reads layout {LAYOUT} (the networks were reorganised); train the run again",
+            path.display(),
+            info.layout
+        );
+    }
     let bytes = std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| anyhow::anyhow!("{}: not a model file: {e:?}", path.display()))?;

@@ -407,32 +407,42 @@ impl TrainConfig {
     /// A freshly initialised model of the configured family for images of `input_dim` pixels
     /// and `classes` classes.
     pub fn build_model(&self, input_dim: usize, classes: usize, device: &Device) -> Model {
-        let base = self.vae_config(input_dim).init(device);
+        let nets = self.vae_config(input_dim);
         let d = self.latent_dim;
+        let disc = |inputs: usize| {
+            DiscriminatorConfig::new(inputs)
+                .with_hidden(self.hidden.clone())
+                .init(device)
+        };
         match self.model {
-            ModelKind::Ae => Model::Ae(Ae { base }),
-            ModelKind::Vae => Model::Vae(base),
-            ModelKind::Cvae => Model::Cvae(Cvae::new(base, classes, d, device)),
-            ModelKind::BnVae => Model::BnVae(BnVae::new(base, d, self.tau, device)),
-            ModelKind::FVae => Model::FVae(FVae::new(base, d, self.flow_layers, device)),
+            ModelKind::Ae => {
+                let (encoder, decoder) = nets.point(device);
+                Model::Ae(Ae { encoder, decoder })
+            }
+            ModelKind::Vae => Model::Vae(nets.init(device)),
+            ModelKind::Cvae => Model::Cvae(Cvae::new(nets.init(device), classes, d, device)),
+            ModelKind::BnVae => Model::BnVae(BnVae::new(nets.init(device), d, self.tau, device)),
+            ModelKind::FVae => Model::FVae(FVae::new(&nets, self.flow_layers, device)),
             ModelKind::Gan => Model::Gan(Gan {
-                base,
-                disc: DiscriminatorConfig::new(input_dim)
-                    .with_hidden(self.hidden.clone())
-                    .init(device),
+                generator: nets.generator(device),
+                disc: disc(input_dim),
             }),
-            ModelKind::Aae => Model::Aae(Aae {
-                base,
-                disc: DiscriminatorConfig::new(d)
-                    .with_hidden(self.hidden.clone())
-                    .init(device),
-            }),
-            ModelKind::Ali => Model::Ali(Ali {
-                base,
-                disc: DiscriminatorConfig::new(input_dim + d)
-                    .with_hidden(self.hidden.clone())
-                    .init(device),
-            }),
+            ModelKind::Aae => {
+                let (encoder, decoder) = nets.point(device);
+                Model::Aae(Aae {
+                    encoder,
+                    decoder,
+                    disc: disc(d),
+                })
+            }
+            ModelKind::Ali => {
+                let (encoder, decoder) = nets.point(device);
+                Model::Ali(Ali {
+                    encoder,
+                    decoder,
+                    disc: disc(input_dim + d),
+                })
+            }
         }
     }
 

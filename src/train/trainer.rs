@@ -302,7 +302,15 @@ impl Trainer {
         });
         let kl_weight = hyper.kl_weight(self.step);
 
-        let terms = self.model.terms(x, onehot, eps, self.config.likelihood);
+        let terms = self
+            .model
+            .terms(x, onehot, eps, self.config.likelihood)
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "the {} has no encoder to train by its likelihood",
+                    self.config.model.label()
+                ))
+            })?;
         let reconstruction = terms.reconstruction.mean();
         let mut loss = reconstruction.clone();
         let mut readback = vec![reconstruction.detach()];
@@ -470,13 +478,18 @@ impl Trainer {
             g_terms.1.push(extra.detach());
             g_terms.2.push(loss.clone().detach());
             let mut grads = loss.backward();
-            let params = GradientsParams::from_module(&mut grads, self.model.base());
+            // The frozen discriminator has no gradients: these are the generator's (and the
+            // encoder's) alone.
+            let params = GradientsParams::from_module(&mut grads, &frozen);
             let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
             self.model = self.optim.step(adv.lr, model, params);
         }
         let mean = |v: Vec<Tensor<1>>| Tensor::cat(v, 0).mean();
         let extra_first = g_terms.1[0].clone();
-        let code_scale = self.model.base().encode(x).0.abs().mean().detach();
+        let code_scale = match self.model.posteriors(x) {
+            Some(p) => p.position.abs().mean().detach(),
+            None => Tensor::zeros([1], &self.device),
+        };
         readback.extend([
             mean(g_terms.0),
             mean(g_terms.1),
@@ -610,27 +623,27 @@ impl Trainer {
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let x: Vec<f32> = probe.pixels.iter().map(|&p| p as f32 / 255.0).collect();
         let post = model.posteriors(to_tensor(x, probe.len(), dim, &device));
-        let outlines = match (&post.pre_flow, model.flow()) {
+        let pre_flow = post.as_ref().and_then(|p| p.pre_flow.clone());
+        let outlines = match (&pre_flow, model.flow()) {
             (Some(centre), Some(flow)) => {
                 let sigma1 = model.f_sigmas().map_or(1.0, |s| s.0);
                 Some(Arc::new(warped_outlines(flow, centre.clone(), sigma1)))
             }
             _ => None,
         };
-        let (mut mu, mut sigma) = (to_vec(post.position), to_vec(post.sigma));
-        let draws = self.config.model.draws();
-        if !draws.encoder {
+        let (mu, sigma) = match post {
+            Some(p) => (to_vec(p.position), to_vec(p.sigma)),
             // No encoder: the plane shows fixed prior samples in the probe's place.
-            mu = self.prior_probe.clone();
-            sigma = vec![0.0; mu.len()];
-        }
+            None => (self.prior_probe.clone(), vec![0.0; self.prior_probe.len()]),
+        };
+        let draws = self.config.model.draws();
         let flow = model.flow().map(|f| Arc::new(plain_flow(f)));
         let (gamma_mu, gamma_sigma) = model.bn_gammas().unzip();
         let view = FamilyView {
             class_means: model.class_means(),
             gamma_mu,
             gamma_sigma,
-            pre_flow: post.pre_flow.map(to_vec),
+            pre_flow: pre_flow.map(to_vec),
             flow: flow.clone(),
             sigmas: model.f_sigmas(),
             outlines,
@@ -658,6 +671,7 @@ impl Trainer {
     /// What `config.json` records about this run.
     pub fn run_info(&self, backend: &str) -> RunInfo {
         RunInfo {
+            layout: super::checkpoint::LAYOUT,
             config: self.config.clone(),
             input_dim: self.data.dim(),
             width: self.data.train.width,
@@ -728,7 +742,10 @@ impl Evaluation {
             let x = to_tensor(self.test_pixels(&indices), m, dim, device);
             let eps = to_tensor(rng.normals(m * d), m, d, device);
             let onehot = self.test_onehot(&indices, 1, device);
-            let terms = model.terms(x, onehot, eps, self.config.likelihood);
+            let Some(terms) = model.terms(x, onehot, eps, self.config.likelihood) else {
+                // No encoder: nothing to reconstruct.
+                break;
+            };
             rec_sum += to_vec(terms.reconstruction.sum())[0] as f64;
             if let Some(kl) = terms.kl {
                 *kl_sum.get_or_insert(0.0) += to_vec(kl.sum())[0] as f64;
@@ -779,7 +796,9 @@ impl Evaluation {
         for start in (0..n).step_by(EVAL_CHUNK) {
             let indices: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
             let grey = pixels(&self.data.test, &indices, None);
-            let post = model.posteriors(to_tensor(grey, indices.len(), dim, device));
+            let Some(post) = model.posteriors(to_tensor(grey, indices.len(), dim, device)) else {
+                break;
+            };
             mu.extend(to_vec(post.position));
             sigma.extend(to_vec(post.sigma));
             if let Some(p) = post.pre_flow {

@@ -303,3 +303,50 @@ fn a_single_generator_step_per_phase_leaves_the_regulariser_at_zero() {
         assert_eq!(m.extra("regulariser"), Some(0.0), "{m:?}");
     }
 }
+
+#[test]
+fn each_family_holds_only_the_networks_it_uses() {
+    let device = Device::flex();
+    let c = config(ModelKind::Vae);
+    let (pixels, d) = (784, c.latent_dim);
+    let dense = |a: usize, b: usize| a * b + b;
+    let mut back = vec![d];
+    back.extend(c.hidden.iter().rev());
+    back.push(pixels);
+    let decoder: usize = back.windows(2).map(|w| dense(w[0], w[1])).sum();
+    let head = dense(*c.hidden.last().unwrap(), d);
+    // Parameters outside the discriminator.
+    let own = |kind: ModelKind| {
+        let mut c = config(kind);
+        c.set_model(kind);
+        let model = c.build_model(pixels, 10, &device);
+        model.num_params() - model.discriminator().map_or(0, |m| m.num_params())
+    };
+    assert_eq!(own(ModelKind::Gan), decoder, "the GAN is a generator alone");
+    let (ae, vae) = (own(ModelKind::Ae), own(ModelKind::Vae));
+    assert_eq!(vae - ae, head, "the AE has no log-variance head");
+    assert_eq!(
+        own(ModelKind::Aae),
+        ae,
+        "the AAE's encoder is a point encoder"
+    );
+    assert_eq!(own(ModelKind::Ali), ae, "ALI's encoder is a point encoder");
+
+    // A run saved before the networks were split names its file and the layout.
+    let dir = tempfile::tempdir().unwrap();
+    let trainer = Trainer::new(config(ModelKind::Vae), mnist(), Device::flex()).unwrap();
+    checkpoint::save(dir.path(), trainer.model(), &trainer.run_info("CPU (flex)")).unwrap();
+    let path = dir.path().join("config.json");
+    let mut info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    info.as_object_mut().unwrap().remove("layout");
+    std::fs::write(&path, info.to_string()).unwrap();
+    let err = Trainer::from_checkpoint(dir.path(), mnist(), Device::flex())
+        .err()
+        .expect("an old layout is refused")
+        .to_string();
+    assert!(
+        err.contains("model.bpk") && err.contains("layout 1"),
+        "{err}"
+    );
+}

@@ -1,0 +1,123 @@
+//! The MLPs around the latent space, as separate modules so that a family holds only what it
+//! uses: a [`GaussianEncoder`] (mean and log-variance heads) for the VAE family, a
+//! [`PointEncoder`] (one code per image) for the AE, the f-VAE's centre E(x), the AAE and ALI,
+//! and a [`Decoder`] (the GAN's generator) for all of them. ReLU after every hidden layer.
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+use crate::fused::{Activation, linear};
+
+/// Encoder with two heads: the posterior mean and log-variance.
+#[derive(Module, Debug)]
+pub struct GaussianEncoder {
+    /// Hidden layers.
+    pub layers: Vec<Linear>,
+    /// Head giving the posterior mean.
+    pub mu: Linear,
+    /// Head giving the posterior log-variance.
+    pub logvar: Linear,
+}
+
+impl GaussianEncoder {
+    /// Posterior parameters.
+    ///
+    /// # Shapes
+    ///   x `[batch, pixels]` -> (mu, logvar) `[batch, latent]`
+    pub fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
+        let h = hidden(&self.layers, x);
+        (
+            linear(&self.mu, h.clone(), Activation::Identity),
+            linear(&self.logvar, h, Activation::Identity),
+        )
+    }
+}
+
+/// Deterministic encoder: one code per image.
+#[derive(Module, Debug)]
+pub struct PointEncoder {
+    /// Hidden layers.
+    pub layers: Vec<Linear>,
+    /// Head giving the code.
+    pub code: Linear,
+}
+
+impl PointEncoder {
+    /// The code of each image.
+    ///
+    /// # Shapes
+    ///   x `[batch, pixels]` -> `[batch, latent]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        linear(&self.code, hidden(&self.layers, x), Activation::Identity)
+    }
+}
+
+/// Decoder (or generator): latent points to per-pixel logits.
+#[derive(Module, Debug)]
+pub struct Decoder {
+    /// Hidden layers.
+    pub layers: Vec<Linear>,
+    /// Output layer giving logits per pixel.
+    pub output: Linear,
+}
+
+impl Decoder {
+    /// Logits.
+    ///
+    /// # Shapes
+    ///   z `[batch, latent]` -> `[batch, pixels]`
+    pub fn forward(&self, z: Tensor<2>) -> Tensor<2> {
+        self.forward_with(z, Activation::Identity)
+    }
+
+    /// The decoder with `act` applied to its output: `Activation::Sigmoid` gives the mean
+    /// image in one fused pass.
+    pub fn forward_with(&self, z: Tensor<2>, act: Activation) -> Tensor<2> {
+        linear(&self.output, hidden(&self.layers, z), act)
+    }
+
+    /// Dimension of the latent space it decodes.
+    pub fn latent_dim(&self) -> usize {
+        let first = self.layers.first().unwrap_or(&self.output);
+        first.weight.dims()[0]
+    }
+}
+
+fn hidden(layers: &[Linear], x: Tensor<2>) -> Tensor<2> {
+    layers
+        .iter()
+        .fold(x, |h, layer| linear(layer, h, Activation::Relu))
+}
+
+/// The layers of a model's networks for images of `input_dim` pixels, hidden widths `hidden`
+/// (the decoder mirrors them) and a `latent_dim`-dimensional latent space, initialised in one
+/// order (encoder layers, decoder layers, `heads` encoder heads, the output layer) so a seed
+/// gives the same weights to every family that shares a layer. PyTorch's default
+/// initialisation: U(-k, k), k = 1/sqrt(fan_in).
+pub(super) fn layers(
+    input_dim: usize,
+    hidden: &[usize],
+    latent_dim: usize,
+    heads: usize,
+    device: &Device,
+) -> (Vec<Linear>, Vec<Linear>, Decoder) {
+    let layer = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
+    let mut widths = vec![input_dim];
+    widths.extend(hidden);
+    let last = *widths.last().unwrap_or(&input_dim);
+    let encoder = match heads {
+        0 => Vec::new(),
+        _ => widths.windows(2).map(|w| layer(w[0], w[1])).collect(),
+    };
+    let mut back = vec![latent_dim];
+    back.extend(hidden.iter().rev());
+    let decoder_layers = back.windows(2).map(|w| layer(w[0], w[1])).collect();
+    let decoder_last = *back.last().unwrap_or(&latent_dim);
+    let heads = (0..heads).map(|_| layer(last, latent_dim)).collect();
+    let decoder = Decoder {
+        layers: decoder_layers,
+        output: layer(decoder_last, input_dim),
+    };
+    (encoder, heads, decoder)
+}
