@@ -1,0 +1,201 @@
+//! The adversarial families' step: discriminator steps, then a generator (and encoder) phase.
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+
+use super::{CODE_RUNAWAY, TrainError, Trainer};
+use crate::data::batch::{to_tensor, to_vec};
+use crate::model::{Model, adversarial};
+use crate::train::{ModelKind, StepMetrics};
+
+/// The error for an adversarial step asked of a family without a discriminator (the step is
+/// only taken for families that draw as adversarial; this keeps a mistake from panicking).
+fn no_discriminator(kind: ModelKind) -> TrainError {
+    TrainError::Config(format!(
+        "the {} has no discriminator to take an adversarial step with",
+        kind.label()
+    ))
+}
+
+/// The first `n` values and the rest.
+fn split_rows(v: Tensor<1>, n: usize) -> (Tensor<1>, Tensor<1>) {
+    let total = v.dims()[0];
+    (v.clone().narrow(0, 0, n), v.narrow(0, n, total - n))
+}
+
+impl Trainer {
+    /// One iteration of an adversarial family on the next batch: `d_steps` discriminator
+    /// steps, then a generator phase of `g_steps` steps (fresh prior draws each step, the same
+    /// images). Only the discriminator's parameters move in the first, only the generator's
+    /// (and encoder's) in the second. Values are read back once, at the end.
+    pub(super) fn adversarial_step(&mut self) -> Result<StepMetrics, TrainError> {
+        // The discriminator's dropout draws from the device's shared random stream.
+        let _rng = crate::backend::device_rng_lock();
+        let adv = self.config.adversarial.clone();
+        let (indices, x) = self.next_batch();
+        let (n, d) = (indices.len(), self.config.latent_dim);
+        let mut readback = Vec::new();
+        for _ in 0..adv.d_steps {
+            let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+            // Real and generated rows go through the discriminator as one batch: one product
+            // per layer instead of two.
+            let (real, fake) = match &self.model {
+                Model::Gan(m) => split_rows(
+                    m.disc
+                        .logits(Tensor::cat(vec![x.clone(), m.generate(z).detach()], 0)),
+                    n,
+                ),
+                Model::Aae(m) => split_rows(
+                    m.disc
+                        .logits(Tensor::cat(vec![z, m.encode(x.clone()).detach()], 0)),
+                    n,
+                ),
+                Model::Ali(m) => split_rows(
+                    m.joint_logits(
+                        Tensor::cat(vec![x.clone(), m.generate(z.clone()).detach()], 0),
+                        Tensor::cat(vec![m.encode(x.clone()).detach(), z], 0),
+                    ),
+                    n,
+                ),
+                Model::Ae(_)
+                | Model::Vae(_)
+                | Model::Cvae(_)
+                | Model::BnVae(_)
+                | Model::FVae(_) => {
+                    return Err(no_discriminator(self.config.model));
+                }
+            };
+            let d_loss = adversarial::discriminator_loss(real.clone(), fake.clone());
+            readback = vec![
+                d_loss.clone().detach(),
+                adversarial::share_called_real(real.detach()),
+                adversarial::share_called_real(fake.detach())
+                    .neg()
+                    .add_scalar(1.0),
+            ];
+            let mut grads = d_loss.backward();
+            let disc = self.model.discriminator().expect("an adversarial family");
+            let params = GradientsParams::from_module(&mut grads, disc);
+            let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
+            self.model = self.optim.step(adv.lr, model, params);
+        }
+        // The phase's starting generator, the seed's G_old (a cheap clone: shared weights
+        // until the optimiser replaces them).
+        // Untracked: only its outputs are used, detached.
+        let old = self.model.clone().no_grad();
+        let mut g_terms = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..adv.g_steps {
+            let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+            // The discriminator does not step in this phase: no gradients for it.
+            let frozen = self.model.clone().with_frozen_discriminator();
+            let (adversarial, extra, loss) = match &frozen {
+                Model::Gan(m) => {
+                    // `old` is a copy of the same model, so a GAN too.
+                    let Model::Gan(o) = &old else {
+                        return Err(no_discriminator(self.config.model));
+                    };
+                    let (a, reg) = m.generator_terms(z.clone(), o.generate(z));
+                    let loss = a.clone() + reg.clone() * adv.lambda;
+                    (a, reg, loss)
+                }
+                Model::Aae(m) => {
+                    let (a, rec) = m.autoencoder_terms(x.clone());
+                    let loss = a.clone() + rec.clone() * adv.lambda;
+                    (a, rec, loss)
+                }
+                Model::Ali(m) => {
+                    let loss = m.encoder_generator_loss(x.clone(), z, adv.ali_loss);
+                    let code = m.encode(x.clone());
+                    let rec = (m.generate(code) - x.clone()).square().sum_dim(1).mean();
+                    (loss.clone(), rec.reshape([1]).detach(), loss)
+                }
+                Model::Ae(_)
+                | Model::Vae(_)
+                | Model::Cvae(_)
+                | Model::BnVae(_)
+                | Model::FVae(_) => {
+                    return Err(no_discriminator(self.config.model));
+                }
+            };
+            g_terms.0.push(adversarial.detach());
+            g_terms.1.push(extra.detach());
+            g_terms.2.push(loss.clone().detach());
+            let mut grads = loss.backward();
+            // The frozen discriminator has no gradients: these are the generator's (and the
+            // encoder's) alone.
+            let params = GradientsParams::from_module(&mut grads, &frozen);
+            let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
+            self.model = self.optim.step(adv.lr, model, params);
+        }
+        let mean = |v: Vec<Tensor<1>>| Tensor::cat(v, 0).mean();
+        let extra_first = g_terms.1[0].clone();
+        let code_scale = match self.model.posteriors(x) {
+            Some(p) => p.position.abs().mean().detach(),
+            None => Tensor::zeros([1], &self.device),
+        };
+        readback.extend([
+            mean(g_terms.0),
+            mean(g_terms.1),
+            mean(g_terms.2),
+            extra_first,
+            code_scale,
+        ]);
+        let stats = to_vec(Tensor::cat(readback, 0));
+        let [
+            d_loss,
+            real_acc,
+            fake_acc,
+            g_adv,
+            g_extra,
+            g_total,
+            extra_first,
+            code_scale,
+        ] = stats[..]
+        else {
+            unreachable!("eight values were read back")
+        };
+        if self.config.model.draws().encoder && code_scale > CODE_RUNAWAY {
+            let (step, restored_step) = self.restore_last_good();
+            return Err(TrainError::Diverged {
+                step,
+                what: format!(
+                    "the encoder's codes ran away from the prior (mean |E(x)| = {code_scale:.0})"
+                ),
+                restored_step,
+            });
+        }
+        if !(d_loss.is_finite() && g_total.is_finite()) || d_loss.abs() > 1e4 || g_total.abs() > 1e6
+        {
+            let bad = if d_loss.is_finite() { g_total } else { d_loss };
+            return Err(self.roll_back(bad));
+        }
+        let (epoch, epoch_progress) = self.advance();
+        let mut extra = vec![
+            ("d_loss".to_owned(), d_loss),
+            ("g_loss".to_owned(), g_adv),
+            ("d_real_accuracy".to_owned(), real_acc),
+            ("d_fake_accuracy".to_owned(), fake_acc),
+        ];
+        // With an encoder the generator phase's extra term is the reconstruction error (AAE,
+        // ALI); without one it is the GAN's old-generator regulariser.
+        let reconstruction = if self.config.model.draws().encoder {
+            g_extra
+        } else {
+            extra.push(("regulariser".to_owned(), g_extra));
+            extra.push(("regulariser_first_step".to_owned(), extra_first));
+            0.0
+        };
+        Ok(StepMetrics {
+            step: self.step,
+            epoch,
+            epoch_progress,
+            reconstruction,
+            kl: 0.0,
+            total: g_total,
+            kl_weight: 0.0,
+            kl_per_dim: Vec::new(),
+            extra,
+        })
+    }
+}

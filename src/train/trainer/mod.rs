@@ -1,0 +1,442 @@
+//! The training loop of every family: one [`Trainer::step`] at a time. Split by job: this
+//! file steps the likelihood families and keeps the run (epochs, roll-back, run info);
+//! `adversarial` steps the families with a discriminator; `evaluation` computes the test
+//! metrics; `view` builds the snapshots the explorer draws.
+
+mod adversarial_step;
+mod evaluation;
+mod view;
+
+pub use evaluation::Evaluation;
+use view::make_probe;
+pub use view::{plain_decoder, plain_flow, probe_coverage};
+
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor};
+
+use super::checkpoint::{self, RunInfo};
+use super::snapshot::Probe;
+use super::{HyperParams, ModelKind, StepMetrics, TrainConfig};
+use crate::data::Dataset;
+use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
+use crate::fused::FusedAdam;
+use crate::model::Model;
+use crate::rng::Rng;
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The settings cannot be trained.
+    #[error("invalid settings: {0}")]
+    Config(String),
+    /// The loss became NaN or infinite; the model was rolled back to an earlier good step.
+    #[error(
+        "the loss became {value} at step {step}; the model was rolled back to step {restored_step} (try a lower learning rate)"
+    )]
+    NonFinite {
+        /// The step that failed.
+        step: u64,
+        /// The bad value.
+        value: f32,
+        /// The step of the model kept.
+        restored_step: u64,
+    },
+    /// An adversarial run diverged (its losses stayed finite); the model was rolled back.
+    #[error(
+        "training diverged at step {step}: {what}; the model was rolled back to step {restored_step} (try a lower learning rate, or the other loss form)"
+    )]
+    Diverged {
+        /// The step that failed.
+        step: u64,
+        /// What ran away.
+        what: String,
+        /// The step of the model kept.
+        restored_step: u64,
+    },
+}
+
+/// Mean |E(x)| above which an encoder's codes count as runaway (the prior has about 0.8).
+const CODE_RUNAWAY: f32 = 50.0;
+
+/// How often (in steps) a copy of the model is kept to roll back to.
+const KEEP_GOOD_EVERY: u64 = 50;
+/// Images per test-evaluation chunk.
+const EVAL_CHUNK: usize = 1000;
+/// Rows (images x importance samples) per chunk of the log-likelihood estimate.
+const NLL_ROWS: usize = 5000;
+/// Seed of the one fixed binarisation of the test split.
+const TEST_BINARIZE_SEED: u64 = 1;
+
+/// Trains one model on one dataset. Owns the model, the optimiser and every random stream.
+pub struct Trainer {
+    config: TrainConfig,
+    data: Arc<Dataset>,
+    device: Device,
+    model: Model,
+    classes: usize,
+    optim: ModuleOptimizer,
+    rng: Rng,
+    order: EpochOrder,
+    batch_index: usize,
+    step: u64,
+    epoch: usize,
+    probe: Arc<Probe>,
+    /// Fixed prior draws, one per probe sample, shown by families without an encoder (and
+    /// beside ALI's codes).
+    prior_probe: Vec<f32>,
+    /// This trainer's number in the process (see [`Snapshot::run`]).
+    run: u64,
+    last_good: (Model, u64),
+}
+
+/// Number of classes a dataset's labels need (at least its class names).
+fn class_count(data: &Dataset) -> usize {
+    let max_label = data
+        .train
+        .labels
+        .iter()
+        .chain(&data.test.labels)
+        .copied()
+        .max()
+        .map_or(0, |m| m as usize + 1);
+    data.class_names.len().max(max_label).max(1)
+}
+
+/// One-hot rows for `labels`, `[n, classes]`.
+pub(super) fn one_hot(
+    labels: impl Iterator<Item = u8>,
+    classes: usize,
+    device: &Device,
+) -> Tensor<2> {
+    let mut rows = Vec::new();
+    let mut n = 0;
+    for l in labels {
+        let mut row = vec![0.0f32; classes];
+        if let Some(v) = row.get_mut(l as usize) {
+            *v = 1.0;
+        }
+        rows.extend(row);
+        n += 1;
+    }
+    to_tensor(rows, n, classes, device)
+}
+
+fn new_optimizer(kind: ModelKind) -> ModuleOptimizer {
+    if kind.draws().adversarial {
+        // beta1 = 0.5, as adversarial training usually takes it (DCGAN).
+        FusedAdam::default().with_beta_1(0.5).init()
+    } else {
+        // PyTorch's defaults, as the reference peer uses them.
+        FusedAdam::default().init()
+    }
+}
+
+impl Trainer {
+    /// A fresh model on `device` (autodiff is enabled here), seeded from the config.
+    pub fn new(
+        config: TrainConfig,
+        data: Arc<Dataset>,
+        device: Device,
+    ) -> Result<Self, TrainError> {
+        config.validate().map_err(TrainError::Config)?;
+        if config.model.needs_labels() && !data.is_labelled() {
+            return Err(TrainError::Config(format!(
+                "the {} needs class labels, and {} has none",
+                config.model.label(),
+                data.name
+            )));
+        }
+        let device = device.autodiff();
+        let model = {
+            let _rng = crate::backend::device_rng_lock();
+            device.seed(config.seed);
+            let model = config.build_model(data.dim(), class_count(&data), &device);
+            crate::backend::initialise_now(&model);
+            model
+        };
+        Ok(Self::with_model(config, data, device, model, 0, 0))
+    }
+
+    /// Resumes from a saved run folder (weights and step counters; the optimiser starts fresh).
+    pub fn from_checkpoint(
+        dir: &std::path::Path,
+        data: Arc<Dataset>,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        let info = checkpoint::read_info(dir)?;
+        if info.input_dim != data.dim() {
+            anyhow::bail!(
+                "{}: the model expects {} pixels per image but {} has {}",
+                dir.display(),
+                info.input_dim,
+                data.name,
+                data.dim()
+            );
+        }
+        let device = device.autodiff();
+        let model = checkpoint::load_model(dir, &info, class_count(&data), &device)?;
+        Ok(Self::with_model(
+            info.config,
+            data,
+            device,
+            model,
+            info.step,
+            info.epoch,
+        ))
+    }
+
+    fn with_model(
+        config: TrainConfig,
+        data: Arc<Dataset>,
+        device: Device,
+        model: Model,
+        step: u64,
+        epoch: usize,
+    ) -> Self {
+        let classes = class_count(&data);
+        let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(17));
+        let order = EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, &mut rng);
+        let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
+        let prior_probe = Rng::new(config.seed ^ 0x9A10).normals(probe.len() * config.latent_dim);
+        let optim = new_optimizer(config.model);
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self {
+            last_good: (model.clone(), step),
+            config,
+            data,
+            device,
+            model,
+            classes,
+            prior_probe,
+            run,
+            optim,
+            rng,
+            order,
+            batch_index: 0,
+            step,
+            epoch,
+            probe,
+        }
+    }
+
+    /// The run's settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The dataset.
+    pub fn data(&self) -> &Arc<Dataset> {
+        &self.data
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Steps completed.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Epochs completed.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+
+    /// Whether the configured number of epochs is done.
+    pub fn is_finished(&self) -> bool {
+        self.epoch >= self.config.epochs
+    }
+
+    /// The device (with autodiff).
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Replaces the settings that may change mid-run. A new batch size applies from the next epoch.
+    pub fn set_hyper(&mut self, hyper: HyperParams) -> Result<(), TrainError> {
+        let mut config = self.config.clone();
+        config.hyper = hyper;
+        config.validate().map_err(TrainError::Config)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Changes how the test log-likelihood is estimated.
+    pub fn set_eval(&mut self, nll_samples: usize, nll_images: usize) {
+        self.config.nll_samples = nll_samples;
+        self.config.nll_images = nll_images;
+    }
+
+    /// Changes the number of epochs to train.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.config.epochs = epochs;
+    }
+
+    /// One optimisation step on the next batch. Returns the batch metrics; a non-finite loss
+    /// rolls the model back to the last good copy and returns an error.
+    pub fn step(&mut self) -> Result<StepMetrics, TrainError> {
+        if self.config.model.draws().adversarial {
+            return self.adversarial_step();
+        }
+        let hyper = self.config.hyper.clone();
+        let (indices, x) = self.next_batch();
+        let (n, d) = (indices.len(), self.config.latent_dim);
+        let eps = to_tensor(self.rng.normals(n * d), n, d, &self.device);
+        let onehot = self.config.model.needs_labels().then(|| {
+            one_hot(
+                indices.iter().map(|&i| self.data.train.labels[i]),
+                self.classes,
+                &self.device,
+            )
+        });
+        let kl_weight = hyper.kl_weight(self.step);
+
+        let terms = self
+            .model
+            .terms(x, onehot, eps, self.config.likelihood)
+            .ok_or_else(|| {
+                TrainError::Config(format!(
+                    "the {} has no encoder to train by its likelihood",
+                    self.config.model.label()
+                ))
+            })?;
+        let reconstruction = terms.reconstruction.mean();
+        let mut loss = reconstruction.clone();
+        let mut readback = vec![reconstruction.detach()];
+        let has_kl = terms.kl.is_some();
+        if let Some(kl) = terms.kl {
+            let kl = kl.mean();
+            loss = loss + kl.clone() * kl_weight;
+            readback.push(kl.detach());
+        }
+        let per_dim_len = terms.kl_per_dim.as_ref().map_or(0, |_| d);
+        if let Some(per_dim) = terms.kl_per_dim {
+            readback.push(per_dim.mean_dim(0).reshape([d]).detach());
+        }
+        // One readback per step, before the update, so a bad loss never reaches the weights.
+        let stats = to_vec(Tensor::cat(readback, 0));
+        let kl = if has_kl { stats[1] } else { 0.0 };
+        let per_dim_start = 1 + usize::from(has_kl);
+        let kl_per_dim = stats[per_dim_start..per_dim_start + per_dim_len].to_vec();
+        let total = stats[0] + kl_weight * kl;
+        if !total.is_finite() {
+            return Err(self.roll_back(total));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        // The optimiser consumes the model; a panic inside it leaves the last good copy in place.
+        let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
+        self.model = self.optim.step(hyper.lr, model, grads);
+
+        let (epoch, epoch_progress) = self.advance();
+        Ok(StepMetrics {
+            step: self.step,
+            epoch,
+            epoch_progress,
+            reconstruction: stats[0],
+            kl,
+            total,
+            kl_weight,
+            kl_per_dim,
+            // Read after the update, so they match the model the next snapshot shows.
+            extra: family_extras(&self.model),
+        })
+    }
+
+    /// The next training batch's sample indices and pixels (binarised when asked).
+    fn next_batch(&mut self) -> (Vec<usize>, Tensor<2>) {
+        let indices = self.order.batch(self.batch_index).to_vec();
+        let binarize = self.config.binarize.then_some(&mut self.rng);
+        let x = pixels(&self.data.train, &indices, binarize);
+        let x = to_tensor(x, indices.len(), self.data.dim(), &self.device);
+        (indices, x)
+    }
+
+    /// Counts a finished step: the batch, the epoch, and the copy kept to roll back to.
+    /// Returns the step's epoch (from 1) and the share of it done.
+    fn advance(&mut self) -> (usize, f32) {
+        self.step += 1;
+        self.batch_index += 1;
+        let epoch = self.epoch + 1;
+        let epoch_progress = self.batch_index as f32 / self.order.batch_count() as f32;
+        if self.batch_index >= self.order.batch_count() {
+            self.epoch += 1;
+            self.batch_index = 0;
+            let batch_size = self.config.hyper.batch_size;
+            self.order = EpochOrder::shuffled(self.data.train.len(), batch_size, &mut self.rng);
+        }
+        if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
+            self.last_good = (self.model.clone(), self.step);
+        }
+        (epoch, epoch_progress)
+    }
+
+    fn roll_back(&mut self, value: f32) -> TrainError {
+        let (step, restored_step) = self.restore_last_good();
+        TrainError::NonFinite {
+            step,
+            value,
+            restored_step,
+        }
+    }
+
+    /// Puts back the last good model with a fresh optimiser; returns the failed step and the
+    /// step restored.
+    fn restore_last_good(&mut self) -> (u64, u64) {
+        let (model, restored_step) = self.last_good.clone();
+        let failed = self.step + 1;
+        self.model = model;
+        self.step = restored_step;
+        self.optim = new_optimizer(self.config.model);
+        (failed, restored_step)
+    }
+
+    /// Restores the last good copy of the model (after a panic inside a step).
+    pub fn recover(&mut self) -> u64 {
+        let (model, step) = self.last_good.clone();
+        self.model = model;
+        self.step = step;
+        self.optim = new_optimizer(self.config.model);
+        step
+    }
+
+    /// The inference copy of the model (no autodiff) and its device.
+    fn inference(&self) -> (Model, Device) {
+        (self.model.valid(), self.device.clone().without_autodiff())
+    }
+
+    /// What `config.json` records about this run.
+    pub fn run_info(&self, backend: &str) -> RunInfo {
+        RunInfo {
+            layout: super::checkpoint::LAYOUT,
+            config: self.config.clone(),
+            input_dim: self.data.dim(),
+            width: self.data.train.width,
+            height: self.data.train.height,
+            step: self.step,
+            epoch: self.epoch,
+            backend: backend.to_owned(),
+        }
+    }
+}
+
+/// Family-specific values reported with each step (a second, small readback for the BN-VAE
+/// and the f-VAE only).
+fn family_extras(model: &Model) -> Vec<(String, f32)> {
+    let values = model.extra_values();
+    if values.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+    let read = to_vec(Tensor::cat(values.into_iter().map(|(_, v)| v).collect(), 0));
+    names
+        .into_iter()
+        .zip(read)
+        .map(|(n, v)| (n.to_owned(), v))
+        .collect()
+}

@@ -1,0 +1,163 @@
+//! What the trainer publishes for the explorer: a [`Snapshot`] of the probe set's posteriors
+//! with plain copies of the decoder and the flow, so drawing never waits for training.
+
+use std::sync::Arc;
+
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+
+use super::Trainer;
+use crate::data::Dataset;
+use crate::data::batch::{to_tensor, to_vec};
+use crate::explore::coverage::{self, Coverage};
+use crate::explore::{Dense, PlainCoupling, PlainDecoder, PlainFlow};
+use crate::model::Model;
+use crate::model::flow::Flow;
+use crate::rng::Rng;
+use crate::train::snapshot::{FamilyView, OUTLINE_POINTS, Probe, Snapshot};
+
+impl Trainer {
+    /// The probe set's posteriors, a plain copy of the decoder, what the family draws, and
+    /// (with `with_coverage`) the aggregate posterior against the prior.
+    pub fn snapshot(&self, with_coverage: bool) -> Snapshot {
+        let (model, device) = self.inference();
+        let probe = &self.probe;
+        let (dim, d) = (self.data.dim(), self.config.latent_dim);
+        let x: Vec<f32> = probe.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+        let post = model.posteriors(to_tensor(x, probe.len(), dim, &device));
+        let pre_flow = post.as_ref().and_then(|p| p.pre_flow.clone());
+        let outlines = match (&pre_flow, model.flow()) {
+            (Some(centre), Some(flow)) => {
+                let sigma1 = model.f_sigmas().map_or(1.0, |s| s.0);
+                Some(Arc::new(warped_outlines(flow, centre.clone(), sigma1)))
+            }
+            _ => None,
+        };
+        let (mu, sigma) = match post {
+            Some(p) => (to_vec(p.position), to_vec(p.sigma)),
+            // No encoder: the plane shows fixed prior samples in the probe's place.
+            None => (self.prior_probe.clone(), vec![0.0; self.prior_probe.len()]),
+        };
+        let draws = self.config.model.draws();
+        let flow = model.flow().map(|f| Arc::new(plain_flow(f)));
+        let (gamma_mu, gamma_sigma) = model.bn_gammas().unzip();
+        let view = FamilyView {
+            class_means: model.class_means(),
+            gamma_mu,
+            gamma_sigma,
+            pre_flow: pre_flow.map(to_vec),
+            flow: flow.clone(),
+            sigmas: model.f_sigmas(),
+            outlines,
+            prior_points: draws.prior_samples.then(|| self.prior_probe.clone()),
+        };
+        let coverage = (with_coverage && draws.encoder)
+            .then(|| Arc::new(probe_coverage(&mu, &sigma, d, &view)));
+        let mut decoder = plain_decoder(&model, self.data.train.width, self.data.train.height);
+        decoder.flow = flow.map(|f| (*f).clone());
+        Snapshot {
+            run: self.run,
+            family: self.config.model,
+            step: self.step,
+            epoch: self.epoch,
+            latent_dim: d,
+            probe: probe.clone(),
+            mu,
+            sigma,
+            decoder: Arc::new(decoder),
+            view,
+            coverage,
+        }
+    }
+}
+
+fn dense(layer: &Linear) -> Dense {
+    let [inputs, outputs] = layer.weight.val().dims();
+    Dense {
+        inputs,
+        outputs,
+        weights: to_vec(layer.weight.val()),
+        bias: layer
+            .bias
+            .as_ref()
+            .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
+    }
+}
+
+/// Copies the decoder's weights into plain data (without the f-VAE's flow).
+pub fn plain_decoder(model: &Model, width: usize, height: usize) -> PlainDecoder {
+    let (hidden, output) = model.decoder_layers();
+    let mut layers: Vec<Dense> = hidden.iter().map(dense).collect();
+    layers.push(dense(output));
+    PlainDecoder {
+        layers,
+        flow: None,
+        width,
+        height,
+    }
+}
+
+/// Copies a flow's weights into plain data.
+pub fn plain_flow(flow: &Flow) -> PlainFlow {
+    PlainFlow {
+        layers: flow
+            .layers
+            .iter()
+            .map(|c| PlainCoupling {
+                net: c.net.iter().map(dense).collect(),
+                log_scale: dense(&c.log_scale),
+                shift: dense(&c.shift),
+                flip: c.flip,
+            })
+            .collect(),
+    }
+}
+
+/// The aggregate posterior of the probe set over dims 0 and 1: exact through the flow for a
+/// 2-D f-VAE, a mixture of the marginal Gaussians otherwise.
+pub fn probe_coverage(mu: &[f32], sigma: &[f32], d: usize, view: &FamilyView) -> Coverage {
+    match (&view.pre_flow, &view.flow, view.sigmas) {
+        (Some(centres), Some(flow), Some((sigma1, _))) if d == 2 => {
+            coverage::flow_mixture(centres, sigma1, flow)
+        }
+        _ => coverage::gaussian_mixture(mu, sigma, d, (0, 1.min(d - 1))),
+    }
+}
+
+/// Every centre's sigma1-circle in dims 0 and 1 pushed through the flow, in one batch.
+fn warped_outlines(flow: &Flow, centre: Tensor<2>, sigma1: f32) -> Vec<[f32; 2]> {
+    let [n, d] = centre.dims();
+    let k = OUTLINE_POINTS;
+    let mut offsets = vec![0.0f32; k * d];
+    for j in 0..k {
+        let a = j as f32 / k as f32 * std::f32::consts::TAU;
+        offsets[j * d] = sigma1 * a.cos();
+        offsets[j * d + 1] = sigma1 * a.sin();
+    }
+    let device = centre.device();
+    let offsets = to_tensor(offsets, k, d, &device);
+    // Row i * k + j: centre i plus offset j.
+    let points = centre
+        .unsqueeze_dim::<3>(1)
+        .repeat_dim(1, k)
+        .reshape([n * k, d])
+        + offsets.repeat_dim(0, n);
+    let z = to_vec(flow.forward(points).0);
+    z.chunks_exact(d).map(|p| [p[0], p[1]]).collect()
+}
+
+/// A seeded choice of `size` test samples (all of them if fewer).
+pub(super) fn make_probe(data: &Dataset, size: usize, seed: u64) -> Probe {
+    let mut order: Vec<usize> = (0..data.test.len()).collect();
+    Rng::new(seed ^ 0x9B0B).shuffle(&mut order);
+    order.truncate(size.min(order.len()));
+    let set = data.test.select(&order);
+    Probe {
+        indices: order,
+        labels: set.labels,
+        pixels: set.pixels,
+        width: set.width,
+        height: set.height,
+        class_names: data.class_names.clone(),
+    }
+}
