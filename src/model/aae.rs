@@ -6,7 +6,7 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::adversarial::{Discriminator, neg_log_d};
+use super::adversarial::{Adversarial, AliLoss, Discriminator, GeneratorTerms, neg_log_d};
 use super::nets::{Decoder, PointEncoder};
 use crate::fused::Activation;
 
@@ -34,5 +34,34 @@ impl Aae {
         let adversarial = neg_log_d(self.disc.logits(code.clone())).mean();
         let rec = self.decoder.forward_with(code, Activation::Sigmoid) - x;
         (adversarial, rec.square().sum_dim(1).mean().reshape([1]))
+    }
+}
+
+impl Adversarial for Aae {
+    /// Prior draws are the real rows, codes the generated ones.
+    fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+        self.disc
+            .logits(Tensor::cat(vec![z, self.encode(x).detach()], 0))
+    }
+
+    /// `-log D(E(x)) + lambda |x - G(E(x))|^2`.
+    fn generator_terms(
+        &self,
+        x: Tensor<2>,
+        _z: Tensor<2>,
+        _old: &dyn Adversarial,
+        lambda: f32,
+        _form: AliLoss,
+    ) -> GeneratorTerms {
+        let (adversarial, rec) = self.autoencoder_terms(x);
+        GeneratorTerms {
+            loss: adversarial.clone() + rec.clone() * lambda,
+            adversarial,
+            extra: rec,
+        }
+    }
+
+    fn generated(&self, z: Tensor<2>) -> Tensor<2> {
+        self.decoder.forward_with(z, Activation::Sigmoid)
     }
 }

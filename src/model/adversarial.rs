@@ -143,6 +143,43 @@ impl AliLoss {
     }
 }
 
+/// The terms of a generator phase's step, each of one element.
+pub struct GeneratorTerms {
+    /// The adversarial term.
+    pub adversarial: Tensor<1>,
+    /// The family's second value: the GAN's regulariser, the AAE's and ALI's reconstruction.
+    pub extra: Tensor<1>,
+    /// What the step minimises.
+    pub loss: Tensor<1>,
+}
+
+/// What the adversarial step asks of a family with a discriminator; each implements it in
+/// its own file.
+pub trait Adversarial {
+    /// The discriminator's logits on `n` real rows followed by `n` generated ones, from images
+    /// `x` and prior draws `z` (one batch: one product per layer instead of two). Generated
+    /// rows are detached: only the discriminator learns from these.
+    fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1>;
+
+    /// The generator (and encoder) phase's terms at images `x` and prior draws `z`. `old` is
+    /// the model at the phase's start (the GAN's G_old), `lambda` the weight of the second
+    /// term, `form` ALI's loss form.
+    fn generator_terms(
+        &self,
+        x: Tensor<2>,
+        z: Tensor<2>,
+        old: &dyn Adversarial,
+        lambda: f32,
+        form: AliLoss,
+    ) -> GeneratorTerms;
+
+    /// Generated images in `[0, 1]` from prior draws.
+    ///
+    /// # Shapes
+    ///   z `[batch, latent]` -> `[batch, pixels]`
+    fn generated(&self, z: Tensor<2>) -> Tensor<2>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::adversarial::{AliLoss, Discriminator};
+use super::adversarial::{Adversarial, AliLoss, Discriminator, GeneratorTerms};
 use super::nets::{Decoder, PointEncoder};
 use crate::fused::Activation;
 
@@ -42,6 +42,39 @@ impl Ali {
         let encoder_pairs = self.joint_logits(x.clone(), self.encode(x));
         let generator_pairs = self.joint_logits(self.generate(z.clone()), z);
         form.loss(encoder_pairs, generator_pairs)
+    }
+}
+
+impl Adversarial for Ali {
+    /// Encoder pairs `(x, E(x))` are the real rows, generator pairs `(G(z), z)` the others.
+    fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+        self.joint_logits(
+            Tensor::cat(vec![x.clone(), self.generate(z.clone()).detach()], 0),
+            Tensor::cat(vec![self.encode(x).detach(), z], 0),
+        )
+    }
+
+    /// The chosen loss form; the reconstruction `|x - G(E(x))|^2` is reported, not trained.
+    fn generator_terms(
+        &self,
+        x: Tensor<2>,
+        z: Tensor<2>,
+        _old: &dyn Adversarial,
+        _lambda: f32,
+        form: AliLoss,
+    ) -> GeneratorTerms {
+        let loss = self.encoder_generator_loss(x.clone(), z, form);
+        let code = self.encode(x.clone());
+        let rec = (self.generate(code) - x).square().sum_dim(1).mean();
+        GeneratorTerms {
+            adversarial: loss.clone(),
+            extra: rec.reshape([1]).detach(),
+            loss,
+        }
+    }
+
+    fn generated(&self, z: Tensor<2>) -> Tensor<2> {
+        self.generate(z)
     }
 }
 

@@ -8,7 +8,7 @@ use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
-use super::adversarial::Discriminator;
+use super::adversarial::{Adversarial, Discriminator};
 use super::flow::Flow;
 use super::losses;
 use super::nets::{Decoder, PointEncoder};
@@ -135,6 +135,11 @@ pub trait Family {
         None
     }
 
+    /// How an adversarial family steps.
+    fn adversarial(&self) -> Option<&dyn Adversarial> {
+        None
+    }
+
     /// The family with its discriminator's parameters untracked (its dropout still on).
     fn with_frozen_discriminator(self) -> Self
     where
@@ -151,6 +156,10 @@ macro_rules! adversarial_family {
     (@discriminator) => {
         fn discriminator(&self) -> Option<&Discriminator> {
             Some(&self.disc)
+        }
+
+        fn adversarial(&self) -> Option<&dyn Adversarial> {
+            Some(self)
         }
 
         fn with_frozen_discriminator(mut self) -> Self {
@@ -234,6 +243,11 @@ impl Model {
     /// The discriminator of an adversarial family.
     pub fn discriminator(&self) -> Option<&Discriminator> {
         dispatch!(self, m => Family::discriminator(m))
+    }
+
+    /// How an adversarial family steps (`None` for the others).
+    pub fn adversarial(&self) -> Option<&dyn Adversarial> {
+        dispatch!(self, m => Family::adversarial(m))
     }
 
     /// The model with its discriminator's parameters untracked (its dropout still on): the

@@ -7,7 +7,9 @@
 use burn::module::Module;
 use burn::tensor::Tensor;
 
-use super::adversarial::{Discriminator, generator_loss, old_generator_penalty};
+use super::adversarial::{
+    Adversarial, AliLoss, Discriminator, GeneratorTerms, generator_loss, old_generator_penalty,
+};
 use super::nets::Decoder;
 use crate::fused::Activation;
 
@@ -35,6 +37,34 @@ impl Gan {
         let g = self.generate(z);
         let adversarial = generator_loss(self.disc.logits(g.clone()));
         (adversarial, old_generator_penalty(g, old.detach()))
+    }
+}
+
+impl Adversarial for Gan {
+    fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+        self.disc
+            .logits(Tensor::cat(vec![x, self.generate(z).detach()], 0))
+    }
+
+    /// `-log D(G(z)) + lambda |G(z) - G_old(z)|^2`.
+    fn generator_terms(
+        &self,
+        _x: Tensor<2>,
+        z: Tensor<2>,
+        old: &dyn Adversarial,
+        lambda: f32,
+        _form: AliLoss,
+    ) -> GeneratorTerms {
+        let (adversarial, penalty) = self.generator_terms(z.clone(), old.generated(z));
+        GeneratorTerms {
+            loss: adversarial.clone() + penalty.clone() * lambda,
+            adversarial,
+            extra: penalty,
+        }
+    }
+
+    fn generated(&self, z: Tensor<2>) -> Tensor<2> {
+        self.generate(z)
     }
 }
 

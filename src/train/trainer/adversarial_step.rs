@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 
 use super::{CODE_RUNAWAY, TrainError, Trainer};
 use crate::data::batch::{to_tensor, to_vec};
-use crate::model::{Model, adversarial};
+use crate::model::adversarial;
 use crate::train::{ModelKind, StepMetrics};
 
 /// The error for an adversarial step asked of a family without a discriminator (the step is
@@ -40,32 +40,11 @@ impl Trainer {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
             // Real and generated rows go through the discriminator as one batch: one product
             // per layer instead of two.
-            let (real, fake) = match &self.model {
-                Model::Gan(m) => split_rows(
-                    m.disc
-                        .logits(Tensor::cat(vec![x.clone(), m.generate(z).detach()], 0)),
-                    n,
-                ),
-                Model::Aae(m) => split_rows(
-                    m.disc
-                        .logits(Tensor::cat(vec![z, m.encode(x.clone()).detach()], 0)),
-                    n,
-                ),
-                Model::Ali(m) => split_rows(
-                    m.joint_logits(
-                        Tensor::cat(vec![x.clone(), m.generate(z.clone()).detach()], 0),
-                        Tensor::cat(vec![m.encode(x.clone()).detach(), z], 0),
-                    ),
-                    n,
-                ),
-                Model::Ae(_)
-                | Model::Vae(_)
-                | Model::Cvae(_)
-                | Model::BnVae(_)
-                | Model::FVae(_) => {
-                    return Err(no_discriminator(self.config.model));
-                }
-            };
+            let family = self
+                .model
+                .adversarial()
+                .ok_or_else(|| no_discriminator(self.config.model))?;
+            let (real, fake) = split_rows(family.real_and_fake_logits(x.clone(), z), n);
             let d_loss = adversarial::discriminator_loss(real.clone(), fake.clone());
             readback = vec![
                 d_loss.clone().detach(),
@@ -81,43 +60,21 @@ impl Trainer {
             self.model = self.optim.step(adv.lr, model, params);
         }
         // The phase's starting generator, the seed's G_old (a cheap clone: shared weights
-        // until the optimiser replaces them).
-        // Untracked: only its outputs are used, detached.
-        let old = self.model.clone().no_grad();
+        // until the optimiser replaces them). Untracked: only its outputs are used, detached.
+        let old_model = self.model.clone().no_grad();
+        let old = old_model
+            .adversarial()
+            .ok_or_else(|| no_discriminator(self.config.model))?;
         let mut g_terms = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..adv.g_steps {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
             // The discriminator does not step in this phase: no gradients for it.
             let frozen = self.model.clone().with_frozen_discriminator();
-            let (adversarial, extra, loss) = match &frozen {
-                Model::Gan(m) => {
-                    // `old` is a copy of the same model, so a GAN too.
-                    let Model::Gan(o) = &old else {
-                        return Err(no_discriminator(self.config.model));
-                    };
-                    let (a, reg) = m.generator_terms(z.clone(), o.generate(z));
-                    let loss = a.clone() + reg.clone() * adv.lambda;
-                    (a, reg, loss)
-                }
-                Model::Aae(m) => {
-                    let (a, rec) = m.autoencoder_terms(x.clone());
-                    let loss = a.clone() + rec.clone() * adv.lambda;
-                    (a, rec, loss)
-                }
-                Model::Ali(m) => {
-                    let loss = m.encoder_generator_loss(x.clone(), z, adv.ali_loss);
-                    let code = m.encode(x.clone());
-                    let rec = (m.generate(code) - x.clone()).square().sum_dim(1).mean();
-                    (loss.clone(), rec.reshape([1]).detach(), loss)
-                }
-                Model::Ae(_)
-                | Model::Vae(_)
-                | Model::Cvae(_)
-                | Model::BnVae(_)
-                | Model::FVae(_) => {
-                    return Err(no_discriminator(self.config.model));
-                }
-            };
+            let terms = frozen
+                .adversarial()
+                .ok_or_else(|| no_discriminator(self.config.model))?
+                .generator_terms(x.clone(), z, old, adv.lambda, adv.ali_loss);
+            let (adversarial, extra, loss) = (terms.adversarial, terms.extra, terms.loss);
             g_terms.0.push(adversarial.detach());
             g_terms.1.push(extra.detach());
             g_terms.2.push(loss.clone().detach());
