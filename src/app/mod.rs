@@ -177,32 +177,33 @@ impl eframe::App for LatentAtlasApp {
                     }
                 });
                 ui.separator();
-                match self.state.settings.tab {
-                    Tab::Curves => panels::curves::curves_ui(ui, &mut self.state),
-                    Tab::Samples => {
-                        let a = panels::samples::samples_ui(
+                // The tab's content gets the rest of the panel and the panel keeps that
+                // height whatever the content uses; otherwise the panel shrinks to a short
+                // tab and the next one opens squeezed.
+                let rest = ui.available_rect_before_wrap();
+                ui.scope_builder(egui::UiBuilder::new().max_rect(rest), |ui| {
+                    match self.state.settings.tab {
+                        Tab::Curves => panels::curves::curves_ui(ui, &mut self.state),
+                        Tab::Samples => {
+                            let a = panels::samples::samples_ui(
+                                ui,
+                                &mut self.state,
+                                &mut self.views.samples,
+                            );
+                            actions.extend(a);
+                        }
+                        Tab::Interpolation => panels::interp::interp_ui(
                             ui,
                             &mut self.state,
-                            &mut self.views.samples,
-                        );
-                        actions.extend(a);
+                            &mut self.views.strip,
+                            &mut self.views.preview,
+                        ),
+                        Tab::Reconstructions => {
+                            panels::recon::recon_ui(ui, &self.state, &mut self.views.recon)
+                        }
                     }
-                    Tab::Interpolation => panels::interp::interp_ui(
-                        ui,
-                        &mut self.state,
-                        &mut self.views.strip,
-                        &mut self.views.preview,
-                    ),
-                    Tab::Reconstructions => {
-                        panels::recon::recon_ui(ui, &self.state, &mut self.views.recon)
-                    }
-                }
-                // A tab whose content is shorter than the panel still holds the panel's
-                // height; otherwise the panel shrinks to it and the next tab opens squeezed.
-                let rest = ui.available_height();
-                if rest > 0.0 {
-                    ui.add_space(rest);
-                }
+                });
+                ui.advance_cursor_after_rect(rest);
             });
         egui::CentralPanel::default().show(ui, |ui| {
             panels::plane::plane_ui(ui, &mut self.state, &mut self.views.plane);

@@ -344,3 +344,34 @@ fn the_adversarial_families_show_their_controls_and_views() {
     assert!(h.query_by_label("ALI loss").is_some());
     h.state_mut().shutdown();
 }
+
+#[test]
+fn the_tabs_panel_keeps_its_height_whatever_the_tab_shows() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| a.state.main.snapshot.is_some()).unwrap();
+    h.state_mut().handle(Action::Pause);
+    step_until(&mut h, WAIT, |a| !a.state.is_running()).unwrap();
+    // The tab buttons sit at the top of the panel: their height on screen is the panel's.
+    let top = |h: &mut egui_kittest::Harness<'_, latent_atlas::app::LatentAtlasApp>| {
+        h.get_by_label("Curves").rect().top()
+    };
+    h.run_steps(3);
+    let start = top(&mut h);
+    // The panel opens at its default height (270 points of the 820).
+    assert!(
+        (450.0..650.0).contains(&start),
+        "the tabs panel starts at {start} in a window 820 high"
+    );
+    for tab in Tab::ALL {
+        h.state_mut().state.settings.tab = tab;
+        h.run_steps(3);
+        let first = top(&mut h);
+        h.run_steps(30);
+        let later = top(&mut h);
+        assert!(
+            (later - first).abs() < 1.0 && (later - start).abs() < 1.0,
+            "{tab:?}: the panel's top moved from {start} to {first} and {later}"
+        );
+    }
+    h.state_mut().shutdown();
+}

@@ -24,6 +24,9 @@ pub fn recon_ui(ui: &mut egui::Ui, state: &AppState, texture: &mut CachedTexture
         grid(&images, s.probe.width, s.probe.height, 12)
     });
     let size = tex.size_vec2();
-    let scale = (ui.available_width() / size.x).clamp(1.0, 4.0);
+    // Fits the panel both ways, so the panel keeps the height the user gave it.
+    let scale = (ui.available_width() / size.x)
+        .min(ui.available_height() / size.y)
+        .clamp(0.5, 4.0);
     ui.image((tex.id(), size * scale));
 }
