@@ -279,11 +279,22 @@ fn print_test(m: &TestMetrics) {
         Some(v) => format!(", KL {:.2}, negative ELBO {v:.2} nats", m.kl),
         None => " nats (no KL term, so no ELBO)".to_owned(),
     };
-    let active = if m.kl_per_dim.is_empty() {
+    let mut active = if m.kl_per_dim.is_empty() {
         String::new()
     } else {
-        format!("; active dims {}/{}", m.active_dims(), m.kl_per_dim.len())
+        format!(
+            "; active dims {}/{} by KL",
+            m.active_dims(),
+            m.kl_per_dim.len()
+        )
     };
+    if let Some(units) = m.active_units() {
+        let sep = if active.is_empty() { "; " } else { ", " };
+        active.push_str(&format!(
+            "{sep}{units}/{} active units (posterior-mean activity)",
+            m.mean_activity.len()
+        ));
+    }
     let holes = m
         .hole_share
         .map(|h| format!("; prior holes {:.1}%", 100.0 * h))

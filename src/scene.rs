@@ -461,11 +461,24 @@ fn plane_coverage(
         mu.extend(axes.project(snapshot.mu_of(i)));
         sigma.extend(axes.project_sigma(snapshot.sigma_of(i)));
     }
+    // The CVAE's prior is the mixture of its class means' shadows (each N(mu_y', I) on
+    // orthonormal axes).
+    let prior = match &snapshot.view.class_means {
+        Some(means) => {
+            let shadows: Vec<f32> = means
+                .chunks_exact(snapshot.latent_dim.max(1))
+                .flat_map(|m| axes.project(m))
+                .collect();
+            coverage::Prior::class_mixture(&shadows, 2, (0, 1))
+        }
+        None => coverage::Prior::Standard,
+    };
     Some(std::sync::Arc::new(coverage::gaussian_mixture(
         &mu,
         &sigma,
         2,
         (0, 1),
+        &prior,
     )))
 }
 
@@ -555,7 +568,7 @@ mod tests {
 
     fn coverage_with_hole() -> Coverage {
         // Every code at (2, 2): the prior's centre is a hole.
-        coverage::gaussian_mixture(&[2.0, 2.0], &[0.3, 0.3], 2, (0, 1))
+        coverage::gaussian_mixture(&[2.0, 2.0], &[0.3, 0.3], 2, (0, 1), &Default::default())
     }
 
     #[test]

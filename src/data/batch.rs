@@ -6,12 +6,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 use super::ImageSet;
 use crate::rng::Rng;
 
-/// The order in which one epoch visits the training set, cut into batches.
-/// The last batch may be smaller; none is dropped.
+/// The order in which one epoch visits the training set, cut into batches. The last batch
+/// may be smaller, unless [`EpochOrder::whole_batches`] drops it.
 #[derive(Clone, Debug)]
 pub struct EpochOrder {
     order: Vec<usize>,
     batch_size: usize,
+    whole: bool,
 }
 
 impl EpochOrder {
@@ -22,12 +23,23 @@ impl EpochOrder {
         Self {
             order,
             batch_size: batch_size.max(1),
+            whole: false,
         }
+    }
+
+    /// The same order with a ragged last batch dropped (its samples come first in another
+    /// epoch's shuffle), for losses over batch statistics. At least one batch is kept.
+    pub fn whole_batches(mut self, whole: bool) -> Self {
+        self.whole = whole;
+        self
     }
 
     /// Number of batches in the epoch.
     pub fn batch_count(&self) -> usize {
-        self.order.len().div_ceil(self.batch_size)
+        match self.whole {
+            true => (self.order.len() / self.batch_size).max(1),
+            false => self.order.len().div_ceil(self.batch_size),
+        }
     }
 
     /// The sample indices of batch `b`.

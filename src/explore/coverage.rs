@@ -1,14 +1,54 @@
 //! Prior coverage (seeds/003): the aggregate posterior `q(z) = mean_i N(z; mu_i, sigma_i^2)`
-//! on a grid over the plane, against the prior `p(z) = N(0, I)`, and the share of the prior's
-//! mass where `q(z) < 0.1 p(z)`: the "holes" a sampler falls into. Points (codes without
-//! uncertainty) get a small fixed kernel. For a latent space above two dimensions the grid is
-//! over two chosen dimensions, and both densities are the exact marginals there.
+//! on a grid over the plane, against the prior (`N(0, I)`, or the CVAE's mixture of class
+//! Gaussians), and the share of the prior's mass where `q(z) < 0.1 p(z)`: the "holes" a sampler
+//! falls into. Points (codes without uncertainty) and posteriors narrower than a small kernel
+//! get the kernel's width. For a latent space above two dimensions the grid is over two chosen
+//! dimensions, and both densities are the exact marginals there.
 
 use super::PlainFlow;
 
-/// Standard deviation of the kernel given to points (and added in quadrature to every sigma
-/// too small to be seen on the grid).
+/// The least standard deviation a posterior is given on the grid: points get this kernel, and
+/// a sigma below it is raised to it (`max(sigma, kernel)`, continuous in sigma).
 pub const POINT_KERNEL: f32 = 0.1;
+
+/// The prior the holes are measured against, on the grid's two axes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Prior {
+    /// `N(0, I)`.
+    #[default]
+    Standard,
+    /// The CVAE's `(1/K) sum_y N(mu_y, I)`, by the class means' coordinates on the two axes.
+    ClassMixture(Vec<[f32; 2]>),
+}
+
+impl Prior {
+    /// The CVAE's mixture from its class means (row-major `[classes, d]`) on `axes`.
+    pub fn class_mixture(means: &[f32], d: usize, axes: (usize, usize)) -> Self {
+        Prior::ClassMixture(
+            means
+                .chunks_exact(d.max(1))
+                .map(|m| [m[axes.0], m.get(axes.1).copied().unwrap_or(0.0)])
+                .collect(),
+        )
+    }
+
+    /// The density at `(x, y)` of the prior's marginal on the two axes.
+    pub fn density(&self, x: f32, y: f32) -> f32 {
+        let unit = |x: f32, y: f32| (-(x * x + y * y) / 2.0).exp() / std::f32::consts::TAU;
+        match self {
+            Prior::Standard => unit(x, y),
+            Prior::ClassMixture(means) if means.is_empty() => unit(x, y),
+            Prior::ClassMixture(means) => {
+                means.iter().map(|m| unit(x - m[0], y - m[1])).sum::<f32>() / means.len() as f32
+            }
+        }
+    }
+}
+
+/// A posterior's standard deviation as the grid sees it.
+fn widened(sigma: f32) -> f32 {
+    sigma.abs().max(POINT_KERNEL)
+}
 /// A cell is a hole where `q < HOLE_RATIO * p`.
 pub const HOLE_RATIO: f32 = 0.1;
 /// Half-width of the grid: it covers `[-EXTENT, EXTENT]^2`, over 99.9% of the prior's mass.
@@ -45,14 +85,13 @@ impl Coverage {
         -self.extent + (i as f32 + 0.5) * self.cell()
     }
 
-    fn finish(n: usize, extent: f32, axes: (usize, usize), q: Vec<f32>) -> Self {
+    fn finish(n: usize, extent: f32, axes: (usize, usize), q: Vec<f32>, prior: &Prior) -> Self {
         let cell = 2.0 * extent / n as f32;
         let centre = |i: usize| -extent + (i as f32 + 0.5) * cell;
         let mut p = Vec::with_capacity(n * n);
         for r in 0..n {
             for c in 0..n {
-                let (x, y) = (centre(c), centre(r));
-                p.push((-(x * x + y * y) / 2.0).exp() / std::f32::consts::TAU);
+                p.push(prior.density(centre(c), centre(r)));
             }
         }
         let total: f64 = p.iter().map(|&v| v as f64).sum();
@@ -94,17 +133,20 @@ fn axis_density(m: f32, s: f32, n: usize, extent: f32) -> Vec<f32> {
         .collect()
 }
 
-/// The aggregate posterior of diagonal Gaussians (or points, where sigma is 0) over `axes`.
-/// `mu` and `sigma` are row-major `[samples, d]`.
-pub fn gaussian_mixture(mu: &[f32], sigma: &[f32], d: usize, axes: (usize, usize)) -> Coverage {
+/// The aggregate posterior of diagonal Gaussians (or points, where sigma is 0) over `axes`,
+/// against `prior`. `mu` and `sigma` are row-major `[samples, d]`.
+pub fn gaussian_mixture(
+    mu: &[f32],
+    sigma: &[f32],
+    d: usize,
+    axes: (usize, usize),
+    prior: &Prior,
+) -> Coverage {
     let (n, extent) = (GRID, EXTENT);
     let mut q = vec![0.0f32; n * n];
     let samples = mu.len() / d.max(1);
     for i in 0..samples {
-        let s = |a: usize| {
-            let v = sigma[i * d + a].abs();
-            (v * v + POINT_KERNEL * POINT_KERNEL * f32::from(v < POINT_KERNEL)).sqrt()
-        };
+        let s = |a: usize| widened(sigma[i * d + a]);
         let gx = axis_density(mu[i * d + axes.0], s(axes.0), n, extent);
         let gy = axis_density(mu[i * d + axes.1], s(axes.1), n, extent);
         for (r, &y) in gy.iter().enumerate() {
@@ -118,21 +160,17 @@ pub fn gaussian_mixture(mu: &[f32], sigma: &[f32], d: usize, axes: (usize, usize
     }
     let inv = 1.0 / samples.max(1) as f32;
     q.iter_mut().for_each(|v| *v *= inv);
-    Coverage::finish(n, extent, axes, q)
+    Coverage::finish(n, extent, axes, q, prior)
 }
 
 /// The f-VAE's aggregate posterior in the prior's space of a 2-D latent, exactly:
 /// `q(z) = mean_i N(F^-1(z); E_i, sigma1^2 I) |det dF^-1/dz|` (a sigma1 below the point kernel
-/// is widened like a point's, in the pre-flow space).
+/// is raised to it, in the pre-flow space), against `N(0, I)`.
 pub fn flow_mixture(centres: &[f32], sigma1: f32, flow: &PlainFlow) -> Coverage {
     let (n, extent) = (GRID, EXTENT);
     let cell = 2.0 * extent / n as f32;
     let samples = centres.len() / 2;
-    let sigma1 = if sigma1 < POINT_KERNEL {
-        (sigma1 * sigma1 + POINT_KERNEL * POINT_KERNEL).sqrt()
-    } else {
-        sigma1
-    };
+    let sigma1 = widened(sigma1);
     let norm = 1.0 / (std::f32::consts::TAU * sigma1 * sigma1);
     let mut q = Vec::with_capacity(n * n);
     for r in 0..n {
@@ -153,7 +191,7 @@ pub fn flow_mixture(centres: &[f32], sigma1: f32, flow: &PlainFlow) -> Coverage 
             q.push(sum * norm / samples.max(1) as f32 * log_det.exp());
         }
     }
-    Coverage::finish(n, extent, (0, 1), q)
+    Coverage::finish(n, extent, (0, 1), q, &Prior::Standard)
 }
 
 #[cfg(test)]
@@ -165,13 +203,13 @@ mod tests {
         // Many unit Gaussians at the origin: q = p.
         let mu = vec![0.0; 20];
         let sigma = vec![1.0; 20];
-        let c = gaussian_mixture(&mu, &sigma, 2, (0, 1));
+        let c = gaussian_mixture(&mu, &sigma, 2, (0, 1), &Prior::Standard);
         assert!(c.hole_share < 1e-6, "{}", c.hole_share);
         let cell_area = c.cell() * c.cell();
         let mass: f32 = c.q.iter().sum::<f32>() * cell_area;
         assert!((mass - 1.0).abs() < 0.01, "q integrates to {mass}");
         // One point at (3, 3): the prior's bulk is uncovered.
-        let c = gaussian_mixture(&[3.0, 3.0], &[0.0, 0.0], 2, (0, 1));
+        let c = gaussian_mixture(&[3.0, 3.0], &[0.0, 0.0], 2, (0, 1), &Prior::Standard);
         assert!(c.hole_share > 0.99, "{}", c.hole_share);
     }
 
@@ -184,7 +222,7 @@ mod tests {
             mu.extend([2.0 * a.cos(), 2.0 * a.sin()]);
             sigma.extend([0.3, 0.3]);
         }
-        let c = gaussian_mixture(&mu, &sigma, 2, (0, 1));
+        let c = gaussian_mixture(&mu, &sigma, 2, (0, 1), &Prior::Standard);
         let centre = c.n / 2;
         let (q0, p0) = (c.q[centre * c.n + centre], c.p[centre * c.n + centre]);
         assert!(q0 < HOLE_RATIO * p0, "q {q0} p {p0}");
@@ -195,10 +233,51 @@ mod tests {
     fn an_identity_flow_gives_the_gaussian_mixture() {
         let centres = vec![0.5, -0.2, -1.0, 1.0];
         let a = flow_mixture(&centres, 0.7, &PlainFlow::default());
-        let b = gaussian_mixture(&centres, &[0.7; 4], 2, (0, 1));
+        let b = gaussian_mixture(&centres, &[0.7; 4], 2, (0, 1), &Prior::Standard);
         for (x, y) in a.q.iter().zip(&b.q) {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
         assert!((a.hole_share - b.hole_share).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_kernel_is_continuous_in_sigma() {
+        let share = |s: f32| gaussian_mixture(&[0.5, 0.5], &[s, s], 2, (0, 1), &Prior::Standard);
+        let (below, at) = (share(POINT_KERNEL - 1e-4), share(POINT_KERNEL));
+        for (a, b) in below.q.iter().zip(&at.q) {
+            assert!((a - b).abs() <= 1e-3 * b.max(1e-6), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn the_cvae_mixture_prior_has_no_holes_under_its_own_aggregate() {
+        // Unit Gaussians at the class means: q is the mixture prior itself.
+        let means = [[-2.0f32, 0.0], [2.0, 0.0], [0.0, 2.5]];
+        let prior = Prior::ClassMixture(means.to_vec());
+        let mu: Vec<f32> = means.iter().cycle().take(30).flatten().copied().collect();
+        let sigma = vec![1.0; mu.len()];
+        let c = gaussian_mixture(&mu, &sigma, 2, (0, 1), &prior);
+        assert!(c.hole_share < 1e-6, "{}", c.hole_share);
+        // Against N(0, I) the same aggregate leaves the origin's neighbourhood thin but no
+        // hole, and the brute-force share over the grid matches the reported one.
+        let standard = gaussian_mixture(&mu, &sigma, 2, (0, 1), &Prior::Standard);
+        let brute: f64 = {
+            let (mut holes, mut total) = (0.0f64, 0.0f64);
+            for r in 0..standard.n {
+                for k in 0..standard.n {
+                    let (x, y) = (standard.centre(k), standard.centre(r));
+                    let p = Prior::Standard.density(x, y) as f64;
+                    total += p;
+                    if (standard.q[r * standard.n + k] as f64) < 0.1 * p {
+                        holes += p;
+                    }
+                }
+            }
+            holes / total
+        };
+        assert!((brute - standard.hole_share as f64).abs() < 1e-6);
+        // A posterior mass far from every class mean leaves the mixture prior's bulk uncovered.
+        let far = gaussian_mixture(&[0.0, -3.0], &[0.2, 0.2], 2, (0, 1), &prior);
+        assert!(far.hole_share > 0.95, "{}", far.hole_share);
     }
 }

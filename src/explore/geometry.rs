@@ -50,22 +50,77 @@ pub fn normal_quantile(p: f64) -> f64 {
     }
 }
 
-/// The `n x n` manifold grid: points `(Phi^-1(u), Phi^-1(v))` for `u, v` evenly spaced in
-/// `(0, 1)` at `(i + 0.5) / n`, rows from top (large second coordinate) to bottom,
-/// padded with zeros to `latent_dim`. Returns `n * n * latent_dim` values.
-pub fn manifold_grid(n: usize, latent_dim: usize) -> Vec<f32> {
-    let q: Vec<f32> = (0..n)
-        .map(|i| normal_quantile((i as f64 + 0.5) / n as f64) as f32)
-        .collect();
-    let mut out = Vec::with_capacity(n * n * latent_dim);
-    for row in 0..n {
-        for col in 0..n {
-            let mut z = vec![0.0; latent_dim];
-            if latent_dim > 0 {
-                z[0] = q[col];
+/// The standard normal CDF (Abramowitz & Stegun 7.1.26; error below 1.5e-7).
+pub fn normal_cdf(x: f64) -> f64 {
+    let u = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * u);
+    let poly = ((((1.061_405_429 * t - 1.453_152_027) * t + 1.421_413_741) * t - 0.284_496_736)
+        * t
+        + 0.254_829_592)
+        * t;
+    let erf = 1.0 - poly * (-u * u).exp();
+    0.5 * (1.0 + erf.copysign(x))
+}
+
+/// The quantile at `p` of the equal mixture `(1/K) sum_k N(m_k, 1)`, by bisection on its CDF.
+pub fn mixture_quantile(p: f64, means: &[f64]) -> f64 {
+    if means.is_empty() {
+        return normal_quantile(p);
+    }
+    let cdf = |x: f64| means.iter().map(|m| normal_cdf(x - m)).sum::<f64>() / means.len() as f64;
+    let (mut lo, mut hi) = (
+        means.iter().copied().fold(f64::INFINITY, f64::min) - 10.0,
+        means.iter().copied().fold(f64::NEG_INFINITY, f64::max) + 10.0,
+    );
+    for _ in 0..80 {
+        let mid = 0.5 * (lo + hi);
+        if cdf(mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// The `n x n` manifold grid over the prior: points `(F0^-1(u), F1^-1(v))` for `u, v` evenly
+/// spaced in `(0, 1)` at `(i + 0.5) / n`, `F` the prior's marginal CDF on dims 0 and 1 (the
+/// standard normal, or the CVAE's mixture of unit Gaussians at its class means, row-major
+/// `[classes, latent_dim]`), rows from top (large second coordinate) to bottom. Other dims are
+/// at the prior's mean. Returns `n * n * latent_dim` values.
+pub fn manifold_grid(n: usize, latent_dim: usize, class_means: Option<&[f32]>) -> Vec<f32> {
+    let d = latent_dim;
+    let means_of = |a: usize| -> Vec<f64> {
+        class_means.map_or_else(Vec::new, |m| {
+            m.chunks_exact(d.max(1)).map(|c| c[a] as f64).collect()
+        })
+    };
+    let axis = |a: usize| -> Vec<f32> {
+        let means = means_of(a);
+        (0..n)
+            .map(|i| mixture_quantile((i as f64 + 0.5) / n as f64, &means) as f32)
+            .collect()
+    };
+    let (q0, q1) = (axis(0), if d > 1 { axis(1) } else { Vec::new() });
+    let centre: Vec<f32> = (0..d)
+        .map(|a| {
+            let m = means_of(a);
+            if m.is_empty() {
+                0.0
+            } else {
+                (m.iter().sum::<f64>() / m.len() as f64) as f32
             }
-            if latent_dim > 1 {
-                z[1] = q[n - 1 - row];
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n * n * d);
+    for row in 0..n {
+        for &x in &q0 {
+            let mut z = centre.clone();
+            if d > 0 {
+                z[0] = x;
+            }
+            if d > 1 {
+                z[1] = q1[n - 1 - row];
             }
             out.extend(z);
         }
@@ -160,12 +215,31 @@ mod tests {
 
     #[test]
     fn manifold_grid_is_symmetric_and_ordered() {
-        let g = manifold_grid(20, 2);
+        let g = manifold_grid(20, 2, None);
         assert_eq!(g.len(), 800);
         // First point: leftmost column, top row.
         assert!(g[0] < -1.9 && g[1] > 1.9);
         // Symmetric about zero.
         assert!((g[0] + g[2 * 19]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_mixture_quantile_inverts_the_mixture_cdf() {
+        // One component: a shifted normal quantile.
+        assert!((mixture_quantile(0.975, &[1.0]) - (1.0 + 1.959_964)).abs() < 1e-4);
+        assert!((normal_cdf(1.959_964) - 0.975).abs() < 1e-6);
+        // A symmetric pair: the median is the centre, and the CDF at each quantile is p.
+        let means = [-2.0, 2.0];
+        assert!(mixture_quantile(0.5, &means).abs() < 1e-6);
+        for p in [0.01, 0.2, 0.7, 0.99] {
+            let x = mixture_quantile(p, &means);
+            let cdf = (normal_cdf(x + 2.0) + normal_cdf(x - 2.0)) / 2.0;
+            assert!((cdf - p).abs() < 1e-9, "{p}: {cdf}");
+        }
+        // The CVAE's grid spans its classes: a mean at (4, 0) pulls the grid to the right.
+        let g = manifold_grid(10, 2, Some(&[0.0, 0.0, 4.0, 0.0]));
+        let xs: Vec<f32> = g.chunks_exact(2).take(10).map(|z| z[0]).collect();
+        assert!(xs[0] < -1.0 && xs[9] > 5.0, "{xs:?}");
     }
 
     #[test]

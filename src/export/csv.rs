@@ -22,7 +22,7 @@ pub fn metrics_csv<'a>(
         }
     }
     let mut out = String::from(
-        "kind,step,epoch,reconstruction,kl,total,kl_weight,neg_elbo,nll_is,nll_samples,hole_share",
+        "kind,step,epoch,reconstruction,kl,total,kl_weight,neg_elbo,nll_is,nll_samples,hole_share,active_units",
     );
     for name in &extras {
         let _ = write!(out, ",{name}");
@@ -41,7 +41,7 @@ pub fn metrics_csv<'a>(
     for m in train {
         let _ = write!(
             out,
-            "train,{},{},{},{},{},{},,,,",
+            "train,{},{},{},{},{},{},,,,,",
             m.step, m.epoch, m.reconstruction, m.kl, m.total, m.kl_weight
         );
         for name in &extras {
@@ -52,7 +52,7 @@ pub fn metrics_csv<'a>(
     for m in test {
         let _ = write!(
             out,
-            "test,{},{},{},{},{},1,{},{},{},{}",
+            "test,{},{},{},{},{},1,{},{},{},{},{}",
             m.step,
             m.epoch,
             m.reconstruction,
@@ -61,7 +61,8 @@ pub fn metrics_csv<'a>(
             opt(m.neg_elbo),
             opt(m.nll),
             m.nll_samples,
-            opt(m.hole_share)
+            opt(m.hole_share),
+            m.active_units().map(|u| u.to_string()).unwrap_or_default()
         );
         out.push_str(&",".repeat(extras.len()));
         dims(&mut out, &m.kl_per_dim);
@@ -203,6 +204,8 @@ pub fn parse_metrics_csv(text: &str) -> (Vec<StepMetrics>, Vec<TestMetrics>) {
                     nll_images: 0,
                     kl_per_dim: dims,
                     hole_share: f("hole_share"),
+                    // The file holds the count of active units, not each dimension's activity.
+                    mean_activity: Vec::new(),
                 });
             }
             _ => {}
@@ -239,6 +242,7 @@ mod tests {
             nll_images: 0,
             kl_per_dim: vec![2.0, 2.5],
             hole_share: Some(0.125),
+            mean_activity: Vec::new(),
         }];
         let (t, e) = parse_metrics_csv(&metrics_csv(train.iter(), &test, 2));
         assert_eq!(t, train);

@@ -220,7 +220,7 @@ pub fn render(
                 views::interpolation(snapshot, a, b, 10, PathKind::Linear)
             }
         },
-        View::Manifold => views::manifold(decoder, 20),
+        View::Manifold => views::manifold(decoder, 20, snapshot.view.class_means.as_deref()),
         View::Reconstructions => views::reconstructions(snapshot, 32),
     })
 }

@@ -408,11 +408,15 @@ pub fn reconstructions(snapshot: &Snapshot, pairs: usize) -> RgbaImage {
 }
 
 /// The `n x n` decoded manifold over the inverse-CDF grid of the prior in its first two dims.
-pub fn manifold(decoder: &PlainDecoder, n: usize) -> RgbaImage {
-    let z = manifold_grid(n, decoder.latent_dim());
+pub fn manifold(decoder: &PlainDecoder, n: usize, class_means: Option<&[f32]>) -> RgbaImage {
+    let z = manifold_grid(n, decoder.latent_dim(), class_means);
     let images = decoder.decode_many(&z);
+    let prior = match class_means {
+        Some(_) => "the class-mixture prior's marginals",
+        None => "the prior",
+    };
     image_grid(
-        &format!("decoded manifold, {n} x {n} inverse-CDF grid of the prior"),
+        &format!("decoded manifold, {n} x {n} inverse-CDF grid of {prior}"),
         &images,
         decoder.width,
         decoder.height,

@@ -76,6 +76,9 @@ pub struct Draws {
     pub prior_samples: bool,
     /// Whether the decoder's Gaussian standard deviation may be trained (the f-VAE's sigma2).
     pub trained_sigma: bool,
+    /// Whether the loss normalises over the batch (the BN-VAE): its batches must be whole
+    /// (a ragged last one is dropped) and hold at least two samples.
+    pub batch_statistics: bool,
 }
 
 impl ModelKind {
@@ -105,6 +108,7 @@ impl ModelKind {
             adversarial: false,
             prior_samples: false,
             trained_sigma: false,
+            batch_statistics: false,
         };
         const CODES: Draws = Draws {
             posterior: PosteriorShape::Point,
@@ -156,6 +160,7 @@ impl ModelKind {
                 "BN-VAE: batch-normalised posterior heads with a KL floor",
                 Draws {
                     kl_floor: true,
+                    batch_statistics: true,
                     ..GAUSSIAN
                 },
                 ADVERSARIAL,
@@ -525,6 +530,13 @@ impl TrainConfig {
         if h.batch_size == 0 || h.batch_size > 65_536 {
             return Err(format!(
                 "batch size must be 1 to 65536, not {}",
+                h.batch_size
+            ));
+        }
+        if self.model.draws().batch_statistics && h.batch_size < 2 {
+            return Err(format!(
+                "the {} normalises over the batch, so its batch size must be at least 2, not {}",
+                self.model.label(),
                 h.batch_size
             ));
         }

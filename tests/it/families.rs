@@ -350,3 +350,35 @@ fn each_family_holds_only_the_networks_it_uses() {
         "{err}"
     );
 }
+
+#[test]
+fn the_bn_vae_trains_on_whole_batches_only_and_refuses_a_batch_of_one() {
+    // 300 training images in batches of 128: two whole batches, and a ragged 44 dropped.
+    let mut data = (*mnist()).clone();
+    data.train = data.train.select(&(0..300).collect::<Vec<_>>());
+    let data = Arc::new(data);
+    let mut c = config(ModelKind::BnVae);
+    c.hyper.batch_size = 128;
+    let mut trainer = Trainer::new(c.clone(), data.clone(), Device::flex()).unwrap();
+    for _ in 0..6 {
+        let m = trainer.step().unwrap();
+        // With batch statistics over a whole batch the KL is at least the floor.
+        let floor = m.extra("kl_floor").unwrap();
+        assert!(
+            m.kl >= floor - 1e-3,
+            "step {}: KL {} below the floor {floor}",
+            m.step,
+            m.kl
+        );
+    }
+    assert_eq!(trainer.epochs_done(), 3, "two steps per epoch");
+    // Any other family visits the ragged batch too.
+    let mut vae = Trainer::new(config(ModelKind::Vae), data, Device::flex()).unwrap();
+    for _ in 0..6 {
+        vae.step().unwrap();
+    }
+    assert_eq!(vae.epochs_done(), 2, "three steps per epoch");
+    c.hyper.batch_size = 1;
+    let err = c.validate().unwrap_err();
+    assert!(err.contains("at least 2"), "{err}");
+}

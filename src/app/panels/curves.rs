@@ -122,11 +122,21 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
                 }
                 None => "no encoder, so no reconstruction or ELBO".to_owned(),
             };
-            let active = if t.kl_per_dim.is_empty() {
+            let mut active = if t.kl_per_dim.is_empty() {
                 String::new()
             } else {
-                format!(", active dims {}/{}", t.active_dims(), t.kl_per_dim.len())
+                format!(
+                    ", active dims {}/{} by KL",
+                    t.active_dims(),
+                    t.kl_per_dim.len()
+                )
             };
+            if let Some(units) = t.active_units() {
+                active.push_str(&format!(
+                    ", {units}/{} by posterior-mean activity",
+                    t.mean_activity.len()
+                ));
+            }
             ui.label(format!(
                 "epoch {}: {main}{}{active}",
                 t.epoch,

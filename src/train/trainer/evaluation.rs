@@ -14,6 +14,7 @@ use crate::data::batch::{pixels, to_tensor, to_vec};
 use crate::explore::coverage::Coverage;
 use crate::model::Model;
 use crate::rng::Rng;
+use crate::train::metrics::mean_activity;
 use crate::train::snapshot::FamilyView;
 use crate::train::{TestMetrics, TrainConfig};
 
@@ -123,6 +124,10 @@ impl Evaluation {
             .then(|| self.importance_nll(model, device))
             .flatten();
         let draws = self.config.model.draws();
+        let (coverage, activity) = match self.test_posteriors() {
+            Some((c, a)) => (Some(c), a),
+            None => (None, Vec::new()),
+        };
         // A family without an encoder reconstructs nothing.
         let rec = if draws.encoder {
             (rec_sum / n as f64) as f32
@@ -144,13 +149,22 @@ impl Evaluation {
                 .iter()
                 .map(|&v| (v / n as f64) as f32)
                 .collect(),
-            hole_share: draws.encoder.then(|| self.test_coverage().hole_share),
+            hole_share: coverage.map(|c| c.hole_share),
+            mean_activity: activity,
         }
     }
 
     /// The aggregate posterior of the whole test split against the prior (dims 0 and 1): the
     /// per-epoch hole share. Snapshots use the smaller probe set instead.
     pub fn test_coverage(&self) -> Coverage {
+        self.test_posteriors().map(|(c, _)| c).unwrap_or_else(|| {
+            probe_coverage(&[], &[], self.config.latent_dim, &FamilyView::default())
+        })
+    }
+
+    /// The test split's aggregate posterior against the prior and the activity of each
+    /// dimension's posterior mean, `Cov_x(E_q[z])`; `None` without an encoder.
+    fn test_posteriors(&self) -> Option<(Coverage, Vec<f32>)> {
         let (model, device) = (&self.model, &self.device);
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let n = self.data.test.len();
@@ -158,9 +172,7 @@ impl Evaluation {
         for start in (0..n).step_by(EVAL_CHUNK) {
             let indices: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
             let grey = pixels(&self.data.test, &indices, None);
-            let Some(post) = model.posteriors(to_tensor(grey, indices.len(), dim, device)) else {
-                break;
-            };
+            let post = model.posteriors(to_tensor(grey, indices.len(), dim, device))?;
             mu.extend(to_vec(post.position));
             sigma.extend(to_vec(post.sigma));
             if let Some(p) = post.pre_flow {
@@ -171,9 +183,11 @@ impl Evaluation {
             pre_flow: (!pre.is_empty()).then_some(pre),
             flow: model.flow().map(|f| Arc::new(plain_flow(f))),
             sigmas: model.f_sigmas(),
+            class_means: model.class_means(),
             ..FamilyView::default()
         };
-        probe_coverage(&mu, &sigma, d, &view)
+        let activity = mean_activity(&mu, d);
+        Some((probe_coverage(&mu, &sigma, d, &view), activity))
     }
 
     /// The importance-sampled negative log-likelihood, or `None` for a family without one.

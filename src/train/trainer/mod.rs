@@ -124,6 +124,12 @@ pub(super) fn one_hot(
     to_tensor(rows, n, classes, device)
 }
 
+/// A fresh epoch's order: whole batches only for a family whose loss uses batch statistics.
+fn epoch_order(config: &TrainConfig, data: &Dataset, rng: &mut Rng) -> EpochOrder {
+    EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, rng)
+        .whole_batches(config.model.draws().batch_statistics)
+}
+
 fn new_optimizer(kind: ModelKind) -> ModuleOptimizer {
     if kind.draws().adversarial {
         // beta1 = 0.5, as adversarial training usually takes it (DCGAN).
@@ -145,6 +151,13 @@ impl Trainer {
         if config.model.needs_labels() && !data.is_labelled() {
             return Err(TrainError::Config(format!(
                 "the {} needs class labels, and {} has none",
+                config.model.label(),
+                data.name
+            )));
+        }
+        if config.model.draws().batch_statistics && data.train.len() < 2 {
+            return Err(TrainError::Config(format!(
+                "the {} normalises over the batch and {} has fewer than two training images",
                 config.model.label(),
                 data.name
             )));
@@ -198,7 +211,7 @@ impl Trainer {
     ) -> Self {
         let classes = class_count(&data);
         let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(17));
-        let order = EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, &mut rng);
+        let order = epoch_order(&config, &data, &mut rng);
         let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
         let prior_probe = Rng::new(config.seed ^ 0x9A10).normals(probe.len() * config.latent_dim);
         let optim = new_optimizer(config.model);
@@ -367,8 +380,7 @@ impl Trainer {
         if self.batch_index >= self.order.batch_count() {
             self.epoch += 1;
             self.batch_index = 0;
-            let batch_size = self.config.hyper.batch_size;
-            self.order = EpochOrder::shuffled(self.data.train.len(), batch_size, &mut self.rng);
+            self.order = epoch_order(&self.config, &self.data, &mut self.rng);
         }
         if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
             self.last_good = (self.model.clone(), self.step);

@@ -113,14 +113,22 @@ pub fn plain_flow(flow: &Flow) -> PlainFlow {
     }
 }
 
-/// The aggregate posterior of the probe set over dims 0 and 1: exact through the flow for a
-/// 2-D f-VAE, a mixture of the marginal Gaussians otherwise.
+/// The aggregate posterior of the probe set over dims 0 and 1 against the family's prior (the
+/// CVAE's mixture of class Gaussians, `N(0, I)` otherwise): exact through the flow for a 2-D
+/// f-VAE, a mixture of the marginal Gaussians otherwise.
 pub fn probe_coverage(mu: &[f32], sigma: &[f32], d: usize, view: &FamilyView) -> Coverage {
+    let axes = (0, 1.min(d - 1));
     match (&view.pre_flow, &view.flow, view.sigmas) {
         (Some(centres), Some(flow), Some((sigma1, _))) if d == 2 => {
             coverage::flow_mixture(centres, sigma1, flow)
         }
-        _ => coverage::gaussian_mixture(mu, sigma, d, (0, 1.min(d - 1))),
+        _ => {
+            let prior = match &view.class_means {
+                Some(means) => coverage::Prior::class_mixture(means, d, axes),
+                None => coverage::Prior::Standard,
+            };
+            coverage::gaussian_mixture(mu, sigma, d, axes, &prior)
+        }
     }
 }
 
