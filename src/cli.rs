@@ -52,6 +52,8 @@ pub enum AliLossArg {
     Derived,
     /// The standard minimax form: log D(x, E(x)) + log(1 - D(G(z), z)).
     Minimax,
+    /// The non-saturating form: -log D(G(z), z) - log(1 - D(x, E(x))).
+    NonSaturating,
 }
 
 /// Decoder likelihoods on the command line.
@@ -188,6 +190,7 @@ impl TrainArgs {
                     ali_loss: match self.ali_loss {
                         AliLossArg::Derived => AliLoss::Derived,
                         AliLossArg::Minimax => AliLoss::Minimax,
+                        AliLossArg::NonSaturating => AliLoss::NonSaturating,
                     },
                 }
             },

@@ -112,6 +112,10 @@ pub enum AliLoss {
     /// it trains stably here).
     #[default]
     Minimax,
+    /// The non-saturating form ALI and BiGAN are trained with in practice: the
+    /// discriminator's labels swapped, `-E log D(G(z), z) - E log (1 - D(x, E(x)))`, whose
+    /// gradients do not vanish when the discriminator wins.
+    NonSaturating,
 }
 
 impl AliLoss {
@@ -123,6 +127,9 @@ impl AliLoss {
             AliLoss::Minimax => {
                 neg_log_d(encoder_pairs).mean().neg() - neg_log_one_minus_d(generator_pairs).mean()
             }
+            AliLoss::NonSaturating => {
+                neg_log_d(generator_pairs).mean() + neg_log_one_minus_d(encoder_pairs).mean()
+            }
         }
     }
 
@@ -131,6 +138,7 @@ impl AliLoss {
         match self {
             AliLoss::Derived => "derived",
             AliLoss::Minimax => "minimax",
+            AliLoss::NonSaturating => "non-saturating",
         }
     }
 
@@ -139,6 +147,9 @@ impl AliLoss {
         match self {
             AliLoss::Derived => "-log D(x,E(x)) - log D(G(z),z) (the seed's derived loss)",
             AliLoss::Minimax => "log D(x,E(x)) + log(1 - D(G(z),z)) (the standard minimax form)",
+            AliLoss::NonSaturating => {
+                "-log D(G(z),z) - log(1 - D(x,E(x))) (labels swapped: the non-saturating form)"
+            }
         }
     }
 }
@@ -246,5 +257,26 @@ mod tests {
             to_vec(AliLoss::Minimax.loss(t1(&[0.5]), t1(&[-0.25])))[0],
             minimax,
         );
+    }
+
+    #[test]
+    fn the_ali_forms_match_their_closed_forms() {
+        let device = burn::tensor::Device::flex();
+        // Logits a on encoder pairs and b on generator pairs; D = sigmoid.
+        let (a, b) = ([0.5f32, -1.0], [2.0f32, 0.25]);
+        let t = |v: [f32; 2]| Tensor::<1>::from_floats(v, &device);
+        let d = |x: f32| 1.0 / (1.0 + (-x).exp());
+        let mean = |f: &dyn Fn(f32) -> f32, v: [f32; 2]| (f(v[0]) + f(v[1])) / 2.0;
+        let log_d = |x: f32| d(x).ln();
+        let log_1md = |x: f32| (1.0 - d(x)).ln();
+        let expected = [
+            (AliLoss::Derived, -mean(&log_d, a) - mean(&log_d, b)),
+            (AliLoss::Minimax, mean(&log_d, a) + mean(&log_1md, b)),
+            (AliLoss::NonSaturating, -mean(&log_d, b) - mean(&log_1md, a)),
+        ];
+        for (form, want) in expected {
+            let got = crate::data::batch::to_vec(form.loss(t(a), t(b)))[0];
+            assert!((got - want).abs() < 1e-5, "{form:?}: {got} vs {want}");
+        }
     }
 }

@@ -193,7 +193,7 @@ impl super::Family for BnVae {
         ))
     }
 
-    fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
+    fn extra_values(&self, _likelihood: Likelihood) -> Vec<(&'static str, Tensor<1>)> {
         let (gamma_mu, _) = self.gammas();
         vec![("kl_floor", (gamma_mu.square().sum() * 0.5).detach())]
     }

@@ -166,11 +166,14 @@ impl super::Family for FVae {
         Some(self.sigmas())
     }
 
-    fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
-        vec![
-            ("sigma1", self.log_sigma1.val().exp().detach()),
-            ("sigma2", self.log_sigma2.val().exp().detach()),
-        ]
+    /// sigma1 always; sigma2 only under the trained Gaussian, the one likelihood that
+    /// trains it.
+    fn extra_values(&self, likelihood: Likelihood) -> Vec<(&'static str, Tensor<1>)> {
+        let mut values = vec![("sigma1", self.log_sigma1.val().exp().detach())];
+        if likelihood == Likelihood::GaussianTrained {
+            values.push(("sigma2", self.log_sigma2.val().exp().detach()));
+        }
+        values
     }
 
     fn flow(&self) -> Option<&Flow> {

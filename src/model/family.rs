@@ -121,7 +121,7 @@ pub trait Family {
     }
 
     /// The family's own per-step values as tensors of one element, read back with the losses.
-    fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
+    fn extra_values(&self, _likelihood: Likelihood) -> Vec<(&'static str, Tensor<1>)> {
         Vec::new()
     }
 
@@ -347,8 +347,8 @@ impl Model {
 
     /// The family's own per-step values as tensors of one element, so the trainer reads them
     /// back with the losses: the BN-VAE's `kl_floor`, the f-VAE's `sigma1` and `sigma2`.
-    pub fn extra_values(&self) -> Vec<(&'static str, Tensor<1>)> {
-        dispatch!(self, m => Family::extra_values(m))
+    pub fn extra_values(&self, likelihood: Likelihood) -> Vec<(&'static str, Tensor<1>)> {
+        dispatch!(self, m => Family::extra_values(m, likelihood))
     }
 
     /// The f-VAE's flow.

@@ -233,6 +233,13 @@ fn the_f_vae_trains_its_sigmas_under_the_trained_gaussian() {
     );
     assert!(s2.0 != s2.1, "sigma2 did not move: {s2:?}");
     assert!(last.extra("sigma1").unwrap() > 0.0);
+    // Under a Bernoulli likelihood sigma2 is not trained, so it is not reported.
+    let mut bernoulli = Trainer::new(config(ModelKind::FVae), mnist(), Device::flex()).unwrap();
+    let m = bernoulli.step().unwrap();
+    assert!(
+        m.extra("sigma1").is_some() && m.extra("sigma2").is_none(),
+        "{m:?}"
+    );
 }
 
 #[test]

@@ -374,7 +374,7 @@ fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
         egui::ComboBox::from_label("ALI loss")
             .selected_text(a.ali_loss.label())
             .show_ui(ui, |ui| {
-                for form in [AliLoss::Minimax, AliLoss::Derived] {
+                for form in [AliLoss::Minimax, AliLoss::NonSaturating, AliLoss::Derived] {
                     ui.selectable_value(&mut a.ali_loss, form, form.label())
                         .on_hover_text(form.formula());
                 }

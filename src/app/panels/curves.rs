@@ -152,7 +152,13 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             ui.label(format!("KL floor {floor:.3} nats"));
         }
         if let Some((s1, s2)) = state.main.snapshot.as_ref().and_then(|s| s.view.sigmas) {
-            ui.label(format!("sigma1 {s1:.3}, sigma2 {s2:.3}"));
+            // sigma2 is trained (and so worth showing) only under the trained Gaussian.
+            ui.label(match state.settings.config.likelihood {
+                crate::model::Likelihood::GaussianTrained => {
+                    format!("sigma1 {s1:.3}, sigma2 {s2:.3}")
+                }
+                _ => format!("sigma1 {s1:.3}"),
+            });
         }
     });
     let log = state.settings.log_scale;

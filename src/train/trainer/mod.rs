@@ -357,7 +357,7 @@ impl Trainer {
             kl_weight,
             kl_per_dim,
             // Read after the update, so they match the model the next snapshot shows.
-            extra: family_extras(&self.model),
+            extra: family_extras(&self.model, self.config.likelihood),
         })
     }
 
@@ -439,8 +439,8 @@ impl Trainer {
 
 /// Family-specific values reported with each step (a second, small readback for the BN-VAE
 /// and the f-VAE only).
-fn family_extras(model: &Model) -> Vec<(String, f32)> {
-    let values = model.extra_values();
+fn family_extras(model: &Model, likelihood: crate::model::Likelihood) -> Vec<(String, f32)> {
+    let values = model.extra_values(likelihood);
     if values.is_empty() {
         return Vec::new();
     }
