@@ -122,6 +122,11 @@ pub fn probe_coverage(mu: &[f32], sigma: &[f32], d: usize, view: &FamilyView) ->
         (Some(centres), Some(flow), Some((sigma1, _))) if d == 2 => {
             coverage::flow_mixture(centres, sigma1, flow)
         }
+        // Above two dimensions the flow mixes every dimension into dims 0 and 1: sample it.
+        (Some(centres), Some(flow), Some((sigma1, _))) => {
+            let per_centre = (20_000 / (centres.len() / d).max(1)).clamp(4, 64);
+            coverage::flow_sampled(centres, d, sigma1, flow, per_centre, 0xF10)
+        }
         _ => {
             let prior = match &view.class_means {
                 Some(means) => coverage::Prior::class_mixture(means, d, axes),
