@@ -100,6 +100,9 @@ pub struct TrainArgs {
     /// Steps over which the KL weight rises linearly from 0 to beta.
     #[arg(long, default_value_t = HyperParams::default().kl_warmup_steps)]
     pub kl_warmup_steps: u64,
+    /// CVAE: the class means' learning rate as a multiple of `--lr`.
+    #[arg(long, default_value_t = HyperParams::default().class_mean_lr_scale)]
+    pub class_mean_lr_scale: f64,
     /// Decoder likelihood.
     #[arg(long, value_enum, default_value = "bernoulli")]
     pub likelihood: LikelihoodArg,
@@ -172,6 +175,7 @@ impl TrainArgs {
                 batch_size: self.batch_size,
                 beta: self.beta,
                 kl_warmup_steps: self.kl_warmup_steps,
+                class_mean_lr_scale: self.class_mean_lr_scale,
             },
             epochs: self.epochs,
             seed: self.seed,
@@ -549,6 +553,19 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     config.nll_samples = args.nll_samples.unwrap_or(config.nll_samples);
     config.nll_images = args.nll_images.unwrap_or(config.nll_images);
     trainer.set_eval(config.nll_samples, config.nll_images);
-    print_test(&trainer.evaluate(true));
+    let bar = bar(
+        1000,
+        "{bar:30} importance sampling ({msg})  [{elapsed} < {eta}]",
+    );
+    bar.set_message(format!(
+        "K = {}, {} images",
+        config.nll_samples,
+        config.nll_images.min(trainer.data().test.len())
+    ));
+    let metrics = trainer
+        .evaluation()
+        .run_with_progress(true, &mut |p| bar.set_position((p * 1000.0) as u64));
+    bar.finish_and_clear();
+    print_test(&metrics);
     Ok(())
 }

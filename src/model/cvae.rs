@@ -115,4 +115,8 @@ impl super::Family for Cvae {
     fn class_means(&self) -> Option<Vec<f32>> {
         Some(crate::data::batch::to_vec(self.class_means.val()))
     }
+
+    fn class_means_param(&self) -> Option<&Param<Tensor<2>>> {
+        Some(&self.class_means)
+    }
 }

@@ -3,7 +3,7 @@
 //! concrete type), and [`dispatch!`] is the one place that matches over its variants. The
 //! trainer, worker, command line and explorer only call the methods here.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
@@ -107,6 +107,11 @@ pub trait Family {
 
     /// Learned class means, row-major `[classes, latent]`.
     fn class_means(&self) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// The learned class means as a parameter (they have a learning rate of their own).
+    fn class_means_param(&self) -> Option<&Param<Tensor<2>>> {
         None
     }
 
@@ -333,6 +338,11 @@ impl Model {
     /// The CVAE's class means, row-major `[classes, latent]`.
     pub fn class_means(&self) -> Option<Vec<f32>> {
         dispatch!(self, m => Family::class_means(m))
+    }
+
+    /// The CVAE's class means as a parameter.
+    pub fn class_means_param(&self) -> Option<&Param<Tensor<2>>> {
+        dispatch!(self, m => Family::class_means_param(m))
     }
 
     /// The BN-VAE's `(gamma_mu, gamma_sigma)` per dimension.

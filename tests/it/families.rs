@@ -389,3 +389,24 @@ fn the_bn_vae_trains_on_whole_batches_only_and_refuses_a_batch_of_one() {
     let err = c.validate().unwrap_err();
     assert!(err.contains("at least 2"), "{err}");
 }
+
+#[test]
+fn the_cvae_class_means_step_at_their_own_rate() {
+    // Adam's first step moves each parameter by about its learning rate.
+    let moved = |scale: f64| {
+        let mut c = config(ModelKind::Cvae);
+        c.hyper.class_mean_lr_scale = scale;
+        let mut trainer = Trainer::new(c, mnist(), Device::flex()).unwrap();
+        let before = trainer.model().class_means().unwrap();
+        trainer.step().unwrap();
+        let after = trainer.model().class_means().unwrap();
+        before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let (one, five) = (moved(1.0), moved(5.0));
+    assert!((one - 1e-3).abs() < 2e-4, "{one}");
+    assert!((five / one - 5.0).abs() < 0.5, "{one} vs {five}");
+}

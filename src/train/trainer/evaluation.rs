@@ -93,6 +93,12 @@ impl Evaluation {
     /// Test metrics over the whole test split, plus the importance-sampled log-likelihood
     /// when `with_nll` and the config asks for samples.
     pub fn run(&self, with_nll: bool) -> TestMetrics {
+        self.run_with_progress(with_nll, &mut |_| {})
+    }
+
+    /// [`Evaluation::run`], reporting the share of the importance sampling done (0 to 1) as
+    /// it goes: with K = 5,000 on the whole test split it takes minutes.
+    pub fn run_with_progress(&self, with_nll: bool, progress: &mut dyn FnMut(f32)) -> TestMetrics {
         let (model, device) = (&self.model, &self.device);
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let n = self.data.test.len();
@@ -121,7 +127,7 @@ impl Evaluation {
             }
         }
         let nll = (with_nll && self.config.nll_samples > 0)
-            .then(|| self.importance_nll(model, device))
+            .then(|| self.importance_nll(model, device, progress))
             .flatten();
         let draws = self.config.model.draws();
         let (coverage, activity) = match self.test_posteriors() {
@@ -191,7 +197,12 @@ impl Evaluation {
     }
 
     /// The importance-sampled negative log-likelihood, or `None` for a family without one.
-    fn importance_nll(&self, model: &Model, device: &Device) -> Option<f32> {
+    fn importance_nll(
+        &self,
+        model: &Model,
+        device: &Device,
+        progress: &mut dyn FnMut(f32),
+    ) -> Option<f32> {
         let k = self.config.nll_samples;
         let (dim, d) = (self.data.dim(), self.config.latent_dim);
         let images = self.config.nll_images.min(self.data.test.len());
@@ -209,6 +220,7 @@ impl Evaluation {
                 let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
                 sum -= crate::model::losses::log_mean_exp(&per_image) as f64;
             }
+            progress((start + m) as f32 / images as f32);
         }
         Some((sum / images as f64) as f32)
     }

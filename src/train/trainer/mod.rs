@@ -341,10 +341,22 @@ impl Trainer {
         if !total.is_finite() {
             return Err(self.roll_back(total));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let mut grads = loss.backward();
+        // The CVAE's class means step at their own rate.
+        let means = self
+            .model
+            .class_means_param()
+            .map(|p| GradientsParams::from_module(&mut grads, p));
+        let grads = GradientsParams::from_grads(grads, &self.model);
         // The optimiser consumes the model; a panic inside it leaves the last good copy in place.
         let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
-        self.model = self.optim.step(hyper.lr, model, grads);
+        let mut model = self.optim.step(hyper.lr, model, grads);
+        if let Some(means) = means {
+            model = self
+                .optim
+                .step(hyper.lr * hyper.class_mean_lr_scale, model, means);
+        }
+        self.model = model;
 
         let (epoch, epoch_progress) = self.advance();
         Ok(StepMetrics {
