@@ -132,6 +132,9 @@ pub struct TrainArgs {
     /// ALI's encoder/generator loss.
     #[arg(long, value_enum, default_value = "minimax")]
     pub ali_loss: AliLossArg,
+    /// ALI: a Gaussian encoder q(z|x) instead of a deterministic one.
+    #[arg(long)]
+    pub ali_gaussian_encoder: bool,
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]
     pub score_samples: usize,
@@ -191,6 +194,7 @@ impl TrainArgs {
                     d_steps: self.d_steps.unwrap_or(defaults.d_steps),
                     g_steps: self.g_steps.unwrap_or(defaults.g_steps),
                     lr: self.adv_lr,
+                    ali_gaussian_encoder: self.ali_gaussian_encoder,
                     ali_loss: match self.ali_loss {
                         AliLossArg::Derived => AliLoss::Derived,
                         AliLossArg::Minimax => AliLoss::Minimax,

@@ -7,14 +7,15 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 
 use super::adversarial::{Adversarial, AliLoss, Discriminator, GeneratorTerms};
-use super::nets::{Decoder, PointEncoder};
+use super::nets::{Decoder, Encoder};
 use crate::fused::Activation;
 
 /// ALI's weights.
 #[derive(Module, Debug)]
 pub struct Ali {
-    /// E(x): the code of each image.
-    pub encoder: PointEncoder,
+    /// E(x): the code of each image, or a Gaussian posterior q(z|x) whose draws make the
+    /// encoder pairs.
+    pub encoder: Encoder,
     /// G(z): logits per pixel from a prior draw.
     pub decoder: Decoder,
     /// D(x, z) on concatenated image and latent point.
@@ -22,9 +23,9 @@ pub struct Ali {
 }
 
 impl Ali {
-    /// The code of each image.
+    /// The code of each image (the posterior mean for a Gaussian encoder).
     pub fn encode(&self, x: Tensor<2>) -> Tensor<2> {
-        self.encoder.forward(x)
+        self.encoder.mean(x)
     }
 
     /// Generated images in `[0, 1]`.
@@ -39,7 +40,7 @@ impl Ali {
 
     /// The encoder/generator loss of the chosen form at images `x` and prior draws `z`.
     pub fn encoder_generator_loss(&self, x: Tensor<2>, z: Tensor<2>, form: AliLoss) -> Tensor<1> {
-        let encoder_pairs = self.joint_logits(x.clone(), self.encode(x));
+        let encoder_pairs = self.joint_logits(x.clone(), self.encoder.sample(x));
         let generator_pairs = self.joint_logits(self.generate(z.clone()), z);
         form.loss(encoder_pairs, generator_pairs)
     }
@@ -50,7 +51,7 @@ impl Adversarial for Ali {
     fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
         self.joint_logits(
             Tensor::cat(vec![x.clone(), self.generate(z.clone()).detach()], 0),
-            Tensor::cat(vec![self.encode(x).detach(), z], 0),
+            Tensor::cat(vec![self.encoder.sample(x).detach(), z], 0),
         )
     }
 
@@ -93,7 +94,7 @@ mod tests {
         device.seed(4);
         let (encoder, decoder) = VaeConfig::new(12).with_hidden(vec![8]).point(&device);
         let ali = Ali {
-            encoder,
+            encoder: Encoder::Point(encoder),
             decoder,
             disc: DiscriminatorConfig::new(14)
                 .with_hidden(vec![8])

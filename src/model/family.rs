@@ -197,7 +197,35 @@ macro_rules! adversarial_family {
     )*};
 }
 
-adversarial_family!(Aae, Ali);
+adversarial_family!(Aae);
+
+/// ALI: like the AAE, but its encoder may be Gaussian.
+impl Family for Ali {
+    fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    fn terms(
+        &self,
+        x: Tensor<2>,
+        _onehot: Option<Tensor<2>>,
+        _eps: Tensor<2>,
+        likelihood: Likelihood,
+    ) -> Option<Terms> {
+        let code = self.encoder.mean(x.clone());
+        Some(Terms {
+            reconstruction: likelihood.nll(self.decoder.forward(code), x),
+            kl: None,
+            kl_per_dim: None,
+        })
+    }
+
+    fn posteriors(&self, x: Tensor<2>) -> Option<Posteriors> {
+        Some(self.encoder.posteriors(x))
+    }
+
+    adversarial_family!(@discriminator);
+}
 
 /// The GAN has no encoder: no terms, no posteriors (the plane shows prior samples instead).
 impl Family for Gan {

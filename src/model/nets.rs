@@ -53,6 +53,56 @@ impl PointEncoder {
     }
 }
 
+/// An encoder of either kind, for a family that offers both (ALI).
+#[derive(Module, Debug)]
+pub enum Encoder {
+    /// One code per image.
+    Point(PointEncoder),
+    /// A Gaussian posterior per image.
+    Gaussian(GaussianEncoder),
+}
+
+impl Encoder {
+    /// The code, or the posterior mean.
+    ///
+    /// # Shapes
+    ///   x `[batch, pixels]` -> `[batch, latent]`
+    pub fn mean(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Encoder::Point(e) => e.forward(x),
+            Encoder::Gaussian(e) => e.forward(x).0,
+        }
+    }
+
+    /// A draw from the posterior, `mu + sigma * eps` with fresh standard normal `eps` from the
+    /// device's stream (the code itself for a point encoder).
+    pub fn sample(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Encoder::Point(e) => e.forward(x),
+            Encoder::Gaussian(e) => {
+                let (mu, logvar) = e.forward(x);
+                let eps = mu.random_like(burn::tensor::Distribution::Normal(0.0, 1.0));
+                mu + (logvar * 0.5).exp() * eps
+            }
+        }
+    }
+
+    /// The posterior's position and standard deviation (zero for codes).
+    pub fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        match self {
+            Encoder::Point(e) => super::family::code_posteriors(e.forward(x)),
+            Encoder::Gaussian(e) => {
+                let (mu, logvar) = e.forward(x);
+                super::Posteriors {
+                    position: mu,
+                    sigma: (logvar * 0.5).exp(),
+                    pre_flow: None,
+                }
+            }
+        }
+    }
+}
+
 /// Decoder (or generator): latent points to per-pixel logits.
 #[derive(Module, Debug)]
 pub struct Decoder {

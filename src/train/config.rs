@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use burn::tensor::Device;
 
 use crate::model::adversarial::{AliLoss, DiscriminatorConfig};
+use crate::model::nets::Encoder;
 use crate::model::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Model, VaeConfig};
 
 /// A model family.
@@ -121,6 +122,7 @@ impl ModelKind {
             g_steps: 2,
             lr: 2e-4,
             ali_loss: AliLoss::Minimax,
+            ali_gaussian_encoder: false,
         };
         let row = |name, label, help, draws, adversarial| FamilyInfo {
             name,
@@ -318,6 +320,9 @@ pub struct AdversarialParams {
     pub lr: f64,
     /// ALI's encoder/generator loss.
     pub ali_loss: AliLoss,
+    /// ALI: a Gaussian encoder q(z|x) (the article's derivation allows one) instead of a
+    /// deterministic E(x).
+    pub ali_gaussian_encoder: bool,
 }
 
 impl Default for AdversarialParams {
@@ -446,7 +451,16 @@ impl TrainConfig {
                 })
             }
             ModelKind::Ali => {
-                let (encoder, decoder) = nets.point(device);
+                let (encoder, decoder) = match self.adversarial.ali_gaussian_encoder {
+                    true => {
+                        let (e, d) = nets.gaussian(device);
+                        (Encoder::Gaussian(e), d)
+                    }
+                    false => {
+                        let (e, d) = nets.point(device);
+                        (Encoder::Point(e), d)
+                    }
+                };
                 Model::Ali(Ali {
                     encoder,
                     decoder,

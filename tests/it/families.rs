@@ -410,3 +410,25 @@ fn the_cvae_class_means_step_at_their_own_rate() {
     assert!((one - 1e-3).abs() < 2e-4, "{one}");
     assert!((five / one - 5.0).abs() < 0.5, "{one} vs {five}");
 }
+
+#[test]
+fn ali_with_a_gaussian_encoder_trains_draws_posteriors_and_round_trips() {
+    let mut c = config(ModelKind::Ali);
+    c.set_model(ModelKind::Ali);
+    c.adversarial.ali_gaussian_encoder = true;
+    c.adversarial.ali_loss = latent_atlas::model::adversarial::AliLoss::NonSaturating;
+    let mut trainer = Trainer::new(c, mnist(), Device::flex()).unwrap();
+    for _ in 0..20 {
+        let m = trainer.step().unwrap();
+        assert!(m.extra("g_loss").unwrap().is_finite(), "{m:?}");
+    }
+    let s = trainer.snapshot(true);
+    assert!(
+        s.sigma.iter().all(|&v| v > 0.0),
+        "a Gaussian encoder's posteriors have a spread"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    checkpoint::save(dir.path(), trainer.model(), &trainer.run_info("CPU (flex)")).unwrap();
+    let reloaded = Trainer::from_checkpoint(dir.path(), mnist(), Device::flex()).unwrap();
+    assert_eq!(reloaded.snapshot(false).mu, trainer.snapshot(false).mu);
+}

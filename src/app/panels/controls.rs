@@ -381,6 +381,11 @@ fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
             })
             .response
             .on_hover_text(a.ali_loss.formula());
+        ui.checkbox(&mut a.ali_gaussian_encoder, "Gaussian encoder")
+            .on_hover_text(
+                "q(z|x) = N(mu(x), sigma(x)^2) instead of a deterministic E(x): the encoder pairs \
+                 are posterior draws (applies on Reset)",
+            );
     }
 }
 
