@@ -1,4 +1,4 @@
-//! The command line: `train`, `eval` and `bench`.
+//! The command line: `train`, `eval`, `bench` and `reproduce`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +43,8 @@ pub enum Commands {
     Eval(EvalArgs),
     /// Measure training throughput and decoding latency.
     Bench(crate::bench::BenchArgs),
+    /// Re-run every comparison the README makes over several seeds and write one table.
+    Reproduce(crate::reproduce::ReproduceArgs),
 }
 
 /// ALI's encoder/generator loss on the command line.
@@ -236,6 +238,7 @@ pub fn main() -> ExitCode {
         Some(Commands::Train(args)) => train(&args),
         Some(Commands::Eval(args)) => eval(&args),
         Some(Commands::Bench(args)) => crate::bench::run(&args),
+        Some(Commands::Reproduce(args)) => crate::reproduce::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -365,7 +368,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let mut driver = Driver {
         run: RunView::new(config),
         choices: ViewChoices::default(),
-        out: args.out.clone(),
+        out: Some(args.out.clone()),
+        quiet: false,
         bar: spinner,
         evaluator_bar: None,
         failure: None,
@@ -386,11 +390,44 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 /// How long `train` waits for a silent evaluator after the last epoch.
 const SCORE_PATIENCE: Duration = Duration::from_secs(120);
 
+/// Trains `config` to the end on the worker thread without a folder or any output, scoring
+/// `score_samples` samples after each epoch: the run as folded from its events, and why it
+/// stopped early, if it did.
+pub fn run_quietly(
+    config: TrainConfig,
+    backend: BackendChoice,
+    score_samples: usize,
+) -> (RunView, anyhow::Result<()>) {
+    let options = Options {
+        checkpoint_dir: None,
+        ..Options::headless(PathBuf::new(), score_samples, 1.0)
+    };
+    let mut driver = Driver {
+        run: RunView::new(config.clone()),
+        choices: ViewChoices::default(),
+        out: None,
+        quiet: true,
+        bar: ProgressBar::hidden(),
+        evaluator_bar: None,
+        failure: None,
+        scoring: score_samples > 0,
+        written: None,
+    };
+    let result = match Worker::spawn_with(config, backend, options, Arc::new(|| {})) {
+        Ok(worker) => driver.drive(&worker),
+        Err(e) => Err(anyhow::anyhow!("cannot start the training thread: {e}")),
+    };
+    (driver.run, result)
+}
+
 /// The command line's side of a training run.
 struct Driver {
     run: RunView,
     choices: ViewChoices,
-    out: PathBuf,
+    /// The run folder, rewritten after every epoch (none: nothing is written).
+    out: Option<PathBuf>,
+    /// Print nothing.
+    quiet: bool,
     /// The loading spinner, then the step bar.
     bar: ProgressBar,
     evaluator_bar: Option<ProgressBar>,
@@ -438,9 +475,9 @@ impl Driver {
                     self.run.set_snapshot(s);
                 }
                 self.write()?;
-            } else if scored {
+            } else if scored && let Some(out) = &self.out {
                 atomic_write(
-                    &self.out.join("scores.csv"),
+                    &out.join("scores.csv"),
                     csv::scores_csv(&self.run.scores).as_bytes(),
                 )?;
             }
@@ -467,22 +504,30 @@ impl Driver {
                 config,
             } => {
                 self.bar.finish_and_clear();
-                eprintln!(
-                    "dataset {dataset}: {train_len} training and {test_len} test images, {classes} classes"
-                );
                 if self.scoring && *classes == 0 {
-                    eprintln!("note: {dataset} has no labels, so generated samples are not scored");
+                    self.say(|| {
+                        eprintln!(
+                            "note: {dataset} has no labels, so generated samples are not scored"
+                        )
+                    });
                     self.scoring = false;
                 }
-                eprintln!("backend: {backend}");
-                let per_epoch = train_len.div_ceil(config.hyper.batch_size) as u64;
-                self.bar = bar(
-                    per_epoch * config.epochs as u64,
-                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
-                );
+                self.say(|| {
+                    eprintln!(
+                        "dataset {dataset}: {train_len} training and {test_len} test images, {classes} classes"
+                    );
+                    eprintln!("backend: {backend}");
+                });
+                if !self.quiet {
+                    let per_epoch = train_len.div_ceil(config.hyper.batch_size) as u64;
+                    self.bar = bar(
+                        per_epoch * config.epochs as u64,
+                        "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",
+                    );
+                }
                 worker.send(Command::Start);
             }
-            Event::Notice(n) => self.bar.suspend(|| eprintln!("note: {n}")),
+            Event::Notice(n) => self.say(|| eprintln!("note: {n}")),
             Event::Progress {
                 metrics: m,
                 samples_per_sec,
@@ -495,10 +540,14 @@ impl Driver {
                     ));
                 }
             }
-            Event::Tested(t) => self.bar.suspend(|| print_test(t)),
-            Event::Scored(s) => self.bar.suspend(|| print_scores(s)),
+            Event::Tested(t) => self.say(|| print_test(t)),
+            Event::Scored(s) => self.say(|| print_scores(s)),
             Event::EvaluatorProgress(p) => {
+                let quiet = self.quiet;
                 let b = self.evaluator_bar.get_or_insert_with(|| {
+                    if quiet {
+                        return ProgressBar::hidden();
+                    }
                     bar(
                         1000,
                         "{bar:30} training the evaluator classifier (cached after)  [{elapsed}]",
@@ -510,13 +559,11 @@ impl Driver {
                 if let Some(b) = self.evaluator_bar.take() {
                     b.finish_and_clear();
                 }
-                self.bar
-                    .suspend(|| eprintln!("evaluator: {:.2}% test accuracy", 100.0 * a));
+                self.say(|| eprintln!("evaluator: {:.2}% test accuracy", 100.0 * a));
             }
             Event::ScoringFailed(e) => {
                 self.scoring = false;
-                self.bar
-                    .suspend(|| eprintln!("warning: samples not scored: {e}"));
+                self.say(|| eprintln!("warning: samples not scored: {e}"));
             }
             Event::Failed(e) => self.failure = Some(e.clone()),
             Event::State(RunState::Paused | RunState::Stopped) => {
@@ -531,17 +578,27 @@ impl Driver {
         None
     }
 
+    /// Prints what `f` prints, above the progress bar, unless quiet.
+    fn say(&self, f: impl FnOnce()) {
+        if !self.quiet {
+            self.bar.suspend(f);
+        }
+    }
+
     /// Writes every view and table of the newest snapshot into the run folder.
     fn write(&mut self) -> anyhow::Result<()> {
+        let Some(out) = &self.out else {
+            return Ok(());
+        };
         let written = folder::write_all(
             &self.run,
             self.run.snapshot.as_ref(),
             &self.choices,
-            &self.out,
+            out,
             &folder::Progress::default(),
         )?;
         for s in &written.skipped {
-            self.bar.suspend(|| eprintln!("note: not written: {s}"));
+            self.say(|| eprintln!("note: not written: {s}"));
         }
         self.written = self.run.last_step.as_ref().map(|m| m.step);
         Ok(())

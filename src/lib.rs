@@ -19,6 +19,7 @@ pub mod fsio;
 pub mod fused;
 pub mod gui;
 pub mod model;
+pub mod reproduce;
 pub mod rng;
 pub mod run;
 pub mod scene;
