@@ -11,7 +11,7 @@ use burn::tensor::activation::sigmoid;
 use super::adversarial::{Adversarial, Discriminator};
 use super::flow::Flow;
 use super::losses;
-use super::nets::{Decoder, PointEncoder};
+use super::nets::Decoder;
 use super::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Vae};
 
 /// A model of any family.
@@ -156,7 +156,8 @@ pub trait Family {
 
 /// The adversarial families' shared behaviour, written once: a discriminator that the
 /// generator phase freezes, and evaluation terms only (they train through their own steps; the
-/// reconstruction of the AAE and ALI is G(E(x)) under the likelihood).
+/// reconstruction of the AAE and ALI is G(E(x)) under the likelihood, E(x) the code or the
+/// posterior mean).
 macro_rules! adversarial_family {
     (@discriminator) => {
         fn discriminator(&self) -> Option<&Discriminator> {
@@ -185,11 +186,12 @@ macro_rules! adversarial_family {
                 _eps: Tensor<2>,
                 likelihood: Likelihood,
             ) -> Option<Terms> {
-                Some(code_terms(&self.encoder, &self.decoder, x, likelihood))
+                let code = self.encoder.mean(x.clone());
+                Some(code_terms(code, &self.decoder, x, likelihood))
             }
 
             fn posteriors(&self, x: Tensor<2>) -> Option<Posteriors> {
-                Some(code_posteriors(self.encoder.forward(x)))
+                Some(self.encoder.posteriors(x))
             }
 
             adversarial_family!(@discriminator);
@@ -197,35 +199,7 @@ macro_rules! adversarial_family {
     )*};
 }
 
-adversarial_family!(Aae);
-
-/// ALI: like the AAE, but its encoder may be Gaussian.
-impl Family for Ali {
-    fn decoder(&self) -> &Decoder {
-        &self.decoder
-    }
-
-    fn terms(
-        &self,
-        x: Tensor<2>,
-        _onehot: Option<Tensor<2>>,
-        _eps: Tensor<2>,
-        likelihood: Likelihood,
-    ) -> Option<Terms> {
-        let code = self.encoder.mean(x.clone());
-        Some(Terms {
-            reconstruction: likelihood.nll(self.decoder.forward(code), x),
-            kl: None,
-            kl_per_dim: None,
-        })
-    }
-
-    fn posteriors(&self, x: Tensor<2>) -> Option<Posteriors> {
-        Some(self.encoder.posteriors(x))
-    }
-
-    adversarial_family!(@discriminator);
-}
+adversarial_family!(Aae, Ali);
 
 /// The GAN has no encoder: no terms, no posteriors (the plane shows prior samples instead).
 impl Family for Gan {
@@ -407,12 +381,11 @@ pub(super) fn vae_terms(out: super::VaeForward) -> Terms {
 /// The terms of a family with codes only (no KL): the reconstruction G(E(x)) under the
 /// likelihood. The adversarial families train through their own steps; this is evaluation.
 pub(super) fn code_terms(
-    encoder: &PointEncoder,
+    code: Tensor<2>,
     decoder: &Decoder,
     x: Tensor<2>,
     likelihood: Likelihood,
 ) -> Terms {
-    let code = encoder.forward(x.clone());
     Terms {
         reconstruction: likelihood.nll(decoder.forward(code), x),
         kl: None,

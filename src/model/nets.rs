@@ -51,6 +51,16 @@ impl PointEncoder {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         linear(&self.code, hidden(&self.layers, x), Activation::Identity)
     }
+
+    /// The code (what [`Encoder::mean`] is for a Gaussian encoder).
+    pub fn mean(&self, x: Tensor<2>) -> Tensor<2> {
+        self.forward(x)
+    }
+
+    /// Codes as posteriors: points.
+    pub fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
+        super::family::code_posteriors(self.forward(x))
+    }
 }
 
 /// An encoder of either kind, for a family that offers both (ALI).
@@ -90,7 +100,7 @@ impl Encoder {
     /// The posterior's position and standard deviation (zero for codes).
     pub fn posteriors(&self, x: Tensor<2>) -> super::Posteriors {
         match self {
-            Encoder::Point(e) => super::family::code_posteriors(e.forward(x)),
+            Encoder::Point(e) => e.posteriors(x),
             Encoder::Gaussian(e) => {
                 let (mu, logvar) = e.forward(x);
                 super::Posteriors {
