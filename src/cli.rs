@@ -453,9 +453,12 @@ impl Driver {
                 if finished && quiet_since.elapsed() > SCORE_PATIENCE {
                     // Training is done and the evaluator has gone quiet: leave without the
                     // missing scores rather than hang.
-                    eprintln!(
-                        "warning: the evaluator stopped answering; some epochs are not scored"
-                    );
+                    self.say(|| {
+                        eprintln!(
+                            "warning: the evaluator stopped answering; some epochs are not scored"
+                        )
+                    });
+                    self.flush_failure();
                     return Ok(());
                 }
                 continue;
@@ -487,6 +490,7 @@ impl Driver {
                 if self.written != self.run.last_step.as_ref().map(|m| m.step) {
                     self.write()?;
                 }
+                self.flush_failure();
                 return Ok(());
             }
         }
@@ -532,6 +536,8 @@ impl Driver {
                 metrics: m,
                 samples_per_sec,
             } => {
+                // Training went on after a failure: it was not fatal.
+                self.flush_failure();
                 self.bar.set_position(m.step);
                 if m.step % 10 == 0 {
                     self.bar.set_message(format!(
@@ -576,6 +582,14 @@ impl Driver {
             Event::State(_) | Event::SnapshotReady { .. } | Event::Saved(_) => {}
         }
         None
+    }
+
+    /// Shows a failure that did not stop the run (a fatal one ends the command instead, named
+    /// once).
+    fn flush_failure(&mut self) {
+        if let Some(e) = self.failure.take() {
+            self.say(|| eprintln!("warning: {e}"));
+        }
     }
 
     /// Prints what `f` prints, above the progress bar, unless quiet.

@@ -142,3 +142,43 @@ fn bad_datasets_end_with_one_line_naming_the_file() {
         "config.json",
     );
 }
+
+#[test]
+fn a_run_that_diverges_ends_with_the_reason_and_a_failure_status() {
+    let out = tempfile::tempdir().unwrap();
+    let result = bin()
+        .args([
+            "train",
+            "--model",
+            "ali",
+            "--ali-loss",
+            "derived",
+            "--epochs",
+            "1",
+            "--score-samples",
+            "0",
+            "--nll-samples",
+            "0",
+            "--out",
+        ])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let last = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.starts_with("error: ") && last.contains("diverged"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("diverged").count(),
+        1,
+        "the reason is given once: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
