@@ -55,27 +55,16 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
     let mut frames = Vec::with_capacity(args.frames);
     let mut primitives = 0;
     for _ in 0..args.frames {
-        // A frame's CPU work: egui's logic and ui passes, then tessellation into meshes (what
-        // eframe does before handing the meshes to the renderer).
-        let t = Instant::now();
-        h.step();
-        let output = h.output();
-        let shapes = output.shapes.clone();
-        let meshes = h.ctx.tessellate(shapes, output.pixels_per_point);
-        frames.push(t.elapsed().as_secs_f64() * 1e3);
-        primitives = meshes.len();
+        let (ms, meshes) = timed_frame(&mut h);
+        frames.push(ms);
+        primitives = meshes;
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut drags = Vec::new();
     for k in 0..100 {
         let z = vec![(k as f32 * 0.37).sin() * 2.0, (k as f32 * 0.23).cos() * 2.0];
         h.state_mut().state.request_preview(z.clone());
-        let t = Instant::now();
-        h.step();
-        let output = h.output();
-        let _ = h
-            .ctx
-            .tessellate(output.shapes.clone(), output.pixels_per_point);
+        let (ms, _) = timed_frame(&mut h);
         let done = h
             .state()
             .state
@@ -83,7 +72,7 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
             .as_ref()
             .is_some_and(|(pz, _)| *pz == z);
         if done {
-            drags.push(t.elapsed().as_secs_f64() * 1e3);
+            drags.push(ms);
         }
     }
     // Exports run on their own thread: the frames while one runs.
@@ -101,13 +90,7 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         let start = Instant::now();
         let mut frames = Vec::new();
         while h.state().is_exporting() && start.elapsed() < Duration::from_secs(300) {
-            let t = Instant::now();
-            h.step();
-            let output = h.output();
-            let _ = h
-                .ctx
-                .tessellate(output.shapes.clone(), output.pixels_per_point);
-            frames.push(t.elapsed().as_secs_f64() * 1e3);
+            frames.push(timed_frame(&mut h).0);
             std::thread::sleep(latent_atlas::app::TRAINING_REPAINT);
         }
         let max = frames.iter().copied().fold(0.0, f64::max);
@@ -190,4 +173,18 @@ fn status_rate(
         std::thread::sleep(latent_atlas::app::TRAINING_REPAINT);
     }
     rates
+}
+
+/// One frame's CPU work: egui's logic and ui passes, then tessellation into meshes (what
+/// eframe does before handing them to the renderer). Its milliseconds and mesh count.
+fn timed_frame(
+    h: &mut egui_kittest::Harness<'static, latent_atlas::app::LatentAtlasApp>,
+) -> (f64, usize) {
+    let t = Instant::now();
+    h.step();
+    let output = h.output();
+    let meshes = h
+        .ctx
+        .tessellate(output.shapes.clone(), output.pixels_per_point);
+    (t.elapsed().as_secs_f64() * 1e3, meshes.len())
 }

@@ -360,14 +360,17 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-    let options = Options::headless(args.out.clone(), args.score_samples, args.score_temperature);
+    let options = Options::headless(
+        Some(args.out.clone()),
+        args.score_samples,
+        args.score_temperature,
+    );
     let worker = Worker::spawn_with(config.clone(), args.backend, options, Arc::new(|| {}))
         .map_err(|e| anyhow::anyhow!("cannot start the training thread: {e}"))?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", config.dataset));
     spinner.enable_steady_tick(Duration::from_millis(100));
     let mut driver = Driver {
         run: RunView::new(config),
-        choices: ViewChoices::default(),
         out: Some(args.out.clone()),
         quiet: false,
         bar: spinner,
@@ -398,13 +401,9 @@ pub fn run_quietly(
     backend: BackendChoice,
     score_samples: usize,
 ) -> (RunView, anyhow::Result<()>) {
-    let options = Options {
-        checkpoint_dir: None,
-        ..Options::headless(PathBuf::new(), score_samples, 1.0)
-    };
+    let options = Options::headless(None, score_samples, 1.0);
     let mut driver = Driver {
         run: RunView::new(config.clone()),
-        choices: ViewChoices::default(),
         out: None,
         quiet: true,
         bar: ProgressBar::hidden(),
@@ -423,7 +422,6 @@ pub fn run_quietly(
 /// The command line's side of a training run.
 struct Driver {
     run: RunView,
-    choices: ViewChoices,
     /// The run folder, rewritten after every epoch (none: nothing is written).
     out: Option<PathBuf>,
     /// Print nothing.
@@ -607,7 +605,8 @@ impl Driver {
         let written = folder::write_all(
             &self.run,
             self.run.snapshot.as_ref(),
-            &self.choices,
+            // The window's defaults: a fresh window exports the same pictures.
+            &ViewChoices::default(),
             out,
             &folder::Progress::default(),
         )?;

@@ -599,4 +599,12 @@ mod tests {
         assert_eq!(s.temperature, 0.7);
         assert!(s.show_ellipses);
     }
+
+    #[test]
+    fn the_command_lines_pictures_are_the_windows_defaults() {
+        // `train` writes its folder with `ViewChoices::default()`; a fresh window exports with
+        // its own choices: the two must not drift apart.
+        let s = AppState::new(Settings::default());
+        assert_eq!(s.view_choices(), ViewChoices::default());
+    }
 }

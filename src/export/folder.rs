@@ -139,6 +139,7 @@ impl Default for ViewChoices {
             scene: SceneOptions::default(),
             marks: MarkChoices {
                 temperature: 1.0,
+                path: true,
                 ..MarkChoices::default()
             },
             temperature: 1.0,

@@ -60,15 +60,15 @@ impl Options {
         }
     }
 
-    /// `train`'s pacing: every epoch evaluated, scored and checkpointed into `dir`.
-    pub fn headless(dir: PathBuf, score_samples: usize, score_temperature: f32) -> Self {
+    /// `train`'s pacing: every epoch evaluated, scored and (with a `dir`) checkpointed there.
+    pub fn headless(dir: Option<PathBuf>, score_samples: usize, score_temperature: f32) -> Self {
         Self {
             evaluate_inline: true,
             epoch_snapshots_only: true,
             score_samples,
             score_temperature,
             score_every_epoch: true,
-            checkpoint_dir: Some(dir),
+            checkpoint_dir: dir,
         }
     }
 }

@@ -25,31 +25,23 @@ pub struct Scorer {
 }
 
 /// What the scoring thread does with each snapshot.
-#[derive(Clone, Copy)]
-struct Job {
-    seed: u64,
-    samples: usize,
-    temperature: f32,
-    every: bool,
+#[derive(Clone, Copy, Debug)]
+pub struct ScoreJob {
+    /// Seed of the samples' noise.
+    pub seed: u64,
+    /// Samples scored.
+    pub samples: usize,
+    /// Their prior temperature.
+    pub temperature: f32,
+    /// Score each request (and let [`Scorer::submit`] wait for room), not only the newest.
+    pub every: bool,
 }
 
 impl Scorer {
-    /// Starts the thread for `data`, scoring `samples` samples at `temperature`; with `every`,
-    /// each request is scored (and [`Scorer::submit`] waits for room), otherwise the newest.
-    pub fn spawn(
-        data: Arc<Dataset>,
-        seed: u64,
-        (samples, temperature, every): (usize, f32, bool),
-        out: Outbox,
-    ) -> Self {
+    /// Starts the thread for `data`, scoring as `job` says.
+    pub fn spawn(data: Arc<Dataset>, job: ScoreJob, out: Outbox) -> Self {
         let (requests, rx) = std::sync::mpsc::sync_channel(4);
         let (thread_data, thread_out) = (data.clone(), out.clone());
-        let job = Job {
-            seed,
-            samples,
-            temperature,
-            every,
-        };
         let spawned = std::thread::Builder::new()
             .name("latent-atlas-evaluator".into())
             .spawn(move || run(thread_data, job, rx, thread_out));
@@ -62,7 +54,7 @@ impl Scorer {
         Self {
             data,
             requests,
-            every,
+            every: job.every,
         }
     }
 
@@ -88,14 +80,14 @@ impl Scorer {
 /// Runs the evaluator's work in a pool of its own: one thread at low priority (nice 10). On a
 /// two-core laptop the first-time training of the evaluator would otherwise take a core and the
 /// shared thread pool from the model being watched; this way it takes about a tenth of one.
-fn run(data: Arc<Dataset>, job: Job, requests: Receiver<Snapshot>, out: Outbox) {
+fn run(data: Arc<Dataset>, job: ScoreJob, requests: Receiver<Snapshot>, out: Outbox) {
     match crate::backend::background_pool("latent-atlas-evaluator-pool") {
         Some(pool) => pool.install(|| evaluate(data, job, requests, out)),
         None => evaluate(data, job, requests, out),
     }
 }
 
-fn evaluate(data: Arc<Dataset>, job: Job, requests: Receiver<Snapshot>, out: Outbox) {
+fn evaluate(data: Arc<Dataset>, job: ScoreJob, requests: Receiver<Snapshot>, out: Outbox) {
     let mut last = Instant::now();
     let mut progress = |p: f32| {
         if last.elapsed() > Duration::from_millis(250) {

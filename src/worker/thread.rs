@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
-use super::scorer::Scorer;
+use super::scorer::{ScoreJob, Scorer};
 use super::{Command, Event, Options, RunState, Slot, Waker};
 use crate::backend::{Backend, BackendChoice};
 use crate::data::{Dataset, DatasetSpec};
@@ -278,7 +278,12 @@ impl Session {
         if o.score_samples == 0 {
             return true;
         }
-        let job = (o.score_samples, o.score_temperature, o.score_every_epoch);
+        let job = ScoreJob {
+            seed: self.trainer.config().seed,
+            samples: o.score_samples,
+            temperature: o.score_temperature,
+            every: o.score_every_epoch,
+        };
         let data = self.trainer.data().clone();
         if !data.is_labelled() && !asked {
             return true;
@@ -291,12 +296,7 @@ impl Session {
         }
         let scorer = match &self.scorer {
             Some(s) if Arc::ptr_eq(s.data(), &data) => s,
-            _ => self.scorer.insert(Scorer::spawn(
-                data,
-                self.trainer.config().seed,
-                job,
-                out.clone(),
-            )),
+            _ => self.scorer.insert(Scorer::spawn(data, job, out.clone())),
         };
         match guarded(|| self.trainer.snapshot(false)) {
             Ok(s) => {

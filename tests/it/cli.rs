@@ -12,7 +12,7 @@ fn bin() -> Command {
 }
 
 /// Writes the first `n` MNIST training images as a raw IDX pair (no test split).
-fn write_mnist_subset(dir: &Path, n: usize) {
+pub(crate) fn write_mnist_subset(dir: &Path, n: usize) {
     let data = Builtin::Mnist.load(0).unwrap();
     let mut images = IMAGES_MAGIC.to_be_bytes().to_vec();
     for d in [n as u32, 28, 28] {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use latent_atlas::backend::BackendChoice;
 use latent_atlas::model::Likelihood;
 use latent_atlas::train::TrainConfig;
-use latent_atlas::worker::{Command, Event, RunState, Worker};
+use latent_atlas::worker::{Command, Event, Options, RunState, Worker};
 
 fn config() -> TrainConfig {
     TrainConfig {
@@ -174,4 +174,44 @@ fn a_score_request_trains_the_evaluator_once_and_reports_scores() {
     assert!((s.histogram.iter().sum::<f32>() - 1.0).abs() < 1e-3);
     assert!(s.frechet.is_finite() && s.frechet > 0.0);
     assert!(s.class_accuracy.is_some(), "the CVAE gets a class accuracy");
+}
+
+#[test]
+fn headless_pacing_evaluates_saves_and_scores_every_epoch_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    crate::cli::write_mnist_subset(data.path(), 1000);
+    let out = tempfile::tempdir().unwrap();
+    let c = TrainConfig {
+        dataset: data.path().display().to_string(),
+        epochs: 3,
+        ..config()
+    };
+    let options = Options::headless(Some(out.path().to_path_buf()), 200, 1.0);
+    let worker = Worker::spawn_with(c, BackendChoice::Cpu, options, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.send(Command::Start));
+    let (mut order, mut scored, mut snapshots, mut finished) = (Vec::new(), 0, 0, false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(finished && scored == 3) && Instant::now() < deadline {
+        match worker.recv_timeout(Duration::from_millis(50)) {
+            Some(Event::Tested(t)) => order.push(format!("tested {}", t.epoch)),
+            Some(Event::Saved(_)) => order.push("saved".to_owned()),
+            Some(Event::Scored(_)) => scored += 1,
+            Some(Event::SnapshotReady { step }) if step > 0 => snapshots += 1,
+            Some(Event::State(RunState::Finished)) => finished = true,
+            Some(Event::Failed(e)) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    // Every epoch evaluated before its checkpoint, none skipped, every one scored, and no
+    // snapshots between epochs.
+    assert_eq!(
+        order,
+        [
+            "tested 1", "saved", "tested 2", "saved", "tested 3", "saved"
+        ],
+    );
+    assert_eq!(scored, 3);
+    assert_eq!(snapshots, 3, "one per epoch's end");
+    assert!(out.path().join("model.bpk").exists());
 }

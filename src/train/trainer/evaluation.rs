@@ -39,14 +39,8 @@ impl Trainer {
     pub fn evaluate(&self, with_nll: bool) -> TestMetrics {
         self.evaluation().run(with_nll)
     }
-
-    /// The aggregate posterior of the whole test split against the prior (dims 0 and 1).
-    pub fn test_coverage(&self) -> Coverage {
-        self.evaluation().test_coverage()
-    }
 }
 
-/// A dense layer's weights as plain data.
 /// A trained model's test-split evaluation, detached from its [`Trainer`].
 pub struct Evaluation {
     model: Model,
@@ -160,16 +154,9 @@ impl Evaluation {
         }
     }
 
-    /// The aggregate posterior of the whole test split against the prior (dims 0 and 1): the
-    /// per-epoch hole share. Snapshots use the smaller probe set instead.
-    pub fn test_coverage(&self) -> Coverage {
-        self.test_posteriors().map(|(c, _)| c).unwrap_or_else(|| {
-            probe_coverage(&[], &[], self.config.latent_dim, &FamilyView::default())
-        })
-    }
-
-    /// The test split's aggregate posterior against the prior and the activity of each
-    /// dimension's posterior mean, `Cov_x(E_q[z])`; `None` without an encoder.
+    /// The test split's aggregate posterior against the prior (dims 0 and 1: the per-epoch hole
+    /// share; snapshots use the smaller probe set instead) and the activity of each dimension's
+    /// posterior mean, `Cov_x(E_q[z])`; `None` without an encoder.
     fn test_posteriors(&self) -> Option<(Coverage, Vec<f32>)> {
         let (model, device) = (&self.model, &self.device);
         let (dim, d) = (self.data.dim(), self.config.latent_dim);

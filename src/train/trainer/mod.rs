@@ -342,10 +342,11 @@ impl Trainer {
             return Err(self.roll_back(total));
         }
         let mut grads = loss.backward();
-        // The CVAE's class means step at their own rate.
+        // The CVAE's class means step at their own rate, when it differs from the network's.
         let means = self
             .model
             .class_means_param()
+            .filter(|_| hyper.class_mean_lr_scale != 1.0)
             .map(|p| GradientsParams::from_module(&mut grads, p));
         let grads = GradientsParams::from_grads(grads, &self.model);
         // The optimiser consumes the model; a panic inside it leaves the last good copy in place.
