@@ -18,7 +18,8 @@ use crate::model::Likelihood;
 use crate::model::adversarial::AliLoss;
 use crate::run::RunView;
 use crate::train::{
-    AdversarialParams, HyperParams, ModelKind, TestMetrics, TrainConfig, Trainer, checkpoint,
+    AdversarialParams, HyperParams, ModelKind, Schedule, TestMetrics, TrainConfig, Trainer,
+    checkpoint,
 };
 use crate::worker::{Command, Event, Options, RunState, Worker};
 
@@ -152,6 +153,20 @@ pub struct TrainArgs {
     /// Test images for the log-likelihood estimate.
     #[arg(long, default_value_t = TrainConfig::default().nll_images)]
     pub nll_images: usize,
+    /// Long runs: training images held out (the last ones) as a validation split, whose
+    /// negative ELBO after each epoch decays the learning rate and stops training (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub validation: usize,
+    /// Long runs: epochs without a better validation loss that count as a plateau.
+    #[arg(long, default_value_t = Schedule::default().patience)]
+    pub patience: usize,
+    /// Long runs: factor on the learning rate at each plateau (1: stop at the first).
+    #[arg(long, default_value_t = Schedule::default().lr_decay)]
+    pub lr_decay: f64,
+    /// Long runs: plateaus met with a decay before the next one stops training (with the
+    /// best validation weights put back).
+    #[arg(long, default_value_t = Schedule::default().max_decays)]
+    pub max_decays: usize,
     /// Compute backend.
     #[arg(long, value_enum, default_value = "cpu")]
     pub backend: BackendChoice,
@@ -189,6 +204,12 @@ impl TrainArgs {
             nll_images: self.nll_images,
             tau: self.tau,
             flow_layers: self.flow_layers,
+            schedule: Schedule {
+                validation: self.validation,
+                patience: self.patience,
+                lr_decay: self.lr_decay,
+                max_decays: self.max_decays,
+            },
             adversarial: {
                 let defaults = AdversarialParams::for_kind(self.model);
                 AdversarialParams {
@@ -309,6 +330,10 @@ fn print_test(m: &TestMetrics) {
             m.mean_activity.len()
         ));
     }
+    let validation = m
+        .validation
+        .map(|v| format!("; validation {v:.2}"))
+        .unwrap_or_default();
     let holes = m
         .hole_share
         .map(|h| format!("; prior holes {:.1}%", 100.0 * h))
@@ -323,7 +348,10 @@ fn print_test(m: &TestMetrics) {
     } else {
         String::new()
     };
-    println!("epoch {:>3}: {rec}{elbo}{nll}{active}{holes}", m.epoch);
+    println!(
+        "epoch {:>3}: {rec}{elbo}{nll}{validation}{active}{holes}",
+        m.epoch
+    );
 }
 
 fn print_scores(s: &Scores) {
@@ -483,7 +511,9 @@ impl Driver {
                 )?;
             }
             // Evaluation and checkpoint come before `Finished`; only scores may follow it.
-            let scores_due = self.scoring && self.run.scores.len() < self.run.config.epochs;
+            // One score per epoch trained (fewer than configured when the schedule stopped early;
+            // every epoch is evaluated before `Finished`).
+            let scores_due = self.scoring && self.run.scores.len() < self.run.tests.len();
             if finished && !scores_due {
                 if self.written != self.run.last_step.as_ref().map(|m| m.step) {
                     self.write()?;
@@ -521,7 +551,8 @@ impl Driver {
                     eprintln!("backend: {backend}");
                 });
                 if !self.quiet {
-                    let per_epoch = train_len.div_ceil(config.hyper.batch_size) as u64;
+                    let training = train_len.saturating_sub(config.schedule.validation);
+                    let per_epoch = training.div_ceil(config.hyper.batch_size) as u64;
                     self.bar = bar(
                         per_epoch * config.epochs as u64,
                         "{bar:30} {pos}/{len} steps  {msg}  [{elapsed} < {eta}]",

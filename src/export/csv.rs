@@ -22,7 +22,7 @@ pub fn metrics_csv<'a>(
         }
     }
     let mut out = String::from(
-        "kind,step,epoch,reconstruction,kl,total,kl_weight,neg_elbo,nll_is,nll_samples,hole_share,active_units",
+        "kind,step,epoch,reconstruction,kl,total,kl_weight,neg_elbo,nll_is,nll_samples,hole_share,active_units,validation",
     );
     for name in &extras {
         let _ = write!(out, ",{name}");
@@ -41,7 +41,7 @@ pub fn metrics_csv<'a>(
     for m in train {
         let _ = write!(
             out,
-            "train,{},{},{},{},{},{},,,,,",
+            "train,{},{},{},{},{},{},,,,,,",
             m.step, m.epoch, m.reconstruction, m.kl, m.total, m.kl_weight
         );
         for name in &extras {
@@ -52,7 +52,7 @@ pub fn metrics_csv<'a>(
     for m in test {
         let _ = write!(
             out,
-            "test,{},{},{},{},{},1,{},{},{},{},{}",
+            "test,{},{},{},{},{},1,{},{},{},{},{},{}",
             m.step,
             m.epoch,
             m.reconstruction,
@@ -62,7 +62,8 @@ pub fn metrics_csv<'a>(
             opt(m.nll),
             m.nll_samples,
             opt(m.hole_share),
-            m.active_units().map(|u| u.to_string()).unwrap_or_default()
+            m.active_units().map(|u| u.to_string()).unwrap_or_default(),
+            opt(m.validation)
         );
         out.push_str(&",".repeat(extras.len()));
         dims(&mut out, &m.kl_per_dim);
@@ -147,6 +148,8 @@ pub fn parse_metrics_csv(text: &str) -> (Vec<StepMetrics>, Vec<TestMetrics>) {
         "nll_is",
         "nll_samples",
         "hole_share",
+        "active_units",
+        "validation",
     ];
     let extra_cols: Vec<usize> = (0..header.len())
         .filter(|&i| !fixed.contains(&header[i]) && !header[i].starts_with("kl_dim_"))
@@ -206,6 +209,7 @@ pub fn parse_metrics_csv(text: &str) -> (Vec<StepMetrics>, Vec<TestMetrics>) {
                     hole_share: f("hole_share"),
                     // The file holds the count of active units, not each dimension's activity.
                     mean_activity: Vec::new(),
+                    validation: f("validation"),
                 });
             }
             _ => {}
@@ -243,6 +247,7 @@ mod tests {
             kl_per_dim: vec![2.0, 2.5],
             hole_share: Some(0.125),
             mean_activity: Vec::new(),
+            validation: Some(151.75),
         }];
         let (t, e) = parse_metrics_csv(&metrics_csv(train.iter(), &test, 2));
         assert_eq!(t, train);

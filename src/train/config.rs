@@ -374,6 +374,8 @@ pub struct TrainConfig {
     pub nll_samples: usize,
     /// Test images (the first ones) on which the log-likelihood is estimated.
     pub nll_images: usize,
+    /// A long run's validation split, learning-rate decay and early stopping (off by default).
+    pub schedule: super::Schedule,
 }
 
 /// The most probe samples a snapshot tracks (and the plane draws).
@@ -397,6 +399,7 @@ impl Default for TrainConfig {
             adversarial: AdversarialParams::default(),
             nll_samples: 100,
             nll_images: 1000,
+            schedule: super::Schedule::default(),
         }
     }
 }
@@ -524,6 +527,13 @@ impl TrainConfig {
                     self.flow_layers
                 ));
             }
+        }
+        self.schedule.validate()?;
+        if self.schedule.is_on() && self.model.draws().adversarial {
+            return Err(format!(
+                "the validation schedule follows a likelihood, and the {} is trained adversarially",
+                self.model.label()
+            ));
         }
         if self.probe_size == 0 || self.probe_size > MAX_PROBE {
             return Err(format!(

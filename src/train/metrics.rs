@@ -64,6 +64,10 @@ pub struct TestMetrics {
     /// or F(E(x)) for the f-VAE. Empty without an encoder.
     #[serde(default)]
     pub mean_activity: Vec<f32>,
+    /// The mean negative ELBO of the validation split held out of the training set, when the
+    /// run has one (see [`crate::train::Schedule`]).
+    #[serde(default)]
+    pub validation: Option<f32>,
 }
 
 /// A dimension is active when its posterior mean varies across the data by more than this
@@ -141,6 +145,7 @@ mod tests {
             kl_per_dim: vec![2.0, 0.25, 0.25],
             hole_share: None,
             mean_activity: a,
+            validation: None,
         };
         assert_eq!(
             m.active_dims(),

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod schedule;
 pub mod snapshot;
 pub mod trainer;
 
@@ -11,5 +12,6 @@ pub use config::{
     AdversarialParams, Draws, HyperParams, MAX_PROBE, ModelKind, PosteriorShape, TrainConfig,
 };
 pub use metrics::{StepMetrics, TestMetrics};
+pub use schedule::Schedule;
 pub use snapshot::Snapshot;
 pub use trainer::{Evaluation, TrainError, Trainer};

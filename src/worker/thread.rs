@@ -426,6 +426,11 @@ impl Session {
             return false;
         }
         if self.trainer.epochs_done() > epoch_before {
+            if let Some(notice) = self.trainer.take_notice()
+                && !out.send(Event::Notice(notice))
+            {
+                return false;
+            }
             // The test evaluation runs beside training; its result follows when ready.
             let job = match guarded(|| self.trainer.evaluation()) {
                 Ok(job) => job,

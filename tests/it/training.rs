@@ -106,3 +106,81 @@ fn checkpoints_round_trip() {
         .unwrap();
     assert!(err.to_string().contains("model.bpk"), "{err}");
 }
+
+/// The first `train` training and `test` test images of MNIST.
+fn mnist_subset(train: usize, test: usize) -> Arc<Dataset> {
+    let full = mnist();
+    Arc::new(Dataset {
+        train: full.train.select(&(0..train).collect::<Vec<_>>()),
+        test: full.test.select(&(0..test).collect::<Vec<_>>()),
+        ..(*full).clone()
+    })
+}
+
+#[test]
+fn a_long_run_validates_on_held_out_images_and_stops_with_its_best_weights() {
+    use latent_atlas::train::Schedule;
+    let config = TrainConfig {
+        epochs: 200,
+        binarize: true,
+        // A big rate on few images: the validation loss soon stops falling.
+        hyper: latent_atlas::train::HyperParams {
+            batch_size: 50,
+            lr: 3e-3,
+            ..Default::default()
+        },
+        schedule: Schedule {
+            validation: 100,
+            patience: 2,
+            lr_decay: 0.5,
+            max_decays: 1,
+        },
+        ..small_config()
+    };
+    let mut trainer = Trainer::new(config, mnist_subset(300, 50), Device::flex()).unwrap();
+    let mut losses = Vec::new();
+    let mut notices = Vec::new();
+    while !trainer.is_finished() {
+        let before = trainer.epochs_done();
+        trainer.step().unwrap();
+        if trainer.epochs_done() > before {
+            // 200 training images in batches of 50: the 100 held out are never trained on.
+            assert_eq!(trainer.step_count(), 4 * trainer.epochs_done() as u64);
+            losses.push(trainer.validation_loss().expect("validated every epoch"));
+            notices.extend(trainer.take_notice());
+        }
+    }
+    let epochs = trainer.epochs_done();
+    assert!(epochs < 200, "never stopped: {losses:?}");
+    assert_eq!(notices.len(), 2, "one decay, then the stop: {notices:?}");
+    assert!(
+        notices[0].contains("learning rate now 1.500e-3"),
+        "{notices:?}"
+    );
+    assert!(notices[1].contains("stopped after epoch"), "{notices:?}");
+    // The weights put back are the best epoch's: validating again gives its loss exactly.
+    let best = losses.iter().copied().fold(f32::INFINITY, f32::min);
+    let test = trainer.evaluate(false);
+    assert_eq!(test.validation, Some(*losses.last().unwrap()));
+    assert!(best < losses[0], "{losses:?}");
+    assert_eq!(trainer.validate(), best, "{losses:?}");
+}
+
+#[test]
+fn a_validation_split_that_leaves_no_batch_is_refused_naming_the_dataset() {
+    let config = TrainConfig {
+        schedule: latent_atlas::train::Schedule {
+            validation: 290,
+            ..Default::default()
+        },
+        ..small_config()
+    };
+    let err = Trainer::new(config, mnist_subset(300, 50), Device::flex())
+        .err()
+        .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("mnist") && text.contains("290 validation images"),
+        "{text}"
+    );
+}

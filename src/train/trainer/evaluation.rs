@@ -7,10 +7,11 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor};
 
 use super::{
-    EVAL_CHUNK, NLL_ROWS, TEST_BINARIZE_SEED, Trainer, one_hot, plain_flow, probe_coverage,
+    EVAL_CHUNK, NLL_ROWS, TEST_BINARIZE_SEED, Trainer, VALIDATION_BINARIZE_SEED, one_hot,
+    plain_flow, probe_coverage, training_len,
 };
-use crate::data::Dataset;
 use crate::data::batch::{pixels, to_tensor, to_vec};
+use crate::data::{Dataset, ImageSet};
 use crate::explore::coverage::Coverage;
 use crate::model::Model;
 use crate::rng::Rng;
@@ -31,14 +32,66 @@ impl Trainer {
             classes: self.classes,
             step: self.step,
             epoch: self.epoch,
+            validation: self.validation_loss,
         }
     }
 
+    /// The mean negative ELBO (beta = 1; the reconstruction for a family without a KL) of the
+    /// held-out validation split, one posterior draw per image from a fixed stream, on its one
+    /// fixed binarisation when training binarises. NaN for a family without an encoder.
+    pub fn validate(&self) -> f32 {
+        let (model, device) = self.inference();
+        let (dim, d) = (self.data.dim(), self.config.latent_dim);
+        let set = &self.data.train;
+        let held_out: Vec<usize> = (training_len(&self.config, &self.data)..set.len()).collect();
+        let mut rng = Rng::new(self.config.seed ^ 0x7A11D);
+        let mut sum = 0.0f64;
+        for indices in held_out.chunks(EVAL_CHUNK) {
+            let m = indices.len();
+            let x = fixed_pixels(set, indices, self.config.binarize, VALIDATION_BINARIZE_SEED);
+            let x = to_tensor(x, m, dim, &device);
+            let eps = to_tensor(rng.normals(m * d), m, d, &device);
+            let onehot = self.config.model.needs_labels().then(|| {
+                one_hot(
+                    indices.iter().map(|&i| set.labels[i]),
+                    self.classes,
+                    &device,
+                )
+            });
+            let Some(terms) = model.terms(x, onehot, eps, self.config.likelihood) else {
+                return f32::NAN;
+            };
+            let mut loss = terms.reconstruction.sum();
+            if let Some(kl) = terms.kl {
+                loss = loss + kl.sum();
+            }
+            sum += to_vec(loss)[0] as f64;
+        }
+        (sum / held_out.len().max(1) as f64) as f32
+    }
     /// Test metrics over the whole test split, plus the importance-sampled log-likelihood
     /// when `with_nll` and the config asks for samples.
     pub fn evaluate(&self, with_nll: bool) -> TestMetrics {
         self.evaluation().run(with_nll)
     }
+}
+
+/// Pixels of `set` at `indices` as floats: grey levels, or (with `binarize`) one fixed
+/// Bernoulli draw per pixel from a stream of its own for each image, so that a split is
+/// binarised the same way whatever the chunking.
+fn fixed_pixels(set: &ImageSet, indices: &[usize], binarize: bool, seed: u64) -> Vec<f32> {
+    let mut out = pixels(set, indices, None);
+    if !binarize {
+        return out;
+    }
+    let dim = set.width * set.height;
+    for (row, &i) in indices.iter().enumerate() {
+        let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+        for p in &mut out[row * dim..(row + 1) * dim] {
+            *p = if rng.uniform() < *p { 1.0 } else { 0.0 };
+        }
+    }
+    out
 }
 
 /// A trained model's test-split evaluation, detached from its [`Trainer`].
@@ -50,29 +103,19 @@ pub struct Evaluation {
     classes: usize,
     step: u64,
     epoch: usize,
+    /// The trainer's newest validation loss, reported beside the test metrics.
+    validation: Option<f32>,
 }
 
 impl Evaluation {
     /// Test inputs at `indices` as floats: grey levels, or the fixed binarisation.
     fn test_pixels(&self, indices: &[usize]) -> Vec<f32> {
-        let grey = pixels(&self.data.test, indices, None);
-        if !self.config.binarize {
-            return grey;
-        }
-        // One fixed draw per pixel of the whole test split, independent of the chunking.
-        let dim = self.data.dim();
-        let mut out = grey;
-        for (row, &i) in indices.iter().enumerate() {
-            let mut rng = Rng::new(
-                TEST_BINARIZE_SEED
-                    .wrapping_mul(1_000_003)
-                    .wrapping_add(i as u64),
-            );
-            for p in &mut out[row * dim..(row + 1) * dim] {
-                *p = if rng.uniform() < *p { 1.0 } else { 0.0 };
-            }
-        }
-        out
+        fixed_pixels(
+            &self.data.test,
+            indices,
+            self.config.binarize,
+            TEST_BINARIZE_SEED,
+        )
     }
 
     /// One-hot labels of test samples, for the families that need them.
@@ -151,6 +194,7 @@ impl Evaluation {
                 .collect(),
             hole_share: coverage.map(|c| c.hole_share),
             mean_activity: activity,
+            validation: self.validation,
         }
     }
 

@@ -18,6 +18,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 
 use super::checkpoint::{self, RunInfo};
+use super::schedule::{Plateau, Verdict};
 use super::snapshot::Probe;
 use super::{HyperParams, ModelKind, StepMetrics, TrainConfig};
 use crate::data::Dataset;
@@ -69,6 +70,8 @@ const EVAL_CHUNK: usize = 1000;
 const NLL_ROWS: usize = 5000;
 /// Seed of the one fixed binarisation of the test split.
 const TEST_BINARIZE_SEED: u64 = 1;
+/// Seed of the one fixed binarisation of the validation split.
+const VALIDATION_BINARIZE_SEED: u64 = 2;
 
 /// Trains one model on one dataset. Owns the model, the optimiser and every random stream.
 pub struct Trainer {
@@ -90,6 +93,14 @@ pub struct Trainer {
     /// This trainer's number in the process (see [`Snapshot::run`]).
     run: u64,
     last_good: (Model, u64),
+    /// The long-run schedule's state (idle without a validation split).
+    plateau: Plateau,
+    /// The weights of the best validation loss so far.
+    best_model: Option<Model>,
+    /// The newest epoch's validation loss.
+    validation_loss: Option<f32>,
+    /// What the schedule did at the last epoch's end, for the user.
+    notice: Option<String>,
 }
 
 /// Number of classes a dataset's labels need (at least its class names).
@@ -124,9 +135,17 @@ pub(super) fn one_hot(
     to_tensor(rows, n, classes, device)
 }
 
+/// Training images that training uses: all but a held-out validation split (the last ones).
+fn training_len(config: &TrainConfig, data: &Dataset) -> usize {
+    data.train
+        .len()
+        .saturating_sub(config.schedule.validation)
+        .max(1)
+}
+
 /// A fresh epoch's order: whole batches only for a family whose loss uses batch statistics.
 fn epoch_order(config: &TrainConfig, data: &Dataset, rng: &mut Rng) -> EpochOrder {
-    EpochOrder::shuffled(data.train.len(), config.hyper.batch_size, rng)
+    EpochOrder::shuffled(training_len(config, data), config.hyper.batch_size, rng)
         .whole_batches(config.model.draws().batch_statistics)
 }
 
@@ -162,6 +181,10 @@ impl Trainer {
                 data.name
             )));
         }
+        config
+            .schedule
+            .check(data.train.len(), config.hyper.batch_size)
+            .map_err(|e| TrainError::Config(format!("{}: {e}", data.name)))?;
         let device = device.autodiff();
         let model = {
             let _rng = crate::backend::device_rng_lock();
@@ -219,6 +242,10 @@ impl Trainer {
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             last_good: (model.clone(), step),
+            plateau: Plateau::new(config.schedule.clone()),
+            best_model: None,
+            validation_loss: None,
+            notice: None,
             config,
             data,
             device,
@@ -263,7 +290,7 @@ impl Trainer {
 
     /// Whether the configured number of epochs is done.
     pub fn is_finished(&self) -> bool {
-        self.epoch >= self.config.epochs
+        self.epoch >= self.config.epochs || self.plateau.stopped
     }
 
     /// The device (with autodiff).
@@ -351,11 +378,12 @@ impl Trainer {
         let grads = GradientsParams::from_grads(grads, &self.model);
         // The optimiser consumes the model; a panic inside it leaves the last good copy in place.
         let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
-        let mut model = self.optim.step(hyper.lr, model, grads);
+        let lr = hyper.lr * self.plateau.lr_scale;
+        let mut model = self.optim.step(lr, model, grads);
         if let Some(means) = means {
             model = self
                 .optim
-                .step(hyper.lr * hyper.class_mean_lr_scale, model, means);
+                .step(lr * hyper.class_mean_lr_scale, model, means);
         }
         self.model = model;
 
@@ -394,11 +422,55 @@ impl Trainer {
             self.epoch += 1;
             self.batch_index = 0;
             self.order = epoch_order(&self.config, &self.data, &mut self.rng);
+            if self.config.schedule.is_on() {
+                self.follow_schedule();
+            }
         }
         if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
             self.last_good = (self.model.clone(), self.step);
         }
         (epoch, epoch_progress)
+    }
+
+    /// At an epoch's end: validates, keeps the best weights, and decays the learning rate or
+    /// stops (putting the best weights back) on a plateau.
+    fn follow_schedule(&mut self) {
+        let loss = self.validate();
+        self.validation_loss = Some(loss);
+        let what = match self.plateau.observe(self.epoch, loss) {
+            Verdict::Best => {
+                self.best_model = Some(self.model.clone());
+                return;
+            }
+            Verdict::Wait => return,
+            Verdict::Decay { lr_scale } => format!(
+                "validation loss has not improved for {} epochs: learning rate now {:.3e}",
+                self.config.schedule.patience,
+                self.config.hyper.lr * lr_scale
+            ),
+            Verdict::Stop { best_epoch } => {
+                if let Some(best) = self.best_model.take() {
+                    self.model = best;
+                    self.last_good = (self.model.clone(), self.step);
+                }
+                format!(
+                    "validation loss has stopped improving: stopped after epoch {}, with the weights of epoch {best_epoch} (validation loss {:.2})",
+                    self.epoch,
+                    self.plateau.best().map_or(f32::NAN, |b| b.0)
+                )
+            }
+        };
+        self.notice = Some(what);
+    }
+
+    /// What the schedule did at the last epoch's end (decayed or stopped), once.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
+    }
+
+    /// The newest epoch's validation loss, with a validation split.
+    pub fn validation_loss(&self) -> Option<f32> {
+        self.validation_loss
     }
 
     fn roll_back(&mut self, value: f32) -> TrainError {
