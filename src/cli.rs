@@ -103,6 +103,9 @@ pub struct TrainArgs {
     /// Steps over which the KL weight rises linearly from 0 to beta.
     #[arg(long, default_value_t = HyperParams::default().kl_warmup_steps)]
     pub kl_warmup_steps: u64,
+    /// CVAE: the standard deviation of the class means' initial draw.
+    #[arg(long, default_value_t = TrainConfig::default().class_mean_spread)]
+    pub class_mean_spread: f32,
     /// CVAE: the class means' learning rate as a multiple of `--lr`.
     #[arg(long, default_value_t = HyperParams::default().class_mean_lr_scale)]
     pub class_mean_lr_scale: f64,
@@ -138,6 +141,10 @@ pub struct TrainArgs {
     /// ALI: a Gaussian encoder q(z|x) instead of a deterministic one.
     #[arg(long)]
     pub ali_gaussian_encoder: bool,
+    /// Adversarial families: the discriminator also sees the spread of its features within
+    /// the real and within the generated rows (minibatch standard deviation).
+    #[arg(long)]
+    pub minibatch_std: Option<bool>,
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]
     pub score_samples: usize,
@@ -204,6 +211,7 @@ impl TrainArgs {
             nll_images: self.nll_images,
             tau: self.tau,
             flow_layers: self.flow_layers,
+            class_mean_spread: self.class_mean_spread,
             schedule: Schedule {
                 validation: self.validation,
                 patience: self.patience,
@@ -218,6 +226,7 @@ impl TrainArgs {
                     g_steps: self.g_steps.unwrap_or(defaults.g_steps),
                     lr: self.adv_lr,
                     ali_gaussian_encoder: self.ali_gaussian_encoder,
+                    minibatch_std: self.minibatch_std.unwrap_or(defaults.minibatch_std),
                     ali_loss: match self.ali_loss {
                         AliLossArg::Derived => AliLoss::Derived,
                         AliLossArg::Minimax => AliLoss::Minimax,

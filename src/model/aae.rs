@@ -41,7 +41,7 @@ impl Adversarial for Aae {
     /// Prior draws are the real rows, codes the generated ones.
     fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
         self.disc
-            .logits(Tensor::cat(vec![z, self.encode(x).detach()], 0))
+            .grouped_logits(Tensor::cat(vec![z, self.encode(x).detach()], 0), 2)
     }
 
     /// `-log D(E(x)) + lambda |x - G(E(x))|^2`.

@@ -23,6 +23,12 @@ pub struct DiscriminatorConfig {
     /// overpowering the generator within the first epoch.
     #[config(default = 0.3)]
     pub dropout: f64,
+    /// Give the output layer one more input: the spread of the last hidden features across
+    /// the rows of the row's own group (real or generated), "minibatch standard deviation"
+    /// (Karras et al. 2018). A collapsed generator's group has almost none, so the
+    /// discriminator can see collapse and the generator is pushed to spread its samples.
+    #[config(default = false)]
+    pub minibatch_std: bool,
 }
 
 impl DiscriminatorConfig {
@@ -36,8 +42,9 @@ impl DiscriminatorConfig {
                 .windows(2)
                 .map(|w| LinearConfig::new(w[0], w[1]).init(device))
                 .collect(),
-            output: LinearConfig::new(last, 1).init(device),
+            output: LinearConfig::new(last + usize::from(self.minibatch_std), 1).init(device),
             dropout: DropoutConfig::new(self.dropout).init(),
+            minibatch_std: self.minibatch_std,
         }
     }
 }
@@ -51,6 +58,9 @@ pub struct Discriminator {
     pub output: Linear,
     /// Dropout after each hidden layer (training only).
     pub dropout: Dropout,
+    /// Whether the output layer also sees the group's feature spread.
+    #[module(skip)]
+    pub minibatch_std: bool,
 }
 
 impl Discriminator {
@@ -59,11 +69,49 @@ impl Discriminator {
     /// # Shapes
     ///   v `[batch, input]` -> `[batch]`
     pub fn logits(&self, v: Tensor<2>) -> Tensor<1> {
-        let h = self.layers.iter().fold(v, |h, l| {
+        self.grouped_logits(v, 1)
+    }
+
+    /// The logit of "real" per row, for a batch made of `groups` equal groups of rows (real
+    /// rows, then generated ones) whose feature spreads are taken apart.
+    ///
+    /// # Shapes
+    ///   v `[groups * n, input]` -> `[groups * n]`
+    pub fn grouped_logits(&self, v: Tensor<2>, groups: usize) -> Tensor<1> {
+        let mut h = self.layers.iter().fold(v, |h, l| {
             linear_dropout(l, h, Activation::LeakyRelu(0.2), &self.dropout)
         });
+        if self.minibatch_std {
+            h = with_group_spread(h, groups);
+        }
         linear(&self.output, h, Activation::Identity).squeeze_dim(1)
     }
+}
+
+/// `h` with one more column: the mean over features of each feature's standard deviation
+/// across the rows of the row's group (`groups` equal groups of consecutive rows; one group
+/// when the rows do not divide evenly).
+///
+/// # Shapes
+///   h `[rows, width]` -> `[rows, width + 1]`
+pub fn with_group_spread(h: Tensor<2>, groups: usize) -> Tensor<2> {
+    let [rows, width] = h.dims();
+    let groups = if groups > 0 && rows.is_multiple_of(groups) {
+        groups
+    } else {
+        1
+    };
+    let per = rows / groups;
+    let spread = h
+        .clone()
+        .reshape([groups, per, width])
+        .var_bias(1)
+        .add_scalar(1e-8)
+        .sqrt()
+        .mean_dim(2)
+        .expand([groups, per, 1])
+        .reshape([rows, 1]);
+    Tensor::cat(vec![h, spread], 1)
 }
 
 /// `-log D` per row, from logits.
@@ -194,6 +242,30 @@ pub trait Adversarial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_group_spread_is_each_groups_mean_feature_deviation() {
+        let device = Device::flex();
+        // Group one: two equal rows (no spread); group two: features 0/2 and 0/4 (population
+        // deviations 1 and 2, mean 1.5).
+        let h = crate::data::batch::to_tensor(
+            vec![1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 2.0, 4.0],
+            4,
+            2,
+            &device,
+        );
+        let out = crate::data::batch::to_vec(with_group_spread(h.clone(), 2));
+        let spread: Vec<f32> = out.chunks(3).map(|r| r[2]).collect();
+        assert!(spread[0] < 1e-3 && spread[1] < 1e-3, "{spread:?}");
+        assert!((spread[2] - 1.5).abs() < 1e-4 && (spread[3] - 1.5).abs() < 1e-4);
+        assert_eq!(&out[..2], &[1.0, 1.0], "the features pass through");
+        // As one group: rows 1,1,0,2 and 1,1,0,4 have deviations sqrt(0.5) and sqrt(2.25).
+        let one = crate::data::batch::to_vec(with_group_spread(h.clone(), 1));
+        let want = (0.5f32.sqrt() + 1.5) / 2.0;
+        assert!((one[2] - want).abs() < 1e-4, "{one:?} vs {want}");
+        // Rows that do not split evenly are taken as one group.
+        assert_eq!(crate::data::batch::to_vec(with_group_spread(h, 3)), one);
+    }
     use crate::data::batch::to_vec;
 
     fn t1(v: &[f32]) -> Tensor<1> {

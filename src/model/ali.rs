@@ -38,6 +38,11 @@ impl Ali {
         self.disc.logits(Tensor::cat(vec![x, z], 1))
     }
 
+    /// [`Ali::joint_logits`] on encoder pairs then generator pairs, two equal groups.
+    fn paired_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+        self.disc.grouped_logits(Tensor::cat(vec![x, z], 1), 2)
+    }
+
     /// The encoder/generator loss of the chosen form at images `x` and prior draws `z`.
     pub fn encoder_generator_loss(&self, x: Tensor<2>, z: Tensor<2>, form: AliLoss) -> Tensor<1> {
         let encoder_pairs = self.joint_logits(x.clone(), self.encoder.sample(x));
@@ -49,7 +54,7 @@ impl Ali {
 impl Adversarial for Ali {
     /// Encoder pairs `(x, E(x))` are the real rows, generator pairs `(G(z), z)` the others.
     fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
-        self.joint_logits(
+        self.paired_logits(
             Tensor::cat(vec![x.clone(), self.generate(z.clone()).detach()], 0),
             Tensor::cat(vec![self.encoder.sample(x).detach(), z], 0),
         )

@@ -20,11 +20,11 @@ pub struct Cvae {
 }
 
 impl Cvae {
-    /// A CVAE around `base` with `classes` means drawn near the origin.
-    pub fn new(base: Vae, classes: usize, latent_dim: usize, device: &Device) -> Self {
+    /// A CVAE around `base` with `classes` means drawn from `N(0, spread^2 I)`.
+    pub fn new(base: Vae, classes: usize, latent_dim: usize, spread: f32, device: &Device) -> Self {
         let means = Tensor::random(
             [classes.max(1), latent_dim],
-            Distribution::Normal(0.0, 0.1),
+            Distribution::Normal(0.0, spread as f64),
             device,
         );
         Self {

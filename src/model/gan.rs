@@ -43,7 +43,7 @@ impl Gan {
 impl Adversarial for Gan {
     fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
         self.disc
-            .logits(Tensor::cat(vec![x, self.generate(z).detach()], 0))
+            .grouped_logits(Tensor::cat(vec![x, self.generate(z).detach()], 0), 2)
     }
 
     /// `-log D(G(z)) + lambda |G(z) - G_old(z)|^2`.

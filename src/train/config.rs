@@ -123,6 +123,7 @@ impl ModelKind {
             lr: 2e-4,
             ali_loss: AliLoss::Minimax,
             ali_gaussian_encoder: false,
+            minibatch_std: false,
         };
         let row = |name, label, help, draws, adversarial| FamilyInfo {
             name,
@@ -323,6 +324,11 @@ pub struct AdversarialParams {
     /// ALI: a Gaussian encoder q(z|x) (the article's derivation allows one) instead of a
     /// deterministic E(x).
     pub ali_gaussian_encoder: bool,
+    /// The discriminator also sees the spread of its features within the real and the
+    /// generated rows (minibatch standard deviation), so that it can tell a collapsed
+    /// generator. Runs saved without this setting had none.
+    #[serde(default)]
+    pub minibatch_std: bool,
 }
 
 impl Default for AdversarialParams {
@@ -368,6 +374,10 @@ pub struct TrainConfig {
     pub tau: f32,
     /// f-VAE: number of affine coupling layers in the flow.
     pub flow_layers: usize,
+    /// CVAE: the standard deviation of the class means' initial draw. Drawn apart (rather
+    /// than near the origin) the classes start in separate places, and unit-variance class
+    /// Gaussians overlap less in two dimensions.
+    pub class_mean_spread: f32,
     /// GAN, AAE and ALI: their own settings.
     pub adversarial: AdversarialParams,
     /// Importance samples per image for the test log-likelihood (0: skip it).
@@ -396,6 +406,7 @@ impl Default for TrainConfig {
             probe_size: 2000,
             tau: 0.5,
             flow_layers: 4,
+            class_mean_spread: 3.0,
             adversarial: AdversarialParams::default(),
             nll_samples: 100,
             nll_images: 1000,
@@ -430,6 +441,7 @@ impl TrainConfig {
         let disc = |inputs: usize| {
             DiscriminatorConfig::new(inputs)
                 .with_hidden(self.hidden.clone())
+                .with_minibatch_std(self.adversarial.minibatch_std)
                 .init(device)
         };
         match self.model {
@@ -438,7 +450,13 @@ impl TrainConfig {
                 Model::Ae(Ae { encoder, decoder })
             }
             ModelKind::Vae => Model::Vae(nets.init(device)),
-            ModelKind::Cvae => Model::Cvae(Cvae::new(nets.init(device), classes, d, device)),
+            ModelKind::Cvae => Model::Cvae(Cvae::new(
+                nets.init(device),
+                classes,
+                d,
+                self.class_mean_spread,
+                device,
+            )),
             ModelKind::BnVae => Model::BnVae(BnVae::new(nets.init(device), d, self.tau, device)),
             ModelKind::FVae => Model::FVae(FVae::new(&nets, self.flow_layers, device)),
             ModelKind::Gan => Model::Gan(Gan {
@@ -479,6 +497,8 @@ impl TrainConfig {
         self.model = model;
         if model.draws().adversarial {
             self.adversarial = AdversarialParams::for_kind(model);
+            // Their losses are not likelihoods: no validation schedule.
+            self.schedule.validation = 0;
         }
         if !model.draws().trained_sigma && self.likelihood == Likelihood::GaussianTrained {
             self.likelihood = Likelihood::Bernoulli;
@@ -533,6 +553,13 @@ impl TrainConfig {
             return Err(format!(
                 "the validation schedule follows a likelihood, and the {} is trained adversarially",
                 self.model.label()
+            ));
+        }
+        if !(self.class_mean_spread.is_finite() && (0.0..=100.0).contains(&self.class_mean_spread))
+        {
+            return Err(format!(
+                "the class means' initial spread must be 0 to 100, not {}",
+                self.class_mean_spread
             ));
         }
         if self.probe_size == 0 || self.probe_size > MAX_PROBE {
@@ -593,6 +620,40 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_class_means_spread_is_bounded() {
+        let with = |class_mean_spread| TrainConfig {
+            model: ModelKind::Cvae,
+            class_mean_spread,
+            ..TrainConfig::default()
+        };
+        assert!(with(0.0).validate().is_ok());
+        assert!(with(3.0).validate().is_ok());
+        for bad in [-1.0, f32::NAN, 1e6] {
+            assert!(with(bad).validate().is_err_and(|e| e.contains("spread")));
+        }
+    }
+
+    #[test]
+    fn an_adversarial_family_has_no_validation_schedule() {
+        let mut config = TrainConfig {
+            schedule: super::super::Schedule {
+                validation: 1000,
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        let refused = TrainConfig {
+            model: ModelKind::Gan,
+            ..config.clone()
+        };
+        assert!(refused.validate().is_err_and(|e| e.contains("validation")));
+        config.set_model(ModelKind::Gan);
+        assert!(!config.schedule.is_on());
+        assert!(config.validate().is_ok());
+    }
 
     #[test]
     fn probe_set_size_is_bounded() {

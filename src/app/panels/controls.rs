@@ -11,6 +11,9 @@ use crate::model::adversarial::AliLoss;
 use crate::train::ModelKind;
 use crate::worker::RunState;
 
+/// Training images a long run started from the window holds out for validation.
+const LONG_RUN_VALIDATION: usize = 10_000;
+
 /// Text fields being edited, kept between frames.
 #[derive(Default)]
 pub struct ControlsDraft {
@@ -112,6 +115,21 @@ pub fn controls_ui(
             }
         });
         ui.checkbox(&mut config.binarize, "Dynamic binarisation");
+        if !config.model.draws().adversarial {
+            let mut long = config.schedule.is_on();
+            let toggle = ui
+                .checkbox(&mut long, "Long run: validate, decay, stop")
+                .on_hover_text(format!(
+                    "Hold out the last {LONG_RUN_VALIDATION} training images; after each epoch their \
+                     negative ELBO halves the learning rate when it has not improved for {} \
+                     epochs, and after {} such decays stops training with the best weights \
+                     (applies from the next reset)",
+                    config.schedule.patience, config.schedule.max_decays
+                ));
+            if toggle.changed() {
+                config.schedule.validation = if long { LONG_RUN_VALIDATION } else { 0 };
+            }
+        }
         ui.separator();
         ui.heading("Model");
         let before = config.model;
