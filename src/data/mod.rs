@@ -7,6 +7,7 @@ pub mod batch;
 pub mod builtin;
 pub mod folder;
 pub mod idx;
+pub mod shapes;
 
 use std::path::{Path, PathBuf};
 

@@ -406,7 +406,7 @@ impl Default for TrainConfig {
             probe_size: 2000,
             tau: 0.5,
             flow_layers: 4,
-            class_mean_spread: 3.0,
+            class_mean_spread: 8.0,
             adversarial: AdversarialParams::default(),
             nll_samples: 100,
             nll_images: 1000,
