@@ -1,8 +1,9 @@
-//! Decoded images on screen: grey grids to egui textures, kept until their content changes.
+//! Decoded images on screen: grids of grey or colour images to egui textures, kept until their
+//! content changes.
 
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions};
 
-/// A grid of grey images (`[0, 1]` intensities) as one colour image with 1-pixel gaps.
+/// A grid of images (values in `[0, 1]`, grey or RGB) as one colour image with 1-pixel gaps.
 pub fn grid(images: &[Vec<f32>], width: usize, height: usize, cols: usize) -> ColorImage {
     let cols = cols.max(1);
     let rows = images.len().div_ceil(cols).max(1);
@@ -12,13 +13,8 @@ pub fn grid(images: &[Vec<f32>], width: usize, height: usize, cols: usize) -> Co
         let (x0, y0) = (1 + (i % cols) * (width + 1), 1 + (i / cols) * (height + 1));
         for y in 0..height {
             for x in 0..width {
-                let v = (img
-                    .get(y * width + x)
-                    .copied()
-                    .unwrap_or(0.0)
-                    .clamp(0.0, 1.0)
-                    * 255.0) as u8;
-                pixels[(y0 + y) * w + x0 + x] = Color32::from_gray(v);
+                let [r, g, b] = crate::data::rgb_at(img, width, height, x, y);
+                pixels[(y0 + y) * w + x0 + x] = Color32::from_rgb(r, g, b);
             }
         }
     }

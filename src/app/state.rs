@@ -440,6 +440,7 @@ mod tests {
                 pixels: vec![0, 128, 255],
                 width: 1,
                 height: 1,
+                channels: 1,
                 class_names: vec!["a".into(), "b".into(), "c".into()],
             }),
             mu: vec![-2.0, 0.0, 0.0, 0.0, 2.0, 1.0],

@@ -99,8 +99,10 @@ mod tests {
         let set = ImageSet {
             width: 100,
             height: 100,
+            channels: 1,
             pixels: vec![64; 10_000],
             labels: vec![0],
+            factors: Vec::new(),
         };
         let grey = pixels(&set, &[0], None);
         assert!((grey[0] - 64.0 / 255.0).abs() < 1e-6);

@@ -1,4 +1,5 @@
-//! The datasets embedded in the program: full MNIST and the Fashion-MNIST test split.
+//! The datasets embedded in the program: full MNIST, the Fashion-MNIST test split, and
+//! coloured shapes drawn from a seed.
 //!
 //! The original IDX gzip files from `assets/data/` are compiled into the binary with
 //! `include_bytes!` (about 16 MB), so the program runs from any directory and never downloads.
@@ -18,7 +19,17 @@ pub enum Builtin {
     Mnist,
     /// Fashion-MNIST (test split only, of which 10% is held out for testing).
     FashionMnist,
+    /// Coloured shapes drawn at start-up from a fixed seed, with known factors (hue, scale,
+    /// rotation, position): [`SHAPES_TRAIN`] training and [`SHAPES_TEST`] test images.
+    Shapes,
 }
+
+/// Training images of the shapes dataset.
+pub const SHAPES_TRAIN: usize = 30_000;
+/// Test images of the shapes dataset.
+pub const SHAPES_TEST: usize = 5_000;
+/// The shapes dataset's seed: the same images on every machine, whatever the run's seed.
+const SHAPES_SEED: u64 = 2026;
 
 /// Fashion-MNIST's class names, by label.
 pub const FASHION_CLASSES: [&str; 10] = [
@@ -49,13 +60,14 @@ const FASHION_LABELS: &[u8] =
 
 impl Builtin {
     /// Every built-in dataset.
-    pub const ALL: [Builtin; 2] = [Builtin::Mnist, Builtin::FashionMnist];
+    pub const ALL: [Builtin; 3] = [Builtin::Mnist, Builtin::FashionMnist, Builtin::Shapes];
 
     /// The name used on the command line and in configs.
     pub fn name(self) -> &'static str {
         match self {
             Builtin::Mnist => "mnist",
             Builtin::FashionMnist => "fashion-mnist",
+            Builtin::Shapes => "shapes",
         }
     }
 
@@ -66,6 +78,7 @@ impl Builtin {
 
     /// Decodes the embedded files; `seed` fixes Fashion-MNIST's held-out test split.
     pub fn load(self, seed: u64) -> Result<Dataset, DataError> {
+        let mut factor_names = Vec::new();
         let (train, test, class_names) = match self {
             Builtin::Mnist => (
                 embedded_pair("mnist/train", MNIST_TRAIN_IMAGES, MNIST_TRAIN_LABELS)?,
@@ -81,6 +94,26 @@ impl Builtin {
                     FASHION_CLASSES.iter().map(|s| s.to_string()).collect(),
                 )
             }
+            Builtin::Shapes => {
+                use super::shapes;
+                factor_names = shapes::FACTOR_NAMES.iter().map(|s| s.to_string()).collect();
+                let set = |n, seed| {
+                    let (pixels, factors) = shapes::generate(n, seed);
+                    ImageSet {
+                        width: shapes::SIZE,
+                        height: shapes::SIZE,
+                        channels: 3,
+                        pixels,
+                        labels: factors.iter().map(|f| f.shape).collect(),
+                        factors: factors.iter().flat_map(|f| f.values()).collect(),
+                    }
+                };
+                (
+                    set(SHAPES_TRAIN, SHAPES_SEED),
+                    set(SHAPES_TEST, SHAPES_SEED + 1),
+                    shapes::SHAPE_NAMES.iter().map(|s| s.to_string()).collect(),
+                )
+            }
         };
         Ok(Dataset {
             name: self.name().to_owned(),
@@ -89,6 +122,7 @@ impl Builtin {
             test,
             class_names,
             warnings: Vec::new(),
+            factor_names,
         })
     }
 }
@@ -112,14 +146,36 @@ fn embedded_pair(stem: &str, images: &[u8], labels: &[u8]) -> Result<ImageSet, D
     Ok(ImageSet {
         width: dims[2] as usize,
         height: dims[1] as usize,
+        channels: 1,
         pixels,
         labels,
+        factors: Vec::new(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shapes_are_colour_images_with_their_factors_and_named_classes() {
+        let ds = Builtin::Shapes.load(0).unwrap();
+        assert_eq!((ds.train.len(), ds.test.len()), (SHAPES_TRAIN, SHAPES_TEST));
+        assert_eq!((ds.train.width, ds.train.channels), (32, 3));
+        assert_eq!(
+            ds.class_names,
+            vec!["square", "circle", "triangle", "heart"]
+        );
+        assert_eq!(ds.factor_names.len(), 6);
+        assert_eq!(ds.train.factors.len(), SHAPES_TRAIN * 6);
+        // The label is the shape factor, and the data do not depend on the run's seed.
+        assert!((0..100).all(|i| ds.test.factors[i * 6] == ds.test.labels[i] as f32));
+        assert_eq!(Builtin::Shapes.load(5).unwrap().test.pixels, ds.test.pixels);
+        // A selection keeps each image's factors.
+        let some = ds.test.select(&[3, 1]);
+        assert_eq!(&some.factors[..6], &ds.test.factors[18..24]);
+        assert_eq!(some.image(1), ds.test.image(1));
+    }
 
     #[test]
     fn mnist_has_its_canonical_shape() {

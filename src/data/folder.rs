@@ -1,8 +1,11 @@
 //! Image folders: one subfolder per class, or a flat folder of unlabelled images.
-//! PNG, JPEG and BMP files are decoded, turned grey and resized to one common size.
+//! PNG, JPEG and BMP files are decoded and resized to one common size: in colour (RGB) when
+//! any image has colour, otherwise grey.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use image::GenericImageView;
 
 use super::{DataError, Dataset, HOLD_OUT_FRACTION, ImageSet};
 
@@ -71,7 +74,7 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
     let mut skipped = Vec::new();
     for (path, label) in &files {
         match image::open(path) {
-            Ok(img) => decoded.push((img.into_luma8(), *label)),
+            Ok(img) => decoded.push((img, *label)),
             Err(e) => skipped.push(format!("{}: {e}", path.display())),
         }
     }
@@ -98,24 +101,30 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
         });
     }
     let (width, height) = common_size(decoded.iter().map(|(img, _)| img.dimensions()), max_side);
+    let colour = decoded.iter().any(|(img, _)| img.color().has_color());
+    let channels = if colour { 3 } else { 1 };
     let mut set = ImageSet {
         width,
         height,
-        pixels: Vec::with_capacity(decoded.len() * width * height),
+        channels,
+        pixels: Vec::with_capacity(decoded.len() * width * height * channels),
         labels: Vec::with_capacity(decoded.len()),
+        factors: Vec::new(),
     };
     for (img, label) in decoded {
         let img = if img.dimensions() == (width as u32, height as u32) {
             img
         } else {
-            image::imageops::resize(
-                &img,
+            img.resize_exact(
                 width as u32,
                 height as u32,
                 image::imageops::FilterType::Triangle,
             )
         };
-        set.pixels.extend_from_slice(img.as_raw());
+        match colour {
+            true => set.pixels.extend_from_slice(img.to_rgb8().as_raw()),
+            false => set.pixels.extend_from_slice(img.to_luma8().as_raw()),
+        }
         set.labels.push(label);
     }
     let mut warnings = Vec::new();
@@ -136,6 +145,7 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
         test,
         class_names,
         warnings,
+        factor_names: Vec::new(),
     })
 }
 
@@ -197,6 +207,54 @@ mod tests {
                 assert_eq!(set.image(i)[0] > 100, set.labels[i] == 1);
             }
         }
+    }
+
+    #[test]
+    fn colour_images_of_mixed_sizes_and_formats_stay_in_colour() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, rgb) in [("red", [220u8, 20, 20]), ("blue", [20, 20, 220])] {
+            let sub = dir.path().join(class);
+            std::fs::create_dir(&sub).unwrap();
+            for i in 0..4 {
+                let img = image::RgbImage::from_pixel(12, 10, image::Rgb(rgb));
+                img.save(sub.join(format!("{i}.png"))).unwrap();
+            }
+            // A JPEG of another size, resized to the common one.
+            image::RgbImage::from_pixel(24, 20, image::Rgb(rgb))
+                .save(sub.join("big.jpg"))
+                .unwrap();
+        }
+        // A grey image among colour ones is read as colour (grey RGB).
+        save(&dir.path().join("red/grey.png"), 12, 10, 128);
+        let ds = load(dir.path(), "colours".into(), 0, MAX_SIDE).unwrap();
+        assert_eq!(ds.class_names, vec!["blue", "red"]);
+        assert_eq!(
+            (ds.train.width, ds.train.height, ds.train.channels),
+            (12, 10, 3)
+        );
+        assert_eq!(ds.train.dim(), 12 * 10 * 3);
+        assert_eq!(ds.train.len() + ds.test.len(), 11);
+        for set in [&ds.train, &ds.test] {
+            for i in 0..set.len() {
+                let px = &set.image(i)[..3];
+                let grey = px[0] == px[1] && px[1] == px[2];
+                // Blue images are blue, red ones red or the one grey; JPEG moves colours a little.
+                match set.labels[i] {
+                    0 => assert!(px[2] > 180 && px[0] < 60, "{px:?}"),
+                    _ => assert!(grey || (px[0] > 180 && px[2] < 60), "{px:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn grey_images_stay_one_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            save(&dir.path().join(format!("{i}.png")), 8, 8, 60);
+        }
+        let ds = load(dir.path(), "grey".into(), 0, MAX_SIDE).unwrap();
+        assert_eq!((ds.train.channels, ds.train.dim()), (1, 64));
     }
 
     #[test]

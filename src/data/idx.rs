@@ -22,8 +22,10 @@ pub fn read_images(path: &Path) -> Result<ImageSet, DataError> {
     Ok(ImageSet {
         width: dims[2] as usize,
         height: dims[1] as usize,
+        channels: 1,
         labels: vec![0; dims[0] as usize],
         pixels: payload,
+        factors: Vec::new(),
     })
 }
 
@@ -296,6 +298,7 @@ pub fn load_dir(
         test,
         class_names,
         warnings: Vec::new(),
+        factor_names: Vec::new(),
     })
 }
 

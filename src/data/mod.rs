@@ -106,6 +106,32 @@ pub enum DataError {
     },
 }
 
+/// The colour of pixel `(x, y)` of an image of values in `[0, 1]`: one per pixel (grey) or
+/// three (RGB, interleaved), told apart by the slice's length. Missing values read as black.
+pub fn rgb_at(img: &[f32], width: usize, height: usize, x: usize, y: usize) -> [u8; 3] {
+    let byte =
+        |i: usize| (img.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8;
+    let at = y * width + x;
+    if img.len() >= 3 * width * height && width * height > 0 {
+        [byte(3 * at), byte(3 * at + 1), byte(3 * at + 2)]
+    } else {
+        let v = byte(at);
+        [v, v, v]
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn rgb_at_reads_grey_and_colour_by_length() {
+    let grey = [0.0, 1.0, 0.5, 2.0];
+    assert_eq!(rgb_at(&grey, 2, 2, 1, 0), [255, 255, 255]);
+    assert_eq!(rgb_at(&grey, 2, 2, 0, 1), [128, 128, 128]);
+    assert_eq!(rgb_at(&grey, 2, 2, 1, 1), [255, 255, 255], "clamped");
+    let colour: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
+    assert_eq!(rgb_at(&colour, 2, 2, 1, 1), [209, 232, 255]);
+    assert_eq!(rgb_at(&[], 2, 2, 1, 1), [0, 0, 0]);
+}
+
 /// Images of one split with their labels.
 #[derive(Clone, Debug, Default)]
 pub struct ImageSet {
@@ -113,10 +139,15 @@ pub struct ImageSet {
     pub width: usize,
     /// Image height in pixels.
     pub height: usize,
-    /// Grey levels, `len() * width * height` bytes, row-major per image.
+    /// Channels per pixel: 1 (grey) or 3 (RGB, interleaved). 0 reads as 1.
+    pub channels: usize,
+    /// `len() * width * height * channels` bytes, row-major per image.
     pub pixels: Vec<u8>,
     /// One label per image (all 0 when the dataset is unlabelled).
     pub labels: Vec<u8>,
+    /// The known generative factors of each image, `len() * factor count` (empty when the
+    /// source has none; see [`Dataset::factor_names`]).
+    pub factors: Vec<f32>,
 }
 
 impl ImageSet {
@@ -130,12 +161,17 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
-    /// Pixels per image.
+    /// Values per image: pixels times channels.
     pub fn dim(&self) -> usize {
-        self.width * self.height
+        self.width * self.height * self.channels.max(1)
     }
 
-    /// The grey levels of image `i`.
+    /// Whether the images are in colour.
+    pub fn is_colour(&self) -> bool {
+        self.channels == 3
+    }
+
+    /// The values (grey levels, or RGB triples) of image `i`.
     pub fn image(&self, i: usize) -> &[u8] {
         let d = self.dim();
         &self.pixels[i * d..(i + 1) * d]
@@ -147,11 +183,21 @@ impl ImageSet {
         for &i in indices {
             pixels.extend_from_slice(self.image(i));
         }
+        let k = self.factors.len() / self.len().max(1);
+        let factors = match k {
+            0 => Vec::new(),
+            k => indices
+                .iter()
+                .flat_map(|&i| self.factors[i * k..(i + 1) * k].iter().copied())
+                .collect(),
+        };
         ImageSet {
             width: self.width,
             height: self.height,
+            channels: self.channels,
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            factors,
         }
     }
 
@@ -181,6 +227,8 @@ pub struct Dataset {
     pub class_names: Vec<String>,
     /// Problems that did not stop loading (skipped files), to show the user.
     pub warnings: Vec<String>,
+    /// Names of the known generative factors each image carries (empty for most sources).
+    pub factor_names: Vec<String>,
 }
 
 impl Dataset {

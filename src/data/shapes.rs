@@ -1,9 +1,6 @@
 //! A colour dataset with known generative factors, drawn from a seed: one shape per image
 //! (its class), with independent hue, scale, rotation and x/y position, on black.
-//!
-//! TODO(colour pipeline): images are RGB; the loaders, models and views are grey today, so
-//! this generator is not yet offered as a dataset. It is the ground truth the factor
-//! read-out scores will be measured against.
+//! The built-in `shapes` dataset ([`super::builtin::Builtin::Shapes`]).
 
 use crate::rng::Rng;
 

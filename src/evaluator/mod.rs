@@ -135,6 +135,10 @@ fn dataset_key(data: &Dataset) -> String {
     };
     eat(&(data.train.width as u64).to_le_bytes());
     eat(&(data.train.height as u64).to_le_bytes());
+    if data.train.channels > 1 {
+        // Only for colour, so the grey datasets keep their cached evaluators.
+        eat(&(data.train.channels as u64).to_le_bytes());
+    }
     eat(&data.train.pixels);
     eat(&data.train.labels);
     // The contents alone name the file (the same images under another path share it), with

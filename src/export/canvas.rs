@@ -90,7 +90,7 @@ impl Canvas {
         }
     }
 
-    /// Pastes a grey image (intensities in `[0, 1]`) stretched over the pixel rectangle from
+    /// Pastes an image (values in `[0, 1]`, grey or RGB) stretched over the pixel rectangle from
     /// `p0` (top-left) to `p1`, nearest neighbour, blended with `alpha`.
     pub fn paste_grey_stretched(
         &mut self,
@@ -109,8 +109,8 @@ impl Canvas {
             let row = (((y as f32 + 0.5 - p0[1]) / h * height as f32) as usize).min(height - 1);
             for x in p0[0].round() as i32..p1[0].round() as i32 {
                 let col = (((x as f32 + 0.5 - p0[0]) / w * width as f32) as usize).min(width - 1);
-                let v = (pixels[row * width + col].clamp(0.0, 1.0) * 255.0).round() as u8;
-                self.blend(x, y, [v, v, v, 255], alpha);
+                let [r, g, b] = crate::data::rgb_at(pixels, width, height, col, row);
+                self.blend(x, y, [r, g, b, 255], alpha);
             }
         }
     }
@@ -220,7 +220,7 @@ impl Canvas {
         }
     }
 
-    /// Pastes a grey image (intensities in `[0, 1]`, white ink on black like MNIST) scaled by
+    /// Pastes an image (values in `[0, 1]`, grey or RGB; white ink on black for MNIST) scaled by
     /// an integer factor with its top-left corner at `(x, y)`.
     pub fn paste_grey(
         &mut self,
@@ -234,8 +234,8 @@ impl Canvas {
         let s = scale.max(1) as i32;
         for row in 0..height {
             for col in 0..width {
-                let v = (pixels[row * width + col].clamp(0.0, 1.0) * 255.0).round() as u8;
-                self.fill_rect(x + col as i32 * s, y + row as i32 * s, s, s, [v, v, v, 255]);
+                let [r, g, b] = crate::data::rgb_at(pixels, width, height, col, row);
+                self.fill_rect(x + col as i32 * s, y + row as i32 * s, s, s, [r, g, b, 255]);
             }
         }
     }

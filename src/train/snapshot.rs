@@ -14,12 +14,14 @@ pub struct Probe {
     pub indices: Vec<usize>,
     /// Labels, one per sample.
     pub labels: Vec<u8>,
-    /// Grey levels, `width * height` per sample.
+    /// Values, `width * height * channels` per sample (RGB interleaved in colour).
     pub pixels: Vec<u8>,
     /// Image width.
     pub width: usize,
     /// Image height.
     pub height: usize,
+    /// Channels per pixel: 1 or 3 (0 reads as 1).
+    pub channels: usize,
     /// Class names by label.
     pub class_names: Vec<String>,
 }
@@ -37,7 +39,7 @@ impl Probe {
 
     /// Grey levels of sample `i`.
     pub fn image(&self, i: usize) -> &[u8] {
-        let d = self.width * self.height;
+        let d = self.width * self.height * self.channels.max(1);
         &self.pixels[i * d..(i + 1) * d]
     }
 }

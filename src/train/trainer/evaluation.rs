@@ -84,7 +84,7 @@ fn fixed_pixels(set: &ImageSet, indices: &[usize], binarize: bool, seed: u64) ->
     if !binarize {
         return out;
     }
-    let dim = set.width * set.height;
+    let dim = set.dim();
     for (row, &i) in indices.iter().enumerate() {
         let mut rng = Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
         for p in &mut out[row * dim..(row + 1) * dim] {

@@ -171,6 +171,7 @@ pub(super) fn make_probe(data: &Dataset, size: usize, seed: u64) -> Probe {
         pixels: set.pixels,
         width: set.width,
         height: set.height,
+        channels: set.channels,
         class_names: data.class_names.clone(),
     }
 }
