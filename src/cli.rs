@@ -289,12 +289,17 @@ fn load_dataset(spec: &str, seed: u64) -> anyhow::Result<Arc<Dataset>> {
         eprintln!("warning: {w}");
     }
     eprintln!(
-        "dataset {}: {} training and {} test images of {}x{}, {} classes",
+        "dataset {}: {} training and {} test images of {}x{} {}, {} classes",
         data.name,
         data.train.len(),
         data.test.len(),
         data.train.width,
         data.train.height,
+        if data.train.is_colour() {
+            "in colour"
+        } else {
+            "grey"
+        },
         data.class_names.len()
     );
     Ok(Arc::new(data))
@@ -378,6 +383,17 @@ fn print_scores(s: &Scores) {
         "           step {}, evaluator at T = {}: class entropy {:.3} of {:.3} nats, Frechet distance {:.2}{cond}",
         s.step, s.temperature, s.entropy, s.max_entropy, s.frechet
     );
+    if !s.factor_readout.is_empty() {
+        let parts: Vec<String> = s
+            .factor_readout
+            .iter()
+            .map(|(name, v)| format!("{name} {v:.2}"))
+            .collect();
+        println!(
+            "           linear read-out of the codes: {}",
+            parts.join(", ")
+        );
+    }
 }
 
 /// A progress bar with this template (or a plain one if the template is refused).
@@ -541,6 +557,7 @@ impl Driver {
                 dataset,
                 train_len,
                 test_len,
+                image: [width, height, channels],
                 classes,
                 config,
             } => {
@@ -555,7 +572,8 @@ impl Driver {
                 }
                 self.say(|| {
                     eprintln!(
-                        "dataset {dataset}: {train_len} training and {test_len} test images, {classes} classes"
+                        "dataset {dataset}: {train_len} training and {test_len} test images of {width}x{height} {}, {classes} classes",
+                        if *channels == 3 { "in colour" } else { "grey" }
                     );
                     eprintln!("backend: {backend}");
                 });

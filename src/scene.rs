@@ -30,6 +30,125 @@ pub fn class_color(label: u8) -> Rgba {
     CLASS_COLORS[label as usize % CLASS_COLORS.len()]
 }
 
+/// How posteriors are coloured: by class, or by one known factor of the data.
+struct Paint<'a> {
+    /// The factor: its index, description and every probe sample's values.
+    factor: Option<(usize, &'a crate::data::Factor, &'a [f32])>,
+    /// Factor values per sample (the row length of the table).
+    stride: usize,
+    /// The factor's range over the probe set (linear factors).
+    range: (f32, f32),
+}
+
+impl<'a> Paint<'a> {
+    fn new(probe: &'a crate::train::snapshot::Probe, colour_by: Option<usize>) -> Self {
+        let k = probe.factor_info.len();
+        let factor = colour_by
+            .filter(|&j| j < k && probe.factors.len() >= probe.len() * k)
+            .map(|j| (j, &probe.factor_info[j], probe.factors.as_slice()));
+        let range = factor.map_or((0.0, 1.0), |(j, _, values)| {
+            (0..probe.len())
+                .map(|i| values[i * k + j])
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                })
+        });
+        Self {
+            factor,
+            stride: k,
+            range,
+        }
+    }
+
+    /// The colour of probe sample `i` of class `label`.
+    fn color(&self, i: usize, label: u8) -> Rgba {
+        match self.factor {
+            None => class_color(label),
+            Some((j, f, values)) => self.value_color(f, values[i * self.stride + j]),
+        }
+    }
+
+    fn value_color(&self, f: &crate::data::Factor, v: f32) -> Rgba {
+        use crate::data::FactorKind;
+        match f.kind {
+            FactorKind::Categorical(_) => class_color(v.round().max(0.0) as u8),
+            FactorKind::Circular(period) => {
+                let [r, g, b] = hue_rgb(v / period);
+                [r, g, b, 255]
+            }
+            FactorKind::Linear => {
+                let (lo, hi) = self.range;
+                viridis(((v - lo) / (hi - lo).max(1e-12)).clamp(0.0, 1.0))
+            }
+        }
+    }
+
+    /// Legend entries: class names, or a few values of the factor with their colours.
+    fn legend(&self, class_names: &[String]) -> Vec<(String, Rgba)> {
+        use crate::data::FactorKind;
+        let Some((_, f, _)) = self.factor else {
+            return class_names
+                .iter()
+                .enumerate()
+                .map(|(label, name)| (name.clone(), class_color(label as u8)))
+                .collect();
+        };
+        match f.kind {
+            FactorKind::Categorical(c) => (0..c)
+                .map(|v| {
+                    let name = class_names.get(v).cloned().unwrap_or(v.to_string());
+                    (format!("{}: {name}", f.name), class_color(v as u8))
+                })
+                .collect(),
+            FactorKind::Circular(period) => (0..6)
+                .map(|s| {
+                    let v = period * s as f32 / 6.0;
+                    (format!("{} {v:.2}", f.name), self.value_color(f, v))
+                })
+                .collect(),
+            FactorKind::Linear => (0..5)
+                .map(|s| {
+                    let (lo, hi) = self.range;
+                    let v = lo + (hi - lo) * s as f32 / 4.0;
+                    (format!("{} {v:.2}", f.name), self.value_color(f, v))
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A full-saturation colour of hue `h` (turns; any real number).
+fn hue_rgb(h: f32) -> [u8; 3] {
+    let h6 = h.rem_euclid(1.0) * 6.0;
+    let f = h6.fract();
+    let byte = |v: f32| (v * 255.0).round() as u8;
+    let (a, b) = (byte(1.0 - f), byte(f));
+    match h6 as usize {
+        0 => [255, b, 0],
+        1 => [a, 255, 0],
+        2 => [0, 255, b],
+        3 => [0, a, 255],
+        4 => [b, 0, 255],
+        _ => [255, 0, a],
+    }
+}
+
+/// The viridis colour map at `t` in [0, 1] (five stops, linearly between them).
+fn viridis(t: f32) -> Rgba {
+    const STOPS: [[f32; 3]; 5] = [
+        [68.0, 1.0, 84.0],
+        [59.0, 82.0, 139.0],
+        [33.0, 145.0, 140.0],
+        [94.0, 201.0, 98.0],
+        [253.0, 231.0, 37.0],
+    ];
+    let x = t.clamp(0.0, 1.0) * 4.0;
+    let i = (x as usize).min(3);
+    let f = x - i as f32;
+    let c = |k: usize| (STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f).round() as u8;
+    [c(0), c(1), c(2), 255]
+}
+
 fn with_alpha([r, g, b, _]: Rgba, a: u8) -> Rgba {
     [r, g, b, a]
 }
@@ -122,6 +241,9 @@ pub struct SceneOptions {
     pub pre_flow: bool,
     /// Decoded tiles under the plane.
     pub tiles: bool,
+    /// Colour each posterior by this known factor of the dataset (its index) instead of by
+    /// class; ignored when the data have no such factor.
+    pub colour_by: Option<usize>,
 }
 
 impl Default for SceneOptions {
@@ -134,6 +256,7 @@ impl Default for SceneOptions {
             density: false,
             pre_flow: false,
             tiles: false,
+            colour_by: None,
         }
     }
 }
@@ -228,8 +351,9 @@ impl Scene {
             Projection::Pca if d <= 2 => Some([0, 1.min(d.saturating_sub(1))]),
             _ => None,
         };
+        let paint = Paint::new(&snapshot.probe, options.colour_by);
         for i in 0..n {
-            let color = class_color(labels[i]);
+            let color = paint.color(i, labels[i]);
             if pre_flow && let Some(pre) = &snapshot.view.pre_flow {
                 // Circles of radius sigma1 around E(x).
                 let radius = if options.ellipses {
@@ -336,13 +460,7 @@ impl Scene {
                 PosteriorShape::Ellipse | PosteriorShape::Warped => "posteriors",
             }
         );
-        let legend = snapshot
-            .probe
-            .class_names
-            .iter()
-            .enumerate()
-            .map(|(label, name)| (name.clone(), class_color(label as u8)))
-            .collect();
+        let legend = paint.legend(&snapshot.probe.class_names);
         let extent = view_extent(
             discs
                 .iter()
@@ -565,6 +683,48 @@ fn view_extent(points: impl Iterator<Item = [f32; 2]>) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn posteriors_are_coloured_by_a_chosen_factor_with_a_legend_of_its_values() {
+        use crate::data::{Factor, FactorKind};
+        let probe = crate::train::snapshot::Probe {
+            labels: vec![0, 1, 1],
+            class_names: vec!["square".into(), "circle".into()],
+            factor_info: vec![
+                Factor {
+                    name: "hue".into(),
+                    kind: FactorKind::Circular(1.0),
+                },
+                Factor {
+                    name: "x".into(),
+                    kind: FactorKind::Linear,
+                },
+            ],
+            // (hue, x) per sample.
+            factors: vec![0.0, 2.0, 1.0 / 3.0, 4.0, 0.999, 6.0],
+            ..Default::default()
+        };
+        let by_class = Paint::new(&probe, None);
+        assert_eq!(by_class.color(1, 1), class_color(1));
+        assert_eq!(by_class.legend(&probe.class_names)[1].0, "circle");
+        let by_hue = Paint::new(&probe, Some(0));
+        assert_eq!(by_hue.color(0, 0), [255, 0, 0, 255], "hue 0 is red");
+        assert_eq!(by_hue.color(1, 1), [0, 255, 0, 255], "hue 1/3 is green");
+        let red_again = by_hue.color(2, 1);
+        assert!(
+            red_again[0] == 255 && red_again[2] < 5,
+            "hue wraps: {red_again:?}"
+        );
+        let by_x = Paint::new(&probe, Some(1));
+        assert_eq!(by_x.color(0, 0), viridis(0.0), "the smallest x");
+        assert_eq!(by_x.color(2, 0), viridis(1.0), "the largest x");
+        let legend = by_x.legend(&probe.class_names);
+        assert_eq!(legend.len(), 5);
+        assert_eq!(legend[0].0, "x 2.00");
+        assert_eq!(legend[4].0, "x 6.00");
+        // A factor the data do not have falls back to classes.
+        assert_eq!(Paint::new(&probe, Some(7)).color(1, 1), class_color(1));
+    }
 
     fn coverage_with_hole() -> Coverage {
         // Every code at (2, 2): the prior's centre is a hole.

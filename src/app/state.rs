@@ -87,6 +87,8 @@ pub struct Settings {
     pub pre_flow: bool,
     /// CVAE: the class the samples grid draws from (`None`: one row per class).
     pub sample_class: Option<usize>,
+    /// Colour posteriors by this known factor of the data (`None`: by class).
+    pub colour_by: Option<usize>,
 }
 
 impl Default for Settings {
@@ -109,6 +111,7 @@ impl Default for Settings {
             show_density: false,
             pre_flow: false,
             sample_class: None,
+            colour_by: None,
         }
     }
 }
@@ -216,6 +219,7 @@ impl AppState {
             density: s.show_density,
             pre_flow: s.pre_flow,
             tiles: s.show_manifold,
+            colour_by: s.colour_by,
         }
     }
 
@@ -442,6 +446,7 @@ mod tests {
                 height: 1,
                 channels: 1,
                 class_names: vec!["a".into(), "b".into(), "c".into()],
+                ..Default::default()
             }),
             mu: vec![-2.0, 0.0, 0.0, 0.0, 2.0, 1.0],
             sigma: vec![0.5, 0.5, 0.1, 0.1, 0.3, 0.3],

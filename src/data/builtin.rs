@@ -78,7 +78,7 @@ impl Builtin {
 
     /// Decodes the embedded files; `seed` fixes Fashion-MNIST's held-out test split.
     pub fn load(self, seed: u64) -> Result<Dataset, DataError> {
-        let mut factor_names = Vec::new();
+        let mut factor_info = Vec::new();
         let (train, test, class_names) = match self {
             Builtin::Mnist => (
                 embedded_pair("mnist/train", MNIST_TRAIN_IMAGES, MNIST_TRAIN_LABELS)?,
@@ -96,7 +96,7 @@ impl Builtin {
             }
             Builtin::Shapes => {
                 use super::shapes;
-                factor_names = shapes::FACTOR_NAMES.iter().map(|s| s.to_string()).collect();
+                factor_info = shapes::factors();
                 let set = |n, seed| {
                     let (pixels, factors) = shapes::generate(n, seed);
                     ImageSet {
@@ -122,7 +122,7 @@ impl Builtin {
             test,
             class_names,
             warnings: Vec::new(),
-            factor_names,
+            factor_info,
         })
     }
 }
@@ -166,7 +166,7 @@ mod tests {
             ds.class_names,
             vec!["square", "circle", "triangle", "heart"]
         );
-        assert_eq!(ds.factor_names.len(), 6);
+        assert_eq!(ds.factor_info.len(), 6);
         assert_eq!(ds.train.factors.len(), SHAPES_TRAIN * 6);
         // The label is the shape factor, and the data do not depend on the run's seed.
         assert!((0..100).all(|i| ds.test.factors[i * 6] == ds.test.labels[i] as f32));

@@ -145,7 +145,7 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
         test,
         class_names,
         warnings,
-        factor_names: Vec::new(),
+        factor_info: Vec::new(),
     })
 }
 

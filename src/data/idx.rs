@@ -298,7 +298,7 @@ pub fn load_dir(
         test,
         class_names,
         warnings: Vec::new(),
-        factor_names: Vec::new(),
+        factor_info: Vec::new(),
     })
 }
 

@@ -132,6 +132,26 @@ fn rgb_at_reads_grey_and_colour_by_length() {
     assert_eq!(rgb_at(&[], 2, 2, 1, 1), [0, 0, 0]);
 }
 
+/// A known generative factor of a dataset's images.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Factor {
+    /// Its name ("hue", "x").
+    pub name: String,
+    /// How its values are read.
+    pub kind: FactorKind,
+}
+
+/// How a factor's values are read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FactorKind {
+    /// One of this many categories, as 0, 1, ...
+    Categorical(usize),
+    /// A number on a line.
+    Linear,
+    /// An angle-like number: values a period apart are the same.
+    Circular(f32),
+}
+
 /// Images of one split with their labels.
 #[derive(Clone, Debug, Default)]
 pub struct ImageSet {
@@ -227,8 +247,8 @@ pub struct Dataset {
     pub class_names: Vec<String>,
     /// Problems that did not stop loading (skipped files), to show the user.
     pub warnings: Vec<String>,
-    /// Names of the known generative factors each image carries (empty for most sources).
-    pub factor_names: Vec<String>,
+    /// The known generative factors each image carries (empty for most sources).
+    pub factor_info: Vec<Factor>,
 }
 
 impl Dataset {

@@ -10,6 +10,27 @@ pub const SHAPE_NAMES: [&str; 4] = ["square", "circle", "triangle", "heart"];
 /// The factors, in the order [`Factors::values`] gives them.
 pub const FACTOR_NAMES: [&str; 6] = ["shape", "hue", "scale", "rotation", "x", "y"];
 
+/// The factors as a dataset describes them, in [`FACTOR_NAMES`] order.
+pub fn factors() -> Vec<crate::data::Factor> {
+    use crate::data::FactorKind::{Categorical, Circular, Linear};
+    let kinds = [
+        Categorical(SHAPE_NAMES.len()),
+        Circular(1.0),
+        Linear,
+        Circular(std::f32::consts::TAU),
+        Linear,
+        Linear,
+    ];
+    FACTOR_NAMES
+        .iter()
+        .zip(kinds)
+        .map(|(name, kind)| crate::data::Factor {
+            name: (*name).to_owned(),
+            kind,
+        })
+        .collect()
+}
+
 /// Side of the images, in pixels.
 pub const SIZE: usize = 32;
 

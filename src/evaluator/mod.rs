@@ -5,6 +5,7 @@
 //! generated images in the classifier's penultimate features.
 
 pub mod linalg;
+pub mod readout;
 pub mod scores;
 
 use std::path::{Path, PathBuf};

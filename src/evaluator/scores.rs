@@ -33,6 +33,10 @@ pub struct Scores {
     /// as the input's label, for families with an encoder.
     #[serde(default)]
     pub reconstruction_accuracy: Option<f32>,
+    /// For a dataset with known factors, how well a linear read-out of the probe set's codes
+    /// predicts each (see [`super::readout`]), by factor name.
+    #[serde(default)]
+    pub factor_readout: Vec<(String, f32)>,
 }
 
 /// Entropy in nats of a histogram of shares.
@@ -100,7 +104,17 @@ pub fn score(evaluator: &Evaluator, snapshot: &Snapshot, n: usize, t: f32, seed:
             .count();
         hits as f32 / probe.len().max(1) as f32
     });
+    let probe = &snapshot.probe;
+    let factor_readout = match snapshot.family.draws().encoder {
+        true => super::readout::factor_readout(&snapshot.mu, d, &probe.factors, &probe.factor_info)
+            .into_iter()
+            .zip(&probe.factor_info)
+            .filter_map(|(s, f)| Some((f.name.clone(), s?)))
+            .collect(),
+        false => Vec::new(),
+    };
     Scores {
+        factor_readout,
         reconstruction_accuracy,
         step: snapshot.step,
         temperature: t,

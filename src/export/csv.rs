@@ -74,11 +74,18 @@ pub fn metrics_csv<'a>(
 /// `scores.csv`: the evaluator's scores after each epoch.
 pub fn scores_csv(rows: &[Scores]) -> String {
     let classes = rows.first().map_or(0, |r| r.histogram.len());
+    let factors: Vec<&str> = rows
+        .first()
+        .map(|r| r.factor_readout.iter().map(|(n, _)| n.as_str()).collect())
+        .unwrap_or_default();
     let mut out = String::from(
         "step,temperature,samples,entropy,max_entropy,frechet,class_accuracy,reconstruction_accuracy",
     );
     for c in 0..classes {
         let _ = write!(out, ",share_class_{c}");
+    }
+    for f in &factors {
+        let _ = write!(out, ",readout_{f}");
     }
     out.push('\n');
     for r in rows {
@@ -94,6 +101,14 @@ pub fn scores_csv(rows: &[Scores]) -> String {
         );
         for h in &r.histogram {
             let _ = write!(out, ",{h}");
+        }
+        for f in &factors {
+            let v = r
+                .factor_readout
+                .iter()
+                .find(|(n, _)| n == f)
+                .map(|(_, v)| v);
+            let _ = write!(out, ",{}", v.map(|v| v.to_string()).unwrap_or_default());
         }
         out.push('\n');
     }

@@ -24,6 +24,10 @@ pub struct Probe {
     pub channels: usize,
     /// Class names by label.
     pub class_names: Vec<String>,
+    /// The dataset's known generative factors (empty for most datasets).
+    pub factor_info: Vec<crate::data::Factor>,
+    /// Each sample's factor values, `factor_info.len()` per sample.
+    pub factors: Vec<f32>,
 }
 
 impl Probe {

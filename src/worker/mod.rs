@@ -133,6 +133,8 @@ pub enum Event {
         train_len: usize,
         /// Test samples.
         test_len: usize,
+        /// Image width, height and channels (1: grey, 3: colour).
+        image: [usize; 3],
         /// Classes of the labels (0: the dataset has none, so nothing is scored).
         classes: usize,
         /// The settings in force.

@@ -262,6 +262,11 @@ impl Session {
             dataset: data.name.clone(),
             train_len: data.train.len(),
             test_len: data.test.len(),
+            image: [
+                data.train.width,
+                data.train.height,
+                data.train.channels.max(1),
+            ],
             classes: match data.is_labelled() {
                 true => data.class_names.len(),
                 false => 0,

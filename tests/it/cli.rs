@@ -182,3 +182,68 @@ fn a_run_that_diverges_ends_with_the_reason_and_a_failure_status() {
     );
     assert!(!stderr.contains("panicked"));
 }
+
+#[test]
+fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
+    let data_dir = tempfile::tempdir().unwrap();
+    for (class, rgb) in [("red", [230u8, 30, 30]), ("blue", [30, 30, 230])] {
+        let sub = data_dir.path().join(class);
+        std::fs::create_dir(&sub).unwrap();
+        for i in 0..40u32 {
+            // A coloured square at a varying place on black, 16x16 PNGs and 20x20 JPEGs.
+            let side = if i % 4 == 0 { 20 } else { 16 };
+            let img = image::RgbImage::from_fn(side, side, |x, y| {
+                let (x0, y0) = (i % 7, (i / 7) % 7);
+                if (x0..x0 + 8).contains(&x) && (y0..y0 + 8).contains(&y) {
+                    image::Rgb(rgb)
+                } else {
+                    image::Rgb([0, 0, 0])
+                }
+            });
+            let ext = if i % 4 == 0 { "jpg" } else { "png" };
+            img.save(sub.join(format!("{i}.{ext}"))).unwrap();
+        }
+    }
+    let out = tempfile::tempdir().unwrap();
+    let run = bin()
+        .args([
+            "train",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--score-samples",
+            "0",
+            "--nll-samples",
+            "0",
+            "--dataset",
+        ])
+        .arg(data_dir.path())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("of 16x16 in colour"), "{stderr}");
+    // The inputs and their reconstructions are drawn in colour: strongly red and strongly
+    // blue pixels both appear.
+    let recon = image::open(out.path().join("reconstructions.png"))
+        .unwrap()
+        .to_rgb8();
+    let reddish = recon.pixels().filter(|p| p[0] > 150 && p[2] < 80).count();
+    let bluish = recon.pixels().filter(|p| p[2] > 150 && p[0] < 80).count();
+    assert!(
+        reddish > 50 && bluish > 50,
+        "{reddish} red, {bluish} blue pixels"
+    );
+    let config = std::fs::read_to_string(out.path().join("config.json")).unwrap();
+    assert!(
+        config.contains("\"input_dim\": 768"),
+        "16 x 16 x 3 values per image"
+    );
+}

@@ -285,7 +285,8 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     });
 }
 
-/// The prior's hole share per snapshot and the evaluator's class entropy per score.
+/// The prior's hole share per snapshot, the evaluator's class entropy per score and, for a
+/// dataset with known factors, each factor's linear read-out score.
 fn coverage_plot(ui: &mut egui::Ui, state: &AppState, height: f32) {
     let c = &state.main.curves;
     let max_entropy = state
@@ -319,5 +320,33 @@ fn coverage_plot(ui: &mut egui::Ui, state: &AppState, height: f32) {
                     .radius(4.0)
                     .color(Color32::from_rgb(23, 190, 207)),
             );
+            for (k, (name, series)) in readout_series(&state.main.scores).into_iter().enumerate() {
+                let [r, g, b, _] = crate::scene::class_color((k + 2) as u8);
+                pu.line(line(
+                    &format!("read-out: {name}"),
+                    &series,
+                    false,
+                    Color32::from_rgb(r, g, b),
+                    1.5,
+                ));
+            }
         });
+}
+
+/// Each factor's read-out score per scored step, by factor, in the order first seen.
+pub fn readout_series(scores: &[crate::evaluator::Scores]) -> Vec<(String, Vec<[f64; 2]>)> {
+    let mut out: Vec<(String, Vec<[f64; 2]>)> = Vec::new();
+    for s in scores {
+        for (name, v) in &s.factor_readout {
+            let at = match out.iter().position(|(n, _)| n == name) {
+                Some(i) => i,
+                None => {
+                    out.push((name.clone(), Vec::new()));
+                    out.len() - 1
+                }
+            };
+            out[at].1.push([s.step as f64, *v as f64]);
+        }
+    }
+    out
 }

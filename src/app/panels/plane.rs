@@ -584,6 +584,29 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
             .on_hover_text(
                 "The aggregate posterior mean_i N(z; mu_i, sigma_i^2) of the shown samples",
             );
+        let factors: Vec<String> = state.main.snapshot.as_ref().map_or(Vec::new(), |s| {
+            s.probe.factor_info.iter().map(|f| f.name.clone()).collect()
+        });
+        if !factors.is_empty() {
+            let current = state
+                .settings
+                .colour_by
+                .and_then(|k| factors.get(k).cloned())
+                .unwrap_or_else(|| "class".to_owned());
+            egui::ComboBox::from_label("Colour by")
+                .selected_text(current)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut state.settings.colour_by, None, "class");
+                    for (k, name) in factors.iter().enumerate() {
+                        ui.selectable_value(&mut state.settings.colour_by, Some(k), name);
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "Colour each posterior by one of the data's known factors, to see which \
+                     latent direction learned it",
+                );
+        }
         if has_flow {
             ui.checkbox(&mut state.settings.pre_flow, "Pre-flow space")
                 .on_hover_text(

@@ -173,5 +173,7 @@ pub(super) fn make_probe(data: &Dataset, size: usize, seed: u64) -> Probe {
         height: set.height,
         channels: set.channels,
         class_names: data.class_names.clone(),
+        factor_info: data.factor_info.clone(),
+        factors: set.factors,
     }
 }
