@@ -29,11 +29,17 @@ struct ScreenshotArgs {
     /// Training steps before the pictures are taken.
     #[arg(long, default_value_t = 1500)]
     steps: u64,
+    /// Only the colour dataset's pictures.
+    #[arg(long)]
+    shapes_only: bool,
 }
 
 /// Trains briefly on MNIST and renders the window with each tab open, headlessly.
 fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
+    if args.shapes_only {
+        return shapes(args);
+    }
     let mut h = harness(1400.0, 900.0, "mnist");
     let steps = args.steps;
     eprintln!("training {steps} steps before the screenshots…");
@@ -111,6 +117,35 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     h.state_mut().handle(Action::Pause);
     step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
     shoot(&mut h, &args.out, "window_compare.png")?;
+    h.state_mut().shutdown();
+    shapes(args)
+}
+
+/// The built-in colour dataset: the window with posteriors coloured by a factor, and the
+/// pictures `train --dataset shapes` writes (the same writer).
+fn shapes(args: &ScreenshotArgs) -> anyhow::Result<()> {
+    let mut h = harness(1400.0, 900.0, "shapes");
+    eprintln!("training on shapes {} steps…", args.steps);
+    train_family(&mut h, ModelKind::Vae, args.steps)?;
+    let app = h.state_mut();
+    // Colour by hue (factor 1), reconstructions open: colour in, colour out.
+    app.state.settings.colour_by = Some(1);
+    app.state.settings.tab = Tab::Reconstructions;
+    shoot(&mut h, &args.out, "window_shapes.png")?;
+    let dir = tempfile::tempdir()?;
+    let state = &h.state().state;
+    latent_atlas::export::folder::write_all(
+        &state.main,
+        state.main.snapshot.as_ref(),
+        &Default::default(),
+        dir.path(),
+        &Default::default(),
+    )?;
+    for name in ["samples.png", "reconstructions.png"] {
+        let to = args.out.join(format!("cli_shapes_{name}"));
+        std::fs::copy(dir.path().join(name), &to)?;
+        eprintln!("wrote {}", to.display());
+    }
     h.state_mut().shutdown();
     Ok(())
 }

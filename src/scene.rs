@@ -30,6 +30,15 @@ pub fn class_color(label: u8) -> Rgba {
     CLASS_COLORS[label as usize % CLASS_COLORS.len()]
 }
 
+/// The plane's legend: class names and colours, or (with `colour_by`, a factor the probe set
+/// carries) a few of that factor's values and their colours.
+pub fn legend(
+    probe: &crate::train::snapshot::Probe,
+    colour_by: Option<usize>,
+) -> Vec<(String, Rgba)> {
+    Paint::new(probe, colour_by).legend(&probe.class_names)
+}
+
 /// How posteriors are coloured: by class, or by one known factor of the data.
 struct Paint<'a> {
     /// The factor: its index, description and every probe sample's values.

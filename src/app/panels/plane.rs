@@ -298,7 +298,7 @@ pub fn compare_ui(ui: &mut egui::Ui, state: &AppState, view: &mut PlaneView) {
         return;
     };
     let scene = view.compare.scene(state, snapshot);
-    let response = plane_plot("compare_plane", ui).show(ui, |_| {});
+    let response = plane_plot("compare_plane", ui, scene.extent).show(ui, |_| {});
     let transform = response.transform;
     let painter = ui.painter_at(*transform.frame());
     paint_scene(
@@ -312,13 +312,16 @@ pub fn compare_ui(ui: &mut egui::Ui, state: &AppState, view: &mut PlaneView) {
 }
 
 /// The plot both planes use: square units, linked zoom and pan, sized to the space given.
-fn plane_plot(id: &'static str, ui: &egui::Ui) -> Plot<'static> {
+/// The plane's plot, first showing (and on reset) the square of half-width `extent` (at least
+/// the prior's bulk): codes drawn far out, like the CVAE's spread classes, are in view.
+fn plane_plot(id: &'static str, ui: &egui::Ui, extent: f32) -> Plot<'static> {
     let size = ui.available_size();
+    let e = (extent as f64).max(3.5);
     Plot::new(id)
         .data_aspect(1.0)
         .link_axis(egui::Id::unique(PLANE_LINK), true)
-        .default_x_bounds(-3.5, 3.5)
-        .default_y_bounds(-3.5, 3.5)
+        .default_x_bounds(-e, e)
+        .default_y_bounds(-e, e)
         .width(size.x.max(50.0))
         .height(size.y.max(50.0))
         .show_x(false)
@@ -448,7 +451,7 @@ fn main_plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) 
     };
     let scene = view.main.scene(state, &snapshot);
     let marks = state.plane_marks(&scene);
-    let mut plot = plane_plot("latent_plane", ui)
+    let mut plot = plane_plot("latent_plane", ui, scene.extent)
         .allow_drag(!shift && !near_handle && !view.dragging_handle)
         .allow_double_click_reset(true);
     if view.reset {
@@ -659,10 +662,10 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
     // Legend.
     if let Some(s) = state.main.snapshot.as_ref() {
         ui.horizontal_wrapped(|ui| {
-            for (label, name) in s.probe.class_names.iter().enumerate() {
+            for (name, [r, g, b, _]) in crate::scene::legend(&s.probe, state.settings.colour_by) {
                 ui.label(
                     egui::RichText::new(name)
-                        .color(class_color32(label as u8, 255))
+                        .color(Color32::from_rgb(r, g, b))
                         .strong(),
                 );
             }
