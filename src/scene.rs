@@ -470,12 +470,19 @@ impl Scene {
             }
         );
         let legend = paint.legend(&snapshot.probe.class_names);
+        // Every class mean is in view too: the CVAE's codes move out to them as it trains.
+        let means_extent = class_means
+            .iter()
+            .map(|(p, _)| 1.15 * p[0].abs().max(p[1].abs()))
+            .fold(0.0f32, f32::max)
+            .min(12.0);
         let extent = view_extent(
             discs
                 .iter()
                 .map(|d| d.centre)
                 .chain(prior_points.iter().copied()),
-        );
+        )
+        .max(means_extent);
         Self {
             title,
             axes,

@@ -20,6 +20,10 @@ impl LatentAtlasApp {
             let ready = matches!(event, Event::Ready { .. });
             let failed = matches!(event, Event::Failed(_));
             self.state.apply(event);
+            if ready {
+                // A new run: the plane fits its first snapshot.
+                self.views.plane.reset = true;
+            }
             if ready && std::mem::take(&mut self.start_when_ready) {
                 worker.send(Command::Start);
             }

@@ -257,6 +257,15 @@ impl Session {
         for w in &data.warnings {
             out.send(Event::Notice(w.clone()));
         }
+        if data.train.is_colour()
+            && self.trainer.config().likelihood == crate::model::Likelihood::Bernoulli
+        {
+            out.send(Event::Notice(format!(
+                "{} is in colour: the Bernoulli likelihood takes its values in [0, 1] as targets, \
+                 which is not a normalised likelihood of colour; the Gaussian likelihood is",
+                data.name
+            )));
+        }
         out.send(Event::Ready {
             backend: self.backend.description.clone(),
             dataset: data.name.clone(),

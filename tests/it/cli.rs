@@ -26,31 +26,34 @@ pub(crate) fn write_mnist_subset(dir: &Path, n: usize) {
     std::fs::write(dir.join("train-labels-idx1-ubyte"), labels).unwrap();
 }
 
+/// Runs `train` with `args` on the dataset `data` into `out`, and checks that it succeeded.
+fn train_ok(data: &Path, out: &Path, args: &[&str]) -> std::process::Output {
+    let run = bin()
+        .arg("train")
+        .args(args)
+        .arg("--dataset")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    run
+}
+
 #[test]
 fn train_writes_every_file_and_eval_reloads_it() {
     let data_dir = tempfile::tempdir().unwrap();
     write_mnist_subset(data_dir.path(), 3000);
     let out = tempfile::tempdir().unwrap();
-    let status = bin()
-        .args([
-            "train",
-            "--epochs",
-            "1",
-            "--nll-samples",
-            "20",
-            "--nll-images",
-            "50",
-            "--dataset",
-        ])
-        .arg(data_dir.path())
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    let status = train_ok(
+        data_dir.path(),
+        out.path(),
+        &["--epochs", "1", "--nll-samples", "20", "--nll-images", "50"],
     );
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(stdout.contains("negative ELBO"), "{stdout}");
@@ -205,9 +208,10 @@ fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
         }
     }
     let out = tempfile::tempdir().unwrap();
-    let run = bin()
-        .args([
-            "train",
+    let run = train_ok(
+        data_dir.path(),
+        out.path(),
+        &[
             "--epochs",
             "3",
             "--batch-size",
@@ -216,20 +220,14 @@ fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
             "0",
             "--nll-samples",
             "0",
-            "--dataset",
-        ])
-        .arg(data_dir.path())
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
+        ],
     );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("of 16x16 in colour"), "{stderr}");
+    assert!(
+        stderr.contains("not a normalised likelihood of colour"),
+        "the Bernoulli likelihood on colour is pointed out: {stderr}"
+    );
     // The inputs and their reconstructions are drawn in colour: strongly red and strongly
     // blue pixels both appear.
     let recon = image::open(out.path().join("reconstructions.png"))
