@@ -76,6 +76,10 @@ pub struct TrainArgs {
     /// `mnist`, `fashion-mnist`, a folder of IDX files, or an image folder.
     #[arg(long, default_value_t = TrainConfig::default().dataset)]
     pub dataset: String,
+    /// Image folders: scale the images so that their larger side is this many pixels, 4 to
+    /// 64 (0: the most common size, capped at 64).
+    #[arg(long, default_value_t = 0)]
+    pub image_size: usize,
     /// Model family.
     #[arg(long, value_enum, default_value_t = TrainConfig::default().model)]
     pub model: ModelKind,
@@ -187,6 +191,7 @@ impl TrainArgs {
     pub fn config(&self) -> TrainConfig {
         TrainConfig {
             dataset: self.dataset.clone(),
+            image_size: self.image_size,
             model: self.model,
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
@@ -279,10 +284,10 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn load_dataset(spec: &str, seed: u64) -> anyhow::Result<Arc<Dataset>> {
+fn load_dataset(spec: &str, seed: u64, size: usize) -> anyhow::Result<Arc<Dataset>> {
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {spec}"));
     spinner.enable_steady_tick(std::time::Duration::from_millis(100));
-    let data = DatasetSpec::parse(spec).load(seed);
+    let data = DatasetSpec::parse(spec).load_sized(seed, size);
     spinner.finish_and_clear();
     let data = data?;
     for w in &data.warnings {
@@ -678,7 +683,11 @@ impl Driver {
 
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let info = checkpoint::read_info(&args.run)?;
-    let data = load_dataset(&info.config.dataset, info.config.seed)?;
+    let data = load_dataset(
+        &info.config.dataset,
+        info.config.seed,
+        info.config.image_size,
+    )?;
     let backend = select_backend(args.backend)?;
     let mut trainer = Trainer::from_checkpoint(&args.run, data, backend.device)?;
     let mut config = trainer.config().clone();

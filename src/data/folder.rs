@@ -35,6 +35,21 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// `max_side` caps the common size: the most common image size, scaled down so that neither
 /// side exceeds it. Files that do not decode are skipped and counted in a warning.
 pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Dataset, DataError> {
+    load_scaled(dir, name, seed, max_side, false)
+}
+
+/// [`load`] with the most common size scaled, up or down, so that its larger side is `side`.
+pub fn load_exact(dir: &Path, name: String, seed: u64, side: usize) -> Result<Dataset, DataError> {
+    load_scaled(dir, name, seed, side, true)
+}
+
+fn load_scaled(
+    dir: &Path,
+    name: String,
+    seed: u64,
+    max_side: usize,
+    upscale: bool,
+) -> Result<Dataset, DataError> {
     let entries = sorted_entries(dir)?;
     let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
     // (path, label) of every candidate file.
@@ -100,7 +115,11 @@ pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Data
                 .into(),
         });
     }
-    let (width, height) = common_size(decoded.iter().map(|(img, _)| img.dimensions()), max_side);
+    let sizes = decoded.iter().map(|(img, _)| img.dimensions());
+    let (width, height) = match upscale {
+        true => scaled_size(common_size(sizes, usize::MAX), max_side),
+        false => common_size(sizes, max_side),
+    };
     let colour = decoded.iter().any(|(img, _)| img.color().has_color());
     let channels = if colour { 3 } else { 1 };
     let mut set = ImageSet {
@@ -162,6 +181,15 @@ pub fn common_size(sizes: impl Iterator<Item = (u32, u32)>, max_side: usize) -> 
         .map_or((1, 1), |(size, _)| size);
     let (w, h) = (w as usize, h as usize);
     let scale = (max_side as f64 / w.max(h) as f64).min(1.0);
+    (
+        ((w as f64 * scale).round() as usize).max(1),
+        ((h as f64 * scale).round() as usize).max(1),
+    )
+}
+
+/// `(w, h)` scaled so that its larger side is `side` (the other at least 1).
+fn scaled_size((w, h): (usize, usize), side: usize) -> (usize, usize) {
+    let scale = side as f64 / w.max(h).max(1) as f64;
     (
         ((w as f64 * scale).round() as usize).max(1),
         ((h as f64 * scale).round() as usize).max(1),
@@ -245,6 +273,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_chosen_size_scales_images_up_or_down() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..3 {
+            save(&dir.path().join(format!("{i}.png")), 16, 12, 60);
+        }
+        let up = load_exact(dir.path(), "up".into(), 0, 32).unwrap();
+        assert_eq!((up.train.width, up.train.height), (32, 24));
+        let down = load_exact(dir.path(), "down".into(), 0, 8).unwrap();
+        assert_eq!((down.train.width, down.train.height), (8, 6));
+        assert_eq!(down.train.dim(), 48);
+        // IDX files and built-in data have a fixed size.
+        let refused = crate::data::DatasetSpec::parse("mnist").load_sized(0, 32);
+        assert!(refused.is_err_and(|e| e.to_string().contains("fixed image size")));
     }
 
     #[test]

@@ -283,9 +283,22 @@ impl DatasetSpec {
 
     /// Loads the dataset; `seed` fixes the held-out split when the source has no test split.
     pub fn load(&self, seed: u64) -> Result<Dataset, DataError> {
+        self.load_sized(seed, 0)
+    }
+
+    /// [`DatasetSpec::load`], with an image folder's images scaled so that their larger side
+    /// is `size` pixels (0: the most common size, capped at [`folder::MAX_SIDE`]). Sources of
+    /// a fixed size (built-in, IDX) refuse a size.
+    pub fn load_sized(&self, seed: u64, size: usize) -> Result<Dataset, DataError> {
         match self {
+            DatasetSpec::Builtin(b) if size > 0 => Err(DataError::NoData {
+                path: PathBuf::from(b.name()),
+                reason: format!(
+                    "a built-in dataset has a fixed image size; an image size ({size}) applies to image folders"
+                ),
+            }),
             DatasetSpec::Builtin(b) => b.load(seed),
-            DatasetSpec::Path(path) => load_path(path, seed),
+            DatasetSpec::Path(path) => load_path_sized(path, seed, size),
         }
     }
 }
@@ -304,6 +317,11 @@ pub const HOLD_OUT_FRACTION: f64 = 0.1;
 
 /// Loads a directory: IDX files when it holds any, otherwise an image folder.
 pub fn load_path(path: &Path, seed: u64) -> Result<Dataset, DataError> {
+    load_path_sized(path, seed, 0)
+}
+
+/// [`load_path`] with an image size for an image folder (see [`DatasetSpec::load_sized`]).
+pub fn load_path_sized(path: &Path, seed: u64, size: usize) -> Result<Dataset, DataError> {
     let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
         path: path.to_owned(),
         source,
@@ -319,7 +337,14 @@ pub fn load_path(path: &Path, seed: u64) -> Result<Dataset, DataError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     match idx::find_pairs(path)? {
+        Some(_) if size > 0 => Err(DataError::NoData {
+            path: path.to_owned(),
+            reason: format!(
+                "holds IDX files, whose image size is fixed; an image size ({size}) applies to image folders"
+            ),
+        }),
         Some(files) => idx::load_dir(&files, name, path, seed),
+        None if size > 0 => folder::load_exact(path, name, seed, size),
         None => folder::load(path, name, seed, folder::MAX_SIDE),
     }
 }

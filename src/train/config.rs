@@ -349,8 +349,11 @@ impl AdversarialParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrainConfig {
-    /// The dataset: `mnist`, `fashion-mnist` or a path.
+    /// The dataset: `mnist`, `fashion-mnist`, `shapes` or a path.
     pub dataset: String,
+    /// An image folder's images scaled so that their larger side is this many pixels (0: the
+    /// most common size, capped at 64).
+    pub image_size: usize,
     /// The model family.
     pub model: ModelKind,
     /// Dimension of the latent space.
@@ -395,6 +398,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             dataset: "mnist".into(),
+            image_size: 0,
             model: ModelKind::Vae,
             latent_dim: 2,
             hidden: vec![512, 256],
@@ -549,6 +553,13 @@ impl TrainConfig {
             }
         }
         self.schedule.validate()?;
+        if self.image_size != 0 && !(4..=crate::data::folder::MAX_SIDE).contains(&self.image_size) {
+            return Err(format!(
+                "the image size must be 4 to {} pixels (or 0: from the data), not {}",
+                crate::data::folder::MAX_SIDE,
+                self.image_size
+            ));
+        }
         if self.schedule.is_on() && self.model.draws().adversarial {
             return Err(format!(
                 "the validation schedule follows a likelihood, and the {} is trained adversarially",

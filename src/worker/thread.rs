@@ -178,7 +178,7 @@ fn build(
         Some(d) => d,
         None => Arc::new(
             DatasetSpec::parse(&config.dataset)
-                .load(config.seed)
+                .load_sized(config.seed, config.image_size)
                 .map_err(|e| e.to_string())?,
         ),
     };
@@ -369,10 +369,14 @@ impl Session {
             Command::Save(dir) => self.save(dir, out),
             Command::Load(dir) => {
                 let result = crate::train::checkpoint::read_info(&dir).and_then(|info| {
-                    let data = match info.config.dataset == self.trainer.config().dataset {
+                    let now = self.trainer.config();
+                    let same = info.config.dataset == now.dataset
+                        && info.config.image_size == now.image_size;
+                    let data = match same {
                         true => self.trainer.data().clone(),
                         false => Arc::new(
-                            DatasetSpec::parse(&info.config.dataset).load(info.config.seed)?,
+                            DatasetSpec::parse(&info.config.dataset)
+                                .load_sized(info.config.seed, info.config.image_size)?,
                         ),
                     };
                     Trainer::from_checkpoint(&dir, data, self.backend.device.clone())
