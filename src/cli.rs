@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Train a model headlessly and write metrics, a checkpoint and images into a folder.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Reload a run's checkpoint and print its test metrics.
     Eval(EvalArgs),
     /// Measure training throughput and decoding latency.
