@@ -300,14 +300,15 @@ fn load_dataset(spec: &str, seed: u64, size: usize) -> anyhow::Result<Arc<Datase
         data.test.len(),
         data.train.width,
         data.train.height,
-        if data.train.is_colour() {
-            "in colour"
-        } else {
-            "grey"
-        },
+        colour_word(data.train.channels),
         data.class_names.len()
     );
     Ok(Arc::new(data))
+}
+
+/// How `train` and `eval` name images of `channels` channels.
+fn colour_word(channels: usize) -> &'static str {
+    if channels == 3 { "in colour" } else { "grey" }
 }
 
 fn select_backend(choice: BackendChoice) -> anyhow::Result<crate::backend::Backend> {
@@ -578,7 +579,7 @@ impl Driver {
                 self.say(|| {
                     eprintln!(
                         "dataset {dataset}: {train_len} training and {test_len} test images of {width}x{height} {}, {classes} classes",
-                        if *channels == 3 { "in colour" } else { "grey" }
+                        colour_word(*channels)
                     );
                     eprintln!("backend: {backend}");
                 });

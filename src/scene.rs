@@ -82,8 +82,9 @@ impl<'a> Paint<'a> {
         match f.kind {
             FactorKind::Categorical(_) => class_color(v.round().max(0.0) as u8),
             FactorKind::Circular(period) => {
-                let [r, g, b] = hue_rgb(v / period);
-                [r, g, b, 255]
+                let byte = |c: f32| (c * 255.0).round() as u8;
+                let [r, g, b] = crate::data::shapes::hue_rgb(v / period);
+                [byte(r), byte(g), byte(b), 255]
             }
             FactorKind::Linear => {
                 let (lo, hi) = self.range;
@@ -123,22 +124,6 @@ impl<'a> Paint<'a> {
                 })
                 .collect(),
         }
-    }
-}
-
-/// A full-saturation colour of hue `h` (turns; any real number).
-fn hue_rgb(h: f32) -> [u8; 3] {
-    let h6 = h.rem_euclid(1.0) * 6.0;
-    let f = h6.fract();
-    let byte = |v: f32| (v * 255.0).round() as u8;
-    let (a, b) = (byte(1.0 - f), byte(f));
-    match h6 as usize {
-        0 => [255, b, 0],
-        1 => [a, 255, 0],
-        2 => [0, 255, b],
-        3 => [0, a, 255],
-        4 => [b, 0, 255],
-        _ => [255, 0, a],
     }
 }
 

@@ -180,11 +180,10 @@ pub fn common_size(sizes: impl Iterator<Item = (u32, u32)>, max_side: usize) -> 
         .max_by_key(|&(_, (count, order))| (count, std::cmp::Reverse(order)))
         .map_or((1, 1), |(size, _)| size);
     let (w, h) = (w as usize, h as usize);
-    let scale = (max_side as f64 / w.max(h) as f64).min(1.0);
-    (
-        ((w as f64 * scale).round() as usize).max(1),
-        ((h as f64 * scale).round() as usize).max(1),
-    )
+    match w.max(h) > max_side {
+        true => scaled_size((w, h), max_side),
+        false => (w, h),
+    }
 }
 
 /// `(w, h)` scaled so that its larger side is `side` (the other at least 1).

@@ -99,7 +99,7 @@ impl Factors {
 
     /// The colour at full coverage.
     pub fn rgb(&self) -> [f32; 3] {
-        hsv_to_rgb(self.hue, 1.0, 1.0)
+        hue_rgb(self.hue)
     }
 }
 
@@ -123,19 +123,19 @@ fn inside(shape: u8, u: f32, v: f32) -> bool {
     }
 }
 
-/// A full-saturation colour from a hue in [0, 1].
-fn hsv_to_rgb(h: f32, s: f32, v: f32) -> [f32; 3] {
-    let h6 = (h.rem_euclid(1.0)) * 6.0;
+/// The full-saturation, full-value colour of hue `h` (in turns; any real number), channels
+/// in [0, 1]. The plane's colour wheel for circular factors uses it too.
+pub fn hue_rgb(h: f32) -> [f32; 3] {
+    let h6 = h.rem_euclid(1.0) * 6.0;
     let sector = (h6.floor() as usize).min(5);
     let f = h6 - sector as f32;
-    let (p, q, t) = (v * (1.0 - s), v * (1.0 - s * f), v * (1.0 - s * (1.0 - f)));
     match sector {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
+        0 => [1.0, f, 0.0],
+        1 => [1.0 - f, 1.0, 0.0],
+        2 => [0.0, 1.0, f],
+        3 => [0.0, 1.0 - f, 1.0],
+        4 => [f, 0.0, 1.0],
+        _ => [1.0, 0.0, 1.0 - f],
     }
 }
 

@@ -30,38 +30,45 @@ pub fn factor_readout(mu: &[f32], d: usize, factors: &[f32], info: &[Factor]) ->
     // Alternate samples: even ones fit, odd ones test.
     let fit: Vec<usize> = (0..n).step_by(2).collect();
     let test: Vec<usize> = (1..n).step_by(2).collect();
-    let row = |i: usize| -> Vec<f64> {
-        let mut r: Vec<f64> = mu[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect();
-        r.push(1.0);
-        r
-    };
-    let solver = Solver::new(&fit.iter().map(|&i| row(i)).collect::<Vec<_>>());
+    // Each sample's code with a 1 for the intercept.
+    let rows: Vec<Vec<f64>> = (0..n)
+        .map(|i| {
+            let mut r: Vec<f64> = mu[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect();
+            r.push(1.0);
+            r
+        })
+        .collect();
+    let solver = Solver::new(&fit.iter().map(|&i| rows[i].clone()).collect::<Vec<_>>());
     info.iter()
         .enumerate()
         .map(|(j, factor)| {
-            let value = |i: usize| factors[i * k + j] as f64;
-            let targets: Vec<Box<dyn Fn(usize) -> f64 + '_>> = match factor.kind {
-                FactorKind::Linear => vec![Box::new(value)],
+            let values: Vec<f64> = (0..n).map(|i| factors[i * k + j] as f64).collect();
+            // What is fitted, each over every sample.
+            let targets: Vec<Vec<f64>> = match factor.kind {
+                FactorKind::Linear => vec![values.clone()],
                 FactorKind::Circular(period) => {
                     let w = std::f64::consts::TAU / period as f64;
                     vec![
-                        Box::new(move |i| (w * value(i)).cos()),
-                        Box::new(move |i| (w * value(i)).sin()),
+                        values.iter().map(|v| (w * v).cos()).collect(),
+                        values.iter().map(|v| (w * v).sin()).collect(),
                     ]
                 }
                 FactorKind::Categorical(c) => (0..c)
                     .map(|c| {
-                        Box::new(move |i| f64::from(value(i).round() as usize == c))
-                            as Box<dyn Fn(usize) -> f64>
+                        values
+                            .iter()
+                            .map(|v| f64::from(v.round() as usize == c))
+                            .collect()
                     })
                     .collect(),
             };
+            // Each target's prediction on the test half.
             let predictions: Vec<Vec<f64>> = targets
                 .iter()
                 .map(|t| {
-                    let w = solver.solve(&fit.iter().map(|&i| t(i)).collect::<Vec<_>>());
+                    let w = solver.solve(&fit.iter().map(|&i| t[i]).collect::<Vec<_>>());
                     test.iter()
-                        .map(|&i| row(i).iter().zip(&w).map(|(a, b)| a * b).sum())
+                        .map(|&i| rows[i].iter().zip(&w).map(|(a, b)| a * b).sum())
                         .collect()
                 })
                 .collect();
@@ -73,7 +80,7 @@ pub fn factor_readout(mu: &[f32], d: usize, factors: &[f32], info: &[Factor]) ->
                         .filter(|&(r, &i)| {
                             let best = (0..predictions.len())
                                 .max_by(|&a, &b| predictions[a][r].total_cmp(&predictions[b][r]));
-                            best == Some(value(i).round() as usize)
+                            best == Some(values[i].round() as usize)
                         })
                         .count();
                     right as f64 / test.len() as f64
@@ -83,7 +90,7 @@ pub fn factor_readout(mu: &[f32], d: usize, factors: &[f32], info: &[Factor]) ->
                         .iter()
                         .zip(&predictions)
                         .map(|(t, p)| {
-                            let y: Vec<f64> = test.iter().map(|&i| t(i)).collect();
+                            let y: Vec<f64> = test.iter().map(|&i| t[i]).collect();
                             r_squared(&y, p)
                         })
                         .sum();

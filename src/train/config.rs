@@ -633,6 +633,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_minibatch_spread_setting_reaches_the_discriminator() {
+        let width = |minibatch_std| {
+            let mut config = TrainConfig::default();
+            config.set_model(ModelKind::Gan);
+            config.adversarial.minibatch_std = minibatch_std;
+            match config.build_model(12, 1, &Device::flex()) {
+                Model::Gan(g) => g.disc.output.weight.dims()[0],
+                _ => unreachable!("a GAN was asked for"),
+            }
+        };
+        // The last hidden width is 256; the spread is one more input to the logit.
+        assert_eq!(width(false), 256);
+        assert_eq!(width(true), 257);
+    }
+
+    #[test]
     fn the_class_means_spread_is_bounded() {
         let with = |class_mean_spread| TrainConfig {
             model: ModelKind::Cvae,
