@@ -146,7 +146,9 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
     let device = device.clone().autodiff();
     device.seed(0);
     let config = reference_config();
-    let mut model = config.vae_config(784).init(&device);
+    let mut model = config
+        .vae_config(crate::model::ImageShape::new(1, 28, 28))
+        .init(&device);
     let mut optim = crate::fused::FusedAdam::default().init();
     let mut rng = Rng::new(0);
     let order = EpochOrder::shuffled(data.train.len(), 128, &mut rng);

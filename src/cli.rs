@@ -14,8 +14,8 @@ use crate::evaluator::Scores;
 use crate::export::csv;
 use crate::export::folder::{self, ViewChoices};
 use crate::fsio::atomic_write;
-use crate::model::Likelihood;
 use crate::model::adversarial::AliLoss;
+use crate::model::{Arch, Likelihood};
 use crate::run::RunView;
 use crate::train::{
     AdversarialParams, HyperParams, ModelKind, Schedule, TestMetrics, TrainConfig, Trainer,
@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Model family.
     #[arg(long, value_enum, default_value_t = TrainConfig::default().model)]
     pub model: ModelKind,
+    /// The networks around the latent space.
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub arch: Arch,
     /// Latent dimension.
     #[arg(long, default_value_t = TrainConfig::default().latent_dim)]
     pub latent_dim: usize,
@@ -193,6 +196,7 @@ impl TrainArgs {
             dataset: self.dataset.clone(),
             image_size: self.image_size,
             model: self.model,
+            arch: self.arch,
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
             likelihood: match self.likelihood {

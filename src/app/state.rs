@@ -460,6 +460,7 @@ mod tests {
                 flow: None,
                 width: 1,
                 height: 1,
+                up: None,
             }),
             run: 1,
             family: crate::train::ModelKind::Vae,

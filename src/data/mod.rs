@@ -181,6 +181,11 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
+    /// The images' shape.
+    pub fn shape(&self) -> crate::model::ImageShape {
+        crate::model::ImageShape::new(self.channels, self.height, self.width)
+    }
+
     /// Values per image: pixels times channels.
     pub fn dim(&self) -> usize {
         self.width * self.height * self.channels.max(1)

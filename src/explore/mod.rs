@@ -9,5 +9,5 @@ pub mod geometry;
 pub mod projection;
 pub mod samples;
 
-pub use decoder::{Dense, PlainDecoder};
+pub use decoder::{Dense, PlainConvT, PlainDecoder, PlainGroupNorm, PlainUp};
 pub use flow::{PlainCoupling, PlainFlow};

@@ -1,4 +1,5 @@
-//! What the adversarial families share (seeds/004): an MLP discriminator that outputs a logit,
+//! What the adversarial families share (seeds/004): a discriminator that outputs a logit (an
+//! MLP, or strided convolutions into one dense layer),
 //! and the losses, written on logits so that `-log D = -log sigmoid(l)` and
 //! `-log (1 - D) = -log sigmoid(-l)` stay finite.
 
@@ -9,6 +10,7 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::conv::{ConvDown, ConvPlan, ImageShape};
 use crate::fused::{Activation, linear, linear_dropout};
 
 /// Shape of a [`Discriminator`].
@@ -29,15 +31,29 @@ pub struct DiscriminatorConfig {
     /// discriminator can see collapse and the generator is pushed to spread its samples.
     #[config(default = false)]
     pub minibatch_std: bool,
+    /// Strided convolutions over the image columns (the first `shape.dim()` of each row) in
+    /// front of the hidden layers; the remaining columns (ALI's code) join the features.
+    #[config(default = "None")]
+    pub conv: Option<ImageShape>,
 }
 
 impl DiscriminatorConfig {
     /// A freshly initialised discriminator.
     pub fn init(&self, device: &Device) -> Discriminator {
-        let mut widths = vec![self.input];
-        widths.extend(&self.hidden);
-        let last = *widths.last().unwrap_or(&self.input);
+        let plan = self.conv.map(ConvPlan::new);
+        let (first, hidden) = match &plan {
+            None => (self.input, self.hidden.as_slice()),
+            // The convolutions replace all but the last hidden layer.
+            Some(plan) => (
+                plan.encoded_features() + self.input.saturating_sub(plan.shape.dim()),
+                self.hidden.last().map(std::slice::from_ref).unwrap_or(&[]),
+            ),
+        };
+        let mut widths = vec![first];
+        widths.extend(hidden);
+        let last = *widths.last().unwrap_or(&first);
         Discriminator {
+            conv: plan.map(|p| p.down(true, device)),
             layers: widths
                 .windows(2)
                 .map(|w| LinearConfig::new(w[0], w[1]).init(device))
@@ -52,6 +68,8 @@ impl DiscriminatorConfig {
 /// An MLP that tells real from generated: `D(v) = sigmoid(logit(v))`.
 #[derive(Module, Debug)]
 pub struct Discriminator {
+    /// Convolutions in front of the hidden layers (the convolutional architecture).
+    pub conv: Option<ConvDown>,
     /// Hidden layers.
     pub layers: Vec<Linear>,
     /// The logit.
@@ -78,6 +96,10 @@ impl Discriminator {
     /// # Shapes
     ///   v `[groups * n, input]` -> `[groups * n]`
     pub fn grouped_logits(&self, v: Tensor<2>, groups: usize) -> Tensor<1> {
+        let v = match &self.conv {
+            Some(conv) => conv.forward(v),
+            None => v,
+        };
         let mut h = self.layers.iter().fold(v, |h, l| {
             linear_dropout(l, h, Activation::LeakyRelu(0.2), &self.dropout)
         });

@@ -1,17 +1,22 @@
 //! The MLPs around the latent space, as separate modules so that a family holds only what it
 //! uses: a [`GaussianEncoder`] (mean and log-variance heads) for the VAE family, a
 //! [`PointEncoder`] (one code per image) for the AE, the f-VAE's centre E(x), the AAE and ALI,
-//! and a [`Decoder`] (the GAN's generator) for all of them. ReLU after every hidden layer.
+//! and a [`Decoder`] (the GAN's generator) for all of them. ReLU after every hidden layer. With
+//! the convolutional architecture ([`super::conv`]) a stack of strided convolutions sits in front
+//! of an encoder's dense layers and a stack of transposed ones after a decoder's.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use super::conv::{ConvDown, ConvPlan, ConvUp, ImageShape};
 use crate::fused::{Activation, linear};
 
 /// Encoder with two heads: the posterior mean and log-variance.
 #[derive(Module, Debug)]
 pub struct GaussianEncoder {
+    /// Convolutions in front of the hidden layers (the convolutional architecture).
+    pub conv: Option<ConvDown>,
     /// Hidden layers.
     pub layers: Vec<Linear>,
     /// Head giving the posterior mean.
@@ -26,7 +31,7 @@ impl GaussianEncoder {
     /// # Shapes
     ///   x `[batch, pixels]` -> (mu, logvar) `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = hidden(&self.layers, x);
+        let h = hidden(&self.layers, down(&self.conv, x));
         (
             linear(&self.mu, h.clone(), Activation::Identity),
             linear(&self.logvar, h, Activation::Identity),
@@ -37,6 +42,8 @@ impl GaussianEncoder {
 /// Deterministic encoder: one code per image.
 #[derive(Module, Debug)]
 pub struct PointEncoder {
+    /// Convolutions in front of the hidden layers (the convolutional architecture).
+    pub conv: Option<ConvDown>,
     /// Hidden layers.
     pub layers: Vec<Linear>,
     /// Head giving the code.
@@ -49,7 +56,11 @@ impl PointEncoder {
     /// # Shapes
     ///   x `[batch, pixels]` -> `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        linear(&self.code, hidden(&self.layers, x), Activation::Identity)
+        linear(
+            &self.code,
+            hidden(&self.layers, down(&self.conv, x)),
+            Activation::Identity,
+        )
     }
 
     /// The code (what [`Encoder::mean`] is for a Gaussian encoder).
@@ -118,8 +129,10 @@ impl Encoder {
 pub struct Decoder {
     /// Hidden layers.
     pub layers: Vec<Linear>,
-    /// Output layer giving logits per pixel.
+    /// Output layer: logits per pixel, or with `up` the first feature map (through ReLU).
     pub output: Linear,
+    /// Transposed convolutions after the output layer (the convolutional architecture).
+    pub up: Option<ConvUp>,
 }
 
 impl Decoder {
@@ -134,13 +147,33 @@ impl Decoder {
     /// The decoder with `act` applied to its output: `Activation::Sigmoid` gives the mean
     /// image in one fused pass.
     pub fn forward_with(&self, z: Tensor<2>, act: Activation) -> Tensor<2> {
-        linear(&self.output, hidden(&self.layers, z), act)
+        let h = hidden(&self.layers, z);
+        match &self.up {
+            None => linear(&self.output, h, act),
+            Some(up) => {
+                let logits = up.forward(linear(&self.output, h, Activation::Relu));
+                use burn::tensor::activation as a;
+                match act {
+                    Activation::Identity => logits,
+                    Activation::Relu => a::relu(logits),
+                    Activation::LeakyRelu(slope) => a::leaky_relu(logits, slope.into()),
+                    Activation::Sigmoid => a::sigmoid(logits),
+                }
+            }
+        }
     }
 
     /// Dimension of the latent space it decodes.
     pub fn latent_dim(&self) -> usize {
         let first = self.layers.first().unwrap_or(&self.output);
         first.weight.dims()[0]
+    }
+}
+
+fn down(conv: &Option<ConvDown>, x: Tensor<2>) -> Tensor<2> {
+    match conv {
+        Some(conv) => conv.forward(x),
+        None => x,
     }
 }
 
@@ -155,17 +188,50 @@ fn hidden(layers: &[Linear], x: Tensor<2>) -> Tensor<2> {
 /// order (encoder layers, decoder layers, `heads` encoder heads, the output layer) so a seed
 /// gives the same weights to every family that shares a layer. PyTorch's default
 /// initialisation: U(-k, k), k = 1/sqrt(fan_in).
+///
+/// With `conv` (the convolutional architecture for images of that shape) the encoder starts
+/// with the plan's strided convolutions and keeps one dense layer of the last hidden width; the
+/// decoder mirrors that and ends in the transposed convolutions.
+pub(super) struct Nets {
+    /// The encoder's convolutions.
+    pub conv: Option<ConvDown>,
+    /// The encoder's hidden layers.
+    pub encoder: Vec<Linear>,
+    /// The encoder's heads, each from the last hidden width to the latent dimension.
+    pub heads: Vec<Linear>,
+    /// The decoder.
+    pub decoder: Decoder,
+}
+
 pub(super) fn layers(
     input_dim: usize,
     hidden: &[usize],
     latent_dim: usize,
     heads: usize,
+    conv: Option<ImageShape>,
     device: &Device,
-) -> (Vec<Linear>, Vec<Linear>, Decoder) {
+) -> Nets {
     let layer = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
-    let mut widths = vec![input_dim];
+    let plan = conv.map(ConvPlan::new);
+    let conv_hidden: Vec<usize>;
+    let (features, hidden, image_out) = match &plan {
+        None => (input_dim, hidden, input_dim),
+        Some(plan) => {
+            conv_hidden = hidden.last().map(|&w| vec![w]).unwrap_or_default();
+            (
+                plan.encoded_features(),
+                conv_hidden.as_slice(),
+                plan.base_features(),
+            )
+        }
+    };
+    let encoder_conv = match heads {
+        0 => None,
+        _ => plan.as_ref().map(|p| p.down(false, device)),
+    };
+    let mut widths = vec![features];
     widths.extend(hidden);
-    let last = *widths.last().unwrap_or(&input_dim);
+    let last = *widths.last().unwrap_or(&features);
     let encoder = match heads {
         0 => Vec::new(),
         _ => widths.windows(2).map(|w| layer(w[0], w[1])).collect(),
@@ -177,7 +243,13 @@ pub(super) fn layers(
     let heads = (0..heads).map(|_| layer(last, latent_dim)).collect();
     let decoder = Decoder {
         layers: decoder_layers,
-        output: layer(decoder_last, input_dim),
+        output: layer(decoder_last, image_out),
+        up: plan.as_ref().map(|p| p.up(device)),
     };
-    (encoder, heads, decoder)
+    Nets {
+        conv: encoder_conv,
+        encoder,
+        heads,
+        decoder,
+    }
 }

@@ -8,6 +8,7 @@ use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::conv::ImageShape;
 use super::losses;
 use super::nets::{self, Decoder, GaussianEncoder, PointEncoder};
 
@@ -55,6 +56,9 @@ pub struct VaeConfig {
     /// Dimension of the latent space.
     #[config(default = 2)]
     pub latent_dim: usize,
+    /// Convolutional networks for images of this shape (dense ones when `None`).
+    #[config(default = "None")]
+    pub conv: Option<ImageShape>,
 }
 
 impl VaeConfig {
@@ -66,23 +70,43 @@ impl VaeConfig {
 
     /// A Gaussian encoder and a decoder.
     pub fn gaussian(&self, device: &Device) -> (GaussianEncoder, Decoder) {
-        let (layers, heads, decoder) =
-            nets::layers(self.input_dim, &self.hidden, self.latent_dim, 2, device);
-        let [mu, logvar]: [Linear; 2] = heads.try_into().expect("two heads were built");
-        (GaussianEncoder { layers, mu, logvar }, decoder)
+        let nets = self.nets(2, device);
+        let [mu, logvar]: [Linear; 2] = nets.heads.try_into().expect("two heads were built");
+        let encoder = GaussianEncoder {
+            conv: nets.conv,
+            layers: nets.encoder,
+            mu,
+            logvar,
+        };
+        (encoder, nets.decoder)
     }
 
     /// A deterministic encoder and a decoder.
     pub fn point(&self, device: &Device) -> (PointEncoder, Decoder) {
-        let (layers, heads, decoder) =
-            nets::layers(self.input_dim, &self.hidden, self.latent_dim, 1, device);
-        let [code]: [Linear; 1] = heads.try_into().expect("one head was built");
-        (PointEncoder { layers, code }, decoder)
+        let nets = self.nets(1, device);
+        let [code]: [Linear; 1] = nets.heads.try_into().expect("one head was built");
+        let encoder = PointEncoder {
+            conv: nets.conv,
+            layers: nets.encoder,
+            code,
+        };
+        (encoder, nets.decoder)
     }
 
     /// A decoder alone (a generator).
     pub fn generator(&self, device: &Device) -> Decoder {
-        nets::layers(self.input_dim, &self.hidden, self.latent_dim, 0, device).2
+        self.nets(0, device).decoder
+    }
+
+    fn nets(&self, heads: usize, device: &Device) -> nets::Nets {
+        nets::layers(
+            self.input_dim,
+            &self.hidden,
+            self.latent_dim,
+            heads,
+            self.conv,
+            device,
+        )
     }
 }
 

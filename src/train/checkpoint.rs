@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
 use crate::fsio::atomic_write;
-use crate::model::Model;
+use crate::model::{ImageShape, Model};
 
 /// File name of the weights inside a run folder.
 pub const MODEL_FILE: &str = "model.bpk";
@@ -46,6 +46,14 @@ pub struct RunInfo {
     pub epoch: usize,
     /// The backend that trained it.
     pub backend: String,
+}
+
+impl RunInfo {
+    /// The shape of the images the model was built for.
+    pub fn shape(&self) -> ImageShape {
+        let pixels = (self.width * self.height).max(1);
+        ImageShape::new(self.input_dim / pixels, self.height, self.width)
+    }
 }
 
 /// Writes the weights and the run description into `dir`.
@@ -99,7 +107,7 @@ pub fn load_model(
     // takes from the device's shared random stream.
     let model = {
         let _rng = crate::backend::device_rng_lock();
-        let model = info.config.build_model(info.input_dim, classes, device);
+        let model = info.config.build_model(info.shape(), classes, device);
         crate::backend::initialise_now(&model);
         model
     };

@@ -7,7 +7,9 @@ use burn::tensor::Device;
 
 use crate::model::adversarial::{AliLoss, DiscriminatorConfig};
 use crate::model::nets::Encoder;
-use crate::model::{Aae, Ae, Ali, BnVae, Cvae, FVae, Gan, Likelihood, Model, VaeConfig};
+use crate::model::{
+    Aae, Ae, Ali, Arch, BnVae, Cvae, FVae, Gan, ImageShape, Likelihood, Model, VaeConfig,
+};
 
 /// A model family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,6 +358,8 @@ pub struct TrainConfig {
     pub image_size: usize,
     /// The model family.
     pub model: ModelKind,
+    /// The networks around the latent space: dense, or convolutional.
+    pub arch: Arch,
     /// Dimension of the latent space.
     pub latent_dim: usize,
     /// Widths of the encoder's hidden layers (the decoder mirrors them).
@@ -400,6 +404,7 @@ impl Default for TrainConfig {
             dataset: "mnist".into(),
             image_size: 0,
             model: ModelKind::Vae,
+            arch: Arch::Mlp,
             latent_dim: 2,
             hidden: vec![512, 256],
             likelihood: Likelihood::Bernoulli,
@@ -430,22 +435,31 @@ impl TrainConfig {
         }
     }
 
-    /// The model shape for images of `input_dim` pixels.
-    pub fn vae_config(&self, input_dim: usize) -> VaeConfig {
-        VaeConfig::new(input_dim)
+    /// The model shape for images of `shape`.
+    pub fn vae_config(&self, shape: ImageShape) -> VaeConfig {
+        VaeConfig::new(shape.dim())
             .with_hidden(self.hidden.clone())
             .with_latent_dim(self.latent_dim)
+            .with_conv(self.conv_shape(shape))
     }
 
-    /// A freshly initialised model of the configured family for images of `input_dim` pixels
-    /// and `classes` classes.
-    pub fn build_model(&self, input_dim: usize, classes: usize, device: &Device) -> Model {
-        let nets = self.vae_config(input_dim);
+    /// The image shape the convolutions are built for (`None` for dense networks).
+    fn conv_shape(&self, shape: ImageShape) -> Option<ImageShape> {
+        (self.arch == Arch::Conv).then_some(shape)
+    }
+
+    /// A freshly initialised model of the configured family for images of `shape` and
+    /// `classes` classes.
+    pub fn build_model(&self, shape: ImageShape, classes: usize, device: &Device) -> Model {
+        let input_dim = shape.dim();
+        let nets = self.vae_config(shape);
         let d = self.latent_dim;
-        let disc = |inputs: usize| {
+        // The AAE's discriminator judges codes alone: dense whatever the architecture.
+        let disc = |inputs: usize, image: bool| {
             DiscriminatorConfig::new(inputs)
                 .with_hidden(self.hidden.clone())
                 .with_minibatch_std(self.adversarial.minibatch_std)
+                .with_conv(self.conv_shape(shape).filter(|_| image))
                 .init(device)
         };
         match self.model {
@@ -465,14 +479,14 @@ impl TrainConfig {
             ModelKind::FVae => Model::FVae(FVae::new(&nets, self.flow_layers, device)),
             ModelKind::Gan => Model::Gan(Gan {
                 generator: nets.generator(device),
-                disc: disc(input_dim),
+                disc: disc(input_dim, true),
             }),
             ModelKind::Aae => {
                 let (encoder, decoder) = nets.point(device);
                 Model::Aae(Aae {
                     encoder,
                     decoder,
-                    disc: disc(d),
+                    disc: disc(d, false),
                 })
             }
             ModelKind::Ali => {
@@ -489,7 +503,7 @@ impl TrainConfig {
                 Model::Ali(Ali {
                     encoder,
                     decoder,
-                    disc: disc(input_dim + d),
+                    disc: disc(input_dim + d, true),
                 })
             }
         }
@@ -638,7 +652,7 @@ mod tests {
             let mut config = TrainConfig::default();
             config.set_model(ModelKind::Gan);
             config.adversarial.minibatch_std = minibatch_std;
-            match config.build_model(12, 1, &Device::flex()) {
+            match config.build_model(ImageShape::new(1, 3, 4), 1, &Device::flex()) {
                 Model::Gan(g) => g.disc.output.weight.dims()[0],
                 _ => unreachable!("a GAN was asked for"),
             }

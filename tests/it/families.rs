@@ -9,7 +9,7 @@ use burn::tensor::Device;
 use latent_atlas::data::Dataset;
 use latent_atlas::data::batch::{to_tensor, to_vec};
 use latent_atlas::data::builtin::Builtin;
-use latent_atlas::model::Likelihood;
+use latent_atlas::model::{ImageShape, Likelihood};
 use latent_atlas::scene::{Scene, SceneOptions};
 use latent_atlas::train::{
     AdversarialParams, ModelKind, PosteriorShape, TrainConfig, Trainer, checkpoint,
@@ -326,7 +326,7 @@ fn each_family_holds_only_the_networks_it_uses() {
     let own = |kind: ModelKind| {
         let mut c = config(kind);
         c.set_model(kind);
-        let model = c.build_model(pixels, 10, &device);
+        let model = c.build_model(ImageShape::new(1, 28, 28), 10, &device);
         model.num_params() - model.discriminator().map_or(0, |m| m.num_params())
     };
     assert_eq!(own(ModelKind::Gan), decoder, "the GAN is a generator alone");

@@ -6,6 +6,7 @@ mod support;
 
 mod backend;
 mod cli;
+mod conv;
 mod families;
 mod training;
 mod ui;

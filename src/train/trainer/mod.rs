@@ -174,6 +174,18 @@ impl Trainer {
                 data.name
             )));
         }
+        let shape = data.train.shape();
+        if config.arch == crate::model::Arch::Conv
+            && shape.width.min(shape.height) < crate::model::conv::MIN_SIDE
+        {
+            return Err(TrainError::Config(format!(
+                "the convolutional networks need images of at least {0}x{0} pixels, and {1} has {2}x{3}",
+                crate::model::conv::MIN_SIDE,
+                data.name,
+                shape.width,
+                shape.height
+            )));
+        }
         if config.model.draws().batch_statistics && data.train.len() < 2 {
             return Err(TrainError::Config(format!(
                 "the {} normalises over the batch and {} has fewer than two training images",
@@ -189,7 +201,7 @@ impl Trainer {
         let model = {
             let _rng = crate::backend::device_rng_lock();
             device.seed(config.seed);
-            let model = config.build_model(data.dim(), class_count(&data), &device);
+            let model = config.build_model(data.train.shape(), class_count(&data), &device);
             crate::backend::initialise_now(&model);
             model
         };
@@ -203,13 +215,18 @@ impl Trainer {
         device: Device,
     ) -> anyhow::Result<Self> {
         let info = checkpoint::read_info(dir)?;
-        if info.input_dim != data.dim() {
+        if info.input_dim != data.dim() || info.shape() != data.train.shape() {
+            let shape = data.train.shape();
             anyhow::bail!(
-                "{}: the model expects {} pixels per image but {} has {}",
+                "{}: the model expects {}x{} images with {} channels but {} has {}x{} with {}",
                 dir.display(),
-                info.input_dim,
+                info.width,
+                info.height,
+                info.shape().channels,
                 data.name,
-                data.dim()
+                shape.width,
+                shape.height,
+                shape.channels
             );
         }
         let device = device.autodiff();

@@ -10,8 +10,11 @@ use super::Trainer;
 use crate::data::Dataset;
 use crate::data::batch::{to_tensor, to_vec};
 use crate::explore::coverage::{self, Coverage};
-use crate::explore::{Dense, PlainCoupling, PlainDecoder, PlainFlow};
+use crate::explore::{
+    Dense, PlainConvT, PlainCoupling, PlainDecoder, PlainFlow, PlainGroupNorm, PlainUp,
+};
 use crate::model::Model;
+use crate::model::conv::ConvUp;
 use crate::model::flow::Flow;
 use crate::rng::Rng;
 use crate::train::snapshot::{FamilyView, OUTLINE_POINTS, Probe, Snapshot};
@@ -94,6 +97,45 @@ pub fn plain_decoder(model: &Model, width: usize, height: usize) -> PlainDecoder
         flow: None,
         width,
         height,
+        up: model.decoder().up.as_ref().map(plain_up),
+    }
+}
+
+/// Copies a decoder's transposed convolutions and group norms into plain data.
+pub fn plain_up(up: &ConvUp) -> PlainUp {
+    let stages = up
+        .convs
+        .iter()
+        .map(|conv| {
+            let [inputs, outputs] = conv.channels;
+            let bias = conv
+                .bias
+                .as_ref()
+                .map_or(vec![0.0; outputs], |b| to_vec(b.val()));
+            PlainConvT::from_burn(inputs, outputs, &to_vec(conv.weight.val()), bias)
+        })
+        .collect();
+    let norms = up
+        .norms
+        .iter()
+        .map(|n| {
+            let ones = vec![1.0; n.num_channels];
+            PlainGroupNorm {
+                groups: n.num_groups,
+                gamma: n.gamma.as_ref().map_or(ones, |g| to_vec(g.val())),
+                beta: n
+                    .beta
+                    .as_ref()
+                    .map_or(vec![0.0; n.num_channels], |b| to_vec(b.val())),
+                epsilon: n.epsilon as f32,
+            }
+        })
+        .collect();
+    PlainUp {
+        stages,
+        norms,
+        base: up.base,
+        shape: up.shape,
     }
 }
 
