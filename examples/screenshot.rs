@@ -121,11 +121,13 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     shapes(args)
 }
 
-/// The built-in colour dataset: the window with posteriors coloured by a factor, and the
+/// The built-in colour dataset with the convolutional VAE: the window with posteriors coloured by a factor, and the
 /// pictures `train --dataset shapes` writes (the same writer).
 fn shapes(args: &ScreenshotArgs) -> anyhow::Result<()> {
     let mut h = harness(1400.0, 900.0, "shapes");
     eprintln!("training on shapes {} steps…", args.steps);
+    // The convolutional networks, as `train --dataset shapes --arch conv` trains them.
+    h.state_mut().state.settings.config.arch = latent_atlas::model::Arch::Conv;
     train_family(&mut h, ModelKind::Vae, args.steps)?;
     let app = h.state_mut();
     // Colour by hue (factor 1), reconstructions open: colour in, colour out.

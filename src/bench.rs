@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Seconds to time the adversarial iteration (GAN, reference sizes; 0 skips it).
     #[arg(long, default_value_t = 5.0)]
     pub gan_seconds: f64,
+    /// Seconds per timed round of the convolutional VAE (on MNIST and on the colour shapes;
+    /// 0 skips it).
+    #[arg(long, default_value_t = 5.0)]
+    pub conv_seconds: f64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -300,6 +304,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             "app_overheads_ms {:<16} snapshot {snapshot_ms:.1} (2,000 probes with coverage)   epoch evaluation {evaluation_ms:.0} (the explorer's settings)",
             backend.description
         );
+        if args.conv_seconds > 0.0 {
+            conv_figures(&backend.description, &backend.device, args)?;
+        }
         if args.gan_seconds > 0.0 {
             let ms = gan_iteration_ms(&data, &backend.device, args.gan_seconds)?;
             println!(
@@ -307,6 +314,61 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 backend.description
             );
         }
+    }
+    Ok(())
+}
+
+/// The convolutional VAE (latent 2, batch 128, Bernoulli) on grey MNIST and on the colour
+/// shapes: training samples/s (median of the rounds) and the latency of decoding one point
+/// with the plain copy and with burn.
+fn conv_figures(name: &str, device: &Device, args: &BenchArgs) -> anyhow::Result<()> {
+    for builtin in [Builtin::Mnist, Builtin::Shapes] {
+        let data = Arc::new(builtin.load(0)?);
+        let config = TrainConfig {
+            arch: crate::model::Arch::Conv,
+            ..reference_config()
+        };
+        let mut trainer = Trainer::new(config, data.clone(), device.clone())?;
+        for _ in 0..10 {
+            trainer.step()?;
+        }
+        let rates: Vec<f64> = (0..args.rounds)
+            .map(|_| timed_round(&mut trainer, args.conv_seconds))
+            .collect::<anyhow::Result<_>>()?;
+        let shape = data.train.shape();
+        let what = format!(
+            "{} {}x{}x{}",
+            builtin.name(),
+            shape.width,
+            shape.height,
+            shape.channels
+        );
+        println!(
+            "conv_train_samples_per_sec {name:<16} {what:<22} {:>8.0}",
+            median(rates)
+        );
+        let decoder = trainer.snapshot(false).decoder;
+        let plain: Vec<f64> = (0..500)
+            .map(|_| {
+                let t = Instant::now();
+                std::hint::black_box(decoder.decode(std::hint::black_box(&[0.3, -0.2])));
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        let model = trainer.model().valid();
+        let burn_us: Vec<f64> = (0..200)
+            .map(|_| {
+                let t = Instant::now();
+                let z = to_tensor(vec![0.3, -0.2], 1, 2, device);
+                std::hint::black_box(to_vec(model.decode(z)));
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        println!(
+            "conv_decode_one_point_us {name:<16} {what:<22} plain-data decoder copy {:.1}   burn model {:.1}",
+            median(plain),
+            median(burn_us)
+        );
     }
     Ok(())
 }

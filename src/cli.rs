@@ -68,6 +68,9 @@ pub enum LikelihoodArg {
     Gaussian,
     /// Gaussian whose standard deviation is trained (the f-VAE's sigma2).
     GaussianTrained,
+    /// Discretised logistic over the 256 levels of a byte, scale `--logistic-scale`: a
+    /// normalised likelihood for grey levels and colour.
+    Logistic,
 }
 
 /// `latent-atlas train`.
@@ -122,6 +125,9 @@ pub struct TrainArgs {
     /// Standard deviation of the Gaussian likelihood.
     #[arg(long, default_value_t = 0.1)]
     pub gaussian_sigma: f32,
+    /// Scale of the discretised logistic likelihood, in units of [0, 1].
+    #[arg(long, default_value_t = crate::model::vae::DEFAULT_LOGISTIC_SCALE)]
+    pub logistic_scale: f32,
     /// BN-VAE: the least share tau of the unit variance kept by mu, in (0, 1).
     #[arg(long, default_value_t = TrainConfig::default().tau)]
     pub tau: f32,
@@ -205,6 +211,9 @@ impl TrainArgs {
                     sigma: self.gaussian_sigma,
                 },
                 LikelihoodArg::GaussianTrained => Likelihood::GaussianTrained,
+                LikelihoodArg::Logistic => Likelihood::Logistic {
+                    scale: self.logistic_scale,
+                },
             },
             hyper: HyperParams {
                 lr: self.lr,

@@ -12,6 +12,9 @@ use super::conv::ImageShape;
 use super::losses;
 use super::nets::{self, Decoder, GaussianEncoder, PointEncoder};
 
+/// The discretised logistic's scale in the controls and on the command line.
+pub const DEFAULT_LOGISTIC_SCALE: f32 = 0.05;
+
 /// The decoder's likelihood `p(x|z)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -27,6 +30,12 @@ pub enum Likelihood {
     /// Gaussian around `sigmoid(logits)` whose standard deviation is trained with the model
     /// (the f-VAE's sigma2, seeds/002). Only the f-VAE has that parameter.
     GaussianTrained,
+    /// Discretised logistic over the 256 levels of a byte, around `sigmoid(logits)` with a
+    /// fixed scale: a normalised likelihood of 8-bit grey or colour values.
+    Logistic {
+        /// The logistic's scale, in units of `[0, 1]`.
+        scale: f32,
+    },
 }
 
 impl Likelihood {
@@ -41,6 +50,7 @@ impl Likelihood {
             Likelihood::Bernoulli => losses::bernoulli_nll(logits, x),
             Likelihood::Gaussian { sigma } => losses::gaussian_nll(logits, x, sigma),
             Likelihood::GaussianTrained => losses::gaussian_nll(logits, x, 1.0),
+            Likelihood::Logistic { scale } => losses::logistic_nll(logits, x, scale),
         }
     }
 }

@@ -638,6 +638,13 @@ impl TrainConfig {
         {
             return Err(format!("Gaussian sigma must be positive, not {sigma}"));
         }
+        if let Likelihood::Logistic { scale } = self.likelihood
+            && !(scale.is_finite() && scale > 0.0 && scale <= 10.0)
+        {
+            return Err(format!(
+                "the logistic scale must be in (0, 10], not {scale}"
+            ));
+        }
         Ok(())
     }
 }

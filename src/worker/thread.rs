@@ -262,7 +262,8 @@ impl Session {
         {
             out.send(Event::Notice(format!(
                 "{} is in colour: the Bernoulli likelihood takes its values in [0, 1] as targets, \
-                 which is not a normalised likelihood of colour; the Gaussian likelihood is",
+                 which is not a normalised likelihood of colour; the discretised logistic \
+                 (or the Gaussian) likelihood is",
                 data.name
             )));
         }

@@ -6,8 +6,8 @@ use crate::app::action::{Action, View};
 use crate::app::state::AppState;
 use crate::backend::BackendChoice;
 use crate::data::builtin::Builtin;
-use crate::model::Likelihood;
 use crate::model::adversarial::AliLoss;
+use crate::model::{Arch, Likelihood};
 use crate::train::ModelKind;
 use crate::worker::RunState;
 
@@ -89,6 +89,8 @@ pub fn controls_ui(
                         .clicked()
                     {
                         config.dataset = b.name().to_owned();
+                        // Built-in images have one size.
+                        config.image_size = 0;
                         actions.push(Action::Reset);
                     }
                 }
@@ -114,6 +116,28 @@ pub fn controls_ui(
                 actions.push(Action::OpenDatasetDialog);
             }
         });
+        if !Builtin::ALL.iter().any(|b| b.name() == config.dataset) {
+            let size_label = |s: usize| match s {
+                0 => "from the data".to_owned(),
+                s => format!("{s} px"),
+            };
+            let before = config.image_size;
+            egui::ComboBox::from_label("Image size")
+                .selected_text(size_label(config.image_size))
+                .show_ui(ui, |ui| {
+                    for s in [0, 32, 64] {
+                        ui.selectable_value(&mut config.image_size, s, size_label(s));
+                    }
+                })
+                .response
+                .on_hover_text(
+                    "An image folder's images scaled so that their larger side is this size \
+                     (from the data: the most common size, capped at 64)",
+                );
+            if config.image_size != before {
+                actions.push(Action::Reset);
+            }
+        }
         ui.checkbox(&mut config.binarize, "Dynamic binarisation");
         if !config.model.draws().adversarial {
             let mut long = config.schedule.is_on();
@@ -145,10 +169,30 @@ pub fn controls_ui(
             config.set_model(config.model);
             actions.push(Action::Reset);
         }
+        let before = config.arch;
+        egui::ComboBox::from_label("Networks")
+            .selected_text(config.arch.label())
+            .show_ui(ui, |ui| {
+                for arch in Arch::ALL {
+                    ui.selectable_value(&mut config.arch, arch, arch.label())
+                        .on_hover_text(arch.describe());
+                }
+            })
+            .response
+            .on_hover_text(config.arch.describe());
+        if config.arch != before {
+            actions.push(Action::Reset);
+        }
         egui::ComboBox::from_label("Likelihood")
             .selected_text(likelihood_label(config.likelihood))
             .show_ui(ui, |ui| {
-                let mut options = vec![Likelihood::Bernoulli, Likelihood::Gaussian { sigma: 0.1 }];
+                let mut options = vec![
+                    Likelihood::Bernoulli,
+                    Likelihood::Gaussian { sigma: 0.1 },
+                    Likelihood::Logistic {
+                        scale: crate::model::vae::DEFAULT_LOGISTIC_SCALE,
+                    },
+                ];
                 if config.model.draws().trained_sigma {
                     options.push(Likelihood::GaussianTrained);
                 }
@@ -443,5 +487,6 @@ pub fn likelihood_label(l: Likelihood) -> String {
         Likelihood::Bernoulli => "Bernoulli (BCE)".into(),
         Likelihood::Gaussian { sigma } => format!("Gaussian, sigma {sigma}"),
         Likelihood::GaussianTrained => "Gaussian, trained sigma2".into(),
+        Likelihood::Logistic { scale } => format!("Discretised logistic, scale {scale}"),
     }
 }
