@@ -6,8 +6,9 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-/// Which backend to run on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+/// Which backend to run on. On the command line: `cpu`, `gpu`, `auto`, `flex`, `ndarray` or
+/// `remote:ws://HOST:PORT`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
     /// The default CPU backend (burn's `flex`, pure Rust).
@@ -22,6 +23,57 @@ pub enum BackendChoice {
     /// burn's `ndarray` CPU backend (deprecated upstream; kept for comparison; in builds with
     /// the `ndarray` feature).
     Ndarray,
+    /// A `latent-atlas serve` server at this WebSocket address (`ws://HOST:PORT`), through
+    /// burn's remote backend (in builds with the `remote` feature).
+    Remote(String),
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "cpu" => BackendChoice::Cpu,
+            "gpu" => BackendChoice::Gpu,
+            "auto" => BackendChoice::Auto,
+            "flex" => BackendChoice::Flex,
+            "ndarray" => BackendChoice::Ndarray,
+            _ => match s.strip_prefix("remote:") {
+                Some(url) if url.starts_with("ws://") || url.starts_with("wss://") => {
+                    let host = url.split_once("://").map_or("", |(_, rest)| rest);
+                    if host.is_empty() || host.contains(char::is_whitespace) {
+                        return Err(format!(
+                            "{url:?} is not a WebSocket address like ws://HOST:PORT"
+                        ));
+                    }
+                    BackendChoice::Remote(url.to_owned())
+                }
+                Some(url) => {
+                    return Err(format!(
+                        "{url:?} is not a WebSocket address: write remote:ws://HOST:PORT"
+                    ));
+                }
+                None => {
+                    return Err(format!(
+                        "unknown backend {s:?}: cpu, gpu, auto, flex, ndarray or remote:ws://HOST:PORT"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendChoice::Cpu => f.write_str("cpu"),
+            BackendChoice::Gpu => f.write_str("gpu"),
+            BackendChoice::Auto => f.write_str("auto"),
+            BackendChoice::Flex => f.write_str("flex"),
+            BackendChoice::Ndarray => f.write_str("ndarray"),
+            BackendChoice::Remote(url) => write!(f, "remote:{url}"),
+        }
+    }
 }
 
 /// A chosen device and how to describe it to the user.
@@ -44,6 +96,9 @@ pub enum BackendError {
     /// The backend was left out of this build.
     #[error("this build has no {0} backend: rebuild with `--features {0}`")]
     NotBuilt(&'static str),
+    /// The remote server could not be used.
+    #[error("remote backend: {0}")]
+    Remote(String),
 }
 
 /// The default CPU backend, chosen by measurement (see README: flex vs ndarray).
@@ -51,8 +106,9 @@ pub const DEFAULT_CPU: BackendChoice = BackendChoice::Flex;
 
 impl BackendChoice {
     /// Picks the device.
-    pub fn select(self) -> Result<Backend, BackendError> {
+    pub fn select(&self) -> Result<Backend, BackendError> {
         match self {
+            BackendChoice::Remote(url) => crate::remote::connect(url),
             BackendChoice::Cpu => DEFAULT_CPU.select(),
             BackendChoice::Flex => Ok(cpu(Device::flex(), "flex")),
             #[cfg(feature = "ndarray")]

@@ -201,7 +201,7 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let data = Arc::new(Builtin::Mnist.load(0)?);
     let mut trainers = Vec::new();
-    for &choice in &args.backends {
+    for choice in &args.backends {
         let backend = choice.select()?;
         let mut trainer = Trainer::new(reference_config(), data.clone(), backend.device.clone())?;
         for _ in 0..30 {
@@ -263,7 +263,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             ours / peer
         );
     }
-    for (&choice, (backend, trainer)) in args.backends.iter().zip(&trainers) {
+    for (choice, (backend, trainer)) in args.backends.iter().zip(&trainers) {
         let [prep, fwd, bwd, opt] = step_profile(&backend.device, 100);
         println!(
             "step_ms {:<16} batch {prep:.2}  forward+loss {fwd:.2}  backward {bwd:.2}  adam {opt:.2}  total {:.2}",
@@ -294,7 +294,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             median(plain),
             median(burn_us)
         );
-        let worker_rate = worker_samples_per_sec(choice, 8.0)?;
+        let worker_rate = worker_samples_per_sec(choice.clone(), 8.0)?;
         println!(
             "worker_samples_per_sec {:<16} {worker_rate:.0}   (the explorer's training thread with its snapshots and evaluations, no window)",
             backend.description

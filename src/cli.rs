@@ -25,7 +25,12 @@ use crate::worker::{Command, Event, Options, RunState, Worker};
 
 /// Latent Atlas: watch generative autoencoders learn.
 #[derive(Parser, Debug)]
-#[command(name = "latent-atlas", version, about)]
+#[command(
+    name = "latent-atlas",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do (default: open the explorer window).
     #[command(subcommand)]
@@ -46,6 +51,9 @@ pub enum Commands {
     Bench(crate::bench::BenchArgs),
     /// Re-run every comparison the README makes over several seeds and write one table.
     Reproduce(crate::reproduce::ReproduceArgs),
+    /// Serve this machine's device to remote training (`--backend remote:ws://HOST:PORT`;
+    /// builds with `--features remote`).
+    Serve(crate::remote::ServeArgs),
 }
 
 /// ALI's encoder/generator loss on the command line.
@@ -187,8 +195,9 @@ pub struct TrainArgs {
     /// best validation weights put back).
     #[arg(long, default_value_t = Schedule::default().max_decays)]
     pub max_decays: usize,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Compute backend: cpu, gpu, auto, flex, ndarray, or remote:ws://HOST:PORT (a
+    /// `latent-atlas serve` server; token from LATENT_ATLAS_TOKEN or LATENT_ATLAS_TOKEN_FILE).
+    #[arg(long, default_value = "cpu")]
     pub backend: BackendChoice,
     /// Output folder (created if missing).
     #[arg(long)]
@@ -269,8 +278,9 @@ pub struct EvalArgs {
     /// Test images for the log-likelihood estimate (default: the run's setting).
     #[arg(long)]
     pub nll_images: Option<usize>,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Compute backend: cpu, gpu, auto, flex, ndarray, or remote:ws://HOST:PORT (a
+    /// `latent-atlas serve` server; token from LATENT_ATLAS_TOKEN or LATENT_ATLAS_TOKEN_FILE).
+    #[arg(long, default_value = "cpu")]
     pub backend: BackendChoice,
 }
 
@@ -287,6 +297,7 @@ pub fn main() -> ExitCode {
         Some(Commands::Eval(args)) => eval(&args),
         Some(Commands::Bench(args)) => crate::bench::run(&args),
         Some(Commands::Reproduce(args)) => crate::reproduce::run(&args),
+        Some(Commands::Serve(args)) => crate::remote::serve(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -437,8 +448,13 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         args.score_samples,
         args.score_temperature,
     );
-    let worker = Worker::spawn_with(config.clone(), args.backend, options, Arc::new(|| {}))
-        .map_err(|e| anyhow::anyhow!("cannot start the training thread: {e}"))?;
+    let worker = Worker::spawn_with(
+        config.clone(),
+        args.backend.clone(),
+        options,
+        Arc::new(|| {}),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot start the training thread: {e}"))?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", config.dataset));
     spinner.enable_steady_tick(Duration::from_millis(100));
     let mut driver = Driver {
@@ -702,7 +718,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         info.config.seed,
         info.config.image_size,
     )?;
-    let backend = select_backend(args.backend)?;
+    let backend = select_backend(args.backend.clone())?;
     let mut trainer = Trainer::from_checkpoint(&args.run, data, backend.device)?;
     let mut config = trainer.config().clone();
     config.nll_samples = args.nll_samples.unwrap_or(config.nll_samples);

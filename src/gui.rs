@@ -21,8 +21,9 @@ pub struct GuiArgs {
     /// Renderer.
     #[arg(long, value_enum, default_value = "auto")]
     pub renderer: RendererChoice,
-    /// Compute backend (default: the one remembered, else cpu).
-    #[arg(long, value_enum)]
+    /// Compute backend: cpu, gpu, auto, or remote:ws://HOST:PORT (default: the one
+    /// remembered, else cpu).
+    #[arg(long)]
     pub backend: Option<BackendChoice>,
     /// Dataset to open (default: the one remembered, else mnist).
     #[arg(long)]

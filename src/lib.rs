@@ -3,7 +3,7 @@
 //! The library holds everything but the window: datasets ([`data`]), models ([`model`]), the
 //! training loop ([`train`]), the training thread ([`worker`]), latent-space geometry and
 //! decoding ([`explore`]), image and table exports ([`export`]), the device choice
-//! ([`backend`]) and the command line ([`cli`]).
+//! ([`backend`]), training on another machine ([`remote`]) and the command line ([`cli`]).
 
 #![recursion_limit = "256"]
 
@@ -19,6 +19,7 @@ pub mod fsio;
 pub mod fused;
 pub mod gui;
 pub mod model;
+pub mod remote;
 pub mod reproduce;
 pub mod rng;
 pub mod run;

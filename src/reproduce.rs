@@ -27,8 +27,8 @@ pub struct ReproduceArgs {
     /// Dataset.
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
-    /// Compute backend.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Compute backend: cpu, gpu, auto, flex, ndarray or remote:ws://HOST:PORT.
+    #[arg(long, default_value = "cpu")]
     pub backend: BackendChoice,
     /// Folder for `claims.md` and `claims.csv` (created if missing).
     #[arg(long)]
@@ -276,7 +276,8 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
                 nll_samples: 0,
                 ..TrainConfig::default()
             };
-            let (run, result) = crate::cli::run_quietly(r.config(&base), args.backend, 1000);
+            let (run, result) =
+                crate::cli::run_quietly(r.config(&base), args.backend.clone(), 1000);
             let error = result.err().map(|e| format!("{e:#}"));
             if let Some(e) = &error {
                 bar.suspend(|| eprintln!("{}, seed {seed}: stopped: {e}", r.label()));

@@ -17,10 +17,10 @@ impl LatentAtlasApp {
         }
         let ctx = self.ctx.clone();
         let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
-        self.worker_backend = self.state.settings.backend;
+        self.worker_backend = self.state.settings.backend.clone();
         match Worker::spawn(
             self.state.settings.config.clone(),
-            self.worker_backend,
+            self.worker_backend.clone(),
             waker,
         ) {
             Ok(w) => self.worker = Some(w),
@@ -52,7 +52,7 @@ impl LatentAtlasApp {
         let ctx = self.ctx.clone();
         let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
         let config_for_view = config.clone();
-        match Worker::spawn(config, self.worker_backend, waker) {
+        match Worker::spawn(config, self.worker_backend.clone(), waker) {
             Ok(w) => {
                 self.compare_worker = Some(w);
                 self.state.compare = Some(RunView::new(config_for_view));

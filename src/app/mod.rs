@@ -101,7 +101,7 @@ impl LatentAtlasApp {
             settings.config.probe_size = n;
         }
         let mut app = Self {
-            worker_backend: settings.backend,
+            worker_backend: settings.backend.clone(),
             state: AppState::new(settings),
             worker: None,
             compare_worker: None,

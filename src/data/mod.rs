@@ -7,6 +7,7 @@ pub mod batch;
 pub mod builtin;
 pub mod folder;
 pub mod idx;
+pub mod numpy;
 pub mod shapes;
 
 use std::path::{Path, PathBuf};
@@ -331,16 +332,30 @@ pub fn load_path_sized(path: &Path, seed: u64, size: usize) -> Result<Dataset, D
         path: path.to_owned(),
         source,
     })?;
-    if !meta.is_dir() {
-        return Err(DataError::NoData {
-            path: path.to_owned(),
-            reason: "not a directory (expected a folder of IDX files or of images)".into(),
-        });
-    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
+    let numpy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz") || e.eq_ignore_ascii_case("npy"));
+    if meta.is_file() && numpy {
+        if size > 0 {
+            return Err(DataError::NoData {
+                path: path.to_owned(),
+                reason: format!(
+                    "a NumPy array's image size is fixed; an image size ({size}) applies to image folders"
+                ),
+            });
+        }
+        return numpy::load(path, name, seed);
+    }
+    if !meta.is_dir() {
+        return Err(DataError::NoData {
+            path: path.to_owned(),
+            reason: "not a directory or a .npz/.npy file (expected a folder of IDX files or of images, or NumPy arrays)".into(),
+        });
+    }
     match idx::find_pairs(path)? {
         Some(_) if size > 0 => Err(DataError::NoData {
             path: path.to_owned(),

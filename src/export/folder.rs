@@ -275,8 +275,10 @@ pub struct Written {
     pub skipped: Vec<String>,
 }
 
-/// Writes every view that can be drawn, `metrics.csv`, `latent.csv` (of the shown snapshot)
-/// and `scores.csv` (once there are scores) into `dir`. Each file is written atomically.
+/// Writes every view that can be drawn, `metrics.csv`, the shown snapshot's codes
+/// (`latent.csv`, `latent_mu.npy`, `latent_sigma.npy`, `latent_labels.npy` and the TensorBoard
+/// Projector's `projector_vectors.tsv` and `projector_metadata.tsv`) and `scores.csv` (once
+/// there are scores) into `dir`, with `latent_plane.svg` and `curves.svg` for papers. Each file is written atomically.
 pub fn write_all(
     run: &RunView,
     shown: Option<&Snapshot>,
@@ -300,11 +302,29 @@ pub fn write_all(
         csv::metrics_csv(run.train_rows.iter(), &run.tests, d).as_bytes(),
     )?;
     out.files.push(metrics);
+    let curves = dir.join("curves.svg");
+    atomic_write(&curves, super::svg::curves_svg(run).as_bytes())?;
+    out.files.push(curves);
     progress.tick();
     if let Some(s) = shown {
         let latent = dir.join("latent.csv");
         atomic_write(&latent, csv::latent_csv(s).as_bytes())?;
         out.files.push(latent);
+        let plane = super::svg::plane_svg(&Scene::build(s, &choices.scene));
+        let [mu, sigma, labels] = super::npy::latent_arrays(s);
+        let (vectors, metadata) = super::npy::projector_tsv(s);
+        for (name, bytes) in [
+            ("latent_mu.npy", mu),
+            ("latent_sigma.npy", sigma),
+            ("latent_labels.npy", labels),
+            ("projector_vectors.tsv", vectors.into_bytes()),
+            ("projector_metadata.tsv", metadata.into_bytes()),
+            ("latent_plane.svg", plane.into_bytes()),
+        ] {
+            let path = dir.join(name);
+            atomic_write(&path, &bytes)?;
+            out.files.push(path);
+        }
     }
     progress.tick();
     if !run.scores.is_empty() {

@@ -4,4 +4,7 @@
 pub mod canvas;
 pub mod csv;
 pub mod folder;
+pub mod npy;
+pub mod safetensors;
+pub mod svg;
 pub mod views;

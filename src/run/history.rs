@@ -1,6 +1,6 @@
 //! A curve that keeps a whole run in bounded memory: when full, old points are thinned two to
 //! one (averaged), always keeping the very first point, so the start is never dropped. And the
-//! log of every step's metrics, cheap to copy for an export.
+//! log of the steps' metrics, cheap to copy for an export and bounded too.
 
 use std::sync::Arc;
 
@@ -9,28 +9,78 @@ use crate::train::StepMetrics;
 /// Rows per sealed chunk of a [`RowLog`].
 const ROW_CHUNK: usize = 4096;
 
-/// Every training step's metrics, kept whole (for `metrics.csv`) in sealed, shared chunks:
-/// a clone copies at most one chunk's rows, however long the run, so an export's copy of the
-/// state costs the window little.
-#[derive(Clone, Debug, Default)]
+/// The most rows a [`RowLog`] holds: 32 chunks.
+pub const MAX_ROWS: usize = 32 * ROW_CHUNK;
+
+/// The training steps' metrics (for `metrics.csv`) in sealed, shared chunks: a clone copies at
+/// most one chunk's rows, however long the run, so an export's copy of the state costs the
+/// window little. Every row is kept up to [`MAX_ROWS`]; then every other row is dropped and
+/// from there on only every second step is kept (then every fourth, ...), so a run of any
+/// length stays covered from its first step in at most `MAX_ROWS` rows.
+#[derive(Clone, Debug)]
 pub struct RowLog {
     sealed: Vec<Arc<Vec<StepMetrics>>>,
     tail: Vec<StepMetrics>,
+    /// Keep one row in this many.
+    stride: u64,
+    /// Rows offered since the log was cleared.
+    offered: u64,
+}
+
+impl Default for RowLog {
+    fn default() -> Self {
+        Self {
+            sealed: Vec::new(),
+            tail: Vec::new(),
+            stride: 1,
+            offered: 0,
+        }
+    }
 }
 
 impl RowLog {
-    /// Appends a row.
+    /// Appends a row (or skips it, once the log is thinned).
     pub fn push(&mut self, row: StepMetrics) {
+        let keep = self.offered.is_multiple_of(self.stride);
+        self.offered += 1;
+        if !keep {
+            return;
+        }
         self.tail.push(row);
         if self.tail.len() == ROW_CHUNK {
             self.sealed.push(Arc::new(std::mem::take(&mut self.tail)));
+            if self.len() >= MAX_ROWS {
+                self.thin();
+            }
         }
+    }
+
+    /// Drops every other row and halves the rate at which rows are kept.
+    fn thin(&mut self) {
+        let kept: Vec<StepMetrics> = self.iter().step_by(2).cloned().collect();
+        self.sealed = kept
+            .chunks(ROW_CHUNK)
+            .map(|c| Arc::new(c.to_vec()))
+            .collect();
+        self.tail = match self.sealed.last().map(|c| c.len()) {
+            Some(n) if n < ROW_CHUNK => self
+                .sealed
+                .pop()
+                .map(|c| Arc::try_unwrap(c).unwrap_or_else(|c| (*c).clone()))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        self.stride *= 2;
+    }
+
+    /// One row is kept in this many steps (1 until the log first fills).
+    pub fn stride(&self) -> u64 {
+        self.stride
     }
 
     /// Forgets every row.
     pub fn clear(&mut self) {
-        self.sealed.clear();
-        self.tail.clear();
+        *self = Self::default();
     }
 
     /// Number of rows.
@@ -150,6 +200,34 @@ mod tests {
         assert!(copy.iter().map(|r| r.step).eq(0..n as u64));
         log.clear();
         assert!(log.is_empty() && copy.len() == n);
+    }
+
+    #[test]
+    fn the_row_log_stays_bounded_and_evenly_spaced_over_a_million_steps() {
+        let mut log = RowLog::default();
+        for step in 1..=1_000_000u64 {
+            log.push(StepMetrics {
+                step,
+                epoch: 1,
+                epoch_progress: 0.0,
+                reconstruction: 1.0,
+                kl: 1.0,
+                total: 2.0,
+                kl_weight: 1.0,
+                kl_per_dim: vec![0.5, 0.5],
+                extra: Vec::new(),
+            });
+            assert!(log.len() <= MAX_ROWS);
+        }
+        let steps: Vec<u64> = log.iter().map(|r| r.step).collect();
+        assert_eq!(steps[0], 1, "the first step is kept");
+        let stride = log.stride();
+        assert!(stride >= 8, "a million rows thinned to {}", steps.len());
+        assert!(
+            steps.windows(2).all(|w| w[1] - w[0] == stride),
+            "rows one stride apart"
+        );
+        assert!(1_000_000 - steps.last().unwrap() < stride);
     }
 
     #[test]

@@ -235,6 +235,49 @@ impl RunView {
         self.snapshot = Some(snapshot);
     }
 
+    /// The bytes this view holds on the heap, roughly: the training rows, the curves' points,
+    /// the tests, the scores and the timeline's own posteriors (a snapshot's probe set and
+    /// decoder are shared with the worker and counted once).
+    pub fn held_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let rows: usize = self
+            .train_rows
+            .iter()
+            .map(|r| {
+                size_of::<StepMetrics>()
+                    + 4 * r.kl_per_dim.capacity()
+                    + r.extra
+                        .iter()
+                        .map(|(n, _)| 32 + n.capacity())
+                        .sum::<usize>()
+            })
+            .sum();
+        let c = &self.curves;
+        let points: usize = [
+            &c.reconstruction,
+            &c.kl,
+            &c.total,
+            &c.test_elbo,
+            &c.kl_floor,
+            &c.hole_share,
+            &c.frechet,
+            &c.entropy,
+        ]
+        .into_iter()
+        .chain(c.extras.iter().map(|(_, s)| s))
+        .map(|s| 16 * s.len())
+        .sum();
+        let frames: usize = self
+            .timeline
+            .iter()
+            .map(|f| 4 * (f.snapshot.mu.len() + f.snapshot.sigma.len()))
+            .sum();
+        rows + points
+            + frames
+            + self.tests.len() * size_of::<TestMetrics>()
+            + self.scores.len() * 1024
+    }
+
     /// The run's family.
     pub fn family(&self) -> crate::train::ModelKind {
         self.config.model
@@ -243,5 +286,37 @@ impl RunView {
     /// Whether training is running.
     pub fn is_running(&self) -> bool {
         self.state == Some(RunState::Running)
+    }
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use super::*;
+
+    #[test]
+    fn a_million_steps_of_events_hold_bounded_memory() {
+        let mut view = RunView::new(TrainConfig::default());
+        for step in 1..=1_000_000u64 {
+            view.apply(Event::Progress {
+                metrics: StepMetrics {
+                    step,
+                    epoch: (step / 469) as usize + 1,
+                    epoch_progress: 0.5,
+                    reconstruction: 150.0 - (step as f32).ln(),
+                    kl: 5.0,
+                    total: 155.0,
+                    kl_weight: 1.0,
+                    kl_per_dim: vec![2.5, 2.5],
+                    extra: vec![("kl_floor".into(), 0.5)],
+                },
+                samples_per_sec: 10_000.0,
+            });
+        }
+        assert!(view.train_rows.len() <= history::MAX_ROWS);
+        assert!(view.curves.total.len() <= CURVE_CAPACITY);
+        let held = view.held_bytes();
+        // MAX_ROWS rows of about 150 bytes, six curves of 4,000 points: under 32 MiB.
+        assert!(held < 32 << 20, "{held} bytes after a million steps");
+        assert_eq!(view.last_step.as_ref().map(|m| m.step), Some(1_000_000));
     }
 }

@@ -395,6 +395,9 @@ pub struct TrainConfig {
     pub schedule: super::Schedule,
 }
 
+/// The most hidden layers a network may have.
+pub const MAX_HIDDEN_LAYERS: usize = 16;
+
 /// The most probe samples a snapshot tracks (and the plane draws).
 pub const MAX_PROBE: usize = 10_000;
 
@@ -509,6 +512,41 @@ impl TrainConfig {
         }
     }
 
+    /// An upper estimate of the bytes training a model of these settings on images of `shape`
+    /// holds: every weight four times (the weight, its gradient and Adam's two moments), twice
+    /// over for a discriminator, plus a batch's activations kept for the backward pass. Computed
+    /// from the settings alone, before anything is allocated, saturating instead of
+    /// overflowing.
+    pub fn memory_estimate(&self, shape: ImageShape) -> u128 {
+        let dim = shape.dim() as u128;
+        let d = self.latent_dim as u128;
+        let (features, widths): (u128, Vec<u128>) = match self.arch {
+            Arch::Mlp => (dim, self.hidden.iter().map(|&w| w as u128).collect()),
+            Arch::Conv => {
+                let plan = crate::model::conv::ConvPlan::new(shape);
+                let last = self.hidden.last().copied().unwrap_or(0) as u128;
+                (plan.encoded_features() as u128, vec![last])
+            }
+        };
+        let dense = |a: u128, b: u128| a.saturating_mul(b).saturating_add(b);
+        let mut chain = vec![features];
+        chain.extend(&widths);
+        let encoder: u128 = chain.windows(2).map(|w| dense(w[0], w[1])).sum();
+        let last = *chain.last().unwrap_or(&features);
+        // The decoder mirrors the encoder; two heads; the discriminator about one network more.
+        let network = encoder.saturating_add(dense(last, d).saturating_mul(2));
+        let weights = network.saturating_mul(3);
+        let activations = chain
+            .iter()
+            .sum::<u128>()
+            .saturating_mul(self.hyper.batch_size as u128)
+            .saturating_mul(6);
+        weights
+            .saturating_mul(4)
+            .saturating_add(activations)
+            .saturating_mul(4)
+    }
+
     /// Sets the family, with the settings that follow it: its adversarial defaults, and a
     /// Bernoulli likelihood in place of a trained-sigma Gaussian it cannot train.
     pub fn set_model(&mut self, model: ModelKind) {
@@ -599,9 +637,12 @@ impl TrainConfig {
                 self.latent_dim
             ));
         }
-        if self.hidden.is_empty() || self.hidden.iter().any(|&w| w == 0 || w > 16_384) {
+        if self.hidden.is_empty()
+            || self.hidden.len() > MAX_HIDDEN_LAYERS
+            || self.hidden.iter().any(|&w| w == 0 || w > 16_384)
+        {
             return Err(format!(
-                "hidden sizes must be 1 to 16384 each, not {:?}",
+                "hidden sizes must be 1 to {MAX_HIDDEN_LAYERS} layers of 1 to 16384 each, not {:?}",
                 self.hidden
             ));
         }

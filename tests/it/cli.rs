@@ -87,6 +87,36 @@ fn train_writes_every_file_and_eval_reloads_it() {
     let plane = image::open(out.path().join("latent_plane.png")).unwrap();
     assert!(plane.width() >= 800);
 
+    // The same codes for NumPy and TensorBoard's Projector, and the plane as vectors.
+    let read = |name: &str| std::fs::read(out.path().join(name)).unwrap();
+    let mu = latent_atlas::export::npy::read(&read("latent_mu.npy")).unwrap();
+    assert_eq!(mu.shape, vec![300, 2]);
+    let first: Vec<f64> = latent
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .skip(2)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!((mu.get(0) - first[0]).abs() < 1e-6 && (mu.get(1) - first[1]).abs() < 1e-6);
+    let labels = latent_atlas::export::npy::read(&read("latent_labels.npy")).unwrap();
+    assert_eq!(labels.shape, vec![300]);
+    let vectors = String::from_utf8(read("projector_vectors.tsv")).unwrap();
+    assert_eq!(vectors.lines().count(), 300);
+    assert!(vectors.lines().all(|l| l.split('\t').count() == 2));
+    let metadata = String::from_utf8(read("projector_metadata.tsv")).unwrap();
+    assert_eq!(metadata.lines().count(), 301, "a header and a row per code");
+    let svg = String::from_utf8(read("latent_plane.svg")).unwrap();
+    assert_eq!(
+        svg.matches("<ellipse").count(),
+        300,
+        "one ellipse per posterior"
+    );
+    let curves = String::from_utf8(read("curves.svg")).unwrap();
+    assert!(curves.contains("id=\"total\"") && curves.contains("</svg>"));
+
     let eval = bin()
         .arg("eval")
         .arg("--run")
@@ -144,6 +174,36 @@ fn bad_datasets_end_with_one_line_naming_the_file() {
         &["eval", "--run", dir.path().to_str().unwrap()],
         "config.json",
     );
+}
+
+#[test]
+fn a_run_folder_with_absurd_sizes_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().to_str().unwrap();
+    let write = |config: serde_json::Value| {
+        let info = serde_json::json!({
+            "layout": 2, "config": config, "input_dim": 784, "width": 28, "height": 28,
+            "step": 1, "epoch": 1, "backend": "CPU (flex)"
+        });
+        std::fs::write(dir.path().join("config.json"), info.to_string()).unwrap();
+    };
+    // Sixteen layers of 16,384: each within bounds, hundreds of GiB together.
+    write(serde_json::json!({ "hidden": vec![16_384; 16] }));
+    one_line_error(&["eval", "--run", run], "config.json: hidden");
+    write(serde_json::json!({ "hidden": [100_000_000usize] }));
+    one_line_error(&["eval", "--run", run], "config.json: config: hidden sizes");
+    write(serde_json::json!({ "latent_dim": 0 }));
+    one_line_error(
+        &["eval", "--run", run],
+        "config.json: config: latent dimension",
+    );
+    // A shape that does not add up.
+    let info = serde_json::json!({
+        "layout": 2, "config": {}, "input_dim": 785, "width": 28, "height": 28,
+        "step": 1, "epoch": 1, "backend": "CPU (flex)"
+    });
+    std::fs::write(dir.path().join("config.json"), info.to_string()).unwrap();
+    one_line_error(&["eval", "--run", run], "config.json: input_dim");
 }
 
 #[test]
@@ -244,4 +304,74 @@ fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
         config.contains("\"input_dim\": 768"),
         "16 x 16 x 3 values per image"
     );
+}
+
+#[test]
+fn a_run_folder_killed_at_random_moments_always_loads_as_its_last_complete_save() {
+    use latent_atlas::train::{Trainer, checkpoint};
+    let data_dir = tempfile::tempdir().unwrap();
+    write_mnist_subset(data_dir.path(), 600);
+    let out = tempfile::tempdir().unwrap();
+    let data = std::sync::Arc::new(
+        latent_atlas::data::DatasetSpec::parse(data_dir.path().to_str().unwrap())
+            .load(0)
+            .unwrap(),
+    );
+    // Kill moments spread over startup, training and saving: a fixed pseudo-random sequence.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut loaded = 0;
+    let started = std::time::Instant::now();
+    for round in 0..14 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let wait = std::time::Duration::from_millis(200 + state % 1500);
+        let mut child = bin()
+            .args([
+                "train",
+                "--epochs",
+                "1000",
+                "--score-samples",
+                "0",
+                "--nll-samples",
+                "0",
+            ])
+            .args(["--hidden", "64", "--seed", &round.to_string()])
+            .arg("--dataset")
+            .arg(data_dir.path())
+            .arg("--out")
+            .arg(out.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(wait);
+        // SIGKILL: no destructor, no flush.
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !out.path().join(checkpoint::CONFIG_FILE).exists() {
+            continue;
+        }
+        let info = checkpoint::read_info(out.path())
+            .unwrap_or_else(|e| panic!("round {round}: config.json unreadable: {e}"));
+        let trainer =
+            Trainer::from_checkpoint(out.path(), data.clone(), burn::tensor::Device::flex())
+                .unwrap_or_else(|e| panic!("round {round}: the run does not load: {e}"));
+        assert_eq!(trainer.step_count(), info.step);
+        // The exports beside it are whole files too.
+        for png in ["latent_plane.png", "samples.png", "curves.png"] {
+            let path = out.path().join(png);
+            if path.exists() {
+                image::open(&path).unwrap_or_else(|e| panic!("round {round}: {png}: {e}"));
+            }
+        }
+        let metrics = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap_or_default();
+        assert!(
+            metrics.is_empty() || metrics.starts_with("kind,"),
+            "round {round}"
+        );
+        loaded += 1;
+    }
+    assert!(loaded >= 5, "only {loaded} rounds got as far as a save");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }

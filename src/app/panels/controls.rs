@@ -23,6 +23,8 @@ pub struct ControlsDraft {
     pub hidden: Option<String>,
     /// The export folder being typed.
     pub export_dir: Option<String>,
+    /// The remote server's address being typed.
+    pub remote_url: Option<String>,
 }
 
 /// A label followed by an input that screen readers (and tests) know by that label.
@@ -264,16 +266,39 @@ pub fn controls_ui(
             .on_hover_text("Test samples whose posteriors the plane draws (takes effect on Reset)")
         });
         egui::ComboBox::from_label("Backend")
-            .selected_text(format!("{:?}", state.settings.backend).to_lowercase())
+            .selected_text(state.settings.backend.to_string())
             .show_ui(ui, |ui| {
                 for b in [BackendChoice::Cpu, BackendChoice::Gpu, BackendChoice::Auto] {
-                    ui.selectable_value(
-                        &mut state.settings.backend,
-                        b,
-                        format!("{b:?}").to_lowercase(),
-                    );
+                    let label = b.to_string();
+                    ui.selectable_value(&mut state.settings.backend, b, label);
                 }
             });
+        let url = draft.remote_url.get_or_insert_with(|| match &state.settings.backend {
+            BackendChoice::Remote(url) => url.clone(),
+            _ => String::new(),
+        });
+        ui.horizontal(|ui| {
+            let l = ui.label("Server");
+            ui.add(
+                egui::TextEdit::singleline(url)
+                    .hint_text("ws://HOST:PORT")
+                    .desired_width(110.0),
+            )
+            .labelled_by(l.id)
+            .on_hover_text(
+                "Train on a `latent-atlas serve` server (builds with the remote feature); the \
+                 token comes from LATENT_ATLAS_TOKEN or the file named by LATENT_ATLAS_TOKEN_FILE",
+            );
+            if ui.button("Use").clicked() {
+                match format!("remote:{}", url.trim()).parse::<BackendChoice>() {
+                    Ok(b) => {
+                        state.settings.backend = b;
+                        actions.push(Action::Reset);
+                    }
+                    Err(e) => state.errors.push(e),
+                }
+            }
+        });
         ui.label(egui::RichText::new("Changes above apply on Reset.").weak());
         let current = state.compare.as_ref().map(|c| c.family());
         egui::ComboBox::from_label("Compare with")

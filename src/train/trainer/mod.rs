@@ -175,6 +175,20 @@ impl Trainer {
             )));
         }
         let shape = data.train.shape();
+        let need = config.memory_estimate(shape);
+        if let Some(have) = checkpoint::available_memory()
+            && need > have
+        {
+            let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
+            return Err(TrainError::Config(format!(
+                "a model of these sizes (hidden {:?}, latent {}) on {} needs about {:.1} GiB, more than the {:.1} GiB this machine has available",
+                config.hidden,
+                config.latent_dim,
+                data.name,
+                gib(need),
+                gib(have)
+            )));
+        }
         if config.arch == crate::model::Arch::Conv
             && shape.width.min(shape.height) < crate::model::conv::MIN_SIDE
         {
@@ -535,6 +549,8 @@ impl Trainer {
             step: self.step,
             epoch: self.epoch,
             backend: backend.to_owned(),
+            weights: None,
+            weights_fnv64: None,
         }
     }
 }

@@ -1,0 +1,238 @@
+//! Training on another machine through burn's remote backend: `latent-atlas serve` runs burn's
+//! WebSocket server on the best local device, behind a token; `--backend remote:ws://HOST:PORT`
+//! makes that server the device the trainer's tensors live on, while the window, the evaluator
+//! and all drawing stay local. No protocol of our own: burn's server, client and authorizer.
+//!
+//! The token is read from `LATENT_ATLAS_TOKEN`, or from the file named by
+//! `LATENT_ATLAS_TOKEN_FILE` (the server also takes `--token-file`).
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+
+/// The environment variable holding the token.
+pub const TOKEN_ENV: &str = "LATENT_ATLAS_TOKEN";
+/// The environment variable naming a file that holds the token.
+pub const TOKEN_FILE_ENV: &str = "LATENT_ATLAS_TOKEN_FILE";
+/// The port `serve` listens on by default.
+pub const DEFAULT_PORT: u16 = 3000;
+
+/// The device `serve` computes on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeDevice {
+    /// A hardware GPU when there is one (through wgpu), otherwise the CPU.
+    #[default]
+    Auto,
+    /// A hardware GPU through wgpu; an error when there is none.
+    Gpu,
+    /// The CPU (burn's flex backend).
+    Cpu,
+}
+
+/// `latent-atlas serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// The address to listen on. Anything but loopback needs a token given explicitly.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// The port to listen on (0: any free one, printed).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// The device to compute on.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: ServeDevice,
+    /// A file holding the token clients must present (else `LATENT_ATLAS_TOKEN`; with neither,
+    /// on loopback, a random one is generated and printed).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Reads a token from a file: its first line, trimmed; an empty one is an error naming it.
+pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the token: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        anyhow::bail!("{}: the token file is empty", path.display());
+    }
+    Ok(token)
+}
+
+/// The token from the environment: `LATENT_ATLAS_TOKEN`, else the file named by
+/// `LATENT_ATLAS_TOKEN_FILE`; `None` when neither is set.
+pub fn token_from_env() -> anyhow::Result<Option<String>> {
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            anyhow::bail!("{TOKEN_ENV} is set but empty");
+        }
+        return Ok(Some(token));
+    }
+    match std::env::var_os(TOKEN_FILE_ENV) {
+        Some(path) => read_token_file(Path::new(&path)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A random token of 32 hex digits from the operating system's random source.
+pub fn random_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|e| {
+            anyhow::anyhow!("cannot draw a random token ({e}); give one with --token-file")
+        })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The token `serve` requires, and whether it was generated: an explicit one (file, then
+/// environment), else a generated one, which only loopback may use.
+pub fn server_token(args: &ServeArgs) -> anyhow::Result<(String, bool)> {
+    let explicit = match &args.token_file {
+        Some(path) => Some(read_token_file(path)?),
+        None => token_from_env()?,
+    };
+    match explicit {
+        Some(token) => Ok((token, false)),
+        None if args.bind.is_loopback() => Ok((random_token()?, true)),
+        None => anyhow::bail!(
+            "serving on {} (not loopback) needs a token: give --token-file FILE or set {TOKEN_ENV}",
+            args.bind
+        ),
+    }
+}
+
+/// Binds the listening socket, saying which address could not be had.
+pub fn bind(args: &ServeArgs) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::new(args.bind, args.port);
+    TcpListener::bind(address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
+}
+
+#[cfg(feature = "remote")]
+mod enabled {
+    use burn::tensor::Device;
+
+    use super::{ServeArgs, ServeDevice};
+    use crate::backend::{Backend, BackendChoice, BackendError};
+
+    fn serve_device(choice: ServeDevice) -> anyhow::Result<Backend> {
+        Ok(match choice {
+            ServeDevice::Cpu => BackendChoice::Flex.select()?,
+            ServeDevice::Gpu => BackendChoice::Gpu.select()?,
+            ServeDevice::Auto => BackendChoice::Auto.select()?,
+        })
+    }
+
+    /// Runs the server until the process is stopped.
+    pub fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+        use burn::server::{RemoteServer, TokenAuthorizer, WebSocketTransport};
+        let (token, generated) = super::server_token(args)?;
+        let backend = serve_device(args.device)?;
+        if let Some(notice) = &backend.notice {
+            eprintln!("note: {notice}");
+        }
+        let listener = super::bind(args)?;
+        let address = listener.local_addr()?;
+        println!("serving {} at ws://{address}", backend.description);
+        if generated {
+            println!(
+                "token (generated; clients set {}): {token}",
+                super::TOKEN_ENV
+            );
+        }
+        println!("stop with Ctrl+C");
+        let authorizer = TokenAuthorizer::new(token.as_str())
+            .map_err(|_| anyhow::anyhow!("the token is empty"))?;
+        RemoteServer::new([backend.device])
+            .with_authorizer(authorizer)
+            .serve(WebSocketTransport::from_listener(listener))
+            .map_err(|e| anyhow::anyhow!("the server stopped: {e:?}"))
+    }
+
+    /// Connects to the server at `url` with the token from the environment.
+    pub fn connect(url: &str) -> Result<Backend, BackendError> {
+        let token = super::token_from_env().map_err(|e| BackendError::Remote(format!("{e:#}")))?;
+        connect_with(url, token.as_deref())
+    }
+
+    /// Connects to the server at `url` with `token`.
+    pub fn connect_with(url: &str, token: Option<&str>) -> Result<Backend, BackendError> {
+        use burn::remote::{ConnectError, RemoteHost};
+        let mut host = RemoteHost::websocket(url);
+        if let Some(token) = token {
+            host = host.with_credential(token);
+        }
+        let device: Device = Device::remote_options(&host).init().map_err(|e| {
+            BackendError::Remote(match e {
+                ConnectError::Unauthorized => format!(
+                    "{url} refused the token (set {} or {} to the server's token)",
+                    super::TOKEN_ENV,
+                    super::TOKEN_FILE_ENV
+                ),
+                ConnectError::Unreachable { .. } => {
+                    format!("cannot reach {url}: is `latent-atlas serve` running there?")
+                }
+                other => format!("{url}: {other}"),
+            })
+        })?;
+        Ok(Backend {
+            device,
+            description: format!("remote {url}"),
+            notice: None,
+        })
+    }
+}
+
+#[cfg(feature = "remote")]
+pub use enabled::{connect, connect_with, serve};
+
+/// Without the `remote` feature: says how to get it.
+#[cfg(not(feature = "remote"))]
+pub fn serve(_args: &ServeArgs) -> anyhow::Result<()> {
+    Err(crate::backend::BackendError::NotBuilt("remote").into())
+}
+
+/// Without the `remote` feature: says how to get it.
+#[cfg(not(feature = "remote"))]
+pub fn connect(_url: &str) -> Result<crate::backend::Backend, crate::backend::BackendError> {
+    Err(crate::backend::BackendError::NotBuilt("remote"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(bind: &str, token_file: Option<PathBuf>) -> ServeArgs {
+        ServeArgs {
+            bind: bind.parse().unwrap(),
+            port: 0,
+            device: ServeDevice::Cpu,
+            token_file,
+        }
+    }
+
+    #[test]
+    fn only_loopback_may_serve_with_a_generated_token() {
+        // SAFETY-free: the test does not set the environment; skip when the caller did.
+        if std::env::var_os(TOKEN_ENV).is_some() || std::env::var_os(TOKEN_FILE_ENV).is_some() {
+            return;
+        }
+        let (token, generated) = server_token(&args("127.0.0.1", None)).unwrap();
+        assert!(generated && token.len() == 32, "{token}");
+        assert_ne!(token, random_token().unwrap());
+        let err = server_token(&args("0.0.0.0", None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("needs a token"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let (token, generated) = server_token(&args("0.0.0.0", Some(file.clone()))).unwrap();
+        assert_eq!((token.as_str(), generated), ("s3cret", false));
+        std::fs::write(&file, "\n").unwrap();
+        let err = server_token(&args("0.0.0.0", Some(file)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("token") && err.contains("empty"), "{err}");
+    }
+}
