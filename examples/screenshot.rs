@@ -130,8 +130,8 @@ fn shapes(args: &ScreenshotArgs) -> anyhow::Result<()> {
     h.state_mut().state.settings.config.arch = latent_atlas::model::Arch::Conv;
     train_family(&mut h, ModelKind::Vae, args.steps)?;
     let app = h.state_mut();
-    // Colour by hue (factor 1), reconstructions open: colour in, colour out.
-    app.state.settings.colour_by = Some(1);
+    // Colour by horizontal position (factor 4), reconstructions open: colour in, colour out.
+    app.state.settings.colour_by = Some(4);
     app.state.settings.tab = Tab::Reconstructions;
     shoot(&mut h, &args.out, "window_shapes.png")?;
     let dir = tempfile::tempdir()?;

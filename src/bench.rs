@@ -1,7 +1,8 @@
 //! `latent-atlas bench`: training throughput of the reference model (784-512-256-2 MLP VAE,
 //! batch 128, Adam, Bernoulli) on each CPU backend, idle and with another core kept busy, a
 //! breakdown of where a step's time goes, and the latency of decoding one latent point.
-//! Every figure is a median over rounds (or repetitions) measured in this run.
+//! Every figure is a median over rounds (or repetitions) measured in this run. A spinner on
+//! stderr says which measurement is running.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,29 @@ pub struct BenchArgs {
     /// 0 skips it).
     #[arg(long, default_value_t = 5.0)]
     pub conv_seconds: f64,
+}
+
+/// The spinner on stderr that says what is being measured (hidden when stderr is not a
+/// terminal); results go to stdout around it.
+fn spinner() -> &'static indicatif::ProgressBar {
+    static BAR: std::sync::OnceLock<indicatif::ProgressBar> = std::sync::OnceLock::new();
+    BAR.get_or_init(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    })
+}
+
+/// Prints a result line without tearing the spinner.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        spinner().suspend(|| println!($($arg)*))
+    };
+}
+
+/// Says what is being measured now.
+fn phase(what: impl Into<String>) {
+    spinner().set_message(what.into());
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -100,6 +124,7 @@ fn timed_round(trainer: &mut Trainer, seconds: f64) -> anyhow::Result<f64> {
     while start.elapsed().as_secs_f64() < seconds {
         trainer.step()?;
         samples += batch;
+        spinner().set_position(samples as u64);
     }
     Ok(samples as f64 / start.elapsed().as_secs_f64())
 }
@@ -202,6 +227,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let data = Arc::new(Builtin::Mnist.load(0)?);
     let mut trainers = Vec::new();
     for choice in &args.backends {
+        phase(format!("warming up {choice}"));
         let backend = choice.select()?;
         let mut trainer = Trainer::new(reference_config(), data.clone(), backend.device.clone())?;
         for _ in 0..30 {
@@ -209,11 +235,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         trainers.push((backend, trainer));
     }
-    println!(
+    say!(
         "reference model 784-512-256-2 VAE, batch 128, Adam, Bernoulli; {} rounds of {} s, median",
-        args.rounds, args.seconds
+        args.rounds,
+        args.seconds
     );
-    println!(
+    say!(
         "cpu {}; allocator tuned: {}",
         cpu_model(),
         // Applied already by the command line; asking again says whether it is in force.
@@ -235,8 +262,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             None
         };
         let mut rates: Vec<Vec<f64>> = vec![Vec::new(); trainers.len()];
-        for _ in 0..args.rounds {
-            for (i, (_, trainer)) in trainers.iter_mut().enumerate() {
+        for round in 0..args.rounds {
+            for (i, (backend, trainer)) in trainers.iter_mut().enumerate() {
+                phase(format!(
+                    "training samples/s, {}, {name}, round {} of {}",
+                    backend.description,
+                    round + 1,
+                    args.rounds
+                ));
                 rates[i].push(timed_round(trainer, args.seconds)?);
             }
         }
@@ -249,7 +282,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 r.iter().copied().fold(f64::INFINITY, f64::min),
                 r.iter().copied().fold(0.0, f64::max)
             );
-            println!(
+            say!(
                 "train_samples_per_sec {:<16} {:<14} {:>8.0}   (rounds {spread})",
                 backend.description,
                 name,
@@ -258,64 +291,81 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
     }
     if let (Some(peer), Some(ours)) = (args.peer_samples_per_sec, first_idle) {
-        println!(
+        say!(
             "speedup_vs_peer {:.2}   ({ours:.0} / {peer:.0} samples/s)",
             ours / peer
         );
     }
     for (choice, (backend, trainer)) in args.backends.iter().zip(&trainers) {
+        phase(format!("step profile, {}", backend.description));
         let [prep, fwd, bwd, opt] = step_profile(&backend.device, 100);
-        println!(
+        say!(
             "step_ms {:<16} batch {prep:.2}  forward+loss {fwd:.2}  backward {bwd:.2}  adam {opt:.2}  total {:.2}",
             backend.description,
             prep + fwd + bwd + opt
         );
-        let decoder = trainer.snapshot(false).decoder;
-        let plain: Vec<f64> = (0..2000)
-            .map(|_| {
-                let t = Instant::now();
-                std::hint::black_box(decoder.decode(std::hint::black_box(&[0.3, -0.2])));
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        let model = trainer.model().valid();
-        let device = backend.device.clone();
-        let burn_us: Vec<f64> = (0..500)
-            .map(|_| {
-                let t = Instant::now();
-                let z = to_tensor(vec![0.3, -0.2], 1, 2, &device);
-                std::hint::black_box(to_vec(model.decode(z)));
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        println!(
+        let (plain, burn_us) = decode_latency(trainer, &backend.device, 2000, 500);
+        say!(
             "decode_one_point_us {:<16} plain-data decoder copy {:.1}   burn model {:.1}",
             backend.description,
-            median(plain),
-            median(burn_us)
+            plain,
+            burn_us
         );
+        phase(format!(
+            "the explorer's training thread, {}",
+            backend.description
+        ));
         let worker_rate = worker_samples_per_sec(choice.clone(), 8.0)?;
-        println!(
+        say!(
             "worker_samples_per_sec {:<16} {worker_rate:.0}   (the explorer's training thread with its snapshots and evaluations, no window)",
             backend.description
         );
         let (snapshot_ms, evaluation_ms) = app_overheads(&data, &backend.device)?;
-        println!(
+        say!(
             "app_overheads_ms {:<16} snapshot {snapshot_ms:.1} (2,000 probes with coverage)   epoch evaluation {evaluation_ms:.0} (the explorer's settings)",
             backend.description
         );
         if args.conv_seconds > 0.0 {
+            phase(format!("the convolutional VAE, {}", backend.description));
             conv_figures(&backend.description, &backend.device, args)?;
         }
         if args.gan_seconds > 0.0 {
+            phase(format!("the GAN iteration, {}", backend.description));
             let ms = gan_iteration_ms(&data, &backend.device, args.gan_seconds)?;
-            println!(
+            say!(
                 "gan_iteration_ms {:<16} {ms:.2}   (one discriminator and two generator steps, batch 128)",
                 backend.description
             );
         }
     }
+    spinner().finish_and_clear();
     Ok(())
+}
+
+/// Median microseconds to decode one latent point with the snapshot's plain copy (`plain`
+/// times) and with burn's model (`burn` times).
+fn decode_latency(trainer: &Trainer, device: &Device, plain: usize, burn: usize) -> (f64, f64) {
+    let time = |n: usize, f: &dyn Fn()| {
+        let us: Vec<f64> = (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        median(us)
+    };
+    let decoder = trainer.snapshot(false).decoder;
+    let model = trainer.model().valid();
+    (
+        time(plain, &|| {
+            std::hint::black_box(decoder.decode(std::hint::black_box(&[0.3, -0.2])));
+        }),
+        time(burn, &|| {
+            let z = to_tensor(vec![0.3, -0.2], 1, 2, device);
+            std::hint::black_box(to_vec(model.decode(z)));
+        }),
+    )
 }
 
 /// The convolutional VAE (latent 2, batch 128, Bernoulli) on grey MNIST and on the colour
@@ -343,31 +393,15 @@ fn conv_figures(name: &str, device: &Device, args: &BenchArgs) -> anyhow::Result
             shape.height,
             shape.channels
         );
-        println!(
+        say!(
             "conv_train_samples_per_sec {name:<16} {what:<22} {:>8.0}",
             median(rates)
         );
-        let decoder = trainer.snapshot(false).decoder;
-        let plain: Vec<f64> = (0..500)
-            .map(|_| {
-                let t = Instant::now();
-                std::hint::black_box(decoder.decode(std::hint::black_box(&[0.3, -0.2])));
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        let model = trainer.model().valid();
-        let burn_us: Vec<f64> = (0..200)
-            .map(|_| {
-                let t = Instant::now();
-                let z = to_tensor(vec![0.3, -0.2], 1, 2, device);
-                std::hint::black_box(to_vec(model.decode(z)));
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        println!(
+        let (plain, burn_us) = decode_latency(&trainer, device, 500, 200);
+        say!(
             "conv_decode_one_point_us {name:<16} {what:<22} plain-data decoder copy {:.1}   burn model {:.1}",
-            median(plain),
-            median(burn_us)
+            plain,
+            burn_us
         );
     }
     Ok(())

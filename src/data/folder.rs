@@ -88,7 +88,8 @@ fn load_scaled(
     let mut decoded = Vec::with_capacity(files.len());
     let mut skipped = Vec::new();
     for (path, label) in &files {
-        match image::open(path) {
+        let read = std::fs::read(path).map_err(|e| e.to_string());
+        match read.and_then(|bytes| decode_image(&bytes)) {
             Ok(img) => decoded.push((img, *label)),
             Err(e) => skipped.push(format!("{}: {e}", path.display())),
         }
@@ -131,19 +132,8 @@ fn load_scaled(
         factors: Vec::new(),
     };
     for (img, label) in decoded {
-        let img = if img.dimensions() == (width as u32, height as u32) {
-            img
-        } else {
-            img.resize_exact(
-                width as u32,
-                height as u32,
-                image::imageops::FilterType::Triangle,
-            )
-        };
-        match colour {
-            true => set.pixels.extend_from_slice(img.to_rgb8().as_raw()),
-            false => set.pixels.extend_from_slice(img.to_luma8().as_raw()),
-        }
+        set.pixels
+            .extend_from_slice(&to_pixels(img, width, height, colour));
         set.labels.push(label);
     }
     let mut warnings = Vec::new();
@@ -166,6 +156,41 @@ fn load_scaled(
         warnings,
         factor_info: Vec::new(),
     })
+}
+
+/// The most bytes one image may decode to (the image crate refuses larger ones up front).
+const MAX_DECODED: u64 = 256 << 20;
+
+/// Decodes one image file's bytes (PNG, JPEG, BMP or GIF, told by their content), refusing
+/// images whose claimed size would take more than 256 MiB before decoding them.
+pub fn decode_image(bytes: &[u8]) -> Result<image::DynamicImage, String> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODED);
+    limits.max_image_width = Some(1 << 16);
+    limits.max_image_height = Some(1 << 16);
+    reader.limits(limits);
+    reader.decode().map_err(|e| e.to_string())
+}
+
+/// An image's values at `width` x `height` (resized when it differs), RGB interleaved with
+/// `colour`, else grey.
+pub fn to_pixels(img: image::DynamicImage, width: usize, height: usize, colour: bool) -> Vec<u8> {
+    let img = if img.dimensions() == (width as u32, height as u32) {
+        img
+    } else {
+        img.resize_exact(
+            width as u32,
+            height as u32,
+            image::imageops::FilterType::Triangle,
+        )
+    };
+    match colour {
+        true => img.to_rgb8().into_raw(),
+        false => img.to_luma8().into_raw(),
+    }
 }
 
 /// The most common size among `sizes` (ties: the first seen), scaled so neither side exceeds

@@ -34,6 +34,20 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     read_idx(open(path)?, path, LABELS_MAGIC, "labels").map(|(_, payload)| payload)
 }
 
+/// The bytes that follow the first gzip stream of a gzip file (`None` when it is not gzip,
+/// cannot be read, or nothing follows): the reader stops at the first stream's end.
+pub fn bytes_after_gzip(path: &Path) -> Option<u64> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+    if reader.fill_buf().ok()?.get(..2) != Some(&[0x1f, 0x8b][..]) {
+        return None;
+    }
+    let mut stream = flate2::bufread::GzDecoder::new(reader);
+    std::io::copy(&mut stream, &mut std::io::sink()).ok()?;
+    let rest = std::io::copy(&mut stream.into_inner(), &mut std::io::sink()).ok()?;
+    (rest > 0).then_some(rest)
+}
+
 /// Opens a file as a byte stream, transparently decompressing gzip.
 fn open(path: &Path) -> Result<Box<dyn Read>, DataError> {
     let io = |source| DataError::Io {
@@ -285,6 +299,23 @@ pub fn load_dir(
             ));
         }
     };
+    let warnings = [
+        &files.train_images,
+        &files.train_labels,
+        &files.test_images,
+        &files.test_labels,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| {
+        bytes_after_gzip(p).map(|n| {
+            format!(
+                "{}: {n} bytes after the gzip stream were ignored (a second stream, or appended data)",
+                p.display()
+            )
+        })
+    })
+    .collect();
     let classes = class_count(&train.labels).max(class_count(&test.labels));
     let class_names = if labelled {
         (0..classes).map(|c| c.to_string()).collect()
@@ -297,7 +328,7 @@ pub fn load_dir(
         train,
         test,
         class_names,
-        warnings: Vec::new(),
+        warnings,
         factor_info: Vec::new(),
     })
 }
@@ -341,6 +372,31 @@ mod tests {
         assert_eq!((a.len(), a.height, a.width), (2, 2, 3));
         assert_eq!(a.pixels, b.pixels);
         assert_eq!(a.image(1), &[6, 7, 8, 9, 10, 11]);
+    }
+
+    #[test]
+    fn bytes_after_a_gzip_stream_are_read_past_with_a_warning_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = idx_bytes(IMAGES_MAGIC, &[2, 2, 2], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut padded = gzip(&raw);
+        padded.extend_from_slice(b"appended junk");
+        let path = write(dir.path(), "train-images-idx3-ubyte.gz", &padded);
+        assert_eq!(
+            read_images(&path).unwrap().pixels,
+            vec![1, 2, 3, 4, 5, 6, 7, 8]
+        );
+        assert_eq!(bytes_after_gzip(&path), Some(13));
+        let clean = write(dir.path(), "clean.gz", &gzip(&raw));
+        assert_eq!(bytes_after_gzip(&clean), None);
+        let data = crate::data::load_path(dir.path(), 0).unwrap();
+        assert!(
+            data.warnings
+                .iter()
+                .any(|w| w.contains("train-images-idx3-ubyte.gz")
+                    && w.contains("13 bytes after the gzip stream")),
+            "{:?}",
+            data.warnings
+        );
     }
 
     #[test]

@@ -308,27 +308,40 @@ fn write_cache(path: &Path, c: &Classifier) -> anyhow::Result<()> {
 
 fn read_cache(path: &Path) -> anyhow::Result<Classifier> {
     let bytes = std::fs::read(path)?;
-    let bad = || anyhow::anyhow!("{}: not an evaluator file", path.display());
+    parse_cache(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not an evaluator file: {e}", path.display()))
+}
+
+/// Parses an evaluator cache file: the magic, the layer count (1 to 16), then per layer its
+/// input and output widths and their weights and biases, with nothing left over. Sizes are
+/// checked against the bytes present before anything is allocated for them.
+pub fn parse_cache(bytes: &[u8]) -> Result<Classifier, String> {
     if bytes.get(..8) != Some(MAGIC.as_slice()) {
-        return Err(bad());
+        return Err("no evaluator magic".into());
     }
     let mut pos = 8;
-    let u32_at = |pos: &mut usize| -> anyhow::Result<usize> {
-        let v = bytes.get(*pos..*pos + 4).ok_or_else(bad)?;
+    let u32_at = |pos: &mut usize| -> Result<usize, String> {
+        let v = bytes
+            .get(*pos..*pos + 4)
+            .ok_or_else(|| format!("truncated at byte {pos}"))?;
         *pos += 4;
         Ok(u32::from_le_bytes([v[0], v[1], v[2], v[3]]) as usize)
     };
     let count = u32_at(&mut pos)?;
     if count == 0 || count > 16 {
-        return Err(bad());
+        return Err(format!("{count} layers (1 to 16)"));
     }
     let mut layers = Vec::new();
     for _ in 0..count {
         let (inputs, outputs) = (u32_at(&mut pos)?, u32_at(&mut pos)?);
-        let n = inputs.checked_mul(outputs).ok_or_else(bad)? + outputs;
-        let end = pos.checked_add(n * 4).ok_or_else(bad)?;
-        let raw = bytes.get(pos..end).ok_or_else(bad)?;
-        let vals: Vec<f32> = raw
+        let end = inputs
+            .checked_mul(outputs)
+            .and_then(|w| w.checked_add(outputs))
+            .and_then(|n| n.checked_mul(4))
+            .and_then(|b| pos.checked_add(b))
+            .filter(|&end| end <= bytes.len())
+            .ok_or_else(|| format!("a layer of {inputs} x {outputs} runs past the end"))?;
+        let vals: Vec<f32> = bytes[pos..end]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
@@ -341,7 +354,7 @@ fn read_cache(path: &Path) -> anyhow::Result<Classifier> {
         });
     }
     if pos != bytes.len() {
-        return Err(bad());
+        return Err(format!("{} bytes left over", bytes.len() - pos));
     }
     Ok(Classifier { layers })
 }
@@ -379,5 +392,23 @@ mod tests {
         let (features, logits) = c.run(&[1.0, 1.0]);
         assert_eq!(features.len(), 3);
         assert_eq!(logits.len(), 2);
+    }
+
+    #[test]
+    fn a_cache_whose_sizes_overflow_is_refused_without_panicking() {
+        // One layer of 2^32-1 x 2^32-1: the byte count overflows a usize product.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(u32::MAX.to_le_bytes());
+        bytes.extend(u32::MAX.to_le_bytes());
+        bytes.extend([0u8; 64]);
+        let err = parse_cache(&bytes).unwrap_err();
+        assert!(err.contains("runs past the end"), "{err}");
+        // A width whose weights and biases, times four bytes, wrap around to a small number.
+        let mut wrap = MAGIC.to_vec();
+        wrap.extend(1u32.to_le_bytes());
+        wrap.extend(1u32.to_le_bytes());
+        wrap.extend(0x4000_0000u32.to_le_bytes());
+        assert!(parse_cache(&wrap).is_err());
     }
 }

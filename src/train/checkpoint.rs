@@ -223,8 +223,8 @@ pub fn load_model(
             path.display()
         );
     }
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| anyhow::anyhow!("{}: not a model file: {e:?}", path.display()))?;
+    let record = parse_record(bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a model file: {e}", path.display()))?;
     // The fresh model's random weights are replaced by the record's, but drawing them still
     // takes from the device's shared random stream.
     let model = {
@@ -233,10 +233,26 @@ pub fn load_model(
         crate::backend::initialise_now(&model);
         model
     };
-    model.try_load_record(record).map_err(|e| {
+    load_record(model, record).map_err(|e| {
         anyhow::anyhow!(
-            "{}: does not fit the model in {CONFIG_FILE}: {e:?}",
+            "{}: does not fit the model in {CONFIG_FILE}: {e}",
             path.display()
         )
     })
+}
+
+/// Parses a weights file's bytes; a panic inside the parser becomes an error.
+pub fn parse_record(bytes: Vec<u8>) -> Result<ModuleRecord, String> {
+    std::panic::catch_unwind(|| ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)))
+        .map_err(|_| "the weights could not be parsed".to_owned())?
+        .map_err(|e| format!("{e:?}"))
+}
+
+/// Loads `record` into `model`; a panic inside burn becomes an error.
+pub fn load_record(model: Model, record: ModuleRecord) -> Result<Model, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        model.try_load_record(record)
+    }))
+    .map_err(|_| "the weights could not be loaded".to_owned())?
+    .map_err(|e| format!("{e:?}"))
 }

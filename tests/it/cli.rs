@@ -375,3 +375,24 @@ fn a_run_folder_killed_at_random_moments_always_loads_as_its_last_complete_save(
     assert!(loaded >= 5, "only {loaded} rounds got as far as a save");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
+
+#[test]
+fn window_options_beside_a_subcommand_are_refused() {
+    let out = bin()
+        .args([
+            "--backend",
+            "gpu",
+            "train",
+            "--out",
+            "/nonexistent/never-written",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot be used with '--backend"),
+        "the top-level option is named: {stderr}"
+    );
+    assert!(!std::path::Path::new("/nonexistent/never-written").exists());
+}
