@@ -309,9 +309,13 @@ mod gpu {
 mod gpu {
     use super::{Backend, BackendError};
 
+    const NOT_BUILT: &str = "this build has no GPU support (cargo feature `gpu`)";
+
     pub fn select() -> Result<Backend, BackendError> {
-        Err(BackendError::NoGpu(
-            "this build has no GPU support (cargo feature `gpu`)".into(),
-        ))
+        Err(BackendError::NoGpu(NOT_BUILT.into()))
+    }
+
+    pub fn hardware_adapter() -> Result<String, String> {
+        Err(NOT_BUILT.into())
     }
 }
