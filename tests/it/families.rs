@@ -115,22 +115,33 @@ fn sampling_at_zero_temperature_decodes_the_prior_mode_and_the_plain_copy_agrees
 
         // The plain decoder copy decodes like the model (through the flow for the f-VAE).
         let snap = trainer.snapshot(false);
-        let z = [0.4f32, -0.8];
-        let plain = snap.decoder.decode(&z);
-        let burn = to_vec(burn::tensor::activation::sigmoid(model.decode(to_tensor(
-            z.to_vec(),
-            1,
-            2,
-            &device,
-        ))));
-        let worst = plain
-            .iter()
-            .zip(&burn)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let (worst, _) = plain_copy_error(&snap, &model, &device);
         assert!(worst < 1e-4, "{kind:?}: plain decoder differs by {worst}");
         assert_eq!(snap.prior_mode(class), mode, "{kind:?}");
     }
+}
+
+/// The largest difference between the snapshot's plain decoder copy and the model at one
+/// latent point (through the flow for the f-VAE), and the number of values decoded.
+pub(crate) fn plain_copy_error(
+    snap: &latent_atlas::train::Snapshot,
+    model: &latent_atlas::model::Model,
+    device: &Device,
+) -> (f32, usize) {
+    let z = [0.4f32, -0.8];
+    let plain = snap.decoder.decode(&z);
+    let burn = to_vec(burn::tensor::activation::sigmoid(model.decode(to_tensor(
+        z.to_vec(),
+        1,
+        2,
+        device,
+    ))));
+    let worst = plain
+        .iter()
+        .zip(&burn)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    (worst, plain.len())
 }
 
 #[test]
