@@ -87,8 +87,13 @@ impl LatentAtlasApp {
         let mut settings: Settings = if options.fresh {
             Settings::default()
         } else {
+            // Only a window with persistence remembers (tests run without it).
             cc.storage
-                .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+                .and_then(|storage| {
+                    state::settings_file()
+                        .and_then(|p| state::read_settings(&p))
+                        .or_else(|| eframe::get_value(storage, eframe::APP_KEY))
+                })
                 .unwrap_or_default()
         };
         if let Some(b) = options.backend {
@@ -217,6 +222,11 @@ impl eframe::App for LatentAtlasApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, eframe::APP_KEY, &self.state.settings);
+        if let Some(path) = state::settings_file()
+            && let Err(e) = state::write_settings(&path, &self.state.settings)
+        {
+            log::warn!("{}: cannot remember the settings: {e:#}", path.display());
+        }
     }
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {

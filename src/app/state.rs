@@ -49,6 +49,27 @@ impl Tab {
     }
 }
 
+/// Where the window's settings are remembered: `settings.json` in the platform's configuration
+/// folder (beside eframe's own storage, which keeps the window's geometry).
+pub fn settings_file() -> Option<std::path::PathBuf> {
+    dirs::config_dir().map(|d| d.join("latent-atlas").join("settings.json"))
+}
+
+/// Writes the settings to `path` atomically (a temporary file renamed over it), so a crash at
+/// any moment leaves the previous settings or the new ones, never a torn file. (eframe's own
+/// storage truncates its file and then writes it.)
+pub fn write_settings(path: &std::path::Path, settings: &Settings) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::fsio::atomic_write(path, &serde_json::to_vec_pretty(settings)?)
+}
+
+/// The settings remembered in `path`, if it holds any.
+pub fn read_settings(path: &std::path::Path) -> Option<Settings> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
 /// What persists between launches. Fields added later load from old files with defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -396,3 +396,57 @@ fn window_options_beside_a_subcommand_are_refused() {
     );
     assert!(!std::path::Path::new("/nonexistent/never-written").exists());
 }
+
+/// Set in a copy of this test binary that only writes settings, over and over, until killed.
+const SETTINGS_WRITER: &str = "LATENT_ATLAS_TEST_SETTINGS_WRITER";
+
+#[test]
+fn remembered_settings_killed_mid_write_always_read_back_whole() {
+    use latent_atlas::app::state::{Settings, read_settings, write_settings};
+    if let Some(path) = std::env::var_os(SETTINGS_WRITER) {
+        let path = std::path::PathBuf::from(path);
+        let mut settings = Settings::default();
+        for seed in 1.. {
+            settings.config.seed = seed;
+            // Settings of varying length, so a torn write would show.
+            settings.config.dataset = "d".repeat((seed % 4000) as usize);
+            write_settings(&path, &settings).unwrap();
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("settings.json");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut last_seed = 0;
+    for round in 0..20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "cli::remembered_settings_killed_mid_write_always_read_back_whole",
+                "--exact",
+                "--nocapture",
+            ])
+            .env(SETTINGS_WRITER, &path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30 + state % 250));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !path.exists() {
+            continue;
+        }
+        let settings = read_settings(&path)
+            .unwrap_or_else(|| panic!("round {round}: the settings file does not parse"));
+        assert_eq!(
+            settings.config.dataset.len() as u64,
+            settings.config.seed % 4000,
+            "round {round}: a torn or mixed file"
+        );
+        last_seed = settings.config.seed;
+    }
+    assert!(last_seed > 0, "no write ever completed");
+}
