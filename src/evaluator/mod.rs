@@ -163,9 +163,13 @@ impl Evaluator {
             );
         }
         let path = cache_dir().join(dataset_key(data));
-        let classifier = match read_cache(&path) {
-            Ok(c) => c,
-            Err(_) => {
+        // A cache that is damaged or made for images of another size is trained again.
+        let cached = read_cache(&path)
+            .ok()
+            .filter(|c| c.layers.first().map(|l| l.inputs) == Some(data.dim()));
+        let classifier = match cached {
+            Some(c) => c,
+            None => {
                 let c = train_classifier(data, device, progress);
                 // A cache that cannot be written only costs a retraining next time.
                 let _ = std::fs::create_dir_all(cache_dir()).map(|_| write_cache(&path, &c));
@@ -331,9 +335,20 @@ pub fn parse_cache(bytes: &[u8]) -> Result<Classifier, String> {
     if count == 0 || count > 16 {
         return Err(format!("{count} layers (1 to 16)"));
     }
-    let mut layers = Vec::new();
+    let mut layers: Vec<Dense> = Vec::new();
     for _ in 0..count {
         let (inputs, outputs) = (u32_at(&mut pos)?, u32_at(&mut pos)?);
+        if inputs == 0 || outputs == 0 {
+            return Err(format!("a layer of {inputs} x {outputs}"));
+        }
+        if let Some(previous) = layers.last()
+            && previous.outputs != inputs
+        {
+            return Err(format!(
+                "a layer of {inputs} inputs follows one of {} outputs",
+                previous.outputs
+            ));
+        }
         let end = inputs
             .checked_mul(outputs)
             .and_then(|w| w.checked_add(outputs))
@@ -410,5 +425,29 @@ mod tests {
         wrap.extend(1u32.to_le_bytes());
         wrap.extend(0x4000_0000u32.to_le_bytes());
         assert!(parse_cache(&wrap).is_err());
+    }
+
+    #[test]
+    fn fuzz_finding_a_layer_without_outputs_is_refused() {
+        // Found by `scripts/fuzz.sh` (evaluator_cache): a second layer of 19 x 0 was accepted
+        // and running the classifier panicked in `chunks_exact(0)`.
+        let crash: &[u8] = &[
+            0x4c, 0x41, 0x45, 0x56, 0x41, 0x4c, 0x30, 0x31, 0x02, 0x00, 0x00, 0x00, 0x02, 0x00,
+            0x00, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0xc9, 0x00, 0x3f, 0x3f, 0x00, 0x00, 0x00,
+            0x3f, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94,
+            0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0x94, 0xcc, 0x3d,
+            0x13, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        ];
+        let err = parse_cache(crash).unwrap_err();
+        assert!(err.contains("layer"), "{err}");
+        // Layers whose widths do not chain are refused too.
+        let mut unchained = MAGIC.to_vec();
+        unchained.extend(2u32.to_le_bytes());
+        for (i, o) in [(1u32, 2u32), (3, 1)] {
+            unchained.extend(i.to_le_bytes());
+            unchained.extend(o.to_le_bytes());
+            unchained.extend(vec![0u8; 4 * (i * o + o) as usize]);
+        }
+        assert!(parse_cache(&unchained).unwrap_err().contains("follows"));
     }
 }
