@@ -236,8 +236,9 @@ impl RunView {
     }
 
     /// The bytes this view holds on the heap, roughly: the training rows, the curves' points,
-    /// the tests, the scores and the timeline's own posteriors (a snapshot's probe set and
-    /// decoder are shared with the worker and counted once).
+    /// the tests, the scores, the timeline's posteriors and the decoder copy each timeline frame
+    /// keeps (counted once per distinct copy; at most [`TIMELINE_CAPACITY`] of them, about
+    /// 2 MB each for the default 784-512-256-2 networks). The probe set's images are shared.
     pub fn held_bytes(&self) -> usize {
         use std::mem::size_of;
         let rows: usize = self
@@ -267,10 +268,22 @@ impl RunView {
         .chain(c.extras.iter().map(|(_, s)| s))
         .map(|s| 16 * s.len())
         .sum();
+        let mut decoders = std::collections::HashSet::new();
         let frames: usize = self
             .timeline
             .iter()
-            .map(|f| 4 * (f.snapshot.mu.len() + f.snapshot.sigma.len()))
+            .map(|f| {
+                let d = &f.snapshot.decoder;
+                let weights = match decoders.insert(std::sync::Arc::as_ptr(d)) {
+                    true => d
+                        .layers
+                        .iter()
+                        .map(|l| 4 * (l.weights.len() + l.bias.len()))
+                        .sum::<usize>(),
+                    false => 0,
+                };
+                4 * (f.snapshot.mu.len() + f.snapshot.sigma.len()) + weights
+            })
             .sum();
         rows + points
             + frames
