@@ -213,7 +213,8 @@ mod tests {
 
     #[test]
     fn only_loopback_may_serve_with_a_generated_token() {
-        // SAFETY-free: the test does not set the environment; skip when the caller did.
+        // The test reads the environment but never sets it; a caller's token would change
+        // what is expected, so then there is nothing to check.
         if std::env::var_os(TOKEN_ENV).is_some() || std::env::var_os(TOKEN_FILE_ENV).is_some() {
             return;
         }

@@ -10,9 +10,10 @@ use crate::scene::{Radius, Rgba, Scene};
 /// Side of the plane's drawing square, in SVG user units.
 const SIDE: f32 = 800.0;
 
-fn colour(c: Rgba) -> String {
+/// `fill="rgb(..)" fill-opacity=".."` (or the stroke's pair) for a colour with alpha.
+fn paint(attribute: &str, c: Rgba) -> String {
     format!(
-        "rgb({},{},{})\" fill-opacity=\"{:.3}",
+        "{attribute}=\"rgb({},{},{})\" {attribute}-opacity=\"{:.3}\"",
         c[0],
         c[1],
         c[2],
@@ -61,8 +62,8 @@ pub fn plane_svg(scene: &Scene) -> String {
         };
         let _ = writeln!(
             s,
-            "<ellipse cx=\"{x:.2}\" cy=\"{y:.2}\" rx=\"{rx:.2}\" ry=\"{ry:.2}\" fill=\"{}\"/>",
-            colour(d.color)
+            "<ellipse cx=\"{x:.2}\" cy=\"{y:.2}\" rx=\"{rx:.2}\" ry=\"{ry:.2}\" {}/>",
+            paint("fill", d.color)
         );
     }
     for o in &scene.outlines {
@@ -74,15 +75,11 @@ pub fn plane_svg(scene: &Scene) -> String {
                 format!("{x:.2},{y:.2}")
             })
             .collect();
-        let c = o.color;
         let _ = writeln!(
             s,
-            "<polygon points=\"{}\" fill=\"none\" stroke=\"rgb({},{},{})\" stroke-opacity=\"{:.3}\"/>",
+            "<polygon points=\"{}\" fill=\"none\" {}/>",
             points.join(" "),
-            c[0],
-            c[1],
-            c[2],
-            f32::from(c[3]) / 255.0
+            paint("stroke", o.color)
         );
     }
     s.push_str("</g>\n<g id=\"prior-samples\">\n");

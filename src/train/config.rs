@@ -700,10 +700,11 @@ mod tests {
             let mut config = TrainConfig::default();
             config.set_model(ModelKind::Gan);
             config.adversarial.minibatch_std = minibatch_std;
-            match config.build_model(ImageShape::new(1, 3, 4), 1, &Device::flex()) {
-                Model::Gan(g) => g.disc.output.weight.dims()[0],
-                _ => unreachable!("a GAN was asked for"),
-            }
+            let model = config.build_model(ImageShape::new(1, 3, 4), 1, &Device::flex());
+            let Model::Gan(g) = model else {
+                panic!("a GAN was asked for");
+            };
+            g.disc.output.weight.dims()[0]
         };
         // The last hidden width is 256; the spread is one more input to the logit.
         assert_eq!(width(false), 256);
