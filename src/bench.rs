@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// 0 skips it).
     #[arg(long, default_value_t = 5.0)]
     pub conv_seconds: f64,
+    /// Instead of the speed table: train as the window does, folding every event and snapshot
+    /// into the explorer's state without drawing, for this many seconds, and print resident
+    /// memory and what the state holds each minute.
+    #[arg(long, value_name = "SECONDS")]
+    pub soak: Option<f64>,
 }
 
 /// The spinner on stderr that says what is being measured (hidden when stderr is not a
@@ -222,8 +227,103 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
     phases.map(median)
 }
 
+/// Resident memory of this process in MiB (Linux; `None` elsewhere).
+pub fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// The window's work without drawing, for `seconds`: the explorer's settings on the first
+/// backend, every event folded into an [`AppState`](crate::app::state::AppState), the newest
+/// snapshot taken as often as a 60 Hz window would, the evaluator asked to score each minute.
+/// Prints resident memory and the state's holdings each minute and at the end.
+fn soak(seconds: f64, choice: BackendChoice) -> anyhow::Result<()> {
+    use crate::app::state::{AppState, Settings};
+    use crate::worker::{Command, Event, Worker};
+    let settings = Settings {
+        backend: choice.clone(),
+        ..Settings::default()
+    };
+    let mut state = AppState::new(settings.clone());
+    let mut worker = Worker::spawn(settings.config.clone(), choice, Arc::new(|| {}))?;
+    say!("soak: explorer settings, {seconds} s; cpu {}", cpu_model());
+    say!(
+        "{:>7} {:>9} {:>6} {:>9} {:>10} {:>8} {:>9}",
+        "seconds",
+        "step",
+        "epoch",
+        "rss MiB",
+        "state MiB",
+        "frames",
+        "decoders"
+    );
+    let start = Instant::now();
+    let mut next_report = 0.0;
+    let report = |state: &AppState, t: f64| {
+        let run = &state.main;
+        let decoders: std::collections::HashSet<u64> =
+            run.timeline.iter().map(|f| f.decoder_step).collect();
+        say!(
+            "{:>7.0} {:>9} {:>6} {:>9.1} {:>10.1} {:>8} {:>9}",
+            t,
+            run.last_step.as_ref().map_or(0, |m| m.step),
+            run.last_step.as_ref().map_or(0, |m| m.epoch),
+            resident_mib().unwrap_or(f64::NAN),
+            run.held_bytes() as f64 / (1 << 20) as f64,
+            run.timeline.len(),
+            decoders.len()
+        );
+    };
+    loop {
+        let t = start.elapsed().as_secs_f64();
+        phase(format!("soak {t:.0} of {seconds} s"));
+        if t >= next_report {
+            report(&state, t);
+            if t > 0.0 {
+                worker.send(Command::Score);
+            }
+            next_report += 60.0;
+        }
+        if t >= seconds {
+            break;
+        }
+        let frame = Instant::now();
+        while frame.elapsed() < std::time::Duration::from_millis(16) {
+            let Some(event) = worker.recv_timeout(std::time::Duration::from_millis(4)) else {
+                continue;
+            };
+            if let Event::Failed(e) = &event {
+                anyhow::bail!("the worker failed: {e}");
+            }
+            let ready = matches!(event, Event::Ready { .. });
+            state.apply(event);
+            if ready {
+                worker.send(Command::Start);
+            }
+        }
+        if let Some(s) = worker.take_snapshot() {
+            state.set_snapshot(s);
+        }
+    }
+    report(&state, start.elapsed().as_secs_f64());
+    worker.shutdown();
+    Ok(())
+}
+
 /// Runs the benchmark and prints its table.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(seconds) = args.soak {
+        let choice = args.backends.first().cloned().unwrap_or_default();
+        return soak(seconds, choice);
+    }
     let data = Arc::new(Builtin::Mnist.load(0)?);
     let mut trainers = Vec::new();
     for choice in &args.backends {

@@ -146,6 +146,9 @@ pub enum Endpoint {
     Point(Vec<f32>),
 }
 
+/// Notices and errors kept (the newest): the status bar shows the last.
+pub const MAX_MESSAGES: usize = 64;
+
 /// The whole explorer state. Cloned for an export, which then runs on its own thread.
 #[derive(Clone, Debug, Default)]
 pub struct AppState {
@@ -199,6 +202,10 @@ impl AppState {
             Event::Saved(p) => self.notices.push(format!("saved {}", p.display())),
             Event::Failed(e) | Event::ScoringFailed(e) => self.errors.push(e.clone()),
             _ => {}
+        }
+        for messages in [&mut self.notices, &mut self.errors] {
+            let excess = messages.len().saturating_sub(MAX_MESSAGES);
+            messages.drain(..excess);
         }
         self.main.apply(event);
     }
@@ -600,6 +607,19 @@ mod tests {
         assert_eq!(s.shown_snapshot().unwrap().step, 0);
         s.timeline_pos = None;
         assert_eq!(s.shown_snapshot().unwrap().step, 999);
+    }
+
+    #[test]
+    fn notices_and_errors_keep_the_newest() {
+        let mut s = AppState::new(Settings::default());
+        for i in 0..10_000 {
+            s.apply(Event::Notice(format!("notice {i}")));
+            s.apply(Event::ScoringFailed(format!("error {i}")));
+        }
+        assert_eq!(s.notices.len(), MAX_MESSAGES);
+        assert_eq!(s.errors.len(), MAX_MESSAGES);
+        assert_eq!(s.notices.last().unwrap(), "notice 9999");
+        assert_eq!(s.last_error(), Some("error 9999"));
     }
 
     #[test]

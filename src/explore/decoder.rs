@@ -218,6 +218,33 @@ impl PlainUp {
 }
 
 impl PlainDecoder {
+    /// Bytes its weights take on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        let dense = |d: &Dense| 4 * (d.weights.len() + d.bias.len());
+        let layers: usize = self.layers.iter().map(dense).sum();
+        let flow: usize = self
+            .flow
+            .iter()
+            .flat_map(|f| &f.layers)
+            .map(|c| c.net.iter().map(dense).sum::<usize>() + dense(&c.log_scale) + dense(&c.shift))
+            .sum();
+        let up: usize = self
+            .up
+            .iter()
+            .map(|u| {
+                u.stages
+                    .iter()
+                    .map(|s| 4 * (s.weights.len() + s.bias.len()))
+                    .sum::<usize>()
+                    + u.norms
+                        .iter()
+                        .map(|n| 4 * (n.gamma.len() + n.beta.len()))
+                        .sum::<usize>()
+            })
+            .sum();
+        layers + flow + up
+    }
+
     /// Dimension of the latent space it decodes from.
     pub fn latent_dim(&self) -> usize {
         self.layers.first().map_or(0, |l| l.inputs)

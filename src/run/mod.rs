@@ -15,6 +15,10 @@ use crate::worker::{Event, RunState};
 pub const CURVE_CAPACITY: usize = 4000;
 /// Snapshots kept for the timeline and the GIF.
 pub const TIMELINE_CAPACITY: usize = 240;
+/// Bytes of decoder copies the timeline keeps for decoding at past steps: 64 MiB, 31 copies of
+/// the default 784-512-256-2 decoder. Frames beyond that borrow the nearest kept copy; the
+/// first and the newest frame always keep their own.
+pub const TIMELINE_DECODER_BUDGET: usize = 64 << 20;
 
 /// The per-step loss curves.
 #[derive(Clone, Debug)]
@@ -69,8 +73,11 @@ impl Default for Curves {
 pub struct TimelineFrame {
     /// The step.
     pub step: u64,
-    /// The snapshot.
+    /// The snapshot. Its decoder is the one of `decoder_step`.
     pub snapshot: Snapshot,
+    /// The step whose decoder the snapshot carries: its own step, or the nearest step whose
+    /// copy the timeline kept once [`TIMELINE_DECODER_BUDGET`] was reached.
+    pub decoder_step: u64,
 }
 
 /// Where the dataset's evaluator stands.
@@ -214,18 +221,21 @@ impl RunView {
         let keep = self.timeline.last().is_none_or(|f| f.step != snapshot.step);
         if keep {
             if self.timeline.len() >= TIMELINE_CAPACITY {
-                // Thin the older half so the whole run stays covered.
+                // Thin the older half so the whole run stays covered, keeping the frames
+                // whose decoder copies others borrow.
                 let half = self.timeline.len() / 2;
                 let mut i = 0;
-                self.timeline.retain(|_| {
+                self.timeline.retain(|f| {
                     i += 1;
-                    i > half || i % 2 == 1
+                    i > half || i % 2 == 1 || f.decoder_step == f.step
                 });
             }
             self.timeline.push(TimelineFrame {
                 step: snapshot.step,
                 snapshot: snapshot.clone(),
+                decoder_step: snapshot.step,
             });
+            self.fit_decoder_budget();
             if let Some(c) = &snapshot.coverage {
                 self.curves
                     .hole_share
@@ -235,10 +245,55 @@ impl RunView {
         self.snapshot = Some(snapshot);
     }
 
+    /// Keeps the timeline's distinct decoder copies within [`TIMELINE_DECODER_BUDGET`]: while
+    /// there are too many, the inner copy whose kept neighbours lie closest together is
+    /// dropped, and the frames that used it take the nearer neighbour's, so the kept copies
+    /// stay spread over the run.
+    fn fit_decoder_budget(&mut self) {
+        let Some(newest) = self.timeline.last() else {
+            return;
+        };
+        let bytes = newest.snapshot.decoder.heap_bytes().max(1);
+        // At most a quarter of the frames, so thinning still halves the older half.
+        let keep = (TIMELINE_DECODER_BUDGET / bytes).clamp(2, TIMELINE_CAPACITY / 4);
+        loop {
+            // Runs of consecutive frames sharing a copy: (first frame, end, decoder step).
+            let mut runs: Vec<(usize, usize, u64)> = Vec::new();
+            for (i, f) in self.timeline.iter().enumerate() {
+                match runs.last_mut() {
+                    Some(r) if r.2 == f.decoder_step => r.1 = i + 1,
+                    _ => runs.push((i, i + 1, f.decoder_step)),
+                }
+            }
+            if runs.len() <= keep {
+                return;
+            }
+            let Some(k) =
+                (1..runs.len() - 1).min_by_key(|&k| runs[k + 1].2.abs_diff(runs[k - 1].2))
+            else {
+                return;
+            };
+            let (before, after) = (&runs[k - 1], &runs[k + 1]);
+            let earlier = self.timeline[before.0].snapshot.decoder.clone();
+            let later = self.timeline[after.0].snapshot.decoder.clone();
+            let (earlier_step, later_step) = (before.2, after.2);
+            for f in &mut self.timeline[runs[k].0..runs[k].1] {
+                let (decoder, step) =
+                    if f.step.abs_diff(earlier_step) <= f.step.abs_diff(later_step) {
+                        (earlier.clone(), earlier_step)
+                    } else {
+                        (later.clone(), later_step)
+                    };
+                f.snapshot.decoder = decoder;
+                f.decoder_step = step;
+            }
+        }
+    }
+
     /// The bytes this view holds on the heap, roughly: the training rows, the curves' points,
     /// the tests, the scores, the timeline's posteriors and the decoder copy each timeline frame
-    /// keeps (counted once per distinct copy; at most [`TIMELINE_CAPACITY`] of them, about
-    /// 2 MB each for the default 784-512-256-2 networks). The probe set's images are shared.
+    /// keeps (counted once per distinct copy; at most [`TIMELINE_DECODER_BUDGET`] in all, or two
+    /// copies where one is larger). The probe set's images are shared.
     pub fn held_bytes(&self) -> usize {
         use std::mem::size_of;
         let rows: usize = self
@@ -275,11 +330,7 @@ impl RunView {
             .map(|f| {
                 let d = &f.snapshot.decoder;
                 let weights = match decoders.insert(std::sync::Arc::as_ptr(d)) {
-                    true => d
-                        .layers
-                        .iter()
-                        .map(|l| 4 * (l.weights.len() + l.bias.len()))
-                        .sum::<usize>(),
+                    true => d.heap_bytes(),
                     false => 0,
                 };
                 4 * (f.snapshot.mu.len() + f.snapshot.sigma.len()) + weights
@@ -331,5 +382,82 @@ mod bounded_tests {
         // MAX_ROWS rows of about 150 bytes, six curves of 4,000 points: under 32 MiB.
         assert!(held < 32 << 20, "{held} bytes after a million steps");
         assert_eq!(view.last_step.as_ref().map(|m| m.step), Some(1_000_000));
+    }
+
+    /// A snapshot at `step` with its own decoder of the default sizes (784-512-256-2; the
+    /// weights are zero pages, never touched).
+    fn snapshot(step: u64) -> Snapshot {
+        use crate::explore::{Dense, PlainDecoder};
+        let dense = |inputs, outputs| Dense {
+            inputs,
+            outputs,
+            weights: vec![0.0; inputs * outputs],
+            bias: vec![0.0; outputs],
+        };
+        Snapshot {
+            run: 1,
+            family: crate::train::ModelKind::Vae,
+            step,
+            epoch: 0,
+            latent_dim: 2,
+            probe: Default::default(),
+            mu: vec![0.0; 2 * 500],
+            sigma: vec![1.0; 2 * 500],
+            decoder: std::sync::Arc::new(PlainDecoder {
+                layers: vec![dense(2, 256), dense(256, 512), dense(512, 784)],
+                flow: None,
+                width: 28,
+                height: 28,
+                up: None,
+            }),
+            view: Default::default(),
+            coverage: None,
+        }
+    }
+
+    #[test]
+    fn the_timeline_keeps_a_bounded_number_of_evenly_spread_decoders() {
+        let mut view = RunView::new(TrainConfig::default());
+        let bytes = snapshot(0).decoder.heap_bytes();
+        let keep = TIMELINE_DECODER_BUDGET / bytes;
+        assert!((20..=40).contains(&keep), "{keep} copies of {bytes} bytes");
+        let last = 5_000 * 25;
+        for step in (0..=last).step_by(25) {
+            view.set_snapshot(snapshot(step));
+            let kept: std::collections::BTreeSet<u64> =
+                view.timeline.iter().map(|f| f.decoder_step).collect();
+            assert!(kept.len() <= keep, "{} copies at step {step}", kept.len());
+        }
+        let t = &view.timeline;
+        assert!(t.len() <= TIMELINE_CAPACITY);
+        assert_eq!(t[0].decoder_step, 0, "the first frame keeps its own");
+        assert_eq!(
+            t[t.len() - 1].decoder_step,
+            last,
+            "the newest keeps its own"
+        );
+        let kept: Vec<u64> = t
+            .iter()
+            .map(|f| f.decoder_step)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        // Each frame borrows the nearest kept copy, and that copy is of that step's decoder.
+        for f in t {
+            let best = kept.iter().map(|k| k.abs_diff(f.step)).min().unwrap();
+            assert_eq!(f.decoder_step.abs_diff(f.step), best, "frame {}", f.step);
+        }
+        // Spread over the run: no gap between kept copies more than two even gaps wide.
+        let even = last / (kept.len() as u64 - 1);
+        let widest = kept.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        assert!(
+            widest <= 2 * even,
+            "widest gap {widest} steps, even {even}: {kept:?}"
+        );
+        let held = view.held_bytes();
+        assert!(
+            held <= TIMELINE_DECODER_BUDGET + (4 << 20),
+            "{held} bytes held"
+        );
     }
 }

@@ -647,10 +647,18 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
         let frames = state.main.timeline.len();
         if frames > 1 {
             let mut pos = state.timeline_pos.unwrap_or(frames - 1);
-            let step = state.main.timeline[pos.min(frames - 1)].step;
+            let frame = &state.main.timeline[pos.min(frames - 1)];
+            let text = match frame.decoder_step == frame.step {
+                true => format!("Timeline (step {})", frame.step),
+                // The timeline keeps a bounded number of decoder copies.
+                false => format!(
+                    "Timeline (step {}; images decoded at step {})",
+                    frame.step, frame.decoder_step
+                ),
+            };
             let slider = egui::Slider::new(&mut pos, 0..=frames - 1)
                 .show_value(false)
-                .text(format!("Timeline (step {step})"));
+                .text(text);
             if ui.add(slider).changed() {
                 state.timeline_pos = (pos + 1 < frames).then_some(pos);
             }
