@@ -8,6 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable holding the token.
 pub const TOKEN_ENV: &str = "LATENT_ATLAS_TOKEN";
@@ -108,6 +109,118 @@ pub fn bind(args: &ServeArgs) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))
 }
 
+/// Bytes the relays sent to servers and received from them, over the process's life.
+static SENT: AtomicU64 = AtomicU64::new(0);
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes sent to and received from remote servers so far, through every relay.
+pub fn traffic() -> (u64, u64) {
+    (
+        SENT.load(Ordering::Relaxed),
+        RECEIVED.load(Ordering::Relaxed),
+    )
+}
+
+/// The `host:port` part of a `ws://` URL, or `None` for another scheme.
+pub fn ws_authority(url: &str) -> Option<&str> {
+    let rest = url.trim().strip_prefix("ws://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    (!authority.is_empty()).then_some(authority)
+}
+
+/// A local TCP port that passes bytes unchanged to and from one server, counting them.
+///
+/// burn's client keeps one session per server address for the life of the process and never
+/// reopens it once the connection drops. Each connection attempt therefore goes through a
+/// relay of its own, on a fresh loopback port: to burn a new address, so a new session, while
+/// the bytes on the wire are exactly burn's.
+pub struct Relay {
+    /// The loopback address the client dials.
+    pub local: SocketAddr,
+}
+
+impl Relay {
+    /// Resolves `authority` (`host:port`), checks that the server answers, and starts relaying
+    /// from a free loopback port.
+    pub fn start(authority: &str) -> std::io::Result<Relay> {
+        use std::net::{TcpStream, ToSocketAddrs};
+        use std::time::Duration;
+        let targets: Vec<SocketAddr> = authority.to_socket_addrs()?.collect();
+        let reach = |targets: &[SocketAddr]| -> std::io::Result<TcpStream> {
+            let mut last = std::io::Error::other("the name resolves to no address");
+            for t in targets {
+                match TcpStream::connect_timeout(t, Duration::from_secs(10)) {
+                    Ok(s) => return Ok(s),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        };
+        drop(reach(&targets)?);
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+        let local = listener.local_addr()?;
+        std::thread::Builder::new()
+            .name("latent-atlas-relay".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    let Ok(client) = client else { continue };
+                    // Only this process dials the relay; anything else is turned away.
+                    if !client.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
+                        continue;
+                    }
+                    match reach(&targets) {
+                        Ok(server) => pipe(client, server),
+                        // Closing the client's side makes burn report the failure.
+                        Err(e) => log::warn!("relay: cannot reach {targets:?}: {e}"),
+                    }
+                }
+            })?;
+        Ok(Relay { local })
+    }
+}
+
+/// Copies bytes both ways between `client` and `server` until either side closes.
+fn pipe(client: std::net::TcpStream, server: std::net::TcpStream) {
+    fn copy(
+        mut from: std::net::TcpStream,
+        mut to: std::net::TcpStream,
+        counter: &'static AtomicU64,
+    ) {
+        use std::io::{Read, Write};
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    counter.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    }
+    // Small messages go out at once, as on a direct connection.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+        let _ = std::thread::Builder::new().name(name.into()).spawn(f);
+    };
+    spawn(
+        "latent-atlas-relay-up",
+        Box::new(move || copy(client, server, &SENT)),
+    );
+    spawn(
+        "latent-atlas-relay-down",
+        Box::new(move || copy(server2, client2, &RECEIVED)),
+    );
+}
+
 #[cfg(feature = "remote")]
 mod enabled {
     use burn::tensor::Device;
@@ -155,10 +268,21 @@ mod enabled {
         connect_with(url, token.as_deref())
     }
 
-    /// Connects to the server at `url` with `token`.
+    /// Connects to the server at `url` with `token`: a `ws://` server through a new
+    /// [`Relay`](super::Relay), so that connecting again after a lost connection opens a new
+    /// session.
     pub fn connect_with(url: &str, token: Option<&str>) -> Result<Backend, BackendError> {
         use burn::remote::{ConnectError, RemoteHost};
-        let mut host = RemoteHost::websocket(url);
+        let unreachable = || format!("cannot reach {url}: is `latent-atlas serve` running there?");
+        let dial = match super::ws_authority(url) {
+            Some(authority) => {
+                let relay = super::Relay::start(authority)
+                    .map_err(|e| BackendError::Remote(format!("{} ({e})", unreachable())))?;
+                format!("ws://{}", relay.local)
+            }
+            None => url.to_owned(),
+        };
+        let mut host = RemoteHost::websocket(&dial);
         if let Some(token) = token {
             host = host.with_credential(token);
         }
@@ -169,9 +293,7 @@ mod enabled {
                     super::TOKEN_ENV,
                     super::TOKEN_FILE_ENV
                 ),
-                ConnectError::Unreachable { .. } => {
-                    format!("cannot reach {url}: is `latent-atlas serve` running there?")
-                }
+                ConnectError::Unreachable { .. } => unreachable(),
                 other => format!("{url}: {other}"),
             })
         })?;
@@ -209,6 +331,42 @@ mod tests {
             device: ServeDevice::Cpu,
             token_file,
         }
+    }
+
+    #[test]
+    fn the_relay_passes_bytes_both_ways_and_counts_them() {
+        use std::io::{Read, Write};
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let authority = server.local_addr().unwrap().to_string();
+        let echo = std::thread::spawn(move || {
+            // The relay's reachability check, then the relayed connection.
+            let _probe = server.accept().unwrap();
+            let (mut s, _) = server.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf.map(|b| b.to_ascii_uppercase())).unwrap();
+        });
+        let (sent, received) = traffic();
+        let relay = Relay::start(&authority).unwrap();
+        let mut c = std::net::TcpStream::connect(relay.local).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"HELLO");
+        echo.join().unwrap();
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the server's close reaches the client");
+        let (sent2, received2) = traffic();
+        assert!(sent2 - sent >= 5 && received2 - received >= 5);
+        // A server that is not there is an error at once, not a relay that closes later.
+        drop(c);
+        let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = closed.local_addr().unwrap().to_string();
+        drop(closed);
+        assert!(Relay::start(&gone).is_err());
+        assert_eq!(ws_authority("ws://gpu-box:3000/x"), Some("gpu-box:3000"));
+        assert_eq!(ws_authority("wss://gpu-box:3000"), None);
     }
 
     #[test]

@@ -73,6 +73,13 @@ struct Session {
     /// When the last snapshot was taken and what it cost.
     pacer: std::cell::Cell<SnapshotPacer>,
     options: Options,
+    /// What the device was chosen from, to connect again.
+    choice: BackendChoice,
+    /// A remote run's last weights on this machine (saved at each epoch's end when there is no
+    /// checkpoint folder), to continue from after the connection is lost.
+    recovery: Option<tempfile::TempDir>,
+    /// A remote step failed: the next Start or Resume connects again first.
+    lost: bool,
 }
 
 /// Spaces snapshots so that taking them costs at most a thirtieth of training time: at least
@@ -221,6 +228,9 @@ pub fn run(
         background: Background::new(options.evaluate_inline),
         pacer: Default::default(),
         options,
+        choice,
+        recovery: None,
+        lost: false,
     };
     if !session.announce(&out) {
         return;
@@ -344,6 +354,16 @@ impl Session {
     fn handle(&mut self, command: Command, out: &Outbox) -> bool {
         match command {
             Command::Start | Command::Resume => {
+                if self.lost {
+                    match self.reconnect() {
+                        Ok(notice) => {
+                            if !out.send(Event::Notice(notice)) {
+                                return false;
+                            }
+                        }
+                        Err(e) => return out.send(Event::Failed(e)),
+                    }
+                }
                 if self.trainer.is_finished() {
                     out.send(Event::Notice(
                         "every epoch is done; raise the epoch count to train on".into(),
@@ -409,6 +429,97 @@ impl Session {
         }
     }
 
+    fn is_remote(&self) -> bool {
+        matches!(self.choice, BackendChoice::Remote(_))
+    }
+
+    /// After a remote step failed: marks the connection lost (the next Start or Resume
+    /// connects again) and says how to go on.
+    fn connection_lost(&mut self, message: String, out: &Outbox) -> bool {
+        self.lost = true;
+        let from = match self.recovery_dir() {
+            Some(_) => "the last epoch's weights",
+            None => "the start",
+        };
+        out.send(Event::Failed(format!(
+            "{message}. The connection to {} is lost: Resume connects again and continues from              {from}",
+            self.backend.description
+        ))) && self.set_state(RunState::Paused, out)
+    }
+
+    /// Where a remote run's last weights were saved, if anywhere yet.
+    fn recovery_dir(&self) -> Option<std::path::PathBuf> {
+        let dir = match (&self.options.checkpoint_dir, &self.recovery) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(tmp)) => tmp.path().to_owned(),
+            (None, None) => return None,
+        };
+        dir.join(crate::train::checkpoint::CONFIG_FILE)
+            .exists()
+            .then_some(dir)
+    }
+
+    /// Keeps a remote run's weights on this machine at an epoch's end, unless the checkpoint
+    /// folder has them already.
+    fn keep_recovery(&mut self, out: &Outbox) -> bool {
+        if !self.is_remote() || self.options.checkpoint_dir.is_some() {
+            return true;
+        }
+        if self.recovery.is_none() {
+            match tempfile::Builder::new()
+                .prefix("latent-atlas-recovery-")
+                .tempdir()
+            {
+                Ok(dir) => self.recovery = Some(dir),
+                Err(e) => {
+                    return out.send(Event::Notice(format!(
+                        "cannot keep the remote run's weights on this machine ({e}): a lost                          connection would start over"
+                    )));
+                }
+            }
+        }
+        let Some(dir) = self.recovery.as_ref().map(|d| d.path().to_owned()) else {
+            return true;
+        };
+        let info = self.trainer.run_info(&self.backend.description);
+        match guarded(|| crate::train::checkpoint::save(&dir, self.trainer.model(), &info)) {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => out.send(Event::Notice(format!(
+                "cannot keep the remote run's weights on this machine: {e:#}"
+            ))),
+            Err(panic) => self.connection_lost(panic, out),
+        }
+    }
+
+    /// Connects to the server again and rebuilds the trainer there from the last weights kept
+    /// on this machine (or from the start); returns what to tell the user.
+    fn reconnect(&mut self) -> Result<String, String> {
+        let backend = self.choice.select().map_err(|e| e.to_string())?;
+        let data = self.trainer.data().clone();
+        let device = backend.device.clone();
+        let trainer = match self.recovery_dir() {
+            Some(dir) => guarded(|| Trainer::from_checkpoint(&dir, data, device))?
+                .map_err(|e| format!("{e:#}"))?,
+            None => {
+                let config = self.trainer.config().clone();
+                guarded(|| Trainer::new(config, data, device))?.map_err(|e| e.to_string())?
+            }
+        };
+        let notice = format!(
+            "connected again to {}; continuing from step {} (epoch {})",
+            backend.description,
+            trainer.step_count(),
+            trainer.epochs_done()
+        );
+        // The old trainer's tensors lived in the lost session; letting them go may fail too.
+        let old = std::mem::replace(&mut self.trainer, trainer);
+        let _ = guarded(move || drop(old));
+        self.backend = backend;
+        self.background.replaced();
+        self.lost = false;
+        Ok(notice)
+    }
+
     /// Writes the checkpoint into `dir` and says so, or why not.
     fn save(&self, dir: std::path::PathBuf, out: &Outbox) -> bool {
         let info = self.trainer.run_info(&self.backend.description);
@@ -427,6 +538,9 @@ impl Session {
             Ok(Err(e)) => {
                 return out.send(Event::Failed(e.to_string()))
                     && self.set_state(RunState::Paused, out);
+            }
+            Err(panic) if self.is_remote() => {
+                return self.connection_lost(format!("training stopped: {panic}"), out);
             }
             Err(panic) => {
                 let step = self.trainer.recover();
@@ -465,6 +579,12 @@ impl Session {
                 && !self.save(dir, out)
             {
                 return false;
+            }
+            if !self.keep_recovery(out) {
+                return false;
+            }
+            if self.lost {
+                return true;
             }
             if !self.request_score(false, out) {
                 return false;

@@ -1,6 +1,7 @@
 //! Training through `latent-atlas serve` on loopback (builds with the `remote` feature): the
-//! same run as on the local CPU, a wrong token refused before anything trains, and a server
-//! that dies mid-run ends the step with an error instead of a hang.
+//! same run as on the local CPU, a wrong token refused before anything trains, a server that
+//! dies mid-run ends the step with an error instead of a hang, and the worker pauses then, and
+//! continues from the last epoch's weights once the server is back and the user resumes.
 
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -20,12 +21,19 @@ struct Server {
     url: String,
 }
 
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
 impl Server {
     fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        Server::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Server {
         let child = Command::new(env!("CARGO_BIN_EXE_latent-atlas"))
             .args(["serve", "--device", "cpu", "--port", &port.to_string()])
             .env("LATENT_ATLAS_TOKEN", TOKEN)
@@ -120,4 +128,129 @@ fn a_server_that_dies_mid_run_ends_the_step_with_an_error() {
         .recv_timeout(Duration::from_secs(120))
         .expect("a step after the server died hangs");
     assert!(failed.is_some(), "steps went on after the server died");
+}
+
+/// Waits for the first event `want` picks, failing after `secs` seconds or on another failure
+/// than those `want` takes.
+fn wait_for<T>(
+    worker: &latent_atlas::worker::Worker,
+    secs: u64,
+    what: &str,
+    mut want: impl FnMut(&latent_atlas::worker::Event) -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Some(event) = worker.recv_timeout(Duration::from_millis(100)) {
+            if let Some(t) = want(&event) {
+                return t;
+            }
+            if let latent_atlas::worker::Event::Failed(e) = &event {
+                panic!("waiting for {what}: {e}");
+            }
+        }
+    }
+    panic!("no {what} within {secs} s");
+}
+
+#[test]
+fn the_worker_pauses_when_the_server_dies_and_resume_continues_from_the_last_epoch() {
+    use latent_atlas::backend::BackendChoice;
+    use latent_atlas::worker::{Command, Event, Options, RunState, Worker};
+    // 1,280 MNIST images as a .npy file: 1,152 to train on (9 steps an epoch), 128 to test.
+    let data = Builtin::Mnist.load(0).unwrap();
+    let n = 1280;
+    let pixels: Vec<f32> = (0..n)
+        .flat_map(|i| data.train.image(i).to_vec())
+        .map(|p| f32::from(p) / 255.0)
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mnist1280.npy");
+    std::fs::write(
+        &file,
+        latent_atlas::export::npy::write_f32(&[n, 28, 28], &pixels),
+    )
+    .unwrap();
+    let config = TrainConfig {
+        dataset: file.display().to_string(),
+        epochs: 100_000,
+        ..config()
+    };
+
+    let port = free_port();
+    let mut server = Server::start_on(port);
+    // SAFETY: no other test in this binary reads or writes the environment concurrently
+    // (the others pass the token explicitly).
+    unsafe { std::env::set_var("LATENT_ATLAS_TOKEN", TOKEN) };
+    let options = Options::headless(None, 0, 1.0);
+    let mut worker = Worker::spawn_with(
+        config,
+        BackendChoice::Remote(server.url.clone()),
+        options,
+        std::sync::Arc::new(|| {}),
+    )
+    .unwrap();
+    wait_for(&worker, 120, "the model", |e| {
+        matches!(e, Event::Ready { .. }).then_some(())
+    });
+    worker.send(Command::Start);
+    // Into the third epoch: the ends of the first two were kept.
+    let mut last_step = wait_for(&worker, 300, "the third epoch", |e| match e {
+        Event::Progress { metrics, .. } if metrics.step > 22 => Some(metrics.step),
+        _ => None,
+    });
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    // The step, an epoch's evaluation or its snapshot may be the first to fail; the run pauses
+    // with the lost connection named.
+    let start = Instant::now();
+    let message = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no lost connection reported"
+        );
+        match worker.recv_timeout(Duration::from_millis(100)) {
+            Some(Event::Progress { metrics, .. }) => last_step = metrics.step,
+            Some(Event::Failed(m)) if m.contains("connection") => break m,
+            _ => {}
+        }
+    };
+    assert!(message.contains("Resume connects again"), "{message}");
+    wait_for(&worker, 30, "the pause", |e| {
+        matches!(e, Event::State(RunState::Paused)).then_some(())
+    });
+
+    // Resuming while the server is down says so and stays paused.
+    worker.send(Command::Resume);
+    let refused = wait_for(&worker, 60, "the refusal", |e| match e {
+        Event::Failed(m) => Some(m.clone()),
+        Event::State(RunState::Running) => panic!("running without a server"),
+        _ => None,
+    });
+    assert!(refused.contains("cannot reach"), "{refused}");
+
+    let _server = Server::start_on(port);
+    worker.send(Command::Resume);
+    let notice = wait_for(&worker, 120, "the reconnection", |e| match e {
+        Event::Notice(n) if n.contains("connected again") => Some(n.clone()),
+        _ => None,
+    });
+    let from: u64 = notice
+        .split("continuing from step ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{notice}"));
+    // The last epoch's end that was kept: a whole number of epochs, not after the failure.
+    assert!(
+        from % 9 == 0 && from >= 18 && from <= last_step,
+        "{notice}; last step {last_step}"
+    );
+    let next = wait_for(&worker, 120, "a step after the reconnection", |e| match e {
+        Event::Progress { metrics, .. } => Some(metrics.clone()),
+        _ => None,
+    });
+    assert_eq!(next.step, from + 1);
+    assert!(next.total.is_finite());
+    worker.shutdown();
 }
