@@ -437,13 +437,17 @@ impl Session {
     /// connects again) and says how to go on.
     fn connection_lost(&mut self, message: String, out: &Outbox) -> bool {
         self.lost = true;
+        // burn's message says which read failed, not why; the log keeps it.
+        log::warn!("{}: {message}", self.backend.description);
         let from = match self.recovery_dir() {
             Some(_) => "the last epoch's weights",
             None => "the start",
         };
         out.send(Event::Failed(format!(
-            "{message}. The connection to {} is lost: Resume connects again and continues from              {from}",
-            self.backend.description
+            "the connection to {} is lost (step {}): Resume connects again and continues from \
+             {from}",
+            self.backend.description,
+            self.trainer.step_count() + 1
         ))) && self.set_state(RunState::Paused, out)
     }
 
