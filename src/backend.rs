@@ -85,6 +85,9 @@ pub struct Backend {
     pub description: String,
     /// Something the user should know about the choice (a fallback), if anything.
     pub notice: Option<String>,
+    /// Whether trainers keep the training images on the device (a GPU or a remote server,
+    /// where each upload crosses a bus or a network).
+    pub images_on_device: bool,
 }
 
 /// Why no device could be had.
@@ -219,6 +222,7 @@ fn cpu(device: Device, name: &str) -> Backend {
         device,
         description: format!("CPU ({name})"),
         notice: None,
+        images_on_device: false,
     }
 }
 
@@ -301,6 +305,7 @@ mod gpu {
             device,
             description: format!("GPU: {} ({:?})", best.name, best.backend),
             notice: None,
+            images_on_device: true,
         })
     }
 }

@@ -227,6 +227,29 @@ fn step_profile(device: &Device, steps: usize) -> [f64; 4] {
     phases.map(median)
 }
 
+/// Mean bytes sent to and received from remote servers per training step over `steps` steps,
+/// with the images kept on the device or sent with each batch (after 10 steps to settle, which
+/// include the upload when the images stay on the device).
+fn bytes_per_step(
+    trainer: &mut Trainer,
+    on_device: bool,
+    steps: u64,
+) -> anyhow::Result<(f64, f64)> {
+    trainer.keep_images_on_device(on_device);
+    for _ in 0..10 {
+        trainer.step()?;
+    }
+    let (sent, received) = crate::remote::traffic();
+    for _ in 0..steps {
+        trainer.step()?;
+    }
+    let (sent2, received2) = crate::remote::traffic();
+    Ok((
+        (sent2 - sent) as f64 / steps as f64,
+        (received2 - received) as f64 / steps as f64,
+    ))
+}
+
 /// Resident memory of this process in MiB (Linux; `None` elsewhere).
 pub fn resident_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -248,10 +271,12 @@ pub fn resident_mib() -> Option<f64> {
 fn soak(seconds: f64, choice: BackendChoice) -> anyhow::Result<()> {
     use crate::app::state::{AppState, Settings};
     use crate::worker::{Command, Event, Worker};
-    let settings = Settings {
+    let mut settings = Settings {
         backend: choice.clone(),
         ..Settings::default()
     };
+    // Enough epochs to train the whole time.
+    settings.config.epochs = 1_000_000;
     let mut state = AppState::new(settings.clone());
     let mut worker = Worker::spawn(settings.config.clone(), choice, Arc::new(|| {}))?;
     say!("soak: explorer settings, {seconds} s; cpu {}", cpu_model());
@@ -330,6 +355,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         phase(format!("warming up {choice}"));
         let backend = choice.select()?;
         let mut trainer = Trainer::new(reference_config(), data.clone(), backend.device.clone())?;
+        trainer.keep_images_on_device(backend.images_on_device);
         for _ in 0..30 {
             trainer.step()?;
         }
@@ -396,7 +422,20 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             ours / peer
         );
     }
-    for (choice, (backend, trainer)) in args.backends.iter().zip(&trainers) {
+    for (choice, (backend, trainer)) in args.backends.iter().zip(trainers.iter_mut()) {
+        if matches!(choice, BackendChoice::Remote(_)) {
+            phase(format!("bytes per step, {}", backend.description));
+            for on_device in [false, true] {
+                let (sent, received) = bytes_per_step(trainer, on_device, 100)?;
+                say!(
+                    "bytes_per_step {:<16} images {:<10} sent {sent:.0}   received {received:.0}",
+                    backend.description,
+                    if on_device { "on server" } else { "sent" }
+                );
+            }
+            trainer.keep_images_on_device(backend.images_on_device);
+        }
+        let trainer = &*trainer;
         phase(format!("step profile, {}", backend.description));
         let [prep, fwd, bwd, opt] = step_profile(&backend.device, 100);
         say!(

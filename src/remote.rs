@@ -301,6 +301,7 @@ mod enabled {
             device,
             description: format!("remote {url}"),
             notice: None,
+            images_on_device: true,
         })
     }
 }

@@ -191,7 +191,10 @@ fn build(
     };
     let device = backend.device.clone();
     let config = config.clone();
-    guarded(move || Trainer::new(config, data, device))?.map_err(|e| e.to_string())
+    let mut trainer =
+        guarded(move || Trainer::new(config, data, device))?.map_err(|e| e.to_string())?;
+    trainer.keep_images_on_device(backend.images_on_device);
+    Ok(trainer)
 }
 
 /// The thread's body.
@@ -403,7 +406,8 @@ impl Session {
                     Trainer::from_checkpoint(&dir, data, self.backend.device.clone())
                 });
                 match result {
-                    Ok(t) => {
+                    Ok(mut t) => {
+                        t.keep_images_on_device(self.backend.images_on_device);
                         self.trainer = t;
                         self.background.replaced();
                         self.announce(out)
@@ -501,7 +505,7 @@ impl Session {
         let backend = self.choice.select().map_err(|e| e.to_string())?;
         let data = self.trainer.data().clone();
         let device = backend.device.clone();
-        let trainer = match self.recovery_dir() {
+        let mut trainer = match self.recovery_dir() {
             Some(dir) => guarded(|| Trainer::from_checkpoint(&dir, data, device))?
                 .map_err(|e| format!("{e:#}"))?,
             None => {
@@ -509,6 +513,7 @@ impl Session {
                 guarded(|| Trainer::new(config, data, device))?.map_err(|e| e.to_string())?
             }
         };
+        trainer.keep_images_on_device(backend.images_on_device);
         let notice = format!(
             "connected again to {}; continuing from step {} (epoch {})",
             backend.description,

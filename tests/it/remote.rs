@@ -88,6 +88,8 @@ fn training_through_a_loopback_server_matches_the_local_cpu() {
     let steps = 200;
     let mut local = Trainer::new(config(), data.clone(), Device::flex()).unwrap();
     let mut far = Trainer::new(config(), data, remote.device).unwrap();
+    // The server keeps the images and cuts each batch from them.
+    far.keep_images_on_device(true);
     for _ in 0..steps {
         local.step().unwrap();
         far.step().unwrap();

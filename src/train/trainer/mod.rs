@@ -22,7 +22,7 @@ use super::schedule::{Plateau, Verdict};
 use super::snapshot::Probe;
 use super::{HyperParams, ModelKind, StepMetrics, TrainConfig};
 use crate::data::Dataset;
-use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
+use crate::data::batch::{DeviceImages, EpochOrder, pixels, to_tensor, to_vec};
 use crate::fused::FusedAdam;
 use crate::model::Model;
 use crate::rng::Rng;
@@ -97,6 +97,10 @@ pub struct Trainer {
     plateau: Plateau,
     /// The weights of the best validation loss so far.
     best_model: Option<Model>,
+    /// Whether training batches are cut from images kept on the device.
+    images_on_device: bool,
+    /// The training images on the device, uploaded at the first step that needs them.
+    device_images: Option<DeviceImages>,
     /// The newest epoch's validation loss.
     validation_loss: Option<f32>,
     /// What the schedule did at the last epoch's end, for the user.
@@ -273,6 +277,8 @@ impl Trainer {
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
             last_good: (model.clone(), step),
+            images_on_device: false,
+            device_images: None,
             plateau: Plateau::new(config.schedule.clone()),
             best_model: None,
             validation_loss: None,
@@ -433,9 +439,28 @@ impl Trainer {
         })
     }
 
+    /// Keeps the training images on the device (uploaded once, at the next step), so that each
+    /// step sends only its batch's indices and noise: for a GPU or a remote server, where every
+    /// upload crosses a bus or a network. Binarised batches are still drawn and sent from here,
+    /// so that a seed gives the same run on every backend.
+    pub fn keep_images_on_device(&mut self, on: bool) {
+        self.images_on_device = on;
+        if !on {
+            self.device_images = None;
+        }
+    }
+
     /// The next training batch's sample indices and pixels (binarised when asked).
     fn next_batch(&mut self) -> (Vec<usize>, Tensor<2>) {
         let indices = self.order.batch(self.batch_index).to_vec();
+        if self.images_on_device && !self.config.binarize {
+            let (set, device) = (&self.data.train, &self.device);
+            let images = self
+                .device_images
+                .get_or_insert_with(|| DeviceImages::upload(set, device));
+            let x = images.batch(&indices);
+            return (indices, x);
+        }
         let binarize = self.config.binarize.then_some(&mut self.rng);
         let x = pixels(&self.data.train, &indices, binarize);
         let x = to_tensor(x, indices.len(), self.data.dim(), &self.device);
