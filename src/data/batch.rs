@@ -104,11 +104,11 @@ impl DeviceImages {
         let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), (&device, DType::I32));
         let words = self.words.clone().select(0, rows);
         let per = self.dim.div_ceil(4);
-        let bytes: Vec<Tensor<3, Int>> = (0..4)
+        let bytes: Vec<Tensor<3, Int>> = (0..4i32)
             .map(|k| {
                 words
                     .clone()
-                    .bitwise_right_shift_scalar(8 * k as i32)
+                    .bitwise_right_shift_scalar(8 * k)
                     .bitwise_and_scalar(255)
                     .reshape([n, per, 1])
             })

@@ -76,9 +76,8 @@ fn training_through_a_loopback_server_matches_the_local_cpu() {
     let data = std::sync::Arc::new(Builtin::Mnist.load(0).unwrap());
     let server = Server::start();
 
-    let refused = connect_with(&server.url, Some("not-the-token"))
-        .err()
-        .expect("a wrong token is refused");
+    let refused =
+        connect_with(&server.url, Some("not-the-token")).expect_err("a wrong token is refused");
     assert!(
         refused.to_string().contains("refused the token"),
         "{refused}"
@@ -245,7 +244,7 @@ fn the_worker_pauses_when_the_server_dies_and_resume_continues_from_the_last_epo
         .unwrap_or_else(|| panic!("{notice}"));
     // The last epoch's end that was kept: a whole number of epochs, not after the failure.
     assert!(
-        from % 9 == 0 && from >= 18 && from <= last_step,
+        from.is_multiple_of(9) && from >= 18 && from <= last_step,
         "{notice}; last step {last_step}"
     );
     let next = wait_for(&worker, 120, "a step after the reconnection", |e| match e {
