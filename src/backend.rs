@@ -6,8 +6,8 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-/// Which backend to run on. On the command line: `cpu`, `gpu`, `auto`, `flex`, `ndarray` or
-/// `remote:ws://HOST:PORT`.
+/// Which backend to run on. On the command line: `cpu`, `gpu`, `cuda`, `auto`, `flex`,
+/// `ndarray` or `remote:ws://HOST:PORT`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackendChoice {
@@ -16,6 +16,9 @@ pub enum BackendChoice {
     Cpu,
     /// A hardware GPU through burn's wgpu backend; an error when there is none.
     Gpu,
+    /// An NVIDIA GPU through burn's CUDA backend, which loads the driver at run time (in builds
+    /// with the `cuda` feature); an error when there is none.
+    Cuda,
     /// The GPU when a hardware one exists, otherwise the CPU.
     Auto,
     /// burn's `flex` CPU backend.
@@ -35,6 +38,7 @@ impl std::str::FromStr for BackendChoice {
         Ok(match s {
             "cpu" => BackendChoice::Cpu,
             "gpu" => BackendChoice::Gpu,
+            "cuda" => BackendChoice::Cuda,
             "auto" => BackendChoice::Auto,
             "flex" => BackendChoice::Flex,
             "ndarray" => BackendChoice::Ndarray,
@@ -55,7 +59,7 @@ impl std::str::FromStr for BackendChoice {
                 }
                 None => {
                     return Err(format!(
-                        "unknown backend {s:?}: cpu, gpu, auto, flex, ndarray or remote:ws://HOST:PORT"
+                        "unknown backend {s:?}: cpu, gpu, cuda, auto, flex, ndarray or remote:ws://HOST:PORT"
                     ));
                 }
             },
@@ -68,6 +72,7 @@ impl std::fmt::Display for BackendChoice {
         match self {
             BackendChoice::Cpu => f.write_str("cpu"),
             BackendChoice::Gpu => f.write_str("gpu"),
+            BackendChoice::Cuda => f.write_str("cuda"),
             BackendChoice::Auto => f.write_str("auto"),
             BackendChoice::Flex => f.write_str("flex"),
             BackendChoice::Ndarray => f.write_str("ndarray"),
@@ -120,14 +125,24 @@ impl BackendChoice {
             #[cfg(not(feature = "ndarray"))]
             BackendChoice::Ndarray => Err(BackendError::NotBuilt("ndarray")),
             BackendChoice::Gpu => gpu::select(),
-            BackendChoice::Auto => match gpu::select() {
-                Ok(backend) => Ok(backend),
-                Err(e) => {
-                    let mut backend = DEFAULT_CPU.select()?;
-                    backend.notice = Some(format!("{e}; training on the CPU instead"));
-                    Ok(backend)
+            #[cfg(feature = "cuda")]
+            BackendChoice::Cuda => cuda::select(),
+            #[cfg(not(feature = "cuda"))]
+            BackendChoice::Cuda => Err(BackendError::NotBuilt("cuda")),
+            BackendChoice::Auto => {
+                #[cfg(feature = "cuda")]
+                if let Ok(backend) = cuda::select() {
+                    return Ok(backend);
                 }
-            },
+                match gpu::select() {
+                    Ok(backend) => Ok(backend),
+                    Err(e) => {
+                        let mut backend = DEFAULT_CPU.select()?;
+                        backend.notice = Some(format!("{e}; training on the CPU instead"));
+                        Ok(backend)
+                    }
+                }
+            }
         }
     }
 }
@@ -223,6 +238,42 @@ fn cpu(device: Device, name: &str) -> Backend {
         description: format!("CPU ({name})"),
         notice: None,
         images_on_device: false,
+    }
+}
+
+/// burn's CUDA backend: device 0, checked with one small computation (the driver is loaded at
+/// run time, and a machine without one fails there).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use burn::tensor::{Device, Tensor};
+
+    use super::{Backend, BackendError};
+
+    pub fn select() -> Result<Backend, BackendError> {
+        let probe = std::panic::catch_unwind(|| {
+            let device = Device::cuda(0);
+            let one = crate::data::batch::to_vec(Tensor::<1>::ones([1], &device));
+            (device, one)
+        });
+        match probe {
+            Ok((device, one)) if one == [1.0] => Ok(Backend {
+                device,
+                description: "GPU: CUDA device 0".into(),
+                notice: None,
+                images_on_device: true,
+            }),
+            Ok(_) => Err(BackendError::NoGpu(
+                "the CUDA device computed a wrong value".into(),
+            )),
+            Err(panic) => Err(BackendError::NoGpu(format!(
+                "no usable CUDA device: {}",
+                panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("the CUDA backend failed to start")
+            ))),
+        }
     }
 }
 

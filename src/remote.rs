@@ -25,6 +25,8 @@ pub enum ServeDevice {
     Auto,
     /// A hardware GPU through wgpu; an error when there is none.
     Gpu,
+    /// An NVIDIA GPU through burn's CUDA backend (a build with the `cuda` feature).
+    Cuda,
     /// The CPU (burn's flex backend).
     Cpu,
 }
@@ -232,6 +234,7 @@ mod enabled {
         Ok(match choice {
             ServeDevice::Cpu => BackendChoice::Flex.select()?,
             ServeDevice::Gpu => BackendChoice::Gpu.select()?,
+            ServeDevice::Cuda => BackendChoice::Cuda.select()?,
             ServeDevice::Auto => BackendChoice::Auto.select()?,
         })
     }

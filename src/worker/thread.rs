@@ -80,6 +80,8 @@ struct Session {
     recovery: Option<tempfile::TempDir>,
     /// A remote step failed: the next Start or Resume connects again first.
     lost: bool,
+    /// How many steps share one readback.
+    readback: Readback,
 }
 
 /// Spaces snapshots so that taking them costs at most a thirtieth of training time: at least
@@ -222,6 +224,10 @@ pub fn run(
             return;
         }
     };
+    let readback = match backend.images_on_device {
+        true => guarded(|| Readback::measured(&backend.device)).unwrap_or(Readback::each_step()),
+        false => Readback::each_step(),
+    };
     let mut session = Session {
         trainer,
         scorer: None,
@@ -231,6 +237,7 @@ pub fn run(
         background: Background::new(options.evaluate_inline),
         pacer: Default::default(),
         options,
+        readback,
         choice,
         recovery: None,
         lost: false,
@@ -523,6 +530,8 @@ impl Session {
         // The old trainer's tensors lived in the lost session; letting them go may fail too.
         let old = std::mem::replace(&mut self.trainer, trainer);
         let _ = guarded(move || drop(old));
+        self.readback =
+            guarded(|| Readback::measured(&backend.device)).unwrap_or(Readback::each_step());
         self.backend = backend;
         self.background.replaced();
         self.lost = false;
@@ -541,7 +550,9 @@ impl Session {
     fn train_one(&mut self, out: &Outbox) -> bool {
         let trainer = &mut self.trainer;
         let epoch_before = trainer.epochs_done();
-        let result = guarded(|| trainer.step());
+        let k = self.readback.steps;
+        let started = Instant::now();
+        let result = guarded(|| trainer.steps(k));
         let metrics = match result {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {
@@ -558,14 +569,18 @@ impl Session {
                 return out.send(Event::Failed(message)) && self.set_state(RunState::Paused, out);
             }
         };
+        self.readback.observe(started.elapsed(), metrics.len());
         let batch = self.trainer.config().hyper.batch_size;
-        let samples_per_sec = self.throughput.record(batch);
-        let step = metrics.step;
-        if !out.send(Event::Progress {
-            metrics,
-            samples_per_sec,
-        }) {
-            return false;
+        let mut snapshot_step = false;
+        for m in metrics {
+            let samples_per_sec = self.throughput.record(batch);
+            snapshot_step |= m.step.is_multiple_of(SNAPSHOT_EVERY);
+            if !out.send(Event::Progress {
+                metrics: m,
+                samples_per_sec,
+            }) {
+                return false;
+            }
         }
         if self.trainer.epochs_done() > epoch_before {
             if let Some(notice) = self.trainer.take_notice()
@@ -601,13 +616,62 @@ impl Session {
             if self.trainer.is_finished() {
                 return self.set_state(RunState::Finished, out);
             }
-        } else if !self.options.epoch_snapshots_only
-            && step.is_multiple_of(SNAPSHOT_EVERY)
-            && self.pacer.get().due()
-        {
+        } else if !self.options.epoch_snapshots_only && snapshot_step && self.pacer.get().due() {
             return self.publish_snapshot(out);
         }
         true
+    }
+}
+
+/// How many steps share one readback. On the local CPU, one each (a readback costs nothing
+/// there, and a bad loss is then caught before it reaches the weights). On a far device (a
+/// remote server, a GPU) each readback is a round trip, so steps are batched until one round
+/// trip is under 5% of their time: `k >= 19 rtt / c` for a step computing in `c`.
+#[derive(Clone, Copy, Debug)]
+struct Readback {
+    /// The round trip of a one-value readback (`None`: steps read back one by one).
+    round_trip: Option<Duration>,
+    /// Steps per readback now.
+    steps: usize,
+}
+
+/// The most steps one readback may cover.
+const MAX_STEPS_PER_READBACK: usize = 64;
+
+impl Readback {
+    /// One step per readback.
+    fn each_step() -> Self {
+        Self {
+            round_trip: None,
+            steps: 1,
+        }
+    }
+
+    /// For a far `device`: its round trip measured (the fastest of five one-value reads).
+    fn measured(device: &burn::tensor::Device) -> Self {
+        let round_trip = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                let _ = crate::data::batch::to_vec(burn::tensor::Tensor::<1>::zeros([1], device));
+                t.elapsed()
+            })
+            .min();
+        Self {
+            round_trip,
+            steps: 1,
+        }
+    }
+
+    /// Chooses the next batch of steps from the last: `elapsed` for `done` steps.
+    fn observe(&mut self, elapsed: Duration, done: usize) {
+        let Some(rtt) = self.round_trip else { return };
+        if done == 0 {
+            return;
+        }
+        let per_step = elapsed.as_secs_f64() / done as f64;
+        let compute = (per_step - rtt.as_secs_f64() / done as f64).max(1e-6);
+        let k = (19.0 * rtt.as_secs_f64() / compute).ceil();
+        self.steps = (k as usize).clamp(1, MAX_STEPS_PER_READBACK);
     }
 }
 
@@ -634,6 +698,30 @@ impl Throughput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_per_readback_keep_the_round_trip_under_five_percent() {
+        let mut r = Readback {
+            round_trip: Some(Duration::from_millis(2)),
+            steps: 1,
+        };
+        // One step of 10 ms computing plus the 2 ms round trip.
+        r.observe(Duration::from_millis(12), 1);
+        assert_eq!(r.steps, 4, "19 x 2 / 10 = 3.8");
+        // Four steps: 40 ms computing, one 2 ms trip, 4.8% of the time.
+        let rtt = 2.0;
+        let total = 4.0 * 10.0 + rtt;
+        assert!(rtt / total < 0.05);
+        r.observe(Duration::from_millis(42), 4);
+        assert_eq!(r.steps, 4, "the same steps again");
+        // A slow link with fast steps is capped.
+        r.round_trip = Some(Duration::from_millis(100));
+        r.observe(Duration::from_millis(101), 1);
+        assert_eq!(r.steps, MAX_STEPS_PER_READBACK);
+        let mut local = Readback::each_step();
+        local.observe(Duration::from_millis(12), 1);
+        assert_eq!(local.steps, 1, "the local CPU reads every step");
+    }
 
     #[test]
     fn snapshots_wait_for_29_times_their_cost() {

@@ -84,6 +84,55 @@ fn an_infinite_loss_rolls_back_instead_of_corrupting_the_model() {
 }
 
 #[test]
+fn steps_read_back_together_match_steps_read_one_by_one() {
+    let data = mnist();
+    let config = TrainConfig {
+        model: latent_atlas::train::ModelKind::BnVae,
+        ..small_config()
+    };
+    let mut one = Trainer::new(config.clone(), data.clone(), Device::flex()).unwrap();
+    let mut many = Trainer::new(config, data, Device::flex()).unwrap();
+    // The images on the device on one side only: the batches must be the same too.
+    many.keep_images_on_device(true);
+    let singles: Vec<_> = (0..60).map(|_| one.step().unwrap()).collect();
+    let mut batched = Vec::new();
+    while batched.len() < 60 {
+        batched.extend(many.steps(60 - batched.len()).unwrap());
+    }
+    assert_eq!(batched.len(), 60);
+    for (a, b) in singles.iter().zip(&batched) {
+        assert_eq!((a.step, a.epoch), (b.step, b.epoch));
+        assert!(
+            (a.total - b.total).abs() <= 1e-4 * a.total.abs(),
+            "{a:?} vs {b:?}"
+        );
+        assert_eq!(a.kl_per_dim.len(), b.kl_per_dim.len());
+    }
+    // The family's own values come with the last step of a batch.
+    assert!(batched.last().unwrap().extra("kl_floor").is_some());
+}
+
+#[test]
+fn a_bad_loss_among_steps_read_back_together_rolls_back() {
+    let config = TrainConfig {
+        likelihood: Likelihood::Gaussian { sigma: 1e-30 },
+        ..small_config()
+    };
+    let mut trainer = Trainer::new(config, mnist(), Device::flex()).unwrap();
+    let before = trainer.snapshot(false);
+    match trainer.steps(8) {
+        Err(TrainError::NonFinite {
+            step: 1,
+            restored_step: 0,
+            ..
+        }) => {}
+        other => panic!("expected a non-finite loss error, got {other:?}"),
+    }
+    assert_eq!(trainer.step_count(), 0);
+    assert_eq!(trainer.snapshot(false).mu, before.mu);
+}
+
+#[test]
 fn checkpoints_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let data = mnist();

@@ -127,7 +127,7 @@ impl Trainer {
             let bad = if d_loss.is_finite() { g_total } else { d_loss };
             return Err(self.roll_back(bad));
         }
-        let (epoch, epoch_progress) = self.advance();
+        let (epoch, epoch_progress) = self.advance(true);
         let mut extra = vec![
             ("d_loss".to_owned(), d_loss),
             ("g_loss".to_owned(), g_adv),

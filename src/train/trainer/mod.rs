@@ -73,6 +73,39 @@ const TEST_BINARIZE_SEED: u64 = 1;
 /// Seed of the one fixed binarisation of the validation split.
 const VALIDATION_BINARIZE_SEED: u64 = 2;
 
+/// A likelihood step's statistics on the device, `[reconstruction, kl?, kl per dimension...]`,
+/// and how to read them.
+struct StepStats {
+    stats: Tensor<1>,
+    has_kl: bool,
+    per_dim_len: usize,
+    kl_weight: f32,
+}
+
+impl StepStats {
+    /// Values read back for this step.
+    fn len(&self) -> usize {
+        1 + usize::from(self.has_kl) + self.per_dim_len
+    }
+
+    /// The step's metrics from its values read back (no family values).
+    fn metrics(&self, values: &[f32], step: u64, epoch: usize, progress: f32) -> StepMetrics {
+        let kl = if self.has_kl { values[1] } else { 0.0 };
+        let start = 1 + usize::from(self.has_kl);
+        StepMetrics {
+            step,
+            epoch,
+            epoch_progress: progress,
+            reconstruction: values[0],
+            kl,
+            total: values[0] + self.kl_weight * kl,
+            kl_weight: self.kl_weight,
+            kl_per_dim: values[start..start + self.per_dim_len].to_vec(),
+            extra: Vec::new(),
+        }
+    }
+}
+
 /// Trains one model on one dataset. Owns the model, the optimiser and every random stream.
 pub struct Trainer {
     config: TrainConfig,
@@ -361,7 +394,77 @@ impl Trainer {
         if self.config.model.draws().adversarial {
             return self.adversarial_step();
         }
-        let hyper = self.config.hyper.clone();
+        let (loss, pending) = self.likelihood_terms()?;
+        // One readback per step, before the update, so a bad loss never reaches the weights.
+        let values = to_vec(pending.stats.clone());
+        let metrics = pending.metrics(&values, self.step + 1, 0, 0.0);
+        if !metrics.total.is_finite() {
+            return Err(self.roll_back(metrics.total));
+        }
+        self.update(loss);
+        let (epoch, epoch_progress) = self.advance(true);
+        Ok(StepMetrics {
+            epoch,
+            epoch_progress,
+            // Read after the update, so they match the model the next snapshot shows.
+            extra: family_extras(&self.model, self.config.likelihood),
+            ..metrics
+        })
+    }
+
+    /// Up to `k` optimisation steps (fewer when an epoch ends first) with one readback for all
+    /// of them: where each readback is a round trip (a remote server, a GPU), this keeps the
+    /// link from pacing training. The updates go ahead before their losses are seen, so a
+    /// non-finite one rolls back to the last copy whose every step was read as finite, and the
+    /// family's own values are read for the last step only. `k <= 1`, and the adversarial
+    /// families, take one [`Self::step`].
+    pub fn steps(&mut self, k: usize) -> Result<Vec<StepMetrics>, TrainError> {
+        if k <= 1 || self.config.model.draws().adversarial {
+            return self.step().map(|m| vec![m]);
+        }
+        let first_step = self.step + 1;
+        let mut pending = Vec::with_capacity(k);
+        for _ in 0..k {
+            let (loss, stats) = self.likelihood_terms()?;
+            self.update(loss);
+            let epoch_before = self.epoch;
+            let (epoch, progress) = self.advance(false);
+            pending.push((stats, self.step, epoch, progress));
+            if self.epoch > epoch_before {
+                break;
+            }
+        }
+        let all = pending.iter().map(|(p, ..)| p.stats.clone()).collect();
+        let values = to_vec(Tensor::cat(all, 0));
+        let mut metrics = Vec::with_capacity(pending.len());
+        let mut at = 0;
+        for (stats, step, epoch, progress) in &pending {
+            let m = stats.metrics(&values[at..at + stats.len()], *step, *epoch, *progress);
+            at += stats.len();
+            if !m.total.is_finite() {
+                let (_, restored_step) = self.restore_last_good();
+                return Err(TrainError::NonFinite {
+                    step: *step,
+                    value: m.total,
+                    restored_step,
+                });
+            }
+            metrics.push(m);
+        }
+        // Every step read back was finite: the model may be kept to roll back to.
+        if (first_step..=self.step).any(|s| s.is_multiple_of(KEEP_GOOD_EVERY)) {
+            self.last_good = (self.model.clone(), self.step);
+        }
+        if let Some(last) = metrics.last_mut() {
+            last.extra = family_extras(&self.model, self.config.likelihood);
+        }
+        Ok(metrics)
+    }
+
+    /// A likelihood family's loss on the next batch, and its statistics still on the device.
+    fn likelihood_terms(&mut self) -> Result<(Tensor<1>, StepStats), TrainError> {
+        let hyper = &self.config.hyper;
+        let kl_weight = hyper.kl_weight(self.step);
         let (indices, x) = self.next_batch();
         let (n, d) = (indices.len(), self.config.latent_dim);
         let eps = to_tensor(self.rng.normals(n * d), n, d, &self.device);
@@ -372,8 +475,6 @@ impl Trainer {
                 &self.device,
             )
         });
-        let kl_weight = hyper.kl_weight(self.step);
-
         let terms = self
             .model
             .terms(x, onehot, eps, self.config.likelihood)
@@ -396,15 +497,18 @@ impl Trainer {
         if let Some(per_dim) = terms.kl_per_dim {
             readback.push(per_dim.mean_dim(0).reshape([d]).detach());
         }
-        // One readback per step, before the update, so a bad loss never reaches the weights.
-        let stats = to_vec(Tensor::cat(readback, 0));
-        let kl = if has_kl { stats[1] } else { 0.0 };
-        let per_dim_start = 1 + usize::from(has_kl);
-        let kl_per_dim = stats[per_dim_start..per_dim_start + per_dim_len].to_vec();
-        let total = stats[0] + kl_weight * kl;
-        if !total.is_finite() {
-            return Err(self.roll_back(total));
-        }
+        let stats = StepStats {
+            stats: Tensor::cat(readback, 0),
+            has_kl,
+            per_dim_len,
+            kl_weight,
+        };
+        Ok((loss, stats))
+    }
+
+    /// Backpropagates `loss` and steps the optimiser.
+    fn update(&mut self, loss: Tensor<1>) {
+        let hyper = &self.config.hyper;
         let mut grads = loss.backward();
         // The CVAE's class means step at their own rate, when it differs from the network's.
         let means = self
@@ -423,20 +527,6 @@ impl Trainer {
                 .step(lr * hyper.class_mean_lr_scale, model, means);
         }
         self.model = model;
-
-        let (epoch, epoch_progress) = self.advance();
-        Ok(StepMetrics {
-            step: self.step,
-            epoch,
-            epoch_progress,
-            reconstruction: stats[0],
-            kl,
-            total,
-            kl_weight,
-            kl_per_dim,
-            // Read after the update, so they match the model the next snapshot shows.
-            extra: family_extras(&self.model, self.config.likelihood),
-        })
     }
 
     /// Keeps the training images on the device (uploaded once, at the next step), so that each
@@ -467,9 +557,10 @@ impl Trainer {
         (indices, x)
     }
 
-    /// Counts a finished step: the batch, the epoch, and the copy kept to roll back to.
-    /// Returns the step's epoch (from 1) and the share of it done.
-    fn advance(&mut self) -> (usize, f32) {
+    /// Counts a finished step: the batch, the epoch, and (with `keep_good`, when the step's
+    /// loss was seen to be finite) the copy kept to roll back to. Returns the step's epoch
+    /// (from 1) and the share of it done.
+    fn advance(&mut self, keep_good: bool) -> (usize, f32) {
         self.step += 1;
         self.batch_index += 1;
         let epoch = self.epoch + 1;
@@ -482,7 +573,7 @@ impl Trainer {
                 self.follow_schedule();
             }
         }
-        if self.step.is_multiple_of(KEEP_GOOD_EVERY) {
+        if keep_good && self.step.is_multiple_of(KEEP_GOOD_EVERY) {
             self.last_good = (self.model.clone(), self.step);
         }
         (epoch, epoch_progress)
