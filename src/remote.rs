@@ -181,28 +181,79 @@ impl Relay {
     }
 }
 
-/// Copies bytes both ways between `client` and `server` until either side closes.
+/// The environment variable that delays every relayed chunk by this many milliseconds each
+/// way, to measure training over a link slower than loopback (`bench`): a round trip of twice
+/// the delay, the bandwidth unchanged.
+pub const DELAY_ENV: &str = "LATENT_ATLAS_LINK_DELAY_MS";
+
+/// The one-way delay asked for by [`DELAY_ENV`] (zero when unset or unreadable).
+fn link_delay() -> std::time::Duration {
+    std::env::var(DELAY_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms > 0.0)
+        .map_or(std::time::Duration::ZERO, |ms| {
+            std::time::Duration::from_secs_f64(ms / 1e3)
+        })
+}
+
+/// Copies bytes both ways between `client` and `server` until either side closes, each chunk
+/// held back by the [`DELAY_ENV`] delay when one is set.
 fn pipe(client: std::net::TcpStream, server: std::net::TcpStream) {
     fn copy(
         mut from: std::net::TcpStream,
         mut to: std::net::TcpStream,
         counter: &'static AtomicU64,
+        delay: std::time::Duration,
     ) {
         use std::io::{Read, Write};
+        use std::time::Instant;
+        let close = |a: &std::net::TcpStream, b: &std::net::TcpStream| {
+            let _ = a.shutdown(std::net::Shutdown::Both);
+            let _ = b.shutdown(std::net::Shutdown::Both);
+        };
         let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if to.write_all(&buf[..n]).is_err() {
+        if delay.is_zero() {
+            while let Ok(n @ 1..) = from.read(&mut buf) {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            close(&to, &from);
+            return;
+        }
+        // A second thread writes each chunk once its time has come.
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        let (Ok(writer_to), Ok(writer_from)) = (to.try_clone(), from.try_clone()) else {
+            close(&to, &from);
+            return;
+        };
+        let writer = std::thread::Builder::new()
+            .name("latent-atlas-relay-delay".into())
+            .spawn(move || {
+                let mut to = writer_to;
+                for (due, chunk) in rx {
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    if to.write_all(&chunk).is_err() {
                         break;
                     }
-                    counter.fetch_add(n as u64, Ordering::Relaxed);
                 }
+                close(&to, &writer_from);
+            });
+        if writer.is_err() {
+            close(&to, &from);
+            return;
+        }
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                break;
             }
         }
-        let _ = to.shutdown(std::net::Shutdown::Both);
-        let _ = from.shutdown(std::net::Shutdown::Both);
     }
     // Small messages go out at once, as on a direct connection.
     let _ = client.set_nodelay(true);
@@ -210,16 +261,17 @@ fn pipe(client: std::net::TcpStream, server: std::net::TcpStream) {
     let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
         return;
     };
+    let delay = link_delay();
     let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
         let _ = std::thread::Builder::new().name(name.into()).spawn(f);
     };
     spawn(
         "latent-atlas-relay-up",
-        Box::new(move || copy(client, server, &SENT)),
+        Box::new(move || copy(client, server, &SENT, delay)),
     );
     spawn(
         "latent-atlas-relay-down",
-        Box::new(move || copy(server2, client2, &RECEIVED)),
+        Box::new(move || copy(server2, client2, &RECEIVED, delay)),
     );
 }
 
