@@ -60,9 +60,21 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// The token from the environment: `LATENT_ATLAS_TOKEN`, else the file named by
-/// `LATENT_ATLAS_TOKEN_FILE`; `None` when neither is set.
+/// A token set by the program, which connections present before any from the environment.
+static TOKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Sets the token later connections present (`None`: back to the environment's), for a
+/// program that holds it already (an embedding, a test) rather than in its environment.
+pub fn set_token(token: Option<String>) {
+    *TOKEN.lock().unwrap_or_else(|p| p.into_inner()) = token;
+}
+
+/// The token connections present: the one set by [`set_token`], else `LATENT_ATLAS_TOKEN`, else
+/// the file named by `LATENT_ATLAS_TOKEN_FILE`; `None` when there is none.
 pub fn token_from_env() -> anyhow::Result<Option<String>> {
+    if let Some(token) = TOKEN.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        return Ok(Some(token));
+    }
     if let Ok(token) = std::env::var(TOKEN_ENV) {
         let token = token.trim().to_owned();
         if token.is_empty() {
@@ -165,7 +177,11 @@ impl Relay {
             .name("latent-atlas-relay".into())
             .spawn(move || {
                 for client in listener.incoming() {
-                    let Ok(client) = client else { continue };
+                    let Ok(client) = client else {
+                        // Out of descriptors, say: wait rather than spin.
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    };
                     // Only this process dials the relay; anything else is turned away.
                     if !client.peer_addr().is_ok_and(|a| a.ip().is_loopback()) {
                         continue;
@@ -196,6 +212,36 @@ fn link_delay() -> std::time::Duration {
             std::time::Duration::from_secs_f64(ms / 1e3)
         })
 }
+
+/// Makes the operating system notice a peer gone silent: keepalive probes after 10 s idle,
+/// every 5 s, 4 unanswered ones ending the connection; and 40 s for unacknowledged data.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn watch_peer(stream: &std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| {
+        // SAFETY: `fd` is an open socket owned by `stream` for the duration of the call, and
+        // the option value is a c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 10);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 5);
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 4);
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 40_000);
+}
+
+/// Elsewhere the system's defaults apply.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn watch_peer(_stream: &std::net::TcpStream) {}
 
 /// Copies bytes both ways between `client` and `server` until either side closes, each chunk
 /// held back by the [`DELAY_ENV`] delay when one is set.
@@ -258,6 +304,9 @@ fn pipe(client: std::net::TcpStream, server: std::net::TcpStream) {
     // Small messages go out at once, as on a direct connection.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
+    // burn's own socket now ends at this relay, so the relay watches the server for it: a host
+    // that vanishes without closing is noticed in about a minute, not never.
+    watch_peer(&server);
     let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else {
         return;
     };

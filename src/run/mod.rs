@@ -260,8 +260,13 @@ impl RunView {
             // Runs of consecutive frames sharing a copy: (first frame, end, decoder step).
             let mut runs: Vec<(usize, usize, u64)> = Vec::new();
             for (i, f) in self.timeline.iter().enumerate() {
+                let shared = i > 0
+                    && std::sync::Arc::ptr_eq(
+                        &self.timeline[i - 1].snapshot.decoder,
+                        &f.snapshot.decoder,
+                    );
                 match runs.last_mut() {
-                    Some(r) if r.2 == f.decoder_step => r.1 = i + 1,
+                    Some(r) if shared => r.1 = i + 1,
                     _ => runs.push((i, i + 1, f.decoder_step)),
                 }
             }

@@ -78,6 +78,10 @@ struct Session {
     /// A remote run's last weights on this machine (saved at each epoch's end when there is no
     /// checkpoint folder), to continue from after the connection is lost.
     recovery: Option<tempfile::TempDir>,
+    /// Whether this trainer's weights were kept at an epoch's end (in the checkpoint folder or
+    /// the recovery folder): cleared whenever the trainer is replaced, so that another run's
+    /// weights are never taken for this one's.
+    kept: bool,
     /// A remote step failed: the next Start or Resume connects again first.
     lost: bool,
     /// How many steps share one readback.
@@ -240,6 +244,7 @@ pub fn run(
         readback,
         choice,
         recovery: None,
+        kept: false,
         lost: false,
     };
     if !session.announce(&out) {
@@ -362,6 +367,29 @@ impl Session {
     }
 
     fn handle(&mut self, command: Command, out: &Outbox) -> bool {
+        if self.lost {
+            match &command {
+                // The model lives in the lost session.
+                Command::Save(_) => {
+                    return out.send(Event::Failed(format!(
+                        "cannot save: the connection to {} is lost; Resume connects again and \
+                         continues from the last epoch's weights",
+                        self.backend.description
+                    )));
+                }
+                // A new model needs a live session: connect first.
+                Command::Load(_) | Command::Reset(_) => match self.choice.select() {
+                    Ok(backend) => {
+                        self.readback = guarded(|| Readback::measured(&backend.device))
+                            .unwrap_or(Readback::each_step());
+                        self.backend = backend;
+                        self.lost = false;
+                    }
+                    Err(e) => return out.send(Event::Failed(e.to_string())),
+                },
+                _ => {}
+            }
+        }
         match command {
             Command::Start | Command::Resume => {
                 if self.lost {
@@ -416,6 +444,7 @@ impl Session {
                     Ok(mut t) => {
                         t.keep_images_on_device(self.backend.images_on_device);
                         self.trainer = t;
+                        self.forget_kept();
                         self.background.replaced();
                         self.announce(out)
                     }
@@ -429,6 +458,7 @@ impl Session {
                 match build(&config, &self.backend, data) {
                     Ok(t) => {
                         self.trainer = t;
+                        self.forget_kept();
                         self.background.replaced();
                         self.announce(out)
                     }
@@ -462,8 +492,17 @@ impl Session {
         ))) && self.set_state(RunState::Paused, out)
     }
 
-    /// Where a remote run's last weights were saved, if anywhere yet.
+    /// A new trainer: the weights kept so far are another run's.
+    fn forget_kept(&mut self) {
+        self.kept = false;
+        self.recovery = None;
+    }
+
+    /// Where this run's last weights were saved, if anywhere yet.
     fn recovery_dir(&self) -> Option<std::path::PathBuf> {
+        if !self.kept {
+            return None;
+        }
         let dir = match (&self.options.checkpoint_dir, &self.recovery) {
             (Some(dir), _) => dir.clone(),
             (None, Some(tmp)) => tmp.path().to_owned(),
@@ -488,7 +527,8 @@ impl Session {
                 Ok(dir) => self.recovery = Some(dir),
                 Err(e) => {
                     return out.send(Event::Notice(format!(
-                        "cannot keep the remote run's weights on this machine ({e}): a lost                          connection would start over"
+                        "cannot keep the remote run's weights on this machine ({e}): a lost \
+                         connection would start over"
                     )));
                 }
             }
@@ -498,7 +538,10 @@ impl Session {
         };
         let info = self.trainer.run_info(&self.backend.description);
         match guarded(|| crate::train::checkpoint::save(&dir, self.trainer.model(), &info)) {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => {
+                self.kept = true;
+                true
+            }
             Ok(Err(e)) => out.send(Event::Notice(format!(
                 "cannot keep the remote run's weights on this machine: {e:#}"
             ))),
@@ -520,6 +563,7 @@ impl Session {
                 guarded(|| Trainer::new(config, data, device))?.map_err(|e| e.to_string())?
             }
         };
+        // Kept weights stay valid: the new trainer starts from them.
         trainer.keep_images_on_device(backend.images_on_device);
         let notice = format!(
             "connected again to {}; continuing from step {} (epoch {})",
@@ -539,11 +583,19 @@ impl Session {
     }
 
     /// Writes the checkpoint into `dir` and says so, or why not.
-    fn save(&self, dir: std::path::PathBuf, out: &Outbox) -> bool {
+    fn save(&mut self, dir: std::path::PathBuf, out: &Outbox) -> bool {
         let info = self.trainer.run_info(&self.backend.description);
-        match crate::train::checkpoint::save(&dir, self.trainer.model(), &info) {
-            Ok(()) => out.send(Event::Saved(dir)),
-            Err(e) => out.send(Event::Failed(format!("{e:#}"))),
+        let model = self.trainer.model();
+        match guarded(|| crate::train::checkpoint::save(&dir, model, &info)) {
+            Ok(Ok(())) => {
+                if self.options.checkpoint_dir.as_ref() == Some(&dir) {
+                    self.kept = true;
+                }
+                out.send(Event::Saved(dir))
+            }
+            Ok(Err(e)) => out.send(Event::Failed(format!("{e:#}"))),
+            Err(panic) if self.is_remote() => self.connection_lost(panic, out),
+            Err(panic) => out.send(Event::Failed(format!("saving failed: {panic}"))),
         }
     }
 
@@ -571,9 +623,9 @@ impl Session {
         };
         self.readback.observe(started.elapsed(), metrics.len());
         let batch = self.trainer.config().hyper.batch_size;
+        let samples_per_sec = self.throughput.record(batch * metrics.len());
         let mut snapshot_step = false;
         for m in metrics {
-            let samples_per_sec = self.throughput.record(batch);
             snapshot_step |= m.step.is_multiple_of(SNAPSHOT_EVERY);
             if !out.send(Event::Progress {
                 metrics: m,

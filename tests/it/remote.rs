@@ -179,9 +179,9 @@ fn the_worker_pauses_when_the_server_dies_and_resume_continues_from_the_last_epo
 
     let port = free_port();
     let mut server = Server::start_on(port);
-    // SAFETY: no other test in this binary reads or writes the environment concurrently
-    // (the others pass the token explicitly).
-    unsafe { std::env::set_var("LATENT_ATLAS_TOKEN", TOKEN) };
+    // The worker connects with the program's token (the environment stays untouched: other
+    // tests run beside this one).
+    latent_atlas::remote::set_token(Some(TOKEN.to_owned()));
     let options = Options::headless(None, 0, 1.0);
     let mut worker = Worker::spawn_with(
         config,

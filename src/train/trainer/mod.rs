@@ -412,8 +412,8 @@ impl Trainer {
         })
     }
 
-    /// Up to `k` optimisation steps (fewer when an epoch ends first) with one readback for all
-    /// of them: where each readback is a round trip (a remote server, a GPU), this keeps the
+    /// Up to `k` optimisation steps (fewer before an epoch's last step, which is read on its
+    /// own) with one readback for all of them: where each readback is a round trip (a remote server, a GPU), this keeps the
     /// link from pacing training. The updates go ahead before their losses are seen, so a
     /// non-finite one rolls back to the last copy whose every step was read as finite, and the
     /// family's own values are read for the last step only. `k <= 1`, and the adversarial
@@ -425,14 +425,18 @@ impl Trainer {
         let first_step = self.step + 1;
         let mut pending = Vec::with_capacity(k);
         for _ in 0..k {
-            let (loss, stats) = self.likelihood_terms()?;
-            self.update(loss);
-            let epoch_before = self.epoch;
-            let (epoch, progress) = self.advance(false);
-            pending.push((stats, self.step, epoch, progress));
-            if self.epoch > epoch_before {
+            // An epoch's last step is read on its own, before the epoch's end runs the schedule
+            // on its model.
+            if self.batch_index + 1 >= self.order.batch_count() {
+                if pending.is_empty() {
+                    return self.step().map(|m| vec![m]);
+                }
                 break;
             }
+            let (loss, stats) = self.likelihood_terms()?;
+            self.update(loss);
+            let (epoch, progress) = self.advance(false);
+            pending.push((stats, self.step, epoch, progress));
         }
         let all = pending.iter().map(|(p, ..)| p.stats.clone()).collect();
         let values = to_vec(Tensor::cat(all, 0));
