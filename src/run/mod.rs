@@ -459,6 +459,22 @@ mod bounded_tests {
             widest <= 2 * even,
             "widest gap {widest} steps, even {even}: {kept:?}"
         );
+        // Steps that come again (a rollback, a reconnection) bring new copies under old
+        // numbers: they are still counted apart.
+        for step in (last - 2_000..=last).step_by(25) {
+            view.set_snapshot(snapshot(step));
+            view.set_snapshot(snapshot(step + 10));
+        }
+        let copies: std::collections::HashSet<_> = view
+            .timeline
+            .iter()
+            .map(|f| std::sync::Arc::as_ptr(&f.snapshot.decoder))
+            .collect();
+        assert!(
+            copies.len() <= keep,
+            "{} copies after steps came again",
+            copies.len()
+        );
         let held = view.held_bytes();
         assert!(
             held <= TIMELINE_DECODER_BUDGET + (4 << 20),
