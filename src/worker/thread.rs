@@ -228,10 +228,7 @@ pub fn run(
             return;
         }
     };
-    let readback = match backend.images_on_device {
-        true => guarded(|| Readback::measured(&backend.device)).unwrap_or(Readback::each_step()),
-        false => Readback::each_step(),
-    };
+    let readback = Readback::for_backend(&backend);
     let mut session = Session {
         trainer,
         scorer: None,
@@ -380,8 +377,7 @@ impl Session {
                 // A new model needs a live session: connect first.
                 Command::Load(_) | Command::Reset(_) => match self.choice.select() {
                     Ok(backend) => {
-                        self.readback = guarded(|| Readback::measured(&backend.device))
-                            .unwrap_or(Readback::each_step());
+                        self.readback = Readback::for_backend(&backend);
                         self.backend = backend;
                         self.lost = false;
                     }
@@ -574,8 +570,7 @@ impl Session {
         // The old trainer's tensors lived in the lost session; letting them go may fail too.
         let old = std::mem::replace(&mut self.trainer, trainer);
         let _ = guarded(move || drop(old));
-        self.readback =
-            guarded(|| Readback::measured(&backend.device)).unwrap_or(Readback::each_step());
+        self.readback = Readback::for_backend(&backend);
         self.backend = backend;
         self.background.replaced();
         self.lost = false;
@@ -696,6 +691,15 @@ impl Readback {
         Self {
             round_trip: None,
             steps: 1,
+        }
+    }
+
+    /// Per step on the local CPU; on a far device (one that keeps the images), measured, or per
+    /// step when even the measurement fails.
+    fn for_backend(backend: &Backend) -> Self {
+        match backend.images_on_device {
+            true => guarded(|| Self::measured(&backend.device)).unwrap_or(Self::each_step()),
+            false => Self::each_step(),
         }
     }
 
