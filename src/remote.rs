@@ -261,10 +261,11 @@ fn pipe(client: std::net::TcpStream, server: std::net::TcpStream) {
         let mut buf = vec![0u8; 64 * 1024];
         if delay.is_zero() {
             while let Ok(n @ 1..) = from.read(&mut buf) {
+                // Counted before it is passed on, so whoever sees it has seen it counted.
+                counter.fetch_add(n as u64, Ordering::Relaxed);
                 if to.write_all(&buf[..n]).is_err() {
                     break;
                 }
-                counter.fetch_add(n as u64, Ordering::Relaxed);
             }
             close(&to, &from);
             return;
