@@ -166,6 +166,14 @@ pub struct TrainArgs {
     /// the real and within the generated rows (minibatch standard deviation).
     #[arg(long)]
     pub minibatch_std: Option<bool>,
+    /// GAN: batch normalisation before each of the generator's hidden ReLUs (default true for
+    /// the GAN).
+    #[arg(long)]
+    pub generator_batch_norm: Option<bool>,
+    /// Adversarial families: spectral normalisation of the discriminator's dense layers
+    /// (default true for the GAN).
+    #[arg(long)]
+    pub spectral_norm: Option<bool>,
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]
     pub score_samples: usize,
@@ -254,6 +262,10 @@ impl TrainArgs {
                     lr: self.adv_lr,
                     ali_gaussian_encoder: self.ali_gaussian_encoder,
                     minibatch_std: self.minibatch_std.unwrap_or(defaults.minibatch_std),
+                    generator_batch_norm: self
+                        .generator_batch_norm
+                        .unwrap_or(defaults.generator_batch_norm),
+                    spectral_norm: self.spectral_norm.unwrap_or(defaults.spectral_norm),
                     ali_loss: match self.ali_loss {
                         AliLossArg::Derived => AliLoss::Derived,
                         AliLossArg::Minimax => AliLoss::Minimax,

@@ -4,7 +4,7 @@
 //! `-log (1 - D) = -log sigmoid(-l)` stay finite.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, RunningState};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Tensor};
@@ -31,6 +31,12 @@ pub struct DiscriminatorConfig {
     /// discriminator can see collapse and the generator is pushed to spread its samples.
     #[config(default = false)]
     pub minibatch_std: bool,
+    /// Divide each dense layer's weights by their largest singular value, estimated by one
+    /// step of power iteration per training pass (spectral normalisation, Miyato et al. 2018):
+    /// each layer is then at most 1-Lipschitz, so the discriminator cannot grow so sure of
+    /// itself that the generator's gradient vanishes.
+    #[config(default = false)]
+    pub spectral_norm: bool,
     /// Strided convolutions over the image columns (the first `shape.dim()` of each row) in
     /// front of the hidden layers; the remaining columns (ALI's code) join the features.
     #[config(default = "None")]
@@ -52,7 +58,16 @@ impl DiscriminatorConfig {
         let mut widths = vec![first];
         widths.extend(hidden);
         let last = *widths.last().unwrap_or(&first);
+        let spectral = match self.spectral_norm {
+            true => widths[1..]
+                .iter()
+                .chain([&1])
+                .map(|&w| SpectralNorm::new(w, device))
+                .collect(),
+            false => Vec::new(),
+        };
         Discriminator {
+            spectral,
             conv: plan.map(|p| p.down(true, device)),
             layers: widths
                 .windows(2)
@@ -79,6 +94,51 @@ pub struct Discriminator {
     /// Whether the output layer also sees the group's feature spread.
     #[module(skip)]
     pub minibatch_std: bool,
+    /// Spectral normalisation of each dense layer, the output's last (empty without it).
+    pub spectral: Vec<SpectralNorm>,
+}
+
+/// The power-iteration state of one spectrally normalised dense layer: `u`, the estimate of the
+/// weight's leading right singular vector (burn's weights are `[in, out]`, so `u` has `out`
+/// entries).
+#[derive(Module, Debug)]
+pub struct SpectralNorm {
+    /// The leading singular vector's estimate, unit length.
+    pub u: RunningState<Tensor<1>>,
+}
+
+impl SpectralNorm {
+    /// Power iteration starts from the unit vector with equal entries.
+    pub fn new(outputs: usize, device: &Device) -> Self {
+        let start = Tensor::ones([outputs], device) / (outputs as f64).sqrt();
+        Self {
+            u: RunningState::new(start),
+        }
+    }
+
+    /// The largest singular value of `weight` `[in, out]`, as `[1]`: `v^T W u` after one step
+    /// of power iteration (`v = W u / |W u|`, `u = W^T v / |W^T v|`), with `u` and `v` held
+    /// constant so that the gradient flows through `W` alone. The step is kept only while
+    /// training (on an autodiff device); drawing uses the last estimate.
+    pub fn sigma(&self, weight: Tensor<2>) -> Tensor<1> {
+        let device = weight.device();
+        let w = weight.clone().detach();
+        let training = device.is_autodiff();
+        let u = match training {
+            true => self.u.value_sync(),
+            false => self.u.value(),
+        }
+        .to_device(&device)
+        .detach();
+        let unit = |t: Tensor<2>| t.clone() / (t.square().sum().sqrt() + 1e-12).unsqueeze();
+        let v = unit(w.clone().matmul(u.unsqueeze_dim(1)));
+        let u = unit(w.transpose().matmul(v.clone()));
+        if training {
+            self.u.update(u.clone().squeeze_dim(1).detach());
+        }
+        // v^T W u: [1, in] x [in, out] x [out, 1].
+        v.transpose().matmul(weight.matmul(u)).reshape([1])
+    }
 }
 
 impl Discriminator {
@@ -100,12 +160,24 @@ impl Discriminator {
             Some(conv) => conv.forward(v),
             None => v,
         };
-        let mut h = self.layers.iter().fold(v, |h, l| {
-            linear_dropout(l, h, Activation::LeakyRelu(0.2), &self.dropout)
+        // With spectral normalisation `x (W / sigma)` is taken as `(x / sigma) W`: the same
+        // product, through the fused dense kernel.
+        let scaled = |i: usize, layer: &Linear, x: Tensor<2>| match self.spectral.get(i) {
+            Some(sn) => x / sn.sigma(layer.weight.val()).unsqueeze(),
+            None => x,
+        };
+        let mut h = self.layers.iter().enumerate().fold(v, |h, (i, l)| {
+            linear_dropout(
+                l,
+                scaled(i, l, h),
+                Activation::LeakyRelu(0.2),
+                &self.dropout,
+            )
         });
         if self.minibatch_std {
             h = with_group_spread(h, groups);
         }
+        let h = scaled(self.layers.len(), &self.output, h);
         linear(&self.output, h, Activation::Identity).squeeze_dim(1)
     }
 }
@@ -300,6 +372,86 @@ mod tests {
 
     fn sig(l: f64) -> f64 {
         1.0 / (1.0 + (-l).exp())
+    }
+
+    #[test]
+    fn spectral_normalisation_finds_the_largest_singular_value_and_its_gradient() {
+        let device = Device::flex().autodiff();
+        // W = U diag(3, 1) V^T ([in 3, out 2]): U's columns are orthonormal, V turns by 30
+        // degrees. sigma_max = 3 with left vector U e1 and right vector V e1, and
+        // d sigma_max / dW = (U e1)(V e1)^T.
+        let s2 = 0.5f32.sqrt();
+        let u = [[s2, 0.0], [s2, 0.0], [0.0, 1.0]];
+        let (c, s) = (30f32.to_radians().cos(), 30f32.to_radians().sin());
+        let v = [[c, -s], [s, c]];
+        let sv = [3.0f32, 1.0];
+        let mut w = vec![0.0f32; 6];
+        for i in 0..3 {
+            for j in 0..2 {
+                w[i * 2 + j] = (0..2).map(|k| u[i][k] * sv[k] * v[j][k]).sum();
+            }
+        }
+        let weight = crate::data::batch::to_tensor(w, 3, 2, &device).require_grad();
+        let sn = SpectralNorm::new(2, &device);
+        let mut sigma = Tensor::zeros([1], &device);
+        for _ in 0..40 {
+            sigma = sn.sigma(weight.clone());
+        }
+        close(to_vec(sigma.clone())[0], 3.0);
+        let grads = sigma.backward();
+        let g = to_vec(weight.grad(&grads).expect("a gradient"));
+        for i in 0..3 {
+            for j in 0..2 {
+                let want = (u[i][0] * v[j][0]) as f64;
+                assert!((g[i * 2 + j] as f64 - want).abs() < 1e-4, "{g:?}");
+            }
+        }
+        // Drawing (no autodiff) reads the estimate without stepping it.
+        let plain = crate::data::batch::to_tensor(
+            vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            3,
+            2,
+            &Device::flex(),
+        );
+        let before = to_vec(sn.u.value());
+        let _ = sn.sigma(plain);
+        assert_eq!(to_vec(sn.u.value()), before);
+    }
+
+    #[test]
+    fn a_spectrally_normalised_discriminator_has_one_estimate_per_dense_layer() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let plain = DiscriminatorConfig::new(10).with_hidden(vec![6, 4]);
+        assert!(plain.init(&device).spectral.is_empty());
+        let disc = plain.with_spectral_norm(true).init(&device);
+        assert_eq!(disc.spectral.len(), 3, "two hidden layers and the output");
+        let x = Tensor::<2>::ones([5, 10], &device);
+        for _ in 0..60 {
+            let _ = disc.logits(x.clone());
+        }
+        // Each layer's estimate against its largest singular value by brute force (power
+        // iteration on W^T W, 500 steps).
+        let layers = disc.layers.iter().chain([&disc.output]);
+        for (layer, sn) in layers.zip(&disc.spectral) {
+            let [rows, cols] = layer.weight.dims();
+            let w = to_vec(layer.weight.val());
+            let mut u = vec![1.0f64; cols];
+            let mut sigma = 0.0;
+            for _ in 0..500 {
+                let v: Vec<f64> = (0..rows)
+                    .map(|r| (0..cols).map(|c| w[r * cols + c] as f64 * u[c]).sum())
+                    .collect();
+                let next: Vec<f64> = (0..cols)
+                    .map(|c| (0..rows).map(|r| w[r * cols + c] as f64 * v[r]).sum())
+                    .collect();
+                let norm = next.iter().map(|x| x * x).sum::<f64>().sqrt();
+                sigma = norm.sqrt();
+                u = next.iter().map(|x| x / norm).collect();
+            }
+            let got = to_vec(sn.sigma(layer.weight.val().inner()))[0] as f64;
+            assert!((got - sigma).abs() < 1e-3 * sigma, "{got} vs {sigma}");
+        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! trainer, worker, command line and explorer only call the methods here.
 
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
@@ -270,12 +269,6 @@ impl Model {
             Model::Aae(m) => Model::Aae(Family::with_frozen_discriminator(m)),
             Model::Ali(m) => Model::Ali(Family::with_frozen_discriminator(m)),
         }
-    }
-
-    /// The decoder's hidden layers and output layer, for a plain copy.
-    pub fn decoder_layers(&self) -> (&[Linear], &Linear) {
-        let decoder = self.decoder();
-        (&decoder.layers, &decoder.output)
     }
 
     /// The loss terms of one batch. `onehot` is needed by the CVAE; `eps` holds standard

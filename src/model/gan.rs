@@ -88,12 +88,25 @@ mod tests {
 
     #[test]
     fn the_regulariser_is_zero_with_zero_gradient_on_a_phases_first_step_only() {
+        // With and without batch normalisation in the generator (batch statistics: G_old's
+        // batch is the same as G's, so the first step's term is still exactly zero).
+        for normalised in [false, true] {
+            regulariser_on_a_phases_steps(normalised);
+        }
+    }
+
+    fn regulariser_on_a_phases_steps(normalised: bool) {
         let device = Device::flex().autodiff();
         device.seed(2);
+        let nets = VaeConfig::new(12).with_hidden(vec![8]);
         let mut gan = Gan {
-            generator: VaeConfig::new(12).with_hidden(vec![8]).generator(&device),
+            generator: match normalised {
+                true => nets.normalised_generator(&device),
+                false => nets.generator(&device),
+            },
             disc: DiscriminatorConfig::new(12)
                 .with_hidden(vec![8])
+                .with_spectral_norm(normalised)
                 .init(&device),
         };
         let mut optim = AdamConfig::new().with_beta_1(0.5).init();
@@ -107,7 +120,7 @@ mod tests {
             let value = to_vec(penalty.clone())[0];
             let grad = grad_size(&gan, gan.generator_terms(z, old).1 * 5.0);
             if step == 0 {
-                assert_eq!(value, 0.0, "first step: G = G_old");
+                assert_eq!(value, 0.0, "first step: G = G_old ({normalised})");
                 assert_eq!(grad, 0.0, "first step: no gradient from the regulariser");
             } else {
                 assert!(value > 0.0, "second step: the generator has moved");

@@ -6,7 +6,7 @@
 //! of an encoder's dense layers and a stack of transposed ones after a decoder's.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::conv::{ConvDown, ConvPlan, ConvUp, ImageShape};
@@ -129,6 +129,9 @@ impl Encoder {
 pub struct Decoder {
     /// Hidden layers.
     pub layers: Vec<Linear>,
+    /// Batch normalisation between each hidden layer and its ReLU (a GAN generator's option;
+    /// empty otherwise): batch statistics while training, running ones when drawing.
+    pub norms: Vec<BatchNorm>,
     /// Output layer: logits per pixel, or with `up` the first feature map (through ReLU).
     pub output: Linear,
     /// Transposed convolutions after the output layer (the convolutional architecture).
@@ -147,7 +150,17 @@ impl Decoder {
     /// The decoder with `act` applied to its output: `Activation::Sigmoid` gives the mean
     /// image in one fused pass.
     pub fn forward_with(&self, z: Tensor<2>, act: Activation) -> Tensor<2> {
-        let h = hidden(&self.layers, z);
+        let h = match self.norms.is_empty() {
+            true => hidden(&self.layers, z),
+            false => self
+                .layers
+                .iter()
+                .zip(&self.norms)
+                .fold(z, |h, (layer, norm)| {
+                    let y = norm.forward(linear(layer, h, Activation::Identity));
+                    burn::tensor::activation::relu(y)
+                }),
+        };
         match &self.up {
             None => linear(&self.output, h, act),
             Some(up) => {
@@ -209,6 +222,7 @@ pub(super) fn layers(
     latent_dim: usize,
     heads: usize,
     conv: Option<ImageShape>,
+    decoder_norms: bool,
     device: &Device,
 ) -> Nets {
     let layer = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
@@ -241,8 +255,16 @@ pub(super) fn layers(
     let decoder_layers = back.windows(2).map(|w| layer(w[0], w[1])).collect();
     let decoder_last = *back.last().unwrap_or(&latent_dim);
     let heads = (0..heads).map(|_| layer(last, latent_dim)).collect();
+    let norms = match decoder_norms {
+        true => back[1..]
+            .iter()
+            .map(|&w| BatchNormConfig::new(w).init(device))
+            .collect(),
+        false => Vec::new(),
+    };
     let decoder = Decoder {
         layers: decoder_layers,
+        norms,
         output: layer(decoder_last, image_out),
         up: plan.as_ref().map(|p| p.up(device)),
     };

@@ -108,13 +108,23 @@ impl VaeConfig {
         self.nets(0, device).decoder
     }
 
+    /// A generator with batch normalisation before each hidden ReLU.
+    pub fn normalised_generator(&self, device: &Device) -> Decoder {
+        self.nets_with(0, true, device).decoder
+    }
+
     fn nets(&self, heads: usize, device: &Device) -> nets::Nets {
+        self.nets_with(heads, false, device)
+    }
+
+    fn nets_with(&self, heads: usize, decoder_norms: bool, device: &Device) -> nets::Nets {
         nets::layers(
             self.input_dim,
             &self.hidden,
             self.latent_dim,
             heads,
             self.conv,
+            decoder_norms,
             device,
         )
     }

@@ -126,6 +126,8 @@ impl ModelKind {
             ali_loss: AliLoss::Minimax,
             ali_gaussian_encoder: false,
             minibatch_std: false,
+            generator_batch_norm: false,
+            spectral_norm: false,
         };
         let row = |name, label, help, draws, adversarial| FamilyInfo {
             name,
@@ -194,7 +196,11 @@ impl ModelKind {
                     adversarial: true,
                     ..CODES
                 },
-                ADVERSARIAL,
+                AdversarialParams {
+                    generator_batch_norm: true,
+                    spectral_norm: true,
+                    ..ADVERSARIAL
+                },
             ),
             // One step per phase, the reconstruction error weighed by 1.
             ModelKind::Aae => row(
@@ -331,6 +337,14 @@ pub struct AdversarialParams {
     /// generator. Runs saved without this setting had none.
     #[serde(default)]
     pub minibatch_std: bool,
+    /// GAN: batch normalisation between each of the generator's hidden layers and its ReLU
+    /// (as in DCGAN's generator). Runs saved without this setting had none.
+    #[serde(default)]
+    pub generator_batch_norm: bool,
+    /// Spectral normalisation of the discriminator's dense layers. Runs saved without this
+    /// setting had none.
+    #[serde(default)]
+    pub spectral_norm: bool,
 }
 
 impl Default for AdversarialParams {
@@ -462,6 +476,7 @@ impl TrainConfig {
             DiscriminatorConfig::new(inputs)
                 .with_hidden(self.hidden.clone())
                 .with_minibatch_std(self.adversarial.minibatch_std)
+                .with_spectral_norm(self.adversarial.spectral_norm)
                 .with_conv(self.conv_shape(shape).filter(|_| image))
                 .init(device)
         };
@@ -481,7 +496,10 @@ impl TrainConfig {
             ModelKind::BnVae => Model::BnVae(BnVae::new(nets.init(device), d, self.tau, device)),
             ModelKind::FVae => Model::FVae(FVae::new(&nets, self.flow_layers, device)),
             ModelKind::Gan => Model::Gan(Gan {
-                generator: nets.generator(device),
+                generator: match self.adversarial.generator_batch_norm {
+                    true => nets.normalised_generator(device),
+                    false => nets.generator(device),
+                },
                 disc: disc(input_dim, true),
             }),
             ModelKind::Aae => {

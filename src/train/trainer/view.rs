@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use burn::nn::Linear;
+use burn::nn::{BatchNorm, Linear};
 use burn::tensor::Tensor;
 
 use super::Trainer;
@@ -87,11 +87,37 @@ fn dense(layer: &Linear) -> Dense {
     }
 }
 
+/// Folds batch normalisation with running statistics into the dense layer before it:
+/// `gamma (x W + b - mean) / sqrt(var + eps) + beta` is `x W' + b'` with each output column
+/// scaled by `gamma / sqrt(var + eps)`.
+fn fold_norm(layer: &mut Dense, norm: &BatchNorm) {
+    let gamma = to_vec(norm.gamma.val());
+    let beta = to_vec(norm.beta.val());
+    let mean = to_vec(norm.running_mean.value_sync());
+    let var = to_vec(norm.running_var.value_sync());
+    let scale: Vec<f32> = gamma
+        .iter()
+        .zip(&var)
+        .map(|(g, v)| g / (v + norm.epsilon as f32).sqrt())
+        .collect();
+    for row in layer.weights.chunks_exact_mut(layer.outputs) {
+        for (w, s) in row.iter_mut().zip(&scale) {
+            *w *= s;
+        }
+    }
+    for (o, b) in layer.bias.iter_mut().enumerate() {
+        *b = (*b - mean[o]) * scale[o] + beta[o];
+    }
+}
+
 /// Copies the decoder's weights into plain data (without the f-VAE's flow).
 pub fn plain_decoder(model: &Model, width: usize, height: usize) -> PlainDecoder {
-    let (hidden, output) = model.decoder_layers();
-    let mut layers: Vec<Dense> = hidden.iter().map(dense).collect();
-    layers.push(dense(output));
+    let decoder = model.decoder();
+    let mut layers: Vec<Dense> = decoder.layers.iter().map(dense).collect();
+    for (layer, norm) in layers.iter_mut().zip(&decoder.norms) {
+        fold_norm(layer, norm);
+    }
+    layers.push(dense(&decoder.output));
     PlainDecoder {
         layers,
         flow: None,
@@ -217,5 +243,54 @@ pub(super) fn make_probe(data: &Dataset, size: usize, seed: u64) -> Probe {
         class_names: data.class_names.clone(),
         factor_info: data.factor_info.clone(),
         factors: set.factors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::adversarial::DiscriminatorConfig;
+    use crate::model::{Gan, VaeConfig};
+    use burn::module::Module;
+    use burn::tensor::Device;
+
+    #[test]
+    fn the_plain_copy_folds_the_generators_batch_norm_into_its_layers() {
+        let device = Device::flex().autodiff();
+        device.seed(4);
+        let config = VaeConfig::new(12).with_hidden(vec![8, 6]);
+        let gan = Gan {
+            generator: config.normalised_generator(&device),
+            disc: DiscriminatorConfig::new(12)
+                .with_hidden(vec![4])
+                .init(&device),
+        };
+        assert_eq!(gan.generator.norms.len(), 2);
+        // Training passes move the running statistics away from (0, 1).
+        let mut rng = Rng::new(5);
+        for _ in 0..5 {
+            let z = to_tensor(rng.normals(32 * 2), 32, 2, &device);
+            let _ = gan.generate(z.mul_scalar(3.0).add_scalar(1.0));
+        }
+        let model = Model::Gan(gan).valid();
+        let plain = plain_decoder(&model, 4, 3);
+        let Model::Gan(gan) = &model else {
+            unreachable!()
+        };
+        let mean = to_vec(gan.generator.norms[0].running_mean.value());
+        assert!(mean.iter().any(|m| m.abs() > 0.05), "{mean:?}");
+        let z = [0.7f32, -1.3];
+        let expected = to_vec(gan.generate(to_tensor(z.to_vec(), 1, 2, &model_device(&model))));
+        let got = plain.decode(&z);
+        let worst = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "differs by {worst}");
+    }
+
+    fn model_device(model: &Model) -> Device {
+        model.decoder().output.weight.val().device()
     }
 }
