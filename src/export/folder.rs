@@ -289,6 +289,11 @@ pub fn write_all(
     let mut out = Written::default();
     progress.start(View::ALL.len() + 3);
     for view in View::ALL {
+        // Coverage is of posteriors: a family without an encoder has none to miss.
+        if view == View::Coverage && !run.config.model.draws().encoder {
+            progress.tick();
+            continue;
+        }
         match write_view(run, shown, choices, view, dir) {
             Ok(p) => out.files.push(p),
             Err(e) => out.skipped.push(format!("{}: {e}", view.title())),

@@ -474,6 +474,18 @@ fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
                  are posterior draws (applies on Reset)",
             );
     }
+    if config.model == ModelKind::Gan {
+        ui.checkbox(&mut a.generator_batch_norm, "Batch norm in G")
+            .on_hover_text(
+                "Batch normalisation before each of the generator's hidden ReLUs, as in DCGAN \
+                 (applies on Reset)",
+            );
+    }
+    ui.checkbox(&mut a.spectral_norm, "Spectral norm in D")
+        .on_hover_text(
+            "Each of the discriminator's dense layers divided by its largest singular value, so \
+         it cannot grow sure enough to starve the generator of gradient (applies on Reset)",
+        );
 }
 
 /// What a family is, in one sentence, for tooltips.
