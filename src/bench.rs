@@ -17,7 +17,7 @@ use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
 use crate::data::builtin::Builtin;
 use crate::model::Likelihood;
 use crate::rng::Rng;
-use crate::train::{TrainConfig, Trainer};
+use crate::train::{AdversarialParams, TrainConfig, Trainer};
 
 /// `latent-atlas bench`.
 #[derive(clap::Args, Debug)]
@@ -96,15 +96,17 @@ fn reference_config() -> TrainConfig {
     }
 }
 
-/// Median milliseconds of one GAN iteration (its default discriminator and generator steps)
-/// on `device`, timed for about `seconds`.
+/// Median milliseconds of one GAN iteration with `adversarial`'s steps and networks on
+/// `device`, timed for about `seconds`.
 fn gan_iteration_ms(
     data: &Arc<crate::data::Dataset>,
     device: &Device,
+    adversarial: AdversarialParams,
     seconds: f64,
 ) -> anyhow::Result<f64> {
     let config = TrainConfig {
         model: crate::train::ModelKind::Gan,
+        adversarial,
         ..reference_config()
     };
     let mut trainer = Trainer::new(config, data.clone(), device.clone())?;
@@ -470,11 +472,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if args.gan_seconds > 0.0 {
             phase(format!("the GAN iteration, {}", backend.description));
-            let ms = gan_iteration_ms(&data, &backend.device, args.gan_seconds)?;
-            say!(
-                "gan_iteration_ms {:<16} {ms:.2}   (one discriminator and two generator steps, batch 128)",
-                backend.description
-            );
+            let defaults = AdversarialParams::for_kind(crate::train::ModelKind::Gan);
+            // The plain networks and one discriminator step, as before the GAN's defaults
+            // gained their normalisations.
+            let plain = AdversarialParams {
+                d_steps: 1,
+                generator_batch_norm: false,
+                spectral_norm: false,
+                ..defaults.clone()
+            };
+            for (what, adversarial) in [("default", defaults), ("plain", plain)] {
+                let steps = (adversarial.d_steps, adversarial.g_steps);
+                let ms = gan_iteration_ms(&data, &backend.device, adversarial, args.gan_seconds)?;
+                say!(
+                    "gan_iteration_ms {:<16} {what:<8} {ms:.2}   ({} discriminator and {} generator steps, batch 128)",
+                    backend.description,
+                    steps.0,
+                    steps.1
+                );
+            }
         }
     }
     spinner().finish_and_clear();

@@ -185,7 +185,9 @@ impl ModelKind {
                 ADVERSARIAL,
             ),
             // Two generator steps per phase: the regulariser is zero on a phase's first step;
-            // lambda 5 as in the seed's experiments.
+            // lambda 5 as in the seed's experiments. Batch norm in the generator, spectral norm
+            // and three steps for the discriminator keep the samples spread over the digits
+            // (README, "The adversarial families").
             ModelKind::Gan => row(
                 "gan",
                 "GAN",
@@ -197,6 +199,7 @@ impl ModelKind {
                     ..CODES
                 },
                 AdversarialParams {
+                    d_steps: 3,
                     generator_batch_norm: true,
                     spectral_norm: true,
                     ..ADVERSARIAL
@@ -711,6 +714,31 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gans_normalisations_are_its_defaults_but_not_those_of_older_runs() {
+        let mut config = TrainConfig::default();
+        config.set_model(ModelKind::Gan);
+        assert!(config.adversarial.generator_batch_norm && config.adversarial.spectral_norm);
+        let Model::Gan(g) = config.build_model(ImageShape::new(1, 3, 4), 1, &Device::flex()) else {
+            panic!("a GAN was asked for");
+        };
+        assert_eq!(g.generator.norms.len(), config.hidden.len());
+        assert_eq!(g.disc.spectral.len(), config.hidden.len() + 1);
+        // The other families keep plain networks.
+        for kind in [ModelKind::Aae, ModelKind::Ali] {
+            let a = AdversarialParams::for_kind(kind);
+            assert!(!a.generator_batch_norm && !a.spectral_norm, "{kind:?}");
+        }
+        // A run saved before these settings existed had neither.
+        let mut json = serde_json::to_value(&config.adversarial).expect("serialises");
+        let fields = json.as_object_mut().expect("an object");
+        fields.remove("generator_batch_norm");
+        fields.remove("spectral_norm");
+        let old: AdversarialParams = serde_json::from_value(json).expect("reads");
+        assert!(!old.generator_batch_norm && !old.spectral_norm);
+        assert_eq!(old.lambda, config.adversarial.lambda);
+    }
 
     #[test]
     fn the_minibatch_spread_setting_reaches_the_discriminator() {
