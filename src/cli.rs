@@ -146,7 +146,7 @@ pub struct TrainArgs {
     /// AAE: weight of the squared reconstruction error (default 1).
     #[arg(long)]
     pub lambda: Option<f32>,
-    /// Adversarial families: discriminator steps per iteration (GAN default 3, else 1).
+    /// Adversarial families: discriminator steps per iteration (GAN default 2, else 1).
     #[arg(long)]
     pub d_steps: Option<usize>,
     /// Adversarial families: generator (and encoder) steps per iteration (GAN default 2: the

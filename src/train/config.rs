@@ -186,7 +186,7 @@ impl ModelKind {
             ),
             // Two generator steps per phase: the regulariser is zero on a phase's first step;
             // lambda 5 as in the seed's experiments. Batch norm in the generator, spectral norm
-            // and three steps for the discriminator keep the samples spread over the digits
+            // and two steps for the discriminator keep the samples spread over the digits
             // (README, "The adversarial families").
             ModelKind::Gan => row(
                 "gan",
@@ -199,7 +199,7 @@ impl ModelKind {
                     ..CODES
                 },
                 AdversarialParams {
-                    d_steps: 3,
+                    d_steps: 2,
                     generator_batch_norm: true,
                     spectral_norm: true,
                     ..ADVERSARIAL
