@@ -430,10 +430,4 @@ mod tests {
         let err = run(&args(Some("no such claim"))).unwrap_err().to_string();
         assert!(err.contains("no claim"), "{err}");
     }
-
-    #[test]
-    fn mean_sd_of_two() {
-        let (m, sd) = mean_sd(&[1.0, 3.0]);
-        assert!((m - 2.0).abs() < 1e-12 && (sd - 2f64.sqrt()).abs() < 1e-12);
-    }
 }

@@ -131,6 +131,25 @@ fn train_writes_every_file_and_eval_reloads_it() {
     assert!(String::from_utf8_lossy(&eval.stdout).contains("negative ELBO"));
 }
 
+#[test]
+fn a_gan_run_writes_its_views_without_a_coverage_it_cannot_have() {
+    let data_dir = tempfile::tempdir().unwrap();
+    write_mnist_subset(data_dir.path(), 1000);
+    let out = tempfile::tempdir().unwrap();
+    let run = train_ok(
+        data_dir.path(),
+        out.path(),
+        &["--model", "gan", "--epochs", "1", "--score-samples", "0"],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    // Coverage is of posteriors: a family without an encoder is not told it lacks one.
+    assert!(!stderr.contains("not written"), "{stderr}");
+    assert!(!out.path().join("prior_coverage.png").exists());
+    for file in ["samples.png", "latent_plane.png", "curves.png", "model.bpk"] {
+        assert!(out.path().join(file).exists(), "{file} missing");
+    }
+}
+
 fn one_line_error(args: &[&str], must_contain: &str) {
     let out = bin().args(args).output().unwrap();
     assert!(!out.status.success());

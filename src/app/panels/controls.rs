@@ -484,7 +484,7 @@ fn adversarial_ui(ui: &mut egui::Ui, config: &mut crate::train::TrainConfig) {
     ui.checkbox(&mut a.spectral_norm, "Spectral norm in D")
         .on_hover_text(
             "Each of the discriminator's dense layers divided by its largest singular value, so \
-         it cannot grow sure enough to starve the generator of gradient (applies on Reset)",
+             it cannot grow sure enough to starve the generator of gradient (applies on Reset)",
         );
 }
 

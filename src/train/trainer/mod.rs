@@ -413,8 +413,8 @@ impl Trainer {
     }
 
     /// Up to `k` optimisation steps (fewer before an epoch's last step, which is read on its
-    /// own) with one readback for all of them: where each readback is a round trip (a remote server, a GPU), this keeps the
-    /// link from pacing training. The updates go ahead before their losses are seen, so a
+    /// own) with one readback for all of them: where each readback is a round trip (a remote
+    /// server, a GPU), this keeps the link from pacing training. The updates go ahead before their losses are seen, so a
     /// non-finite one rolls back to the last copy whose every step was read as finite, and the
     /// family's own values are read for the last step only. `k <= 1`, and the adversarial
     /// families, take one [`Self::step`].
