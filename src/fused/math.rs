@@ -73,17 +73,21 @@ pub fn sigmoid(l: f32) -> f32 {
 macro_rules! multiversion {
     ($(#[$doc:meta])* pub fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
+        #[allow(clippy::too_many_arguments)]
         pub fn $name($($arg: $ty),*) {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn kernel($($arg: $ty),*) $body
 
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($arg: $ty),*) {
                     kernel($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) {
                     kernel($($arg),*)
                 }
@@ -296,6 +300,104 @@ mod tests {
         for ((&g, &l), &x) in grad.iter().zip(&l).zip(&x) {
             let want = (1.0 / (1.0 + (-f64::from(l)).exp()) - f64::from(x)) * 2.0;
             assert!((f64::from(g) - want).abs() < 1e-5);
+        }
+    }
+}
+
+multiversion! {
+    /// Per-channel sums over one channels-last image's pixels: `sum[c] = sum_p x[p, c]`
+    /// (and, with `centre`, of squared deviations `(x[p, c] - centre[c])^2` instead).
+    pub fn channel_moment(image: &[f32], centre: Option<&[f32]>, sum: &mut [f32]) {
+        let c = sum.len();
+        sum.fill(0.0);
+        match centre {
+            None => {
+                for px in image.chunks_exact(c) {
+                    for (s, &v) in sum.iter_mut().zip(px) {
+                        *s += v;
+                    }
+                }
+            }
+            Some(m) => {
+                for px in image.chunks_exact(c) {
+                    for ((s, &v), &m) in sum.iter_mut().zip(px).zip(m) {
+                        let d = v - m;
+                        *s += d * d;
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `y[p, c] = act(x[p, c] scale[c] + shift[c])`, the activation keeping positive values and
+    /// scaling the rest by `slope`.
+    pub fn scale_shift_act(image: &[f32], scale: &[f32], shift: &[f32], slope: f32, out: &mut [f32]) {
+        let c = scale.len();
+        for (px, py) in image.chunks_exact(c).zip(out.chunks_exact_mut(c)) {
+            for (((y, &x), &a), &b) in py.iter_mut().zip(px).zip(scale).zip(shift) {
+                let v = x * a + b;
+                *y = if v > 0.0 { v } else { v * slope };
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// For group norm's backward over one image: with `g = grad` where `y > 0`, `slope grad`
+    /// elsewhere, and `xhat = (x - mean[c]) rstd[c]`, the per-channel sums of `g` and of
+    /// `g xhat`.
+    pub fn norm_grad_sums(
+        x: &[f32],
+        y: &[f32],
+        grad: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        slope: f32,
+        sum_g: &mut [f32],
+        sum_gx: &mut [f32],
+    ) {
+        let c = mean.len();
+        sum_g.fill(0.0);
+        sum_gx.fill(0.0);
+        for ((px, py), pg) in x.chunks_exact(c).zip(y.chunks_exact(c)).zip(grad.chunks_exact(c)) {
+            for c in 0..c {
+                let g = if py[c] > 0.0 { pg[c] } else { pg[c] * slope };
+                let xhat = (px[c] - mean[c]) * rstd[c];
+                sum_g[c] += g;
+                sum_gx[c] += g * xhat;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Group norm's input gradient over one image:
+    /// `dx = a[c] g - b[c] - (x - mean[c]) rstd[c] m[c]`, `g` as in [`norm_grad_sums`].
+    pub fn norm_grad_input(
+        x: &[f32],
+        y: &[f32],
+        grad: &[f32],
+        mean: &[f32],
+        rstd: &[f32],
+        coef: &[[f32; 3]],
+        slope: f32,
+        dx: &mut [f32],
+    ) {
+        let c = mean.len();
+        for (((px, py), pg), pd) in x
+            .chunks_exact(c)
+            .zip(y.chunks_exact(c))
+            .zip(grad.chunks_exact(c))
+            .zip(dx.chunks_exact_mut(c))
+        {
+            for c in 0..c {
+                let g = if py[c] > 0.0 { pg[c] } else { pg[c] * slope };
+                let xhat = (px[c] - mean[c]) * rstd[c];
+                let [a, b, m] = coef[c];
+                pd[c] = a * g - b - xhat * m;
+            }
         }
     }
 }

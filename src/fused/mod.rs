@@ -7,14 +7,18 @@
 //! - [`bernoulli_nll`] and [`linear`] (a dense layer with its bias and ReLU): forward and
 //!   backward kernels through burn's backend extension mechanism (`ops.rs`), the products
 //!   calling the same `gemm` crate flex uses, with the threads split by output rows.
+//! - [`conv2d`], [`conv_transpose2d`] and [`group_norm`] (with its activation): the
+//!   convolutional stages on images kept channels-last, forward and backward (`conv.rs`).
 
 mod adam;
+mod conv;
 mod flex;
 mod math;
 mod ops;
 
 pub use adam::FusedAdam;
+pub use conv::ConvGeom;
 pub use ops::{
-    Activation, FusedOps, Levers, bernoulli_nll, bernoulli_nll_composed, levers, linear,
-    linear_dropout,
+    Activation, FusedOps, Levers, bernoulli_nll, bernoulli_nll_composed, conv_fusable,
+    conv_transpose2d, conv2d, group_norm, levers, linear, linear_dropout, with_levers,
 };

@@ -12,10 +12,13 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::GroupNorm;
+use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::conv::{self, ConvGeom};
 use super::{flex, math};
 
 /// The extension's kernels.
@@ -63,6 +66,60 @@ pub trait FusedOps: Backend {
         transpose_a: bool,
         transpose_b: bool,
     ) -> FloatTensor<Self>;
+
+    /// A convolution of channels-last images (`conv::down`): `x` `[batch, big]`, `weight`
+    /// `[small c, big c, kh, kw]`, `bias` `[small c]` (added only with `add_bias`; any tensor
+    /// otherwise), then the activation with `slope` (1: none) -> `[batch, small]`.
+    fn conv_down(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        add_bias: bool,
+        geom: ConvGeom,
+        slope: f32,
+    ) -> FloatTensor<Self>;
+
+    /// A transposed convolution (`conv::up`): `x` `[batch, small]`, `weight`
+    /// `[small c, big c, kh, kw]`, `bias` `[big c]` (added only with `add_bias`) ->
+    /// `[batch, big]`.
+    fn conv_up(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        add_bias: bool,
+        geom: ConvGeom,
+    ) -> FloatTensor<Self>;
+
+    /// The weights' gradient of either layer, `[small c, big c, kh, kw]`, from the big side
+    /// `[batch, big]` and the small side `[batch, small]` (one of them the upstream gradient).
+    fn conv_weight_grad(
+        big: FloatTensor<Self>,
+        small: FloatTensor<Self>,
+        geom: ConvGeom,
+    ) -> FloatTensor<Self>;
+
+    /// Group norm of channels-last images with an affine map and the activation with `slope`:
+    /// `x` `[batch, pixels * c]`, `gamma` and `beta` `[c]`.
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradients for `x`, `gamma` and `beta`, from the input, the output and the upstream
+    /// gradient.
+    fn group_norm_backward(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Rows above this many elements in total are split across threads.
@@ -192,6 +249,116 @@ impl FusedOps for Flex {
         gemm_into(&mut out, a, b, None, &|_: &mut [f32], _: usize| {});
         FlexTensor::from_data(TensorData::new(out, [m, n]))
     }
+
+    fn conv_down(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        add_bias: bool,
+        geom: ConvGeom,
+        slope: f32,
+    ) -> FlexTensor {
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        let bias = add_bias.then(|| contiguous(bias));
+        let batch = rows_cols(&x).0;
+        let p = conv::pack(weight.storage::<f32>(), &geom);
+        let out = conv::down(
+            x.storage::<f32>(),
+            &p,
+            bias.as_ref().map(|b| b.storage::<f32>()),
+            &geom,
+            slope,
+        );
+        FlexTensor::from_data(TensorData::new(out, [batch, geom.small_len()]))
+    }
+
+    fn conv_up(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        add_bias: bool,
+        geom: ConvGeom,
+    ) -> FlexTensor {
+        let (x, weight) = (contiguous(x), contiguous(weight));
+        let bias = add_bias.then(|| contiguous(bias));
+        let batch = rows_cols(&x).0;
+        let p = conv::pack(weight.storage::<f32>(), &geom);
+        let out = conv::up(
+            x.storage::<f32>(),
+            &p,
+            bias.as_ref().map(|b| b.storage::<f32>()),
+            &geom,
+        );
+        FlexTensor::from_data(TensorData::new(out, [batch, geom.big_len()]))
+    }
+
+    fn conv_weight_grad(big: FlexTensor, small: FlexTensor, geom: ConvGeom) -> FlexTensor {
+        let (big, small) = (contiguous(big), contiguous(small));
+        let p = conv::patch_grad(big.storage::<f32>(), small.storage::<f32>(), &geom);
+        let [kh, kw] = geom.kernel;
+        FlexTensor::from_data(TensorData::new(
+            conv::unpack(&p, &geom),
+            [geom.small[2], geom.big[2], kh, kw],
+        ))
+    }
+
+    fn group_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FlexTensor {
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        let (batch, image) = rows_cols(&x);
+        let out = conv::group_norm(
+            x.storage::<f32>(),
+            image,
+            gamma.storage::<f32>(),
+            beta.storage::<f32>(),
+            groups,
+            eps,
+            slope,
+        );
+        FlexTensor::from_data(TensorData::new(out, [batch, image]))
+    }
+
+    fn group_norm_backward(
+        x: FlexTensor,
+        y: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (x, y, gamma, grad) = (
+            contiguous(x),
+            contiguous(y),
+            contiguous(gamma),
+            contiguous(grad),
+        );
+        let (batch, image) = rows_cols(&x);
+        let c = gamma.storage::<f32>().len();
+        let mut packed = conv::group_norm_backward(
+            x.storage::<f32>(),
+            image,
+            y.storage::<f32>(),
+            grad.storage::<f32>(),
+            gamma.storage::<f32>(),
+            groups,
+            eps,
+            slope,
+        );
+        let dbeta = packed.split_off(batch * image + c);
+        let dgamma = packed.split_off(batch * image);
+        (
+            FlexTensor::from_data(TensorData::new(packed, [batch, image])),
+            FlexTensor::from_data(TensorData::new(dgamma, [c])),
+            FlexTensor::from_data(TensorData::new(dbeta, [c])),
+        )
+    }
 }
 
 /// `t` itself when its strides are all non-negative (any view the product can read in place),
@@ -206,7 +373,7 @@ fn forward_strides(t: FlexTensor) -> FlexTensor {
 
 /// A matrix operand of a product: its data and strides, possibly read transposed.
 #[derive(Clone, Copy)]
-struct Operand<'a> {
+pub(super) struct Operand<'a> {
     data: &'a [f32],
     /// Offset of element (0, 0) in `data`.
     start: usize,
@@ -240,6 +407,33 @@ impl<'a> Operand<'a> {
             }
         } else {
             op
+        }
+    }
+
+    /// A row-major `[rows, cols]` matrix in `data`.
+    pub(super) fn matrix(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert!(
+            data.len() >= rows * cols,
+            "gemm: matrix smaller than its shape"
+        );
+        Self {
+            data,
+            start: 0,
+            rows,
+            cols,
+            row_stride: cols as isize,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, as a view.
+    pub(super) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
         }
     }
 
@@ -325,7 +519,7 @@ fn gemm_into(
     }
 }
 
-fn gemm_serial(
+pub(super) fn gemm_serial(
     out: &mut [f32],
     a: Operand<'_>,
     b: Operand<'_>,
@@ -551,6 +745,276 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             transpose_b,
         ))
     }
+
+    fn conv_down(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        add_bias: bool,
+        geom: ConvGeom,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvDown;
+
+        impl<B: FusedOps> Backward<B, 3> for ConvDown {
+            /// The input, the weights, the output, the geometry and the activation's slope.
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                ConvGeom,
+                f32,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w, y, geom, slope) = ops.state;
+                let g = B::activation_backward(y, grad, false, slope, 1.0);
+                if let Some(node) = node_b {
+                    grads.register::<B>(node.id, channel_sums::<B>(g.clone(), geom.small[2]));
+                }
+                if let Some(node) = node_w {
+                    grads.register::<B>(node.id, B::conv_weight_grad(x, g.clone(), geom));
+                }
+                if let Some(node) = node_x {
+                    let unused = w.clone();
+                    grads.register::<B>(node.id, B::conv_up(g, w, unused, false, geom));
+                }
+            }
+        }
+
+        assert!(add_bias, "the differentiable convolution takes its bias");
+        match ConvDown
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::conv_down(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    bias.into_primitive(),
+                    true,
+                    geom,
+                    slope,
+                );
+                prep.finish(
+                    (
+                        x.into_primitive(),
+                        weight.into_primitive(),
+                        y.clone(),
+                        geom,
+                        slope,
+                    ),
+                    y,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv_down(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                true,
+                geom,
+                slope,
+            )),
+        }
+    }
+
+    fn conv_up(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        add_bias: bool,
+        geom: ConvGeom,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct ConvUp;
+
+        impl<B: FusedOps> Backward<B, 3> for ConvUp {
+            /// The input, the weights and the geometry.
+            type State = (FloatTensor<B>, FloatTensor<B>, ConvGeom);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, w, geom) = ops.state;
+                if let Some(node) = node_b {
+                    grads.register::<B>(node.id, channel_sums::<B>(grad.clone(), geom.big[2]));
+                }
+                if let Some(node) = node_w {
+                    grads.register::<B>(node.id, B::conv_weight_grad(grad.clone(), x, geom));
+                }
+                if let Some(node) = node_x {
+                    let unused = w.clone();
+                    grads.register::<B>(node.id, B::conv_down(grad, w, unused, false, geom, 1.0));
+                }
+            }
+        }
+
+        assert!(
+            add_bias,
+            "the differentiable transposed convolution takes its bias"
+        );
+        match ConvUp
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::conv_up(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    bias.into_primitive(),
+                    true,
+                    geom,
+                );
+                prep.finish((x.into_primitive(), weight.into_primitive(), geom), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::conv_up(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                true,
+                geom,
+            )),
+        }
+    }
+
+    fn conv_weight_grad(
+        big: FloatTensor<Self>,
+        small: FloatTensor<Self>,
+        geom: ConvGeom,
+    ) -> FloatTensor<Self> {
+        // Used inside backward passes only: not differentiable itself.
+        <FloatTensor<Self>>::new(B::conv_weight_grad(
+            big.into_primitive(),
+            small.into_primitive(),
+            geom,
+        ))
+    }
+
+    fn group_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GroupNorm;
+
+        impl<B: FusedOps> Backward<B, 3> for GroupNorm {
+            /// The input, the output, gamma, and (groups, eps, slope).
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                (usize, f32, f32),
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_x, node_gamma, node_beta] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (x, y, gamma, (groups, eps, slope)) = ops.state;
+                let (dx, dgamma, dbeta) =
+                    B::group_norm_backward(x, y, gamma, grad, groups, eps, slope);
+                if let Some(node) = node_x {
+                    grads.register::<B>(node.id, dx);
+                }
+                if let Some(node) = node_gamma {
+                    grads.register::<B>(node.id, dgamma);
+                }
+                if let Some(node) = node_beta {
+                    grads.register::<B>(node.id, dbeta);
+                }
+            }
+        }
+
+        match GroupNorm
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = B::group_norm(
+                    x.primitive().clone(),
+                    gamma.primitive().clone(),
+                    beta.into_primitive(),
+                    groups,
+                    eps,
+                    slope,
+                );
+                prep.finish(
+                    (
+                        x.into_primitive(),
+                        y.clone(),
+                        gamma.into_primitive(),
+                        (groups, eps, slope),
+                    ),
+                    y,
+                )
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::group_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                groups,
+                eps,
+                slope,
+            )),
+        }
+    }
+
+    fn group_norm_backward(
+        x: FloatTensor<Self>,
+        y: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        groups: usize,
+        eps: f32,
+        slope: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Used inside backward passes only: not differentiable itself.
+        let (dx, dgamma, dbeta) = B::group_norm_backward(
+            x.into_primitive(),
+            y.into_primitive(),
+            gamma.into_primitive(),
+            grad.into_primitive(),
+            groups,
+            eps,
+            slope,
+        );
+        (
+            <FloatTensor<Self>>::new(dx),
+            <FloatTensor<Self>>::new(dgamma),
+            <FloatTensor<Self>>::new(dbeta),
+        )
+    }
+}
+
+/// Per-channel sums of channels-last images `[batch, pixels * channels]` -> `[channels]`.
+fn channel_sums<B: Backend>(g: FloatTensor<B>, channels: usize) -> FloatTensor<B> {
+    let n = g.shape().num_elements();
+    let rows = B::float_reshape(g, [n / channels, channels].into());
+    B::float_reshape(B::float_sum_dim(rows, 0), [channels].into())
 }
 
 /// The activation after a dense layer.
@@ -597,6 +1061,74 @@ impl Activation {
 ///   x `[batch, in]` -> `[batch, out]`
 pub fn linear(layer: &burn::nn::Linear, x: Tensor<2>, act: Activation) -> Tensor<2> {
     dense(layer, x, act, None)
+}
+
+/// Whether the fused convolutions take `x`: an `f32` tensor on flex (with or without
+/// autodiff), with the `conv` lever on.
+pub fn conv_fusable(x: &Tensor<2>) -> bool {
+    levers().conv && flex::on_flex(x)
+}
+
+/// burn's `Conv2d` (with its bias) on channels-last images, then the activation with `slope`
+/// (1: none), through the fused kernels; callers check [`conv_fusable`] first.
+///
+/// # Shapes
+///   x `[batch, geom.big]` -> `[batch, geom.small]`
+pub fn conv2d(conv: &Conv2d, x: Tensor<2>, geom: ConvGeom, slope: f32) -> Tensor<2> {
+    let bias = conv
+        .bias
+        .as_ref()
+        .expect("the fused convolution takes a bias");
+    let out = Dispatch::conv_down(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        true,
+        geom,
+        slope,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// burn's `ConvTranspose2d` (with its bias) on channels-last images, its output cropped to
+/// `geom.big`, through the fused kernels; callers check [`conv_fusable`] first.
+///
+/// # Shapes
+///   x `[batch, geom.small]` -> `[batch, geom.big]`
+pub fn conv_transpose2d(conv: &ConvTranspose2d, x: Tensor<2>, geom: ConvGeom) -> Tensor<2> {
+    let bias = conv
+        .bias
+        .as_ref()
+        .expect("the fused convolution takes a bias");
+    let out = Dispatch::conv_up(
+        x.into_dispatch(),
+        conv.weight.val().into_dispatch(),
+        bias.val().into_dispatch(),
+        true,
+        geom,
+    );
+    Tensor::from_dispatch(out)
+}
+
+/// burn's affine `GroupNorm` on channels-last images, then the activation with `slope`, through
+/// the fused kernels; callers check [`conv_fusable`] first.
+///
+/// # Shapes
+///   x `[batch, pixels * channels]` -> the same
+pub fn group_norm(norm: &GroupNorm, x: Tensor<2>, slope: f32) -> Tensor<2> {
+    let (gamma, beta) = match (&norm.gamma, &norm.beta) {
+        (Some(g), Some(b)) => (g.val(), b.val()),
+        _ => panic!("the fused group norm is affine"),
+    };
+    let out = Dispatch::group_norm(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        norm.num_groups,
+        norm.epsilon as f32,
+        slope,
+    );
+    Tensor::from_dispatch(out)
 }
 
 /// [`linear`] followed by `dropout` (which acts only while training, as burn's does). The
@@ -668,7 +1200,7 @@ fn dropout_seed(device: &burn::tensor::Device) -> u32 {
 }
 
 /// Which fused kernels are in use. All are, unless `LATENT_ATLAS_UNFUSED` names some
-/// (comma-separated: `adam`, `nll`, `linear`), which measures each one's effect in one build.
+/// (comma-separated: `adam`, `nll`, `linear`, `conv`), which measures each one's effect in one build.
 #[derive(Clone, Copy, Debug)]
 pub struct Levers {
     /// The in-place Adam.
@@ -677,20 +1209,61 @@ pub struct Levers {
     pub nll: bool,
     /// The dense layer.
     pub linear: bool,
+    /// The convolutions.
+    pub conv: bool,
 }
 
-/// The levers in force for this process (read once).
+/// The levers in force for this process (read once), narrowed on this thread by
+/// [`with_levers`].
 pub fn levers() -> Levers {
     static LEVERS: std::sync::OnceLock<Levers> = std::sync::OnceLock::new();
-    *LEVERS.get_or_init(|| {
+    let global = *LEVERS.get_or_init(|| {
         let off = std::env::var("LATENT_ATLAS_UNFUSED").unwrap_or_default();
         let off: Vec<&str> = off.split(',').map(str::trim).collect();
         Levers {
             adam: !off.contains(&"adam"),
             nll: !off.contains(&"nll"),
             linear: !off.contains(&"linear"),
+            conv: !off.contains(&"conv"),
         }
-    })
+    });
+    match OVERRIDE.with(std::cell::Cell::get) {
+        Some(local) => Levers {
+            adam: global.adam && local.adam,
+            nll: global.nll && local.nll,
+            linear: global.linear && local.linear,
+            conv: global.conv && local.conv,
+        },
+        None => global,
+    }
+}
+
+thread_local! {
+    static OVERRIDE: std::cell::Cell<Option<Levers>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with only the kernels `local` keeps (and the process allows) on this thread: the
+/// fallbacks' tests run burn's composition on flex in the same build.
+pub fn with_levers<T>(local: Levers, f: impl FnOnce() -> T) -> T {
+    let before = OVERRIDE.with(|o| o.replace(Some(local)));
+    struct Restore(Option<Levers>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            OVERRIDE.with(|o| o.set(self.0));
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
+
+impl Levers {
+    /// Every kernel off.
+    pub const NONE: Levers = Levers {
+        adam: false,
+        nll: false,
+        linear: false,
+        conv: false,
+    };
 }
 
 /// Bernoulli negative log-likelihood with logits, summed over pixels, per sample:
@@ -914,11 +1487,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(deprecated)]
-    fn other_backends_take_the_composed_path() {
-        let (l, x) = data(&Device::ndarray(), 4, 6, 3.0);
-        let (lf, xf) = data(&Device::flex(), 4, 6, 3.0);
-        let (a, b) = (values(bernoulli_nll(l, x)), values(bernoulli_nll(lf, xf)));
+    fn the_composed_path_gives_the_same_values() {
+        let (l, x) = data(&Device::flex(), 4, 6, 3.0);
+        let composed = with_levers(Levers::NONE, || bernoulli_nll(l.clone(), x.clone()));
+        let (a, b) = (values(composed), values(bernoulli_nll(l, x)));
         assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-4));
     }
 }

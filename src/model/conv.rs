@@ -16,6 +16,13 @@ use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::fused::{self, ConvGeom};
+
+/// Every stage's kernel side, stride and padding.
+const KERNEL: usize = 4;
+const STRIDE: usize = 2;
+const PAD: usize = 1;
+
 /// The networks around the latent space.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -146,9 +153,9 @@ impl ConvPlan {
         let mut norms = Vec::new();
         for (i, &c) in self.channels.iter().enumerate() {
             convs.push(
-                Conv2dConfig::new([inputs, c], [4, 4])
-                    .with_stride([2, 2])
-                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                Conv2dConfig::new([inputs, c], [KERNEL, KERNEL])
+                    .with_stride([STRIDE, STRIDE])
+                    .with_padding(PaddingConfig2d::Explicit(PAD, PAD, PAD, PAD))
                     .init(device),
             );
             // The first stage sees the image: no normalisation there (as in DCGAN).
@@ -172,9 +179,9 @@ impl ConvPlan {
         let convs = channels
             .windows(2)
             .map(|w| {
-                ConvTranspose2dConfig::new([w[0], w[1]], [4, 4])
-                    .with_stride([2, 2])
-                    .with_padding([1, 1])
+                ConvTranspose2dConfig::new([w[0], w[1]], [KERNEL, KERNEL])
+                    .with_stride([STRIDE, STRIDE])
+                    .with_padding([PAD, PAD])
                     .init(device)
             })
             .collect();
@@ -234,6 +241,61 @@ impl ConvDown {
         } else {
             (x, None)
         };
+        let features = if self.fusable(&image) {
+            self.forward_fused(image)
+        } else {
+            self.forward_composed(image)
+        };
+        match extra {
+            Some(extra) => Tensor::cat(vec![features, extra], 1),
+            None => features,
+        }
+    }
+
+    fn fusable(&self, x: &Tensor<2>) -> bool {
+        fused::conv_fusable(x)
+            && self.convs.iter().all(|c| c.bias.is_some())
+            && self
+                .norms
+                .iter()
+                .all(|n| n.gamma.is_some() && n.beta.is_some())
+    }
+
+    fn slope(&self) -> f32 {
+        if self.leaky { 0.2 } else { 0.0 }
+    }
+
+    /// The stages on channels-last images through the fused kernels; the features leave in
+    /// the composed path's order (channel, row, column).
+    fn forward_fused(&self, image: Tensor<2>) -> Tensor<2> {
+        let [mut h, mut w, mut c] = [self.shape[1], self.shape[2], self.shape[0]];
+        let batch = image.dims()[0];
+        let mut f = image;
+        for (i, conv) in self.convs.iter().enumerate() {
+            let out = conv.weight.dims()[0];
+            let geom = ConvGeom {
+                big: [h, w, c],
+                small: [down_side(h), down_side(w), out],
+                kernel: [KERNEL, KERNEL],
+                stride: STRIDE,
+                pad: PAD,
+            };
+            f = if i == 0 {
+                fused::conv2d(conv, f, geom, self.slope())
+            } else {
+                let f = fused::conv2d(conv, f, geom, 1.0);
+                fused::group_norm(&self.norms[i - 1], f, self.slope())
+            };
+            [h, w, c] = geom.small;
+        }
+        f.reshape([batch, h * w, c])
+            .swap_dims(1, 2)
+            .reshape([batch, c * h * w])
+    }
+
+    fn forward_composed(&self, image: Tensor<2>) -> Tensor<2> {
+        let [c, h, w] = self.shape;
+        let batch = image.dims()[0];
         let mut f = image.reshape([batch, h, w, c]).permute([0, 3, 1, 2]);
         for (i, conv) in self.convs.iter().enumerate() {
             f = conv.forward(f);
@@ -245,12 +307,18 @@ impl ConvDown {
                 false => relu(f),
             };
         }
-        let features: Tensor<2> = f.flatten(1, 3);
-        match extra {
-            Some(extra) => Tensor::cat(vec![features, extra], 1),
-            None => features,
-        }
+        f.flatten(1, 3)
     }
+}
+
+/// A side after one stage of [`ConvUp`]: `(n - 1) stride + kernel - 2 pad`.
+fn up_side(n: usize) -> usize {
+    ((n.max(1) - 1) * STRIDE + KERNEL).saturating_sub(2 * PAD)
+}
+
+/// A side after one stage of [`ConvDown`]: `(n + 2 pad - kernel) / stride + 1`.
+fn down_side(n: usize) -> usize {
+    (n + 2 * PAD).saturating_sub(KERNEL) / STRIDE + 1
 }
 
 /// Stride-2 transposed convolutions from a feature map to an image of logits.
@@ -274,6 +342,56 @@ impl ConvUp {
     /// # Shapes
     ///   h `[batch, base features]` -> `[batch, pixels]`
     pub fn forward(&self, h: Tensor<2>) -> Tensor<2> {
+        let fusable = fused::conv_fusable(&h)
+            && self.convs.iter().all(|c| c.bias.is_some())
+            && self
+                .norms
+                .iter()
+                .all(|n| n.gamma.is_some() && n.beta.is_some());
+        if fusable {
+            self.forward_fused(h)
+        } else {
+            self.forward_composed(h)
+        }
+    }
+
+    /// The stages on channels-last images through the fused kernels (the first feature map
+    /// arrives in the composed path's order: channel, row, column); the last is cropped as
+    /// it is computed.
+    fn forward_fused(&self, h: Tensor<2>) -> Tensor<2> {
+        let batch = h.dims()[0];
+        let [c0, h0, w0] = self.base;
+        let [c, height, width] = self.shape;
+        let last = self.convs.len() - 1;
+        let mut f = h
+            .reshape([batch, c0, h0 * w0])
+            .swap_dims(1, 2)
+            .reshape([batch, h0 * w0 * c0]);
+        let mut small = [h0, w0, c0];
+        for (i, conv) in self.convs.iter().enumerate() {
+            let out = conv.weight.dims()[1];
+            let big = if i == last {
+                [height, width, c]
+            } else {
+                [up_side(small[0]), up_side(small[1]), out]
+            };
+            let geom = ConvGeom {
+                big,
+                small,
+                kernel: [KERNEL, KERNEL],
+                stride: STRIDE,
+                pad: PAD,
+            };
+            f = fused::conv_transpose2d(conv, f, geom);
+            if i < last {
+                f = fused::group_norm(&self.norms[i], f, 0.0);
+            }
+            small = big;
+        }
+        f
+    }
+
+    fn forward_composed(&self, h: Tensor<2>) -> Tensor<2> {
         let batch = h.dims()[0];
         let [c0, h0, w0] = self.base;
         let [c, height, width] = self.shape;
@@ -311,6 +429,139 @@ mod tests {
         assert_eq!(odd.encoded(), (13, 6));
         // 14 x 7 doubled once is 28 x 14, cropped to 27 x 13.
         assert_eq!(odd.base(), (32, 14, 7));
+    }
+
+    /// Values in a fixed pseudo-random pattern in [-1, 1].
+    fn pattern(n: usize, salt: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 7919 + salt * 104_729) % 2003) as f32 / 1001.5 - 1.0)
+            .collect()
+    }
+
+    fn tensor(v: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2> {
+        Tensor::from_data(burn::tensor::TensorData::new(v, shape), device)
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        crate::data::batch::to_vec(t)
+    }
+
+    fn worst(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "sizes differ");
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs() / scale)
+            .fold(0.0, f32::max)
+    }
+
+    /// The fused stacks against burn's composition on flex: the output, the input's gradient
+    /// and every parameter's gradient, for 1 and 3 channels, odd sides (cropped decoders) and
+    /// one to three stages, a discriminator's leaky stages among them.
+    #[test]
+    fn fused_stacks_match_burns_composition_in_value_and_every_gradient() {
+        let device = Device::flex().autodiff();
+        let cases = [
+            (ImageShape::new(1, 28, 28), false),
+            (ImageShape::new(3, 32, 32), true),
+            (ImageShape::new(3, 27, 13), false),
+            (ImageShape::new(1, 40, 36), true),
+            (ImageShape::new(3, 5, 7), false),
+        ];
+        for (case, (shape, leaky)) in cases.into_iter().enumerate() {
+            let plan = ConvPlan::new(shape);
+            let down = plan.down(leaky, &device);
+            let up = plan.up(&device);
+            // Randomise the norms' affine maps so gamma and beta matter.
+            let down = randomise_norms(down, &device);
+            let batch = 3;
+            let x = tensor(
+                pattern(batch * shape.dim(), case),
+                [batch, shape.dim()],
+                &device,
+            )
+            .require_grad();
+            let h = tensor(
+                pattern(batch * plan.base_features(), case + 7),
+                [batch, plan.base_features()],
+                &device,
+            )
+            .require_grad();
+            let wf = tensor(
+                pattern(batch * plan.encoded_features(), case + 3),
+                [batch, plan.encoded_features()],
+                &device,
+            );
+            let wi = tensor(
+                pattern(batch * shape.dim(), case + 5),
+                [batch, shape.dim()],
+                &device,
+            );
+            let run = |fused_on: bool| {
+                let levers = if fused_on {
+                    crate::fused::levers()
+                } else {
+                    crate::fused::Levers::NONE
+                };
+                crate::fused::with_levers(levers, || {
+                    let f = down.forward(x.clone());
+                    let y = up.forward(h.clone());
+                    let loss = (f.clone() * wf.clone()).sum() + (y.clone() * wi.clone()).sum();
+                    let grads = loss.backward();
+                    let mut out = vec![values(f), values(y)];
+                    out.push(values(x.grad(&grads).expect("x grad")));
+                    out.push(values(h.grad(&grads).expect("h grad")));
+                    for conv in &down.convs {
+                        out.push(values(conv.weight.grad(&grads).expect("weight grad")));
+                        out.push(values(
+                            conv.bias.as_ref().unwrap().grad(&grads).expect("bias"),
+                        ));
+                    }
+                    for conv in &up.convs {
+                        out.push(values(conv.weight.grad(&grads).expect("weight grad")));
+                        out.push(values(
+                            conv.bias.as_ref().unwrap().grad(&grads).expect("bias"),
+                        ));
+                    }
+                    for norm in down.norms.iter().chain(&up.norms) {
+                        out.push(values(
+                            norm.gamma.as_ref().unwrap().grad(&grads).expect("g"),
+                        ));
+                        out.push(values(norm.beta.as_ref().unwrap().grad(&grads).expect("b")));
+                    }
+                    out
+                })
+            };
+            let (fused, composed) = (run(true), run(false));
+            assert_eq!(fused.len(), composed.len());
+            for (i, (a, b)) in fused.iter().zip(&composed).enumerate() {
+                let w = worst(a, b);
+                assert!(w < 1e-4, "{shape:?}: output {i} differs by {w} (relative)");
+            }
+        }
+    }
+
+    fn randomise_norms(mut down: ConvDown, device: &Device) -> ConvDown {
+        for (i, norm) in down.norms.iter_mut().enumerate() {
+            let c = norm.num_channels;
+            let gamma = Tensor::<1>::from_data(
+                burn::tensor::TensorData::new(
+                    pattern(c, i + 11)
+                        .iter()
+                        .map(|v| 1.0 + 0.5 * v)
+                        .collect::<Vec<_>>(),
+                    [c],
+                ),
+                device,
+            );
+            let beta = Tensor::<1>::from_data(
+                burn::tensor::TensorData::new(pattern(c, i + 13), [c]),
+                device,
+            );
+            norm.gamma = Some(burn::module::Param::from_tensor(gamma));
+            norm.beta = Some(burn::module::Param::from_tensor(beta));
+        }
+        down
     }
 
     #[test]
