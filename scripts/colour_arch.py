@@ -12,10 +12,15 @@ The baseline (no switches) is exactly the peer's networks:
 Switches (see --help): group norms on or off per side, first-layer width, an extra stride-1
 3x3 conv or a 1x1 stem at full resolution, global colour paths into the encoder's dense input
 (the input's per-image mean colour, or the global average of the last conv map), a colour
-vector broadcast over the decoder's maps, a dense per-image offset of each output channel,
-and the likelihood (Bernoulli; Gaussian with a
+vector broadcast over the decoder's maps, a dense per-image offset of each output channel
+(--colour-bias: the peer's decoder plus one dense layer, 256->3, whose output is added to
+every pixel of the last layer's channels), and the likelihood (Bernoulli; Gaussian with a
 learned or fixed scale; a per-channel discretised logistic on 256 levels, as PixelCNN++
 without the mixture).
+
+On shapes (latent 10, 5 epochs) the baseline reconstructs every shape in grey (hue read-out
+about 0); with --colour-bias it reads out hue at 0.93-0.95 after the first epoch and at
+0.96-0.98 after the fifth, under Bernoulli and under the discretised logistic alike.
 
 Per epoch it prints: the test negative ELBO under the variant's likelihood (nats per image,
 one posterior sample, as the peer), the hue read-out R^2 (src/evaluator/readout.rs: linear
@@ -23,7 +28,7 @@ least squares with an intercept from the test set's posterior means to cos and s
 2 pi hue, fitted on the even test images and scored on the odd ones, mean of the two R^2),
 the peer's colour error (mean |per-image mean colour of the reconstruction - of the input|
 over the test set, per channel, in byte levels), the reconstruction RMSE (byte levels) and
-the seconds the epoch took. The last epoch's figures are appended as one JSON line to
+the seconds the epoch took. Every epoch's figures are appended as one JSON line to
 --log, and --png writes 16 test inputs above their reconstructions (from the means).
 
 usage:
@@ -49,10 +54,9 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)
 torch.set_num_interop_threads(1)
+sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shapes_data  # noqa: E402
-
-HUE = shapes_data.FACTOR_NAMES.index("hue")
 
 
 class ConvVae(nn.Module):

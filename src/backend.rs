@@ -124,7 +124,7 @@ impl BackendChoice {
             BackendChoice::Ndarray => Ok(cpu(Device::ndarray(), "ndarray")),
             #[cfg(not(feature = "ndarray"))]
             BackendChoice::Ndarray => Err(BackendError::NotBuilt("ndarray")),
-            BackendChoice::Gpu => gpu::select(),
+            BackendChoice::Gpu => gpu::select(software_gpu_allowed()),
             #[cfg(feature = "cuda")]
             BackendChoice::Cuda => cuda::select(),
             #[cfg(not(feature = "cuda"))]
@@ -134,7 +134,7 @@ impl BackendChoice {
                 if let Ok(backend) = cuda::select() {
                     return Ok(backend);
                 }
-                match gpu::select() {
+                match gpu::select(false) {
                     Ok(backend) => Ok(backend),
                     Err(e) => {
                         let mut backend = DEFAULT_CPU.select()?;
@@ -145,6 +145,14 @@ impl BackendChoice {
             }
         }
     }
+}
+
+/// Whether `--backend gpu` (and `serve --device gpu`) may take a software adapter when no
+/// hardware one is found: `LATENT_ATLAS_SOFTWARE_GPU=1`, for testing the GPU path on a machine
+/// without a GPU (lavapipe through Vulkan preferred, llvmpipe through GL otherwise). `auto`
+/// never takes one: a software adapter trains far slower than the CPU backend.
+pub fn software_gpu_allowed() -> bool {
+    std::env::var("LATENT_ATLAS_SOFTWARE_GPU").is_ok_and(|v| v == "1")
 }
 
 /// Draws every lazily initialised parameter of `module` now. burn initialises a parameter at
@@ -280,7 +288,7 @@ mod cuda {
 #[cfg(feature = "gpu")]
 mod gpu {
     use super::{Backend, BackendError};
-    use burn::tensor::wgpu::wgpu;
+    use burn::tensor::wgpu::{WgpuBackend, wgpu};
     use burn::tensor::{Device, DeviceKind};
 
     /// Polls a future that is ready at once on native platforms (wgpu's adapter listing).
@@ -314,7 +322,22 @@ mod gpu {
             .ok_or_else(|| "no hardware adapter".to_owned())
     }
 
-    pub fn select() -> Result<Backend, BackendError> {
+    /// The wgpu device, opened once per process (burn's runtime can be set up only once for
+    /// an adapter kind), later calls sharing it.
+    pub fn select(allow_software: bool) -> Result<Backend, BackendError> {
+        static OPENED: std::sync::Mutex<Option<Backend>> = std::sync::Mutex::new(None);
+        let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(backend) = opened.as_ref()
+            && (allow_software || !backend.description.contains("software adapter"))
+        {
+            return Ok(backend.clone());
+        }
+        let backend = open(allow_software)?;
+        *opened = Some(backend.clone());
+        Ok(backend)
+    }
+
+    fn open(allow_software: bool) -> Result<Backend, BackendError> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapters: Vec<wgpu::AdapterInfo> =
@@ -328,11 +351,45 @@ mod gpu {
             wgpu::DeviceType::VirtualGpu => Some(2),
             _ => None,
         };
-        let Some(best) = adapters
+        let hardware = adapters
             .iter()
             .filter(|a| rank(a.device_type).is_some())
-            .min_by_key(|a| rank(a.device_type))
-        else {
+            .min_by_key(|a| rank(a.device_type));
+        if hardware.is_none() && allow_software {
+            // Vulkan (lavapipe) before GL (llvmpipe): through GL, autotune tries kernels that
+            // need subgroups and logs validation errors before it falls back.
+            let api = |a: &wgpu::AdapterInfo| match a.backend {
+                wgpu::Backend::Vulkan => Some((0, WgpuBackend::Vulkan)),
+                wgpu::Backend::Gl => Some((1, WgpuBackend::Gl)),
+                _ => None,
+            };
+            if let Some((info, (_, graphics))) = adapters
+                .iter()
+                .filter(|a| a.device_type == wgpu::DeviceType::Cpu)
+                .filter_map(|a| api(a).map(|k| (a, k)))
+                .min_by_key(|(_, (rank, _))| *rank)
+            {
+                let device: Device = Device::wgpu_options()
+                    .device_kind(DeviceKind::Cpu)
+                    .graphics_api(graphics)
+                    .init()
+                    .map_err(|e| {
+                        BackendError::NoGpu(format!("{} could not be opened: {e}", info.name))
+                    })?;
+                return Ok(Backend {
+                    device,
+                    description: format!(
+                        "GPU: {} ({:?}, software adapter: LATENT_ATLAS_SOFTWARE_GPU=1)",
+                        info.name, info.backend
+                    ),
+                    notice: Some(
+                        "training on a software GPU adapter (LATENT_ATLAS_SOFTWARE_GPU=1): for testing the GPU path, far slower than the CPU backend".into(),
+                    ),
+                    images_on_device: true,
+                });
+            }
+        }
+        let Some(best) = hardware else {
             let software: Vec<String> = adapters
                 .iter()
                 .map(|a| format!("{} ({:?})", a.name, a.device_type))
@@ -367,7 +424,7 @@ mod gpu {
 
     const NOT_BUILT: &str = "this build has no GPU support (cargo feature `gpu`)";
 
-    pub fn select() -> Result<Backend, BackendError> {
+    pub fn select(_allow_software: bool) -> Result<Backend, BackendError> {
         Err(BackendError::NoGpu(NOT_BUILT.into()))
     }
 

@@ -97,6 +97,11 @@ pub struct TrainArgs {
     /// The networks around the latent space.
     #[arg(long, value_enum, default_value = "mlp")]
     pub arch: Arch,
+    /// With `--arch conv` on colour images: the decoder's colour offset, one logit per channel
+    /// for the whole image from the last hidden layer (without it the convolutional decoder
+    /// does not learn hue on `shapes`).
+    #[arg(long, default_value_t = TrainConfig::default().colour_offset, action = clap::ArgAction::Set)]
+    pub colour_offset: bool,
     /// Latent dimension.
     #[arg(long, default_value_t = TrainConfig::default().latent_dim)]
     pub latent_dim: usize,
@@ -220,6 +225,7 @@ impl TrainArgs {
             image_size: self.image_size,
             model: self.model,
             arch: self.arch,
+            colour_offset: self.colour_offset,
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
             likelihood: match self.likelihood {

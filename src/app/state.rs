@@ -489,6 +489,7 @@ mod tests {
                 width: 1,
                 height: 1,
                 up: None,
+                colour: None,
             }),
             run: 1,
             family: crate::train::ModelKind::Vae,

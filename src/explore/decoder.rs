@@ -54,6 +54,10 @@ pub struct PlainDecoder {
     /// The transposed convolutions after the dense layers (the convolutional architecture).
     #[serde(default)]
     pub up: Option<PlainUp>,
+    /// The colour offset: from the last hidden layer, one logit per channel added to every
+    /// pixel after the transposed convolutions.
+    #[serde(default)]
+    pub colour: Option<Dense>,
 }
 
 /// A transposed convolution with a 4 x 4 kernel, stride 2 and padding 1: it doubles each side.
@@ -263,7 +267,13 @@ impl PlainDecoder {
     pub fn decode_pre_flow(&self, z: &[f32]) -> Vec<f32> {
         let mut a = z.to_vec();
         let mut b = Vec::new();
+        let mut offset = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
+            if i + 1 == self.layers.len()
+                && let Some(colour) = &self.colour
+            {
+                colour.forward(&a, &mut offset);
+            }
             layer.forward(&a, &mut b);
             if i + 1 < self.layers.len() || self.up.is_some() {
                 b.iter_mut().for_each(|v| *v = v.max(0.0));
@@ -272,6 +282,11 @@ impl PlainDecoder {
         }
         if let Some(up) = &self.up {
             a = up.forward(&a);
+        }
+        if !offset.is_empty() {
+            for px in a.chunks_exact_mut(offset.len()) {
+                px.iter_mut().zip(&offset).for_each(|(v, o)| *v += o);
+            }
         }
         a.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp()));
         a
@@ -322,6 +337,7 @@ mod tests {
                 },
             ],
             flow: None,
+            colour: None,
             width: 1,
             height: 1,
             up: None,

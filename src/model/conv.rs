@@ -585,7 +585,9 @@ mod tests {
             let vae = crate::model::VaeConfig::new(shape.dim())
                 .with_hidden(vec![16])
                 .with_conv(Some(shape))
+                .with_colour_offset(true)
                 .init(&device);
+            assert_eq!(vae.decoder.colour.is_some(), shape.channels > 1);
             let model = crate::model::Model::Vae(vae);
             let plain = crate::train::trainer::plain_decoder(&model, shape.width, shape.height);
             let z = [0.3f32, -1.1];

@@ -136,6 +136,12 @@ pub struct Decoder {
     pub output: Linear,
     /// Transposed convolutions after the output layer (the convolutional architecture).
     pub up: Option<ConvUp>,
+    /// The colour offset: from the last hidden layer, one logit per image channel added to
+    /// every pixel of the transposed convolutions' output (colour images; `None` otherwise).
+    /// A colour that belongs to the whole image then reaches every pixel through one dense
+    /// layer; without it the convolutional decoder draws every shape of `shapes` in the
+    /// mean grey (see README, "Colour that shows").
+    pub colour: Option<Linear>,
 }
 
 impl Decoder {
@@ -164,7 +170,14 @@ impl Decoder {
         match &self.up {
             None => linear(&self.output, h, act),
             Some(up) => {
-                let logits = up.forward(linear(&self.output, h, Activation::Relu));
+                let offset = self.colour.as_ref().map(|c| linear(c, h.clone(), Activation::Identity));
+                let mut logits = up.forward(linear(&self.output, h, Activation::Relu));
+                if let Some(offset) = offset {
+                    let [batch, channels] = offset.dims();
+                    let pixels = logits.dims()[1] / channels.max(1);
+                    logits = (logits.reshape([batch, pixels, channels]) + offset.unsqueeze_dim(1))
+                        .reshape([batch, pixels * channels]);
+                }
                 use burn::tensor::activation as a;
                 match act {
                     Activation::Identity => logits,
@@ -204,7 +217,8 @@ fn hidden(layers: &[Linear], x: Tensor<2>) -> Tensor<2> {
 ///
 /// With `conv` (the convolutional architecture for images of that shape) the encoder starts
 /// with the plan's strided convolutions and keeps one dense layer of the last hidden width; the
-/// decoder mirrors that and ends in the transposed convolutions.
+/// decoder mirrors that and ends in the transposed convolutions, with the colour offset for
+/// colour images when `colour_offset` is set.
 pub(super) struct Nets {
     /// The encoder's convolutions.
     pub conv: Option<ConvDown>,
@@ -222,6 +236,7 @@ pub(super) fn layers(
     latent_dim: usize,
     heads: usize,
     conv: Option<ImageShape>,
+    colour_offset: bool,
     decoder_norms: bool,
     device: &Device,
 ) -> Nets {
@@ -262,11 +277,19 @@ pub(super) fn layers(
             .collect(),
         false => Vec::new(),
     };
+    let output = layer(decoder_last, image_out);
+    let up = plan.as_ref().map(|p| p.up(device));
+    // Drawn last, so the other layers keep the weights a seed gives them without it.
+    let colour = plan
+        .as_ref()
+        .filter(|p| colour_offset && p.shape.channels > 1)
+        .map(|p| layer(decoder_last, p.shape.channels));
     let decoder = Decoder {
         layers: decoder_layers,
         norms,
-        output: layer(decoder_last, image_out),
-        up: plan.as_ref().map(|p| p.up(device)),
+        output,
+        up,
+        colour,
     };
     Nets {
         conv: encoder_conv,

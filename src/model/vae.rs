@@ -69,6 +69,9 @@ pub struct VaeConfig {
     /// Convolutional networks for images of this shape (dense ones when `None`).
     #[config(default = "None")]
     pub conv: Option<ImageShape>,
+    /// The convolutional decoder's colour offset for colour images ([`super::nets::Decoder`]).
+    #[config(default = false)]
+    pub colour_offset: bool,
 }
 
 impl VaeConfig {
@@ -124,6 +127,7 @@ impl VaeConfig {
             self.latent_dim,
             heads,
             self.conv,
+            self.colour_offset,
             decoder_norms,
             device,
         )

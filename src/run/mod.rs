@@ -414,6 +414,7 @@ mod bounded_tests {
                 width: 28,
                 height: 28,
                 up: None,
+                colour: None,
             }),
             view: Default::default(),
             coverage: None,

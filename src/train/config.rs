@@ -377,6 +377,11 @@ pub struct TrainConfig {
     pub model: ModelKind,
     /// The networks around the latent space: dense, or convolutional.
     pub arch: Arch,
+    /// The convolutional decoder's colour offset for colour images (one logit per channel
+    /// for the whole image, from the last hidden layer). Runs saved without this setting had
+    /// none.
+    #[serde(default)]
+    pub colour_offset: bool,
     /// Dimension of the latent space.
     pub latent_dim: usize,
     /// Widths of the encoder's hidden layers (the decoder mirrors them).
@@ -425,6 +430,7 @@ impl Default for TrainConfig {
             image_size: 0,
             model: ModelKind::Vae,
             arch: Arch::Mlp,
+            colour_offset: true,
             latent_dim: 2,
             hidden: vec![512, 256],
             likelihood: Likelihood::Bernoulli,
@@ -461,6 +467,7 @@ impl TrainConfig {
             .with_hidden(self.hidden.clone())
             .with_latent_dim(self.latent_dim)
             .with_conv(self.conv_shape(shape))
+            .with_colour_offset(self.colour_offset)
     }
 
     /// The image shape the convolutions are built for (`None` for dense networks).
@@ -738,6 +745,28 @@ mod tests {
         let old: AdversarialParams = serde_json::from_value(json).expect("reads");
         assert!(!old.generator_batch_norm && !old.spectral_norm);
         assert_eq!(old.lambda, config.adversarial.lambda);
+    }
+
+    #[test]
+    fn colour_offsets_are_the_default_but_not_that_of_older_runs() {
+        let config = TrainConfig {
+            arch: Arch::Conv,
+            ..TrainConfig::default()
+        };
+        assert!(config.colour_offset);
+        let colour = |config: &TrainConfig, channels| {
+            let Model::Vae(v) = config.build_model(ImageShape::new(channels, 8, 8), 1, &Device::flex())
+            else {
+                panic!("a VAE was asked for");
+            };
+            v.decoder.colour.is_some()
+        };
+        assert!(colour(&config, 3), "colour images get the offset");
+        assert!(!colour(&config, 1), "grey images do not");
+        let mut json = serde_json::to_value(&config).expect("serialises");
+        json.as_object_mut().expect("an object").remove("colour_offset");
+        let old: TrainConfig = serde_json::from_value(json).expect("reads");
+        assert!(!old.colour_offset && !colour(&old, 3));
     }
 
     #[test]

@@ -285,7 +285,7 @@ impl Session {
             out.send(Event::Notice(format!(
                 "{} is in colour: the Bernoulli likelihood takes its values in [0, 1] as targets, \
                  which is not a normalised likelihood of colour; the discretised logistic \
-                 (or the Gaussian) likelihood is",
+                 likelihood (or the Gaussian) is one",
                 data.name
             )));
         }

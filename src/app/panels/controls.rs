@@ -185,6 +185,16 @@ pub fn controls_ui(
         if config.arch != before {
             actions.push(Action::Reset);
         }
+        if config.arch == Arch::Conv
+            && ui
+                .checkbox(&mut config.colour_offset, "Colour offset")
+                .on_hover_text(
+                    "Colour images: one logit per channel for the whole image, from the decoder's last hidden layer, added to every pixel. Without it the convolutional decoder does not learn hue on shapes.",
+                )
+                .changed()
+        {
+            actions.push(Action::Reset);
+        }
         egui::ComboBox::from_label("Likelihood")
             .selected_text(likelihood_label(config.likelihood))
             .show_ui(ui, |ui| {

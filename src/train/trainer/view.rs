@@ -124,6 +124,7 @@ pub fn plain_decoder(model: &Model, width: usize, height: usize) -> PlainDecoder
         width,
         height,
         up: model.decoder().up.as_ref().map(plain_up),
+        colour: decoder.colour.as_ref().map(dense),
     }
 }
 
