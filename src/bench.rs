@@ -481,7 +481,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 spectral_norm: false,
                 ..defaults.clone()
             };
-            for (what, adversarial) in [("default", defaults), ("plain", plain)] {
+            // Each of the defaults' changes alone, to see what each costs.
+            let one_step = AdversarialParams {
+                d_steps: 1,
+                ..defaults.clone()
+            };
+            let no_norms = AdversarialParams {
+                generator_batch_norm: false,
+                spectral_norm: false,
+                ..defaults.clone()
+            };
+            for (what, adversarial) in [
+                ("default", defaults),
+                ("1-d-step", one_step),
+                ("no-norms", no_norms),
+                ("plain", plain),
+            ] {
                 let steps = (adversarial.d_steps, adversarial.g_steps);
                 let ms = gan_iteration_ms(&data, &backend.device, adversarial, args.gan_seconds)?;
                 say!(

@@ -20,5 +20,5 @@ pub use adam::FusedAdam;
 pub use conv::ConvGeom;
 pub use ops::{
     Activation, FusedOps, Levers, bernoulli_nll, bernoulli_nll_composed, conv_fusable,
-    conv_transpose2d, conv2d, group_norm, levers, linear, linear_dropout, with_levers,
+    conv_transpose2d, conv2d, dense_with, group_norm, levers, linear, linear_dropout, with_levers,
 };

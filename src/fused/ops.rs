@@ -1153,14 +1153,29 @@ fn dense(
     act: Activation,
     dropout: Option<&burn::nn::Dropout>,
 ) -> Tensor<2> {
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    dense_with(layer.weight.val(), bias, x, act, dropout)
+}
+
+/// [`linear_dropout`] with the weights `[in, out]` and bias given as tensors (computed ones,
+/// such as spectrally normalised weights).
+pub fn dense_with(
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    x: Tensor<2>,
+    act: Activation,
+    dropout: Option<&burn::nn::Dropout>,
+) -> Tensor<2> {
+    let dropout = dropout.filter(|d| {
+        d.training.is_enabled() && x.device().is_autodiff() && d.prob > 0.0
+    });
     // Dropout after a sigmoid would make the backward's zeros ambiguous: composed instead.
     let fusable = !(act == Activation::Sigmoid && dropout.is_some());
-    if let Some(bias) = &layer.bias
+    if let Some(bias) = &bias
         && fusable
         && levers().linear
         && flex::on_flex(&x)
     {
-        let weight = layer.weight.val();
         if flex::on_flex(&weight) {
             let (sigmoid, slope) = act.code();
             let (keep, seed) = match dropout {
@@ -1170,7 +1185,7 @@ fn dense(
             let out = Dispatch::dense(
                 x.into_dispatch(),
                 weight.into_dispatch(),
-                bias.val().into_dispatch(),
+                bias.clone().into_dispatch(),
                 sigmoid,
                 slope,
                 keep,
@@ -1179,7 +1194,7 @@ fn dense(
             return Tensor::from_dispatch(out);
         }
     }
-    let y = act.apply(layer.forward(x));
+    let y = act.apply(burn::tensor::module::linear(x, weight, bias));
     match dropout {
         Some(d) => d.forward(y),
         None => y,

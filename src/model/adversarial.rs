@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::conv::{ConvDown, ConvPlan, ImageShape};
-use crate::fused::{Activation, linear, linear_dropout};
+use crate::fused::Activation;
 
 /// Shape of a [`Discriminator`].
 #[derive(Config, Debug, PartialEq)]
@@ -160,25 +160,34 @@ impl Discriminator {
             Some(conv) => conv.forward(v),
             None => v,
         };
-        // With spectral normalisation `x (W / sigma)` is taken as `(x / sigma) W`: the same
-        // product, through the fused dense kernel.
-        let scaled = |i: usize, layer: &Linear, x: Tensor<2>| match self.spectral.get(i) {
-            Some(sn) => x / sn.sigma(layer.weight.val()).unsqueeze(),
-            None => x,
-        };
+        // With spectral normalisation each layer runs with the weights `W / sigma`, through
+        // the fused dense kernel. (Scaling the input instead, `(x / sigma) W`, is the same
+        // product, but it makes the input a function of the weights: the first layer then
+        // needs its input's gradient, a product as large as the layer itself.)
         let mut h = self.layers.iter().enumerate().fold(v, |h, (i, l)| {
-            linear_dropout(
-                l,
-                scaled(i, l, h),
-                Activation::LeakyRelu(0.2),
-                &self.dropout,
-            )
+            let (weight, bias) = normalised(self.spectral.get(i), l);
+            let act = Activation::LeakyRelu(0.2);
+            crate::fused::dense_with(weight, bias, h, act, Some(&self.dropout))
         });
         if self.minibatch_std {
             h = with_group_spread(h, groups);
         }
-        let h = scaled(self.layers.len(), &self.output, h);
-        linear(&self.output, h, Activation::Identity).squeeze_dim(1)
+        let (weight, bias) = normalised(self.spectral.get(self.layers.len()), &self.output);
+        crate::fused::dense_with(weight, bias, h, Activation::Identity, None).squeeze_dim(1)
+    }
+}
+
+/// `layer`'s weights and bias, the weights divided by their largest singular value when `sn`
+/// estimates it.
+fn normalised(sn: Option<&SpectralNorm>, layer: &Linear) -> (Tensor<2>, Option<Tensor<1>>) {
+    let weight = layer.weight.val();
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    match sn {
+        Some(sn) => {
+            let sigma = sn.sigma(weight.clone());
+            (weight / sigma.unsqueeze(), bias)
+        }
+        None => (weight, bias),
     }
 }
 
