@@ -132,9 +132,9 @@ pub struct TrainArgs {
     /// CVAE: the class means' learning rate as a multiple of `--lr`.
     #[arg(long, default_value_t = HyperParams::default().class_mean_lr_scale)]
     pub class_mean_lr_scale: f64,
-    /// Decoder likelihood.
-    #[arg(long, value_enum, default_value = "bernoulli")]
-    pub likelihood: LikelihoodArg,
+    /// Decoder likelihood (default: Bernoulli for grey images, Gaussian for colour ones).
+    #[arg(long, value_enum)]
+    pub likelihood: Option<LikelihoodArg>,
     /// Standard deviation of the Gaussian likelihood.
     #[arg(long, default_value_t = 0.1)]
     pub gaussian_sigma: f32,
@@ -228,7 +228,8 @@ impl TrainArgs {
             colour_offset: self.colour_offset,
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
-            likelihood: match self.likelihood {
+            likelihood_from_data: self.likelihood.is_none(),
+            likelihood: match self.likelihood.unwrap_or(LikelihoodArg::Bernoulli) {
                 LikelihoodArg::Bernoulli => Likelihood::Bernoulli,
                 LikelihoodArg::Gaussian => Likelihood::Gaussian {
                     sigma: self.gaussian_sigma,

@@ -1166,33 +1166,31 @@ pub fn dense_with(
     act: Activation,
     dropout: Option<&burn::nn::Dropout>,
 ) -> Tensor<2> {
-    let dropout = dropout.filter(|d| {
-        d.training.is_enabled() && x.device().is_autodiff() && d.prob > 0.0
-    });
+    let dropout =
+        dropout.filter(|d| d.training.is_enabled() && x.device().is_autodiff() && d.prob > 0.0);
     // Dropout after a sigmoid would make the backward's zeros ambiguous: composed instead.
     let fusable = !(act == Activation::Sigmoid && dropout.is_some());
     if let Some(bias) = &bias
         && fusable
         && levers().linear
         && flex::on_flex(&x)
+        && flex::on_flex(&weight)
     {
-        if flex::on_flex(&weight) {
-            let (sigmoid, slope) = act.code();
-            let (keep, seed) = match dropout {
-                Some(d) => ((1.0 - d.prob) as f32, dropout_seed(&x.device())),
-                None => (1.0, 0),
-            };
-            let out = Dispatch::dense(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-                bias.clone().into_dispatch(),
-                sigmoid,
-                slope,
-                keep,
-                seed,
-            );
-            return Tensor::from_dispatch(out);
-        }
+        let (sigmoid, slope) = act.code();
+        let (keep, seed) = match dropout {
+            Some(d) => ((1.0 - d.prob) as f32, dropout_seed(&x.device())),
+            None => (1.0, 0),
+        };
+        let out = Dispatch::dense(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.clone().into_dispatch(),
+            sigmoid,
+            slope,
+            keep,
+            seed,
+        );
+        return Tensor::from_dispatch(out);
     }
     let y = act.apply(burn::tensor::module::linear(x, weight, bias));
     match dropout {

@@ -170,7 +170,10 @@ impl Decoder {
         match &self.up {
             None => linear(&self.output, h, act),
             Some(up) => {
-                let offset = self.colour.as_ref().map(|c| linear(c, h.clone(), Activation::Identity));
+                let offset = self
+                    .colour
+                    .as_ref()
+                    .map(|c| linear(c, h.clone(), Activation::Identity));
                 let mut logits = up.forward(linear(&self.output, h, Activation::Relu));
                 if let Some(offset) = offset {
                     let [batch, channels] = offset.dims();
@@ -230,6 +233,7 @@ pub(super) struct Nets {
     pub decoder: Decoder,
 }
 
+#[allow(clippy::too_many_arguments)] // each a setting of the networks, all read here once
 pub(super) fn layers(
     input_dim: usize,
     hidden: &[usize],

@@ -388,6 +388,11 @@ pub struct TrainConfig {
     pub hidden: Vec<usize>,
     /// The decoder's likelihood.
     pub likelihood: Likelihood,
+    /// Whether the likelihood follows the data ([`TrainConfig::settle_likelihood`]): the
+    /// command line sets it when `--likelihood` is not given. Runs saved without this
+    /// setting kept theirs.
+    #[serde(default)]
+    pub likelihood_from_data: bool,
     /// Settings that may change during the run.
     pub hyper: HyperParams,
     /// Number of passes over the training split.
@@ -434,6 +439,7 @@ impl Default for TrainConfig {
             latent_dim: 2,
             hidden: vec![512, 256],
             likelihood: Likelihood::Bernoulli,
+            likelihood_from_data: false,
             hyper: HyperParams::default(),
             epochs: 10,
             seed: 0,
@@ -458,6 +464,26 @@ impl TrainConfig {
             nll_samples: 100,
             nll_images: 200,
             ..Self::default()
+        }
+    }
+
+    /// The likelihood a dataset gets when none was chosen: Bernoulli for grey images (the
+    /// literature's figures for MNIST use it), a Gaussian with sigma 0.1 for colour ones (a
+    /// normalised density of the values, where Bernoulli's is not; see README, "Colour that
+    /// shows").
+    pub fn default_likelihood(colour: bool) -> Likelihood {
+        match colour {
+            true => Likelihood::Gaussian { sigma: 0.1 },
+            false => Likelihood::Bernoulli,
+        }
+    }
+
+    /// With [`TrainConfig::likelihood_from_data`], sets the likelihood for the data's colour
+    /// (and clears the flag, so the settled choice is what a saved run records).
+    pub fn settle_likelihood(&mut self, colour: bool) {
+        if self.likelihood_from_data {
+            self.likelihood = Self::default_likelihood(colour);
+            self.likelihood_from_data = false;
         }
     }
 
@@ -755,7 +781,8 @@ mod tests {
         };
         assert!(config.colour_offset);
         let colour = |config: &TrainConfig, channels| {
-            let Model::Vae(v) = config.build_model(ImageShape::new(channels, 8, 8), 1, &Device::flex())
+            let Model::Vae(v) =
+                config.build_model(ImageShape::new(channels, 8, 8), 1, &Device::flex())
             else {
                 panic!("a VAE was asked for");
             };
@@ -764,9 +791,32 @@ mod tests {
         assert!(colour(&config, 3), "colour images get the offset");
         assert!(!colour(&config, 1), "grey images do not");
         let mut json = serde_json::to_value(&config).expect("serialises");
-        json.as_object_mut().expect("an object").remove("colour_offset");
+        json.as_object_mut()
+            .expect("an object")
+            .remove("colour_offset");
         let old: TrainConfig = serde_json::from_value(json).expect("reads");
         assert!(!old.colour_offset && !colour(&old, 3));
+    }
+
+    #[test]
+    fn an_unchosen_likelihood_follows_the_datas_colour() {
+        let mut auto = TrainConfig {
+            likelihood_from_data: true,
+            ..TrainConfig::default()
+        };
+        let mut grey = auto.clone();
+        auto.settle_likelihood(true);
+        assert_eq!(auto.likelihood, Likelihood::Gaussian { sigma: 0.1 });
+        assert!(!auto.likelihood_from_data, "settled once");
+        grey.settle_likelihood(false);
+        assert_eq!(grey.likelihood, Likelihood::Bernoulli);
+        // A chosen likelihood stays, colour or not.
+        let mut chosen = TrainConfig {
+            likelihood: Likelihood::Logistic { scale: 0.05 },
+            ..TrainConfig::default()
+        };
+        chosen.settle_likelihood(true);
+        assert_eq!(chosen.likelihood, Likelihood::Logistic { scale: 0.05 });
     }
 
     #[test]

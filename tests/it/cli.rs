@@ -303,9 +303,10 @@ fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
     );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("of 16x16 in colour"), "{stderr}");
+    // No likelihood was chosen: colour data get the Gaussian, so nothing needs pointing out.
     assert!(
-        stderr.contains("not a normalised likelihood of colour"),
-        "the Bernoulli likelihood on colour is pointed out: {stderr}"
+        !stderr.contains("not a normalised likelihood of colour"),
+        "{stderr}"
     );
     // The inputs and their reconstructions are drawn in colour: strongly red and strongly
     // blue pixels both appear.
@@ -322,6 +323,30 @@ fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
     assert!(
         config.contains("\"input_dim\": 768"),
         "16 x 16 x 3 values per image"
+    );
+    assert!(config.contains("\"gaussian\""), "the colour default: {config}");
+    // Bernoulli chosen on colour data is pointed out.
+    let out = tempfile::tempdir().unwrap();
+    let run = train_ok(
+        data_dir.path(),
+        out.path(),
+        &[
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--score-samples",
+            "0",
+            "--nll-samples",
+            "0",
+            "--likelihood",
+            "bernoulli",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("not a normalised likelihood of colour"),
+        "the Bernoulli likelihood on colour is pointed out: {stderr}"
     );
 }
 

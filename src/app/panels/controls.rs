@@ -93,6 +93,12 @@ pub fn controls_ui(
                         config.dataset = b.name().to_owned();
                         // Built-in images have one size.
                         config.image_size = 0;
+                        // Each built-in set starts with its default likelihood.
+                        if config.likelihood != crate::model::Likelihood::GaussianTrained {
+                            config.likelihood = crate::train::TrainConfig::default_likelihood(
+                                b == Builtin::Shapes,
+                            );
+                        }
                         actions.push(Action::Reset);
                     }
                 }

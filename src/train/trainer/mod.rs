@@ -199,10 +199,11 @@ fn new_optimizer(kind: ModelKind) -> ModuleOptimizer {
 impl Trainer {
     /// A fresh model on `device` (autodiff is enabled here), seeded from the config.
     pub fn new(
-        config: TrainConfig,
+        mut config: TrainConfig,
         data: Arc<Dataset>,
         device: Device,
     ) -> Result<Self, TrainError> {
+        config.settle_likelihood(data.train.is_colour());
         config.validate().map_err(TrainError::Config)?;
         if config.model.needs_labels() && !data.is_labelled() {
             return Err(TrainError::Config(format!(
