@@ -12,7 +12,7 @@ use egui_kittest::Harness;
 use latent_atlas::app::LatentAtlasApp;
 use latent_atlas::app::action::Action;
 use latent_atlas::run::EvaluatorStatus;
-use support::{harness_with_probe, step_until};
+use support::{harness_with, step_until};
 
 fn main() -> anyhow::Result<()> {
     bench_ui(&BenchUiArgs::parse())
@@ -27,6 +27,9 @@ struct BenchUiArgs {
     /// Probe samples drawn in the plane (100 to 10,000).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=10_000))]
     probe_size: u32,
+    /// The networks to train (`conv` for the convolutional VAE).
+    #[arg(long, value_enum, default_value = "mlp")]
+    arch: latent_atlas::model::Arch,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -41,7 +44,13 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
     let cache = std::env::temp_dir().join(format!("latent-atlas-bench-ui-{}", std::process::id()));
     // SAFETY: set before the harness starts any thread; nothing else reads the environment now.
     unsafe { std::env::set_var("LATENT_ATLAS_CACHE", &cache) };
-    let mut h = harness_with_probe(1280.0, 820.0, "mnist", Some(args.probe_size as usize));
+    let mut h = harness_with(
+        1280.0,
+        820.0,
+        "mnist",
+        Some(args.probe_size as usize),
+        Some(args.arch),
+    );
     step_until(&mut h, Duration::from_secs(120), |a| {
         a.state.is_running() && a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
     })?;

@@ -538,16 +538,28 @@ fn decode_latency(trainer: &Trainer, device: &Device, plain: usize, burn: usize)
     )
 }
 
-/// The convolutional VAE (latent 2, batch 128, Bernoulli) on grey MNIST and on the colour
-/// shapes: training samples/s (median of the rounds) and the latency of decoding one point
-/// with the plain copy and with burn.
+/// The convolutional VAE (latent 2, batch 128) on grey MNIST and on the colour shapes:
+/// training samples/s (median of the rounds) and the latency of decoding one point with the
+/// plain copy and with burn. The first two are the peer's networks (`torch_conv_vae.py`:
+/// Bernoulli, no colour offset); the third is the colour default (the colour offset and the
+/// Gaussian likelihood).
 fn conv_figures(name: &str, device: &Device, args: &BenchArgs) -> anyhow::Result<()> {
-    for builtin in [Builtin::Mnist, Builtin::Shapes] {
+    let peer = TrainConfig {
+        arch: crate::model::Arch::Conv,
+        colour_offset: false,
+        ..reference_config()
+    };
+    let colour_default = TrainConfig {
+        colour_offset: true,
+        likelihood: TrainConfig::default_likelihood(true),
+        ..peer.clone()
+    };
+    for (builtin, config, label) in [
+        (Builtin::Mnist, peer.clone(), ""),
+        (Builtin::Shapes, peer, ""),
+        (Builtin::Shapes, colour_default, " default"),
+    ] {
         let data = Arc::new(builtin.load(0)?);
-        let config = TrainConfig {
-            arch: crate::model::Arch::Conv,
-            ..reference_config()
-        };
         let mut trainer = Trainer::new(config, data.clone(), device.clone())?;
         for _ in 0..10 {
             trainer.step()?;
@@ -557,7 +569,7 @@ fn conv_figures(name: &str, device: &Device, args: &BenchArgs) -> anyhow::Result
             .collect::<anyhow::Result<_>>()?;
         let shape = data.train.shape();
         let what = format!(
-            "{} {}x{}x{}",
+            "{} {}x{}x{}{label}",
             builtin.name(),
             shape.width,
             shape.height,

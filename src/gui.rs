@@ -62,6 +62,7 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         dataset: args.dataset,
         fresh: args.fresh,
         probe_size: args.probe_size.map(|n| n as usize),
+        arch: None,
     };
     eframe::run_native(
         "latent-atlas",

@@ -21,6 +21,17 @@ pub fn harness_with_probe(
     dataset: &str,
     probe_size: Option<usize>,
 ) -> Harness<'static, LatentAtlasApp> {
+    harness_with(width, height, dataset, probe_size, None)
+}
+
+/// [`harness_with_probe`] with the networks chosen too.
+pub fn harness_with(
+    width: f32,
+    height: f32,
+    dataset: &str,
+    probe_size: Option<usize>,
+    arch: Option<latent_atlas::model::Arch>,
+) -> Harness<'static, LatentAtlasApp> {
     let dataset = dataset.to_owned();
     Harness::builder()
         .with_size(egui::vec2(width, height))
@@ -33,6 +44,7 @@ pub fn harness_with_probe(
                     dataset: Some(dataset),
                     fresh: true,
                     probe_size,
+                    arch,
                 },
             )
         })

@@ -43,6 +43,8 @@ pub struct StartOptions {
     pub fresh: bool,
     /// Track this many probe samples instead of the remembered number.
     pub probe_size: Option<usize>,
+    /// Use these networks instead of the remembered ones.
+    pub arch: Option<crate::model::Arch>,
 }
 
 /// How often training's news repaints the window (about 30 frames a second): curves and
@@ -104,6 +106,9 @@ impl LatentAtlasApp {
         }
         if let Some(n) = options.probe_size {
             settings.config.probe_size = n;
+        }
+        if let Some(arch) = options.arch {
+            settings.config.arch = arch;
         }
         let mut app = Self {
             worker_backend: settings.backend.clone(),

@@ -324,7 +324,10 @@ fn a_folder_of_colour_images_of_mixed_sizes_trains_in_colour() {
         config.contains("\"input_dim\": 768"),
         "16 x 16 x 3 values per image"
     );
-    assert!(config.contains("\"gaussian\""), "the colour default: {config}");
+    assert!(
+        config.contains("\"gaussian\""),
+        "the colour default: {config}"
+    );
     // Bernoulli chosen on colour data is pointed out.
     let out = tempfile::tempdir().unwrap();
     let run = train_ok(
