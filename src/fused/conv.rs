@@ -246,11 +246,7 @@ pub fn down(big: &[f32], p: &[f32], bias: Option<&[f32]>, g: &ConvGeom, slope: f
             math::activate(dst, 0, false, slope, 1.0, 0);
         }
     };
-    if batch * sl * k < PARALLEL_MACS {
-        out.chunks_mut(chunk * sl).enumerate().for_each(work);
-    } else {
-        out.par_chunks_mut(chunk * sl).enumerate().for_each(work);
-    }
+    over_chunks(&mut out, chunk * sl, batch * sl * k >= PARALLEL_MACS, work);
     out
 }
 
@@ -282,11 +278,7 @@ pub fn up(small: &[f32], p: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f
             }
         });
     };
-    if batch * sl * k < PARALLEL_MACS {
-        out.chunks_mut(chunk * bl).enumerate().for_each(work);
-    } else {
-        out.par_chunks_mut(chunk * bl).enumerate().for_each(work);
-    }
+    over_chunks(&mut out, chunk * bl, batch * sl * k >= PARALLEL_MACS, work);
     out
 }
 
@@ -328,6 +320,21 @@ pub fn patch_grad(big: &[f32], small: &[f32], g: &ConvGeom) -> Vec<f32> {
                 a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
                 a
             })
+    }
+}
+
+/// `work` on each chunk of `len` values of `out` (the last may be shorter) with its index, in
+/// parallel when `parallel`.
+fn over_chunks(
+    out: &mut [f32],
+    len: usize,
+    parallel: bool,
+    work: impl Fn((usize, &mut [f32])) + Send + Sync,
+) {
+    if parallel {
+        out.par_chunks_mut(len).enumerate().for_each(work);
+    } else {
+        out.chunks_mut(len).enumerate().for_each(work);
     }
 }
 
