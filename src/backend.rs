@@ -235,6 +235,14 @@ pub fn background_pool(name: &'static str) -> Option<rayon::ThreadPool> {
         .ok()
 }
 
+/// burn's wgpu device: the best hardware adapter, or, where `allow_software` is set and none
+/// exists, a software one (lavapipe through Vulkan before llvmpipe through GL), described as
+/// such. `--backend gpu` passes [`software_gpu_allowed`]; the `gpu_` tests pass `true`, so that
+/// the GPU path is exercised on machines without a GPU.
+pub fn wgpu(allow_software: bool) -> Result<Backend, BackendError> {
+    gpu::select(allow_software)
+}
+
 /// The name of a hardware GPU adapter, or why there is none (software adapters do not count).
 pub fn hardware_adapter() -> Result<String, String> {
     gpu::hardware_adapter()
@@ -337,7 +345,31 @@ mod gpu {
         Ok(backend)
     }
 
+    /// Where burn's GPU runtime keeps what it compiles and tunes between runs: the platform's
+    /// cache folder (see [`crate::evaluator::cache_dir`]) under `gpu`, unless a `cubecl.toml`
+    /// or `burn.toml` found from the working directory says otherwise. Without this the
+    /// runtime keeps it under a `target/` folder beside the nearest `Cargo.toml`, or else in
+    /// its own cache folder. Set once, before the first device opens.
+    pub fn configure_kernel_cache() {
+        use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
+        let user_file = std::env::current_dir().ok().is_some_and(|cwd| {
+            cwd.ancestors().any(|dir| {
+                ["cubecl.toml", "CubeCL.toml", "burn.toml", "Burn.toml"]
+                    .iter()
+                    .any(|name| dir.join(name).is_file())
+            })
+        });
+        if user_file {
+            return;
+        }
+        let mut config = CubeClRuntimeConfig::default();
+        config.environment.path = CacheConfig::Directory(crate::evaluator::cache_dir().join("gpu"));
+        // The runtime's environment variables (CUBECL_AUTOTUNE_LEVEL, ...) still apply.
+        let _ = CubeClRuntimeConfig::try_set(config.override_from_env());
+    }
+
     fn open(allow_software: bool) -> Result<Backend, BackendError> {
+        configure_kernel_cache();
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapters: Vec<wgpu::AdapterInfo> =

@@ -156,12 +156,7 @@ impl Evaluator {
         device: &Device,
         progress: &mut dyn FnMut(f32),
     ) -> anyhow::Result<Self> {
-        if !data.is_labelled() {
-            anyhow::bail!(
-                "{} has no class labels, so no evaluator can be trained on it",
-                data.name
-            );
-        }
+        require_labels(data)?;
         let path = cache_dir().join(dataset_key(data));
         // A cache that is damaged or made for images of another size is trained again.
         let cached = read_cache(&path)
@@ -178,6 +173,19 @@ impl Evaluator {
         };
         progress(1.0);
         Ok(Self::new(classifier, data, Some(path)))
+    }
+
+    /// A newly trained evaluator of `data`, on `device`, neither read from nor written to the
+    /// cache.
+    pub fn train(
+        data: &Dataset,
+        device: &Device,
+        progress: &mut dyn FnMut(f32),
+    ) -> anyhow::Result<Self> {
+        require_labels(data)?;
+        let classifier = train_classifier(data, device, progress);
+        progress(1.0);
+        Ok(Self::new(classifier, data, None))
     }
 
     /// Wraps a classifier with `data`'s test accuracy and real feature statistics.
@@ -206,6 +214,17 @@ impl Evaluator {
             cache,
         }
     }
+}
+
+/// An evaluator is a classifier: `data` must have labels.
+fn require_labels(data: &Dataset) -> anyhow::Result<()> {
+    if !data.is_labelled() {
+        anyhow::bail!(
+            "{} has no class labels, so no evaluator can be trained on it",
+            data.name
+        );
+    }
+    Ok(())
 }
 
 /// Every image of a set as intensities in `[0, 1]`.

@@ -49,7 +49,7 @@ impl Adversarial for Aae {
         &self,
         x: Tensor<2>,
         _z: Tensor<2>,
-        _old: &dyn Adversarial,
+        _old: Option<&dyn Adversarial>,
         lambda: f32,
         _form: AliLoss,
     ) -> GeneratorTerms {

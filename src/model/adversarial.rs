@@ -324,13 +324,14 @@ pub trait Adversarial {
     fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1>;
 
     /// The generator (and encoder) phase's terms at images `x` and prior draws `z`. `old` is
-    /// the model at the phase's start (the GAN's G_old), `lambda` the weight of the second
-    /// term, `form` ALI's loss form.
+    /// the model at the phase's start (the GAN's G_old), `None` on the phase's first step,
+    /// where it is the model itself; `lambda` the weight of the second term, `form` ALI's loss
+    /// form.
     fn generator_terms(
         &self,
         x: Tensor<2>,
         z: Tensor<2>,
-        old: &dyn Adversarial,
+        old: Option<&dyn Adversarial>,
         lambda: f32,
         form: AliLoss,
     ) -> GeneratorTerms;

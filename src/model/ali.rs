@@ -65,7 +65,7 @@ impl Adversarial for Ali {
         &self,
         x: Tensor<2>,
         z: Tensor<2>,
-        _old: &dyn Adversarial,
+        _old: Option<&dyn Adversarial>,
         _lambda: f32,
         form: AliLoss,
     ) -> GeneratorTerms {

@@ -38,12 +38,27 @@ impl Gan {
         let adversarial = generator_loss(self.disc.logits(g.clone()));
         (adversarial, old_generator_penalty(g, old.detach()))
     }
+
+    /// The terms on a generator phase's first step, where G_old is G itself: the regulariser
+    /// is zero in value and gradient, so G_old's forward pass is not taken.
+    fn first_generator_terms(&self, z: Tensor<2>) -> (Tensor<1>, Tensor<1>) {
+        let g = self.generate(z);
+        let adversarial = generator_loss(self.disc.logits(g));
+        let zero = Tensor::zeros([1], &adversarial.device());
+        (adversarial, zero)
+    }
 }
 
 impl Adversarial for Gan {
     fn real_and_fake_logits(&self, x: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
-        self.disc
-            .grouped_logits(Tensor::cat(vec![x, self.generate(z).detach()], 0), 2)
+        // Only the discriminator learns from these: the generator runs untracked, so autodiff
+        // keeps no graph of it.
+        let fake = self
+            .generator
+            .clone()
+            .no_grad()
+            .forward_with(z, Activation::Sigmoid);
+        self.disc.grouped_logits(Tensor::cat(vec![x, fake], 0), 2)
     }
 
     /// `-log D(G(z)) + lambda |G(z) - G_old(z)|^2`.
@@ -51,11 +66,14 @@ impl Adversarial for Gan {
         &self,
         _x: Tensor<2>,
         z: Tensor<2>,
-        old: &dyn Adversarial,
+        old: Option<&dyn Adversarial>,
         lambda: f32,
         _form: AliLoss,
     ) -> GeneratorTerms {
-        let (adversarial, penalty) = self.generator_terms(z.clone(), old.generated(z));
+        let (adversarial, penalty) = match old {
+            Some(old) => self.generator_terms(z.clone(), old.generated(z)),
+            None => self.first_generator_terms(z),
+        };
         GeneratorTerms {
             loss: adversarial.clone() + penalty.clone() * lambda,
             adversarial,

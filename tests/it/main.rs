@@ -8,6 +8,8 @@ mod backend;
 mod cli;
 mod conv;
 mod families;
+#[cfg(feature = "gpu")]
+mod gpu;
 #[cfg(feature = "remote")]
 mod remote;
 mod training;

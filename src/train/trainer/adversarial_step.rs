@@ -66,14 +66,20 @@ impl Trainer {
             .adversarial()
             .ok_or_else(|| no_discriminator(self.config.model))?;
         let mut g_terms = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..adv.g_steps {
+        for g_step in 0..adv.g_steps {
             let z = to_tensor(self.rng.normals(n * d), n, d, &self.device);
             // The discriminator does not step in this phase: no gradients for it.
             let frozen = self.model.clone().with_frozen_discriminator();
             let terms = frozen
                 .adversarial()
                 .ok_or_else(|| no_discriminator(self.config.model))?
-                .generator_terms(x.clone(), z, old, adv.lambda, adv.ali_loss);
+                .generator_terms(
+                    x.clone(),
+                    z,
+                    (g_step > 0).then_some(old),
+                    adv.lambda,
+                    adv.ali_loss,
+                );
             let (adversarial, extra, loss) = (terms.adversarial, terms.extra, terms.loss);
             g_terms.0.push(adversarial.detach());
             g_terms.1.push(extra.detach());
