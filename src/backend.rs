@@ -109,7 +109,7 @@ pub enum BackendError {
     Remote(String),
 }
 
-/// The default CPU backend, chosen by measurement (see README: flex vs ndarray).
+/// The default CPU backend, chosen by measurement (see docs/measured.md: flex vs ndarray).
 pub const DEFAULT_CPU: BackendChoice = BackendChoice::Flex;
 
 impl BackendChoice {

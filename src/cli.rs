@@ -49,7 +49,7 @@ pub enum Commands {
     Eval(EvalArgs),
     /// Measure training throughput and decoding latency.
     Bench(crate::bench::BenchArgs),
-    /// Re-run every comparison the README makes over several seeds and write one table.
+    /// Re-run every comparison the documentation makes over several seeds and write one table.
     Reproduce(crate::reproduce::ReproduceArgs),
     /// Serve this machine's device to remote training (`--backend remote:ws://HOST:PORT`;
     /// builds with `--features remote`).

@@ -1,6 +1,6 @@
-//! `latent-atlas reproduce`: re-runs each comparison the README makes, over several seeds, and
-//! writes one table (markdown and CSV) with every seed's value, the mean and spread, and a
-//! verdict per claim. Runs shared by several claims are trained once per seed.
+//! `latent-atlas reproduce`: re-runs each comparison the documentation makes, over several
+//! seeds, and writes one table (markdown and CSV) with every seed's value, the mean and spread,
+//! and a verdict per claim. Runs shared by several claims are trained once per seed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -21,7 +21,7 @@ pub struct ReproduceArgs {
     /// Seeds per claim (0, 1, ...).
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
-    /// Epochs per run: the budget. The README's figures are at 10.
+    /// Epochs per run: the budget. The documented figures are at 10.
     #[arg(long, default_value_t = 3)]
     pub epochs: usize,
     /// Dataset.

@@ -89,7 +89,8 @@ fn chunk_bytes() -> usize {
     })
 }
 
-/// The default window buffer per chunk, in KiB (measured: see README's conv levers).
+/// The default window buffer per chunk, in KiB (measured: see docs/command-line.md, the
+/// convolutions' levers).
 const CHUNK_KB: usize = 512;
 
 thread_local! {

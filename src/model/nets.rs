@@ -140,7 +140,7 @@ pub struct Decoder {
     /// every pixel of the transposed convolutions' output (colour images; `None` otherwise).
     /// A colour that belongs to the whole image then reaches every pixel through one dense
     /// layer; without it the convolutional decoder draws every shape of `shapes` in the
-    /// mean grey (see README, "Colour that shows").
+    /// mean grey (see docs/command-line.md, "Colour that shows").
     pub colour: Option<Linear>,
 }
 

@@ -187,7 +187,7 @@ impl ModelKind {
             // Two generator steps per phase: the regulariser is zero on a phase's first step;
             // lambda 5 as in the seed's experiments. Batch norm in the generator, spectral norm
             // and two steps for the discriminator keep the samples spread over the digits
-            // (README, "The adversarial families").
+            // (docs/measured.md, "The adversarial families").
             ModelKind::Gan => row(
                 "gan",
                 "GAN",
@@ -469,8 +469,8 @@ impl TrainConfig {
 
     /// The likelihood a dataset gets when none was chosen: Bernoulli for grey images (the
     /// literature's figures for MNIST use it), a Gaussian with sigma 0.1 for colour ones (a
-    /// normalised density of the values, where Bernoulli's is not; see README, "Colour that
-    /// shows").
+    /// normalised density of the values, where Bernoulli's is not; see docs/command-line.md,
+    /// "Colour that shows").
     pub fn default_likelihood(colour: bool) -> Likelihood {
         match colour {
             true => Likelihood::Gaussian { sigma: 0.1 },
