@@ -349,7 +349,8 @@ mod gpu {
     /// cache folder (see [`crate::evaluator::cache_dir`]) under `gpu`, unless a `cubecl.toml`
     /// or `burn.toml` found from the working directory says otherwise. Without this the
     /// runtime keeps it under a `target/` folder beside the nearest `Cargo.toml`, or else in
-    /// its own cache folder. Set once, before the first device opens.
+    /// its own cache folder. Set once, before the first device opens. (Builds without the
+    /// `gpu-cache` feature keep the cache in memory, for one process.)
     pub fn configure_kernel_cache() {
         use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
         let user_file = std::env::current_dir().ok().is_some_and(|cwd| {
