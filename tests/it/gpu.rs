@@ -131,6 +131,14 @@ fn twins(config: TrainConfig, data: &Arc<Dataset>, gpu: &Device) -> (Trainer, Tr
     (cpu, gpu)
 }
 
+/// The largest absolute difference between two equally long lists of values.
+fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max)
+}
+
 fn relative(a: f32, b: f32) -> f32 {
     (a - b).abs() / a.abs().max(b.abs()).max(1e-3)
 }
@@ -282,12 +290,7 @@ fn gpu_snapshots_and_the_plain_decoder_copy_match_the_cpu_model() {
         }
         let (sa, sb) = (cpu.snapshot(true), gpu.snapshot(true));
         assert_eq!(sa.mu.len(), sb.mu.len());
-        let worst_mu = sa
-            .mu
-            .iter()
-            .zip(&sb.mu)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst_mu = largest_difference(&sa.mu, &sb.mu);
         assert!(
             worst_mu < 0.02,
             "{kind:?}: posterior means differ by {worst_mu}"
@@ -296,11 +299,7 @@ fn gpu_snapshots_and_the_plain_decoder_copy_match_the_cpu_model() {
             sa.decoder.decode(&[0.4, -0.8]),
             sb.decoder.decode(&[0.4, -0.8]),
         );
-        let worst_px = da
-            .iter()
-            .zip(&db)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst_px = largest_difference(&da, &db);
         assert!(
             worst_px < 0.02,
             "{kind:?}: decoded pixels differ by {worst_px}"
@@ -329,12 +328,7 @@ fn gpu_checkpoints_move_from_the_gpu_to_the_cpu_and_back() {
     let mut cpu = Trainer::from_checkpoint(there.path(), data.clone(), Device::flex()).unwrap();
     assert_eq!(cpu.step_count(), 3);
     let (sg, sc) = (gpu.snapshot(false), cpu.snapshot(false));
-    let worst = sg
-        .mu
-        .iter()
-        .zip(&sc.mu)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let worst = largest_difference(&sg.mu, &sc.mu);
     assert!(
         worst < 1e-3,
         "posterior means differ by {worst} after the move"
