@@ -38,7 +38,8 @@ pub struct BenchArgs {
     /// `speedup_vs_peer`, the first backend's idle median over it.
     #[arg(long, value_name = "N")]
     pub peer_samples_per_sec: Option<f64>,
-    /// Seconds to time the adversarial iteration (GAN, reference sizes; 0 skips it).
+    /// Seconds to time each setting of the adversarial iteration (GAN, reference sizes; the
+    /// settings take turns in six rounds; 0 skips it).
     #[arg(long, default_value_t = 5.0)]
     pub gan_seconds: f64,
     /// Seconds per timed round of the convolutional VAE (on MNIST and on the colour shapes;
@@ -96,31 +97,44 @@ fn reference_config() -> TrainConfig {
     }
 }
 
-/// Median milliseconds of one GAN iteration with `adversarial`'s steps and networks on
-/// `device`, timed for about `seconds`.
+/// Median milliseconds of one GAN iteration for each of `settings` on `device`, in the same
+/// order: every setting gets a trainer, and the timing goes round them in `rounds` turns of
+/// about `seconds / rounds` each, so a slow spell of the machine falls on all of them alike.
 fn gan_iteration_ms(
     data: &Arc<crate::data::Dataset>,
     device: &Device,
-    adversarial: AdversarialParams,
+    settings: &[AdversarialParams],
     seconds: f64,
-) -> anyhow::Result<f64> {
-    let config = TrainConfig {
-        model: crate::train::ModelKind::Gan,
-        adversarial,
-        ..reference_config()
-    };
-    let mut trainer = Trainer::new(config, data.clone(), device.clone())?;
-    for _ in 0..5 {
-        trainer.step()?;
+    rounds: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let mut trainers = Vec::new();
+    for adversarial in settings {
+        let config = TrainConfig {
+            model: crate::train::ModelKind::Gan,
+            adversarial: adversarial.clone(),
+            ..reference_config()
+        };
+        let mut trainer = Trainer::new(config, data.clone(), device.clone())?;
+        for _ in 0..5 {
+            trainer.step()?;
+        }
+        trainers.push(trainer);
     }
-    let start = Instant::now();
-    let mut times = Vec::new();
-    while start.elapsed().as_secs_f64() < seconds || times.len() < 5 {
-        let t = Instant::now();
-        trainer.step()?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
+    let rounds = rounds.max(1);
+    let mut times = vec![Vec::new(); trainers.len()];
+    for _ in 0..rounds {
+        for (trainer, times) in trainers.iter_mut().zip(&mut times) {
+            let start = Instant::now();
+            let mut taken = 0;
+            while start.elapsed().as_secs_f64() < seconds / rounds as f64 || taken < 3 {
+                let t = Instant::now();
+                trainer.step()?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                taken += 1;
+            }
+        }
     }
-    Ok(median(times))
+    Ok(times.into_iter().map(median).collect())
 }
 
 /// Trains for `seconds` and returns samples per second.
@@ -491,19 +505,30 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 spectral_norm: false,
                 ..defaults.clone()
             };
-            for (what, adversarial) in [
+            let sn_only = AdversarialParams {
+                generator_batch_norm: false,
+                ..defaults.clone()
+            };
+            let bn_only = AdversarialParams {
+                spectral_norm: false,
+                ..defaults.clone()
+            };
+            let settings = [
                 ("default", defaults),
+                ("sn-only", sn_only),
+                ("bn-only", bn_only),
                 ("1-d-step", one_step),
                 ("no-norms", no_norms),
                 ("plain", plain),
-            ] {
-                let steps = (adversarial.d_steps, adversarial.g_steps);
-                let ms = gan_iteration_ms(&data, &backend.device, adversarial, args.gan_seconds)?;
+            ];
+            let params: Vec<_> = settings.iter().map(|(_, a)| a.clone()).collect();
+            let ms = gan_iteration_ms(&data, &backend.device, &params, args.gan_seconds * 6.0, 6)?;
+            for ((what, adversarial), ms) in settings.iter().zip(ms) {
                 say!(
                     "gan_iteration_ms {:<16} {what:<8} {ms:.2}   ({} discriminator and {} generator steps, batch 128)",
                     backend.description,
-                    steps.0,
-                    steps.1
+                    adversarial.d_steps,
+                    adversarial.g_steps
                 );
             }
         }

@@ -305,6 +305,71 @@ mod tests {
 }
 
 multiversion! {
+    /// One pass of power iteration over a row-major matrix `w` `[rows, u.len()]`:
+    /// `a[i] = w_i . u` for each row `w_i`, and `t = sum_i a[i] w_i` (so `a = W u` and
+    /// `t = W^T W u`), each row read once while it is in cache.
+    pub fn power_rows(w: &[f32], u: &[f32], a: &mut [f32], t: &mut [f32]) {
+        let cols = u.len();
+        t.fill(0.0);
+        for (row, a) in w.chunks_exact(cols).zip(a.iter_mut()) {
+            let mut lanes = [0.0f32; 16];
+            let (rc, rr) = row.split_at(cols / 16 * 16);
+            let (uc, ur) = u.split_at(rc.len());
+            for (r, u) in rc.chunks_exact(16).zip(uc.chunks_exact(16)) {
+                for k in 0..16 {
+                    lanes[k] += r[k] * u[k];
+                }
+            }
+            let mut dot: f32 = lanes.iter().sum();
+            for (&r, &u) in rr.iter().zip(ur) {
+                dot += r * u;
+            }
+            *a = dot;
+            for (t, &r) in t.iter_mut().zip(row) {
+                *t += dot * r;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `out = a . b` over equal-length slices.
+    pub fn dot(a: &[f32], b: &[f32], out: &mut f32) {
+        let mut lanes = [0.0f32; 16];
+        let (ac, ar) = a.split_at(a.len() / 16 * 16);
+        let (bc, br) = b.split_at(ac.len());
+        for (a, b) in ac.chunks_exact(16).zip(bc.chunks_exact(16)) {
+            for k in 0..16 {
+                lanes[k] += a[k] * b[k];
+            }
+        }
+        let mut sum: f32 = lanes.iter().sum();
+        for (&a, &b) in ar.iter().zip(br) {
+            sum += a * b;
+        }
+        *out = sum;
+    }
+}
+
+multiversion! {
+    /// `g[j] = g[j] scale - shift u[j]` for one row, in place.
+    pub fn scale_sub_scaled(g: &mut [f32], scale: f32, shift: f32, u: &[f32]) {
+        for (g, &u) in g.iter_mut().zip(u) {
+            *g = *g * scale - shift * u;
+        }
+    }
+}
+
+multiversion! {
+    /// `out[i] = x[i] scale`.
+    pub fn scaled(x: &[f32], scale: f32, out: &mut [f32]) {
+        for (o, &x) in out.iter_mut().zip(x) {
+            *o = x * scale;
+        }
+    }
+}
+
+multiversion! {
     /// Per-channel sums over one channels-last image's pixels: `sum[c] = sum_p x[p, c]`
     /// (and, with `centre`, of squared deviations `(x[p, c] - centre[c])^2` instead).
     pub fn channel_moment(image: &[f32], centre: Option<&[f32]>, sum: &mut [f32]) {

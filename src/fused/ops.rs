@@ -12,8 +12,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::nn::GroupNorm;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{BatchNorm, GroupNorm};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
@@ -120,6 +120,32 @@ pub trait FusedOps: Backend {
         eps: f32,
         slope: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// One step of power iteration towards the largest singular value of `weight`
+    /// `[in, out]` from `u` `[out]` (unit length): `v = W u / |W u|` `[in]`,
+    /// `u' = W^T v / |W^T v|` `[out]` and `sigma = v^T W u'` `[1]`. Not differentiable.
+    fn power_iteration(
+        weight: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `W / sigma` for `sigma` `[1]` from [`FusedOps::power_iteration`], differentiated as
+    /// `sigma = v^T W u` with `v` and `u` held (Miyato et al.'s gradient).
+    fn spectral_scale(
+        weight: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        sigma: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Its gradient for the upstream gradient `G`: `(G - <G, W> / sigma v u^T) / sigma`.
+    fn spectral_scale_backward(
+        weight: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        sigma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// Rows above this many elements in total are split across threads.
@@ -359,6 +385,117 @@ impl FusedOps for Flex {
             FlexTensor::from_data(TensorData::new(dbeta, [c])),
         )
     }
+
+    fn power_iteration(weight: FlexTensor, u: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (weight, u) = (contiguous(weight), contiguous(u));
+        let (rows, cols) = rows_cols(&weight);
+        let u = u.storage::<f32>();
+        assert_eq!(u.len(), cols, "power iteration: one entry of u per column");
+        let w = weight.storage::<f32>();
+        let mut a = vec![0.0f32; rows];
+        // Bands of rows in parallel, each with its own share of `t`, summed after.
+        let band = row_band(rows, cols);
+        let t = a
+            .par_chunks_mut(band)
+            .zip(w.par_chunks(band * cols.max(1)))
+            .map(|(a, w)| {
+                let mut t = vec![0.0f32; cols];
+                math::power_rows(w, u, a, &mut t);
+                t
+            })
+            .reduce(
+                || vec![0.0f32; cols],
+                |mut x, y| {
+                    x.iter_mut().zip(&y).for_each(|(x, y)| *x += y);
+                    x
+                },
+            );
+        let norm = |x: &[f32]| x.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+        // v = a / (|a| + eps); W^T v = t / (|a| + eps); u' = W^T v / (|W^T v| + eps).
+        let na = norm(&a) + 1e-12;
+        let v: Vec<f32> = a.iter().map(|&x| (f64::from(x) / na) as f32).collect();
+        let s = norm(&t) / na;
+        let u_new: Vec<f32> = t
+            .iter()
+            .map(|&x| (f64::from(x) / na / (s + 1e-12)) as f32)
+            .collect();
+        // v^T W u' = |W^T v|^2 / (|W^T v| + eps).
+        let sigma = (s * s / (s + 1e-12)) as f32;
+        (
+            FlexTensor::from_data(TensorData::new(v, [rows])),
+            FlexTensor::from_data(TensorData::new(u_new, [cols])),
+            FlexTensor::from_data(TensorData::new(vec![sigma], [1])),
+        )
+    }
+
+    fn spectral_scale(
+        weight: FlexTensor,
+        _v: FlexTensor,
+        _u: FlexTensor,
+        sigma: FlexTensor,
+    ) -> FlexTensor {
+        let weight = contiguous(weight);
+        let shape = weight.layout().shape().clone();
+        let sigma = contiguous(sigma).storage::<f32>()[0];
+        let w = weight.storage::<f32>();
+        let mut out = vec![0.0f32; w.len()];
+        let band = row_band(w.len(), 1);
+        out.par_chunks_mut(band)
+            .zip(w.par_chunks(band))
+            .for_each(|(out, w)| math::scaled(w, 1.0 / sigma, out));
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn spectral_scale_backward(
+        weight: FlexTensor,
+        v: FlexTensor,
+        u: FlexTensor,
+        sigma: FlexTensor,
+        grad: FlexTensor,
+    ) -> FlexTensor {
+        let (weight, v, u) = (contiguous(weight), contiguous(v), contiguous(u));
+        let mut grad = contiguous(grad);
+        let (rows, cols) = rows_cols(&weight);
+        assert_eq!(
+            rows_cols(&grad),
+            (rows, cols),
+            "spectral norm: gradient shape"
+        );
+        let sigma = contiguous(sigma).storage::<f32>()[0];
+        let (v, u) = (v.storage::<f32>(), u.storage::<f32>());
+        let band = row_band(rows, cols) * cols.max(1);
+        let inner: f32 = weight
+            .storage::<f32>()
+            .par_chunks(band)
+            .zip(grad.storage::<f32>().par_chunks(band))
+            .map(|(w, g)| {
+                let mut d = 0.0f32;
+                math::dot(w, g, &mut d);
+                d
+            })
+            .sum();
+        // dW = G / sigma - (<G, W> / sigma^2) v u^T, row by row in place.
+        let c = inner / (sigma * sigma);
+        let g = grad.storage_mut::<f32>();
+        g.par_chunks_mut(band)
+            .zip(v.par_chunks(band / cols.max(1)))
+            .for_each(|(g, v)| {
+                for (row, &vi) in g.chunks_exact_mut(cols.max(1)).zip(v) {
+                    math::scale_sub_scaled(row, 1.0 / sigma, c * vi, u);
+                }
+            });
+        grad
+    }
+}
+
+/// Rows per parallel band of a `[rows, cols]` pass: one band per thread when the matrix is
+/// large enough to be worth waking them, all rows otherwise.
+fn row_band(rows: usize, cols: usize) -> usize {
+    let rows = rows.max(1);
+    if rows * cols < 4 * PARALLEL_ELEMENTS {
+        return rows;
+    }
+    rows.div_ceil(rayon::current_num_threads().max(1))
 }
 
 /// `t` itself when its strides are all non-negative (any view the product can read in place),
@@ -1008,6 +1145,95 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             <FloatTensor<Self>>::new(dbeta),
         )
     }
+
+    fn power_iteration(
+        weight: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Not differentiable: the estimates are held constant.
+        let (v, u, sigma) = B::power_iteration(weight.into_primitive(), u.into_primitive());
+        (
+            <FloatTensor<Self>>::new(v),
+            <FloatTensor<Self>>::new(u),
+            <FloatTensor<Self>>::new(sigma),
+        )
+    }
+
+    fn spectral_scale(
+        weight: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        sigma: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SpectralScale;
+
+        impl<B: FusedOps> Backward<B, 1> for SpectralScale {
+            /// The weight, v, u and sigma.
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+            );
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let [node_w] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                let (w, v, u, sigma) = ops.state;
+                if let Some(node) = node_w {
+                    let dw = B::spectral_scale_backward(w, v, u, sigma, grad);
+                    grads.register::<B>(node.id, dw);
+                }
+            }
+        }
+
+        let (v, u, sigma) = (
+            v.into_primitive(),
+            u.into_primitive(),
+            sigma.into_primitive(),
+        );
+        match SpectralScale
+            .prepare::<C>([weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::spectral_scale(
+                    weight.primitive().clone(),
+                    v.clone(),
+                    u.clone(),
+                    sigma.clone(),
+                );
+                prep.finish((weight.into_primitive(), v, u, sigma), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::spectral_scale(weight.into_primitive(), v, u, sigma))
+            }
+        }
+    }
+
+    fn spectral_scale_backward(
+        weight: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        u: FloatTensor<Self>,
+        sigma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        // Used inside backward passes only: not differentiable itself.
+        <FloatTensor<Self>>::new(B::spectral_scale_backward(
+            weight.into_primitive(),
+            v.into_primitive(),
+            u.into_primitive(),
+            sigma.into_primitive(),
+            grad.into_primitive(),
+        ))
+    }
 }
 
 /// Per-channel sums of channels-last images `[batch, pixels * channels]` -> `[channels]`.
@@ -1131,6 +1357,46 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<2>, slope: f32) -> Tensor<2> {
     Tensor::from_dispatch(out)
 }
 
+/// burn's `BatchNorm` on `[batch, features]` then the activation with `slope` (0: ReLU, 1:
+/// none). While training (an autodiff device and the layer's flag on) the batch's own
+/// statistics normalise it and move the running ones, as burn's layer does; on flex that is
+/// the group-norm kernel with the whole batch as one image and one group per feature, its
+/// activation fused, in one pass each way instead of burn's composition.
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>, slope: f32) -> Tensor<2> {
+    let training = x.device().is_autodiff() && norm.training.is_enabled();
+    let act = |y: Tensor<2>| match slope {
+        1.0 => y,
+        0.0 => burn::tensor::activation::relu(y),
+        s => burn::tensor::activation::leaky_relu(y, s.into()),
+    };
+    if !(training && levers().norm && flex::on_flex(&x)) {
+        return act(norm.forward(x));
+    }
+    let [rows, features] = x.dims();
+    // The running statistics move by the batch's mean and biased variance, read off the
+    // input untracked.
+    let held = x.clone().detach();
+    let (var, mean) = held.var_mean_bias(0);
+    let m = norm.momentum;
+    let device = x.device();
+    let moved = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<2>| {
+        let old = state.value_sync().to_device(&device);
+        let new = old.mul_scalar(1.0 - m) + batch.reshape([features]).mul_scalar(m);
+        state.update(new.detach());
+    };
+    moved(&norm.running_mean, mean);
+    moved(&norm.running_var, var);
+    let out = Dispatch::group_norm(
+        x.reshape([1, rows * features]).into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        features,
+        norm.epsilon as f32,
+        slope,
+    );
+    Tensor::<2>::from_dispatch(out).reshape([rows, features])
+}
+
 /// [`linear`] followed by `dropout` (which acts only while training, as burn's does). The
 /// fused path draws the mask from a hash of its position and a seed taken from the device's
 /// random stream, so a seeded run repeats; its gradient is read off the output.
@@ -1199,6 +1465,20 @@ pub fn dense_with(
     }
 }
 
+/// Spectral normalisation through the fused kernels: one step of power iteration on
+/// `weight` `[in, out]` from `u` `[out]` (held constant), then `(W / sigma, u')`. `None` off
+/// flex (or with the kernel switched off): the caller composes the same step from burn's
+/// operations.
+pub fn spectral_normalise(weight: Tensor<2>, u: Tensor<1>) -> Option<(Tensor<2>, Tensor<1>)> {
+    if !(levers().spectral && flex::on_flex(&weight) && flex::on_flex(&u)) {
+        return None;
+    }
+    let held = weight.clone().detach().into_dispatch();
+    let (v, u, sigma) = Dispatch::power_iteration(held, u.detach().into_dispatch());
+    let scaled = Dispatch::spectral_scale(weight.into_dispatch(), v, u.clone(), sigma);
+    Some((Tensor::from_dispatch(scaled), Tensor::from_dispatch(u)))
+}
+
 /// 32 random bits from the device's seeded stream (the one burn's own dropout draws from).
 fn dropout_seed(device: &burn::tensor::Device) -> u32 {
     let draws = Tensor::<1>::random(
@@ -1213,7 +1493,7 @@ fn dropout_seed(device: &burn::tensor::Device) -> u32 {
 }
 
 /// Which fused kernels are in use. All are, unless `LATENT_ATLAS_UNFUSED` names some
-/// (comma-separated: `adam`, `nll`, `linear`, `conv`), which measures each one's effect in one build.
+/// (comma-separated: `adam`, `nll`, `linear`, `conv`, `spectral`, `norm`), which measures each one's effect in one build.
 #[derive(Clone, Copy, Debug)]
 pub struct Levers {
     /// The in-place Adam.
@@ -1224,6 +1504,10 @@ pub struct Levers {
     pub linear: bool,
     /// The convolutions.
     pub conv: bool,
+    /// Spectral normalisation's power iteration and scaling.
+    pub spectral: bool,
+    /// Batch normalisation (through the group-norm kernel).
+    pub norm: bool,
 }
 
 /// The levers in force for this process (read once), narrowed on this thread by
@@ -1238,6 +1522,8 @@ pub fn levers() -> Levers {
             nll: !off.contains(&"nll"),
             linear: !off.contains(&"linear"),
             conv: !off.contains(&"conv"),
+            spectral: !off.contains(&"spectral"),
+            norm: !off.contains(&"norm"),
         }
     });
     match OVERRIDE.with(std::cell::Cell::get) {
@@ -1246,6 +1532,8 @@ pub fn levers() -> Levers {
             nll: global.nll && local.nll,
             linear: global.linear && local.linear,
             conv: global.conv && local.conv,
+            spectral: global.spectral && local.spectral,
+            norm: global.norm && local.norm,
         },
         None => global,
     }
@@ -1276,6 +1564,8 @@ impl Levers {
         nll: false,
         linear: false,
         conv: false,
+        spectral: false,
+        norm: false,
     };
 }
 
@@ -1428,6 +1718,125 @@ mod tests {
                         "{act:?}: {name} gradient differs"
                     );
                 }
+            }
+        }
+    }
+
+    /// An uneven matrix `[rows, cols]`.
+    fn uneven(device: &Device, rows: usize, cols: usize, seed: usize) -> Tensor<2> {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| (((i + seed) * 37 % 101) as f32 / 50.0 - 1.0) * 0.3)
+            .collect();
+        Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+    }
+
+    #[test]
+    fn spectral_normalisation_matches_the_composed_step_in_value_gradient_and_estimate() {
+        use crate::model::adversarial::SpectralNorm;
+        // Odd sizes; the large one takes the parallel bands.
+        for (rows, cols) in [(3, 5), (7, 1), (784, 512)] {
+            let run = |levers: Levers| {
+                with_levers(levers, || {
+                    let device = Device::flex().autodiff();
+                    let w = uneven(&device, rows, cols, 1).require_grad();
+                    let sn = SpectralNorm::new(cols, &device);
+                    let g = uneven(&device, rows, cols, 5);
+                    let scaled = sn.normalise(w.clone());
+                    let grads = (scaled.clone() * g).sum().backward();
+                    let dw = values(w.grad(&grads).expect("a gradient"));
+                    (values(scaled), dw, values(sn.u.value()))
+                })
+            };
+            let all = Levers {
+                spectral: true,
+                ..Levers::NONE
+            };
+            let (fv, fg, fu) = run(all);
+            let (cv, cg, cu) = run(Levers::NONE);
+            let scale = |v: &[f32]| v.iter().fold(1e-6f32, |m, x| m.max(x.abs()));
+            assert!(worst(&fv, &cv) < 1e-5 * scale(&cv), "{rows}x{cols}: values");
+            assert!(
+                worst(&fg, &cg) < 1e-4 * scale(&cg),
+                "{rows}x{cols}: gradient"
+            );
+            assert!(
+                worst(&fu, &cu) < 1e-5,
+                "{rows}x{cols}: the new estimate of u"
+            );
+        }
+    }
+
+    #[test]
+    fn fused_power_iteration_converges_to_the_largest_singular_value() {
+        // diag(3, 2, 1) padded with a zero row: sigma is 3, u the first axis.
+        let device = Device::flex();
+        let mut w = vec![0.0f32; 4 * 3];
+        for (i, s) in [3.0, 2.0, 1.0].into_iter().enumerate() {
+            w[i * 3 + i] = s;
+        }
+        let w = Tensor::<2>::from_data(TensorData::new(w, [4, 3]), &device);
+        let mut u = Tensor::<1>::ones([3], &device) / 3f32.sqrt();
+        let mut sigma = 0.0;
+        for _ in 0..60 {
+            let (scaled, next) = spectral_normalise(w.clone(), u).expect("on flex");
+            sigma = 3.0 / values(scaled)[0];
+            u = next;
+        }
+        assert!((sigma - 3.0).abs() < 1e-4, "sigma {sigma}");
+        let u = values(u);
+        assert!(
+            (u[0].abs() - 1.0).abs() < 1e-4 && u[1].abs() < 1e-2,
+            "{u:?}"
+        );
+    }
+
+    #[test]
+    fn batch_norm_matches_burns_layer_in_value_gradients_and_running_statistics() {
+        // A width that is not a multiple of the vector width, a ReLU, a leaky ReLU and none.
+        for (rows, features, slope) in [(5, 3, 0.0), (128, 37, 0.2), (2, 9, 1.0)] {
+            let run = |levers: Levers| {
+                with_levers(levers, || {
+                    let device = Device::flex().autodiff();
+                    let mut norm = burn::nn::BatchNormConfig::new(features).init(&device);
+                    norm.gamma = burn::module::Param::from_tensor(Tensor::<1>::from_data(
+                        TensorData::new(
+                            (0..features).map(|i| 0.5 + i as f32 * 0.1).collect(),
+                            [features],
+                        ),
+                        &device,
+                    ));
+                    let x = (uneven(&device, rows, features, 3) * 4.0).add_scalar(1.0);
+                    let x = x.require_grad();
+                    let g = uneven(&device, rows, features, 11);
+                    let y = batch_norm(&norm, x.clone(), slope);
+                    let grads = (y.clone() * g).sum().backward();
+                    (
+                        values(y),
+                        values(x.grad(&grads).expect("x")),
+                        values(norm.gamma.val().grad(&grads).expect("gamma")),
+                        values(norm.beta.val().grad(&grads).expect("beta")),
+                        values(norm.running_mean.value()),
+                        values(norm.running_var.value()),
+                    )
+                })
+            };
+            let fused = run(Levers {
+                norm: true,
+                ..Levers::NONE
+            });
+            let composed = run(Levers::NONE);
+            let pairs = [
+                ("output", &fused.0, &composed.0),
+                ("x", &fused.1, &composed.1),
+                ("gamma", &fused.2, &composed.2),
+                ("beta", &fused.3, &composed.3),
+                ("running mean", &fused.4, &composed.4),
+                ("running var", &fused.5, &composed.5),
+            ];
+            for (name, a, b) in pairs {
+                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                let w = worst(a, b);
+                assert!(w < 1e-4 * scale, "{rows}x{features}: {name} differs by {w}");
             }
         }
     }

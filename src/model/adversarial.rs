@@ -116,6 +116,30 @@ impl SpectralNorm {
         }
     }
 
+    /// `weight` `[in, out]` divided by its largest singular value as [`SpectralNorm::sigma`]
+    /// estimates it (through the fused kernels on flex, one pass over the weights each way).
+    pub fn normalise(&self, weight: Tensor<2>) -> Tensor<2> {
+        let device = weight.device();
+        let training = device.is_autodiff();
+        let u = match training {
+            true => self.u.value_sync(),
+            false => self.u.value(),
+        }
+        .to_device(&device);
+        match crate::fused::spectral_normalise(weight.clone(), u) {
+            Some((scaled, u)) => {
+                if training {
+                    self.u.update(u.detach());
+                }
+                scaled
+            }
+            None => {
+                let sigma = self.sigma(weight.clone());
+                weight / sigma.unsqueeze()
+            }
+        }
+    }
+
     /// The largest singular value of `weight` `[in, out]`, as `[1]`: `v^T W u` after one step
     /// of power iteration (`v = W u / |W u|`, `u = W^T v / |W^T v|`), with `u` and `v` held
     /// constant so that the gradient flows through `W` alone. The step is kept only while
@@ -183,10 +207,7 @@ fn normalised(sn: Option<&SpectralNorm>, layer: &Linear) -> (Tensor<2>, Option<T
     let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
     match sn {
-        Some(sn) => {
-            let sigma = sn.sigma(weight.clone());
-            (weight / sigma.unsqueeze(), bias)
-        }
+        Some(sn) => (sn.normalise(weight), bias),
         None => (weight, bias),
     }
 }

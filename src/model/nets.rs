@@ -163,8 +163,7 @@ impl Decoder {
                 .iter()
                 .zip(&self.norms)
                 .fold(z, |h, (layer, norm)| {
-                    let y = norm.forward(linear(layer, h, Activation::Identity));
-                    burn::tensor::activation::relu(y)
+                    crate::fused::batch_norm(norm, linear(layer, h, Activation::Identity), 0.0)
                 }),
         };
         match &self.up {
