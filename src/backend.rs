@@ -104,6 +104,9 @@ pub enum BackendError {
     /// The backend was left out of this build.
     #[error("this build has no {0} backend: rebuild with `--features {0}`")]
     NotBuilt(&'static str),
+    /// The backend has no place in the browser build (a saved setting from the desktop).
+    #[error("the {0} backend is not in the browser build: the browser trains on its CPU")]
+    NotInBrowser(&'static str),
     /// The remote server could not be used.
     #[error("remote backend: {0}")]
     Remote(String),
@@ -116,7 +119,10 @@ impl BackendChoice {
     /// Picks the device.
     pub fn select(&self) -> Result<Backend, BackendError> {
         match self {
+            #[cfg(not(target_arch = "wasm32"))]
             BackendChoice::Remote(url) => crate::remote::connect(url),
+            #[cfg(target_arch = "wasm32")]
+            BackendChoice::Remote(_) => Err(BackendError::NotInBrowser("remote")),
             BackendChoice::Cpu => DEFAULT_CPU.select(),
             BackendChoice::Flex => Ok(cpu(Device::flex(), "flex")),
             #[cfg(feature = "ndarray")]
@@ -360,11 +366,11 @@ mod gpu {
                     .any(|name| dir.join(name).is_file())
             })
         });
-        if user_file {
+        let Some(cache) = crate::evaluator::cache_dir().filter(|_| !user_file) else {
             return;
-        }
+        };
         let mut config = CubeClRuntimeConfig::default();
-        config.environment.path = CacheConfig::Directory(crate::evaluator::cache_dir().join("gpu"));
+        config.environment.path = CacheConfig::Directory(cache.join("gpu"));
         // The runtime's environment variables (CUBECL_AUTOTUNE_LEVEL, ...) still apply.
         let _ = CubeClRuntimeConfig::try_set(config.override_from_env());
     }

@@ -522,7 +522,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 ("plain", plain),
             ];
             let params: Vec<_> = settings.iter().map(|(_, a)| a.clone()).collect();
-            let ms = gan_iteration_ms(&data, &backend.device, &params, args.gan_seconds * 6.0, 6)?;
+            let ms = gan_iteration_ms(&data, &backend.device, &params, args.gan_seconds, 6)?;
             for ((what, adversarial), ms) in settings.iter().zip(ms) {
                 say!(
                     "gan_iteration_ms {:<16} {what:<8} {ms:.2}   ({} discriminator and {} generator steps, batch 128)",

@@ -15,8 +15,7 @@ impl LatentAtlasApp {
         if let Some(mut w) = self.worker.take() {
             w.shutdown();
         }
-        let ctx = self.ctx.clone();
-        let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
+        let waker = self.waker();
         self.worker_backend = self.state.settings.backend.clone();
         match Worker::spawn(
             self.state.settings.config.clone(),
@@ -28,6 +27,21 @@ impl LatentAtlasApp {
                 .state
                 .errors
                 .push(format!("cannot start the training thread: {e}")),
+        }
+    }
+
+    /// What a worker calls after each event: a repaint soon, from a thread of its own; where
+    /// there is none, a note for [`LatentAtlasApp::train_slice`] (which paces the frames).
+    fn waker(&self) -> crate::worker::Waker {
+        match crate::platform::HAS_THREADS {
+            true => {
+                let ctx = self.ctx.clone();
+                Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT))
+            }
+            false => {
+                let news = self.frames.news.clone();
+                Arc::new(move || news.store(true, std::sync::atomic::Ordering::Relaxed))
+            }
         }
     }
 
@@ -49,8 +63,7 @@ impl LatentAtlasApp {
         let Some(family) = family else { return };
         let mut config = self.state.settings.config.clone();
         config.set_model(family);
-        let ctx = self.ctx.clone();
-        let waker = Arc::new(move || ctx.request_repaint_after(TRAINING_REPAINT));
+        let waker = self.waker();
         let config_for_view = config.clone();
         match Worker::spawn(config, self.worker_backend.clone(), waker) {
             Ok(w) => {

@@ -20,6 +20,20 @@ impl LatentAtlasApp {
         if self.dialog.is_some() {
             return;
         }
+        #[cfg(target_arch = "wasm32")]
+        {
+            // The browser build has no folders to pick; uploads and downloads replace these.
+            let _ = purpose;
+            self.state
+                .errors
+                .push("folders cannot be picked in the browser build".into());
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        self.open_native_dialog(purpose);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn open_native_dialog(&mut self, purpose: DialogPurpose) {
         let (tx, rx) = std::sync::mpsc::channel();
         let ctx = self.ctx.clone();
         let spawned = std::thread::Builder::new()

@@ -1,6 +1,6 @@
 //! Folding the workers' events into the state, within a time budget per frame.
 
-use std::time::{Duration, Instant};
+use web_time::{Duration, Instant};
 
 use super::LatentAtlasApp;
 use crate::worker::{Command, Event, RunState};
@@ -14,7 +14,7 @@ impl LatentAtlasApp {
         let Some(worker) = &self.worker else { return };
         let start = Instant::now();
         while start.elapsed() < EVENT_BUDGET {
-            let Some(event) = worker.recv_timeout(Duration::ZERO) else {
+            let Some(event) = worker.try_recv() else {
                 break;
             };
             let ready = matches!(event, Event::Ready { .. });
@@ -48,7 +48,7 @@ impl LatentAtlasApp {
         };
         let start = Instant::now();
         while start.elapsed() < EVENT_BUDGET {
-            let Some(event) = worker.recv_timeout(Duration::ZERO) else {
+            let Some(event) = worker.try_recv() else {
                 break;
             };
             if matches!(event, Event::Ready { .. })

@@ -17,8 +17,9 @@ mod shortcuts;
 pub mod state;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use web_time::Duration;
 
 use dialogs::DialogPurpose;
 use images::CachedTexture;
@@ -52,6 +53,23 @@ pub struct StartOptions {
 /// repaints at once.
 pub const TRAINING_REPAINT: Duration = Duration::from_millis(33);
 
+/// How long frames take to reach the screen after drawing, smoothed, where training shares
+/// their thread; and whether a worker has sent news since the last look.
+#[derive(Default)]
+struct FrameCost {
+    last_end: Option<web_time::Instant>,
+    cost: Duration,
+    news: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FrameCost {
+    fn note(&mut self, took: Duration) {
+        // Capped: one stall (a hidden tab) must not stop the frames for long.
+        let took = took.min(Duration::from_millis(500));
+        self.cost = (self.cost * 3 + took) / 4;
+    }
+}
+
 /// Textures and per-view state that only the screen needs.
 struct Views {
     plane: PlaneView,
@@ -76,6 +94,8 @@ pub struct LatentAtlasApp {
     ctx: egui::Context,
     /// The export running on its own thread, if any.
     export: Option<exporter::ExportTask>,
+    /// What frames cost to draw, for pacing them where training shares their thread.
+    frames: FrameCost,
     /// Curves of a run being loaded, restored once its model is ready.
     pending_history: Option<(
         Vec<crate::train::StepMetrics>,
@@ -127,10 +147,52 @@ impl LatentAtlasApp {
             dialog: None,
             ctx: cc.egui_ctx.clone(),
             export: None,
+            frames: FrameCost::default(),
             pending_history: None,
         };
         app.spawn_worker();
         app
+    }
+
+    /// Turns the workers that have no thread of their own (in a browser) for about `budget`;
+    /// the page calls it from a timer, between frames. Returns whether training goes on, so
+    /// the caller knows to come back at once. Asks for a frame when an idle worker had news.
+    pub fn train_slice(&mut self, budget: Duration) -> bool {
+        if let Some(end) = self.frames.last_end.take() {
+            // The first turn after a frame: what reaching the screen cost it after drawing.
+            self.frames.note(end.elapsed());
+        }
+        let mut running = false;
+        for worker in [&mut self.worker, &mut self.compare_worker]
+            .into_iter()
+            .flatten()
+        {
+            running |= worker.tick(budget);
+        }
+        // News (a state change, a new snapshot) or a page's request needs a frame: at once when
+        // idle, at the training pace when training.
+        let news = self
+            .frames
+            .news
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let asked = FAMILY_REQUESTS.with(|r| !r.borrow().is_empty());
+        if news || asked {
+            self.ctx.request_repaint_after(match running && !asked {
+                true => self.frame_interval(),
+                false => Duration::ZERO,
+            });
+        }
+        running
+    }
+
+    /// How often training's news repaints the window. Without threads, training runs between
+    /// frames: frames that are dear to draw (a software renderer) come less often, so that
+    /// training keeps most of the time.
+    fn frame_interval(&self) -> Duration {
+        match crate::platform::HAS_THREADS {
+            true => TRAINING_REPAINT,
+            false => TRAINING_REPAINT.max(self.frames.cost * 4),
+        }
     }
 
     /// Stops and joins the training thread.
@@ -144,8 +206,58 @@ impl LatentAtlasApp {
     }
 }
 
+/// Where there are no threads (a browser), how long each turn of training between frames may
+/// take (a page's timer calls [`LatentAtlasApp::train_slice`] with it).
+pub const TRAINING_SLICE: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// The main run's status as JSON, refreshed each frame (see [`status_json`]).
+    static STATUS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+thread_local! {
+    /// Families asked for by a page script, taken up at the next frame.
+    static FAMILY_REQUESTS: std::cell::RefCell<Vec<crate::train::ModelKind>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Asks the app on this thread to start over with another family, by its command-line name or
+/// its label (`vae`, `f-vae`, `f-VAE`, ...), as the family menu and Reset would; an error names
+/// the families when `name` is none of them. A browser page calls it as
+/// `latentAtlasFamily(name)`.
+pub fn request_family(name: &str) -> Result<(), String> {
+    let kind = crate::train::ModelKind::ALL
+        .into_iter()
+        .find(|k| k.name().eq_ignore_ascii_case(name) || k.label().eq_ignore_ascii_case(name))
+        .ok_or_else(|| {
+            let names: Vec<&str> = crate::train::ModelKind::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            format!(
+                "no family is called {name:?}; the families: {}",
+                names.join(", ")
+            )
+        })?;
+    FAMILY_REQUESTS.with(|r| r.borrow_mut().push(kind));
+    Ok(())
+}
+
+/// The main run's progress as JSON ([`state::Status`]), as of the last frame drawn on this
+/// thread; `{}` before the first. A browser page reads it through `latentAtlasStatus()`.
+pub fn status_json() -> String {
+    STATUS.with(|s| match s.borrow().as_str() {
+        "" => "{}".to_owned(),
+        json => json.to_owned(),
+    })
+}
+
 impl eframe::App for LatentAtlasApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        for family in FAMILY_REQUESTS.with(|r| std::mem::take(&mut *r.borrow_mut())) {
+            self.state.settings.config.set_model(family);
+            self.handle(action::Action::Reset);
+        }
         self.poll_worker();
         self.poll_dialog();
         self.poll_export();
@@ -154,7 +266,10 @@ impl eframe::App for LatentAtlasApp {
             self.handle(action);
         }
         if self.state.is_running() {
-            ctx.request_repaint_after(TRAINING_REPAINT);
+            ctx.request_repaint_after(self.frame_interval());
+        }
+        if let Ok(json) = serde_json::to_string(&self.state.status()) {
+            STATUS.with(|s| *s.borrow_mut() = json);
         }
     }
 
@@ -223,6 +338,12 @@ impl eframe::App for LatentAtlasApp {
         for action in actions {
             self.handle(action);
         }
+        self.frames.last_end = Some(web_time::Instant::now());
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(&mut *self)
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

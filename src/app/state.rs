@@ -447,6 +447,66 @@ impl AppState {
     pub fn is_running(&self) -> bool {
         self.main.is_running()
     }
+
+    /// Where the main run stands, for a page script or a test to read.
+    pub fn status(&self) -> Status {
+        let run = &self.main;
+        let step = run.last_step.as_ref();
+        // The loss over the last 100 steps: single steps are too noisy to compare.
+        let recent: Vec<f64> = run
+            .curves
+            .total
+            .points()
+            .iter()
+            .rev()
+            .take(100)
+            .map(|p| p[1])
+            .collect();
+        Status {
+            step: step.map_or(0, |m| m.step),
+            epoch: step.map_or(0, |m| m.epoch),
+            samples_per_sec: run.samples_per_sec,
+            loss: step.map(|m| m.total),
+            loss_recent_mean: (!recent.is_empty())
+                .then(|| (recent.iter().sum::<f64>() / recent.len() as f64) as f32),
+            family: run.config.model.label().to_owned(),
+            dataset: run.dataset.as_ref().map(|d| d.0.clone()),
+            state: run.state.map(|s| format!("{s:?}").to_lowercase()),
+            probes: run
+                .snapshot
+                .as_ref()
+                .map_or(0, |s| s.mu.len() / s.latent_dim.max(1)),
+            error: self
+                .last_error()
+                .or(run.last_error.as_deref())
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// The main run's progress as [`AppState::status`] gives it (serialised as JSON for pages).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Status {
+    /// Training steps taken.
+    pub step: u64,
+    /// The epoch the last step was in.
+    pub epoch: usize,
+    /// Training samples per second, recently.
+    pub samples_per_sec: f32,
+    /// The last step's loss (the objective optimised).
+    pub loss: Option<f32>,
+    /// The mean loss of the last 100 steps.
+    pub loss_recent_mean: Option<f32>,
+    /// The model family's name.
+    pub family: String,
+    /// The dataset's name, once loaded.
+    pub dataset: Option<String>,
+    /// idle, running, paused, stopped or finished.
+    pub state: Option<String>,
+    /// Posteriors drawn in the plane.
+    pub probes: usize,
+    /// The newest error shown to the user.
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

@@ -61,29 +61,9 @@ impl Classifier {
 
     /// Predicted class and features of many images, on every core.
     pub fn classify_many(&self, images: &[Vec<f32>]) -> Vec<(usize, Vec<f32>)> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(images.len().max(1));
-        let per = images.len().div_ceil(threads).max(1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = images
-                .chunks(per)
-                .map(|chunk| {
-                    s.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|x| {
-                                let (f, logits) = self.run(x);
-                                (argmax(&logits), f)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
+        crate::platform::map_chunked(images, |x| {
+            let (f, logits) = self.run(x);
+            (argmax(&logits), f)
         })
     }
 }
@@ -113,16 +93,9 @@ pub struct Evaluator {
     pub cache: Option<PathBuf>,
 }
 
-/// The folder for cached evaluators: `$LATENT_ATLAS_CACHE`, else the platform's cache folder
-/// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on
-/// Windows) under `latent-atlas`, else the system's temporary folder.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LATENT_ATLAS_CACHE") {
-        return PathBuf::from(dir);
-    }
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("latent-atlas")
+/// The folder for cached evaluators ([`crate::platform::cache_dir`]; `None` in a browser).
+pub fn cache_dir() -> Option<PathBuf> {
+    crate::platform::cache_dir()
 }
 
 /// FNV-1a over the training split, so a changed dataset never reuses a stale evaluator.
@@ -157,22 +130,26 @@ impl Evaluator {
         progress: &mut dyn FnMut(f32),
     ) -> anyhow::Result<Self> {
         require_labels(data)?;
-        let path = cache_dir().join(dataset_key(data));
+        let dir = cache_dir();
+        let path = dir.as_ref().map(|d| d.join(dataset_key(data)));
         // A cache that is damaged or made for images of another size is trained again.
-        let cached = read_cache(&path)
-            .ok()
+        let cached = path
+            .as_ref()
+            .and_then(|p| read_cache(p).ok())
             .filter(|c| c.layers.first().map(|l| l.inputs) == Some(data.dim()));
         let classifier = match cached {
             Some(c) => c,
             None => {
                 let c = train_classifier(data, device, progress);
                 // A cache that cannot be written only costs a retraining next time.
-                let _ = std::fs::create_dir_all(cache_dir()).map(|_| write_cache(&path, &c));
+                if let (Some(dir), Some(path)) = (&dir, &path) {
+                    let _ = std::fs::create_dir_all(dir).map(|_| write_cache(path, &c));
+                }
                 c
             }
         };
         progress(1.0);
-        Ok(Self::new(classifier, data, Some(path)))
+        Ok(Self::new(classifier, data, path))
     }
 
     /// A newly trained evaluator of `data`, on `device`, neither read from nor written to the

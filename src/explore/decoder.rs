@@ -296,22 +296,7 @@ impl PlainDecoder {
     pub fn decode_many(&self, points: &[f32]) -> Vec<Vec<f32>> {
         let d = self.latent_dim().max(1);
         let rows: Vec<&[f32]> = points.chunks_exact(d).collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(rows.len().max(1));
-        let per = rows.len().div_ceil(threads.max(1)).max(1);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = rows
-                .chunks(per)
-                .map(|chunk| {
-                    s.spawn(move || chunk.iter().map(|z| self.decode(z)).collect::<Vec<_>>())
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
+        crate::platform::map_chunked(&rows, |z| self.decode(z))
     }
 }
 

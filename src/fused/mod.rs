@@ -19,7 +19,7 @@ mod ops;
 pub use adam::FusedAdam;
 pub use conv::ConvGeom;
 pub use ops::{
-    Activation, FusedOps, Levers, batch_norm, bernoulli_nll, bernoulli_nll_composed, conv_fusable,
+    Activation, FusedOps, Levers, bernoulli_nll, bernoulli_nll_composed, conv_fusable,
     conv_transpose2d, conv2d, dense_with, group_norm, levers, linear, linear_dropout,
     spectral_normalise, with_levers,
 };

@@ -12,8 +12,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::nn::GroupNorm;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
-use burn::nn::{BatchNorm, GroupNorm};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
@@ -652,7 +652,11 @@ fn gemm_into(
                 });
         }
         GemmThreads::Serial | GemmThreads::Rows => band_work(out, 0, a, gemm::Parallelism::None),
+        #[cfg(not(target_arch = "wasm32"))]
         GemmThreads::Gemm => band_work(out, 0, a, gemm::Parallelism::Rayon(0)),
+        // One thread in a browser.
+        #[cfg(target_arch = "wasm32")]
+        GemmThreads::Gemm => band_work(out, 0, a, gemm::Parallelism::None),
     }
 }
 
@@ -1357,46 +1361,6 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<2>, slope: f32) -> Tensor<2> {
     Tensor::from_dispatch(out)
 }
 
-/// burn's `BatchNorm` on `[batch, features]` then the activation with `slope` (0: ReLU, 1:
-/// none). While training (an autodiff device and the layer's flag on) the batch's own
-/// statistics normalise it and move the running ones, as burn's layer does; on flex that is
-/// the group-norm kernel with the whole batch as one image and one group per feature, its
-/// activation fused, in one pass each way instead of burn's composition.
-pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>, slope: f32) -> Tensor<2> {
-    let training = x.device().is_autodiff() && norm.training.is_enabled();
-    let act = |y: Tensor<2>| match slope {
-        1.0 => y,
-        0.0 => burn::tensor::activation::relu(y),
-        s => burn::tensor::activation::leaky_relu(y, s.into()),
-    };
-    if !(training && levers().norm && flex::on_flex(&x)) {
-        return act(norm.forward(x));
-    }
-    let [rows, features] = x.dims();
-    // The running statistics move by the batch's mean and biased variance, read off the
-    // input untracked.
-    let held = x.clone().detach();
-    let (var, mean) = held.var_mean_bias(0);
-    let m = norm.momentum;
-    let device = x.device();
-    let moved = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<2>| {
-        let old = state.value_sync().to_device(&device);
-        let new = old.mul_scalar(1.0 - m) + batch.reshape([features]).mul_scalar(m);
-        state.update(new.detach());
-    };
-    moved(&norm.running_mean, mean);
-    moved(&norm.running_var, var);
-    let out = Dispatch::group_norm(
-        x.reshape([1, rows * features]).into_dispatch(),
-        norm.gamma.val().into_dispatch(),
-        norm.beta.val().into_dispatch(),
-        features,
-        norm.epsilon as f32,
-        slope,
-    );
-    Tensor::<2>::from_dispatch(out).reshape([rows, features])
-}
-
 /// [`linear`] followed by `dropout` (which acts only while training, as burn's does). The
 /// fused path draws the mask from a hash of its position and a seed taken from the device's
 /// random stream, so a seeded run repeats; its gradient is read off the output.
@@ -1493,7 +1457,7 @@ fn dropout_seed(device: &burn::tensor::Device) -> u32 {
 }
 
 /// Which fused kernels are in use. All are, unless `LATENT_ATLAS_UNFUSED` names some
-/// (comma-separated: `adam`, `nll`, `linear`, `conv`, `spectral`, `norm`), which measures each one's effect in one build.
+/// (comma-separated: `adam`, `nll`, `linear`, `conv`, `spectral`), which measures each one's effect in one build.
 #[derive(Clone, Copy, Debug)]
 pub struct Levers {
     /// The in-place Adam.
@@ -1506,8 +1470,6 @@ pub struct Levers {
     pub conv: bool,
     /// Spectral normalisation's power iteration and scaling.
     pub spectral: bool,
-    /// Batch normalisation (through the group-norm kernel).
-    pub norm: bool,
 }
 
 /// The levers in force for this process (read once), narrowed on this thread by
@@ -1523,7 +1485,6 @@ pub fn levers() -> Levers {
             linear: !off.contains(&"linear"),
             conv: !off.contains(&"conv"),
             spectral: !off.contains(&"spectral"),
-            norm: !off.contains(&"norm"),
         }
     });
     match OVERRIDE.with(std::cell::Cell::get) {
@@ -1533,7 +1494,6 @@ pub fn levers() -> Levers {
             linear: global.linear && local.linear,
             conv: global.conv && local.conv,
             spectral: global.spectral && local.spectral,
-            norm: global.norm && local.norm,
         },
         None => global,
     }
@@ -1565,7 +1525,6 @@ impl Levers {
         linear: false,
         conv: false,
         spectral: false,
-        norm: false,
     };
 }
 
@@ -1788,57 +1747,6 @@ mod tests {
             (u[0].abs() - 1.0).abs() < 1e-4 && u[1].abs() < 1e-2,
             "{u:?}"
         );
-    }
-
-    #[test]
-    fn batch_norm_matches_burns_layer_in_value_gradients_and_running_statistics() {
-        // A width that is not a multiple of the vector width, a ReLU, a leaky ReLU and none.
-        for (rows, features, slope) in [(5, 3, 0.0), (128, 37, 0.2), (2, 9, 1.0)] {
-            let run = |levers: Levers| {
-                with_levers(levers, || {
-                    let device = Device::flex().autodiff();
-                    let mut norm = burn::nn::BatchNormConfig::new(features).init(&device);
-                    norm.gamma = burn::module::Param::from_tensor(Tensor::<1>::from_data(
-                        TensorData::new(
-                            (0..features).map(|i| 0.5 + i as f32 * 0.1).collect(),
-                            [features],
-                        ),
-                        &device,
-                    ));
-                    let x = (uneven(&device, rows, features, 3) * 4.0).add_scalar(1.0);
-                    let x = x.require_grad();
-                    let g = uneven(&device, rows, features, 11);
-                    let y = batch_norm(&norm, x.clone(), slope);
-                    let grads = (y.clone() * g).sum().backward();
-                    (
-                        values(y),
-                        values(x.grad(&grads).expect("x")),
-                        values(norm.gamma.val().grad(&grads).expect("gamma")),
-                        values(norm.beta.val().grad(&grads).expect("beta")),
-                        values(norm.running_mean.value()),
-                        values(norm.running_var.value()),
-                    )
-                })
-            };
-            let fused = run(Levers {
-                norm: true,
-                ..Levers::NONE
-            });
-            let composed = run(Levers::NONE);
-            let pairs = [
-                ("output", &fused.0, &composed.0),
-                ("x", &fused.1, &composed.1),
-                ("gamma", &fused.2, &composed.2),
-                ("beta", &fused.3, &composed.3),
-                ("running mean", &fused.4, &composed.4),
-                ("running var", &fused.5, &composed.5),
-            ];
-            for (name, a, b) in pairs {
-                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-                let w = worst(a, b);
-                assert!(w < 1e-4 * scale, "{rows}x{features}: {name} differs by {w}");
-            }
-        }
     }
 
     #[test]

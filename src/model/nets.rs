@@ -163,7 +163,8 @@ impl Decoder {
                 .iter()
                 .zip(&self.norms)
                 .fold(z, |h, (layer, norm)| {
-                    crate::fused::batch_norm(norm, linear(layer, h, Activation::Identity), 0.0)
+                    let y = norm.forward(linear(layer, h, Activation::Identity));
+                    burn::tensor::activation::relu(y)
                 }),
         };
         match &self.up {

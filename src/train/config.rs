@@ -444,7 +444,12 @@ impl Default for TrainConfig {
             epochs: 10,
             seed: 0,
             binarize: false,
-            probe_size: 2000,
+            // In a browser the plane is drawn by WebGL, in software where the machine has no
+            // GPU for it: 500 posteriors keep its frames affordable (the controls go to 10,000).
+            probe_size: match crate::platform::IS_WEB {
+                true => 500,
+                false => 2000,
+            },
             tau: 0.5,
             flow_layers: 4,
             class_mean_spread: 8.0,

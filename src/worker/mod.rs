@@ -53,7 +53,11 @@ impl Options {
         Self {
             evaluate_inline: false,
             epoch_snapshots_only: false,
-            score_samples: scorer::SCORE_SAMPLES,
+            // The evaluator scores on a thread of its own: none in a browser.
+            score_samples: match crate::platform::HAS_THREADS {
+                true => scorer::SCORE_SAMPLES,
+                false => 0,
+            },
             score_temperature: scorer::SCORE_TEMPERATURE,
             score_every_epoch: false,
             checkpoint_dir: None,
@@ -173,12 +177,30 @@ pub enum Event {
     Failed(String),
 }
 
-/// A handle on the training thread. Dropping it stops and joins the thread.
+/// A handle on the training loop: on its own thread, or (where there are no threads, as in a
+/// browser) turned by the consumer with [`Worker::tick`]. Dropping it stops the loop.
 pub struct Worker {
     commands: SyncSender<Command>,
     events: Option<Receiver<Event>>,
     snapshots: Arc<Slot<Snapshot>>,
     thread: Option<JoinHandle<()>>,
+    inline: Option<Inline>,
+}
+
+/// A loop turned by its consumer.
+enum Inline {
+    /// Not started: the model is built on the first tick, so the caller's frame is not held up.
+    Pending(
+        Box<(
+            TrainConfig,
+            BackendChoice,
+            Options,
+            Receiver<Command>,
+            thread::Outbox,
+        )>,
+    ),
+    Driving(Box<thread::Driver>),
+    Over,
 }
 
 impl Worker {
@@ -192,13 +214,17 @@ impl Worker {
         Self::spawn_with(config, backend, Options::window(), waker)
     }
 
-    /// Starts the thread with the given pacing.
+    /// Starts the thread with the given pacing (where there are no threads, the loop the
+    /// caller turns: [`Worker::inline`]).
     pub fn spawn_with(
         config: TrainConfig,
         backend: BackendChoice,
         options: Options,
         waker: Waker,
     ) -> std::io::Result<Self> {
+        if !crate::platform::HAS_THREADS {
+            return Ok(Self::inline(config, backend, options, waker));
+        }
         let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
         let (event_tx, events) = std::sync::mpsc::sync_channel(EVENT_CAPACITY);
         let snapshots = Arc::new(Slot::default());
@@ -211,7 +237,66 @@ impl Worker {
             events: Some(events),
             snapshots,
             thread: Some(handle),
+            inline: None,
         })
+    }
+
+    /// The same loop without a thread: nothing happens until the caller turns it with
+    /// [`Worker::tick`] (the browser's frame loop does, a slice of each frame).
+    pub fn inline(
+        config: TrainConfig,
+        backend: BackendChoice,
+        options: Options,
+        waker: Waker,
+    ) -> Self {
+        let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
+        let (event_tx, events) = std::sync::mpsc::sync_channel(EVENT_CAPACITY);
+        let snapshots = Arc::new(Slot::default());
+        let outbox = thread::Outbox::new(event_tx, snapshots.clone(), waker).never_waiting();
+        Self {
+            commands,
+            events: Some(events),
+            snapshots,
+            thread: None,
+            inline: Some(Inline::Pending(Box::new((
+                config, backend, options, command_rx, outbox,
+            )))),
+        }
+    }
+
+    /// Turns an inline loop for about `budget`: commands, then training steps, until the
+    /// budget is spent or nothing is left to do (a step is never cut short, so one slow step
+    /// can overrun it). The first tick builds the model. Returns whether it is training, so
+    /// the caller knows to come back soon. A worker on its own thread ignores it.
+    pub fn tick(&mut self, budget: std::time::Duration) -> bool {
+        let Some(inline) = &mut self.inline else {
+            return false;
+        };
+        let start = web_time::Instant::now();
+        if matches!(inline, Inline::Pending(_)) {
+            let Inline::Pending(args) = std::mem::replace(inline, Inline::Over) else {
+                unreachable!("matched above")
+            };
+            let (config, backend, options, commands, out) = *args;
+            if let Some(driver) = thread::Driver::start(config, backend, options, commands, out) {
+                *inline = Inline::Driving(Box::new(driver));
+            }
+            return true;
+        }
+        let Inline::Driving(driver) = inline else {
+            return false;
+        };
+        while start.elapsed() < budget {
+            match driver.turn(false) {
+                thread::Turn::Worked => {}
+                thread::Turn::Idle => break,
+                thread::Turn::Over => {
+                    *inline = Inline::Over;
+                    return false;
+                }
+            }
+        }
+        driver.is_running()
     }
 
     /// Sends a command; `false` if the worker is gone or its queue is full.
@@ -229,9 +314,18 @@ impl Worker {
             .map_or_else(Vec::new, |rx| rx.try_iter().collect())
     }
 
-    /// Waits up to `timeout` for the next event.
+    /// Waits up to `timeout` for the next event (a thread's worker only: an inline one would
+    /// wait for itself, so it gets no more than [`Worker::try_recv`]).
     pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
+        if self.inline.is_some() {
+            return self.try_recv();
+        }
         self.events.as_ref()?.recv_timeout(timeout).ok()
+    }
+
+    /// The next event, if one is waiting.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.events.as_ref()?.try_recv().ok()
     }
 
     /// The newest snapshot, if one arrived since the last call.
@@ -239,9 +333,12 @@ impl Worker {
         self.snapshots.take()
     }
 
-    /// Whether the thread is still running.
+    /// Whether the loop is still going.
     pub fn is_alive(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        match &self.inline {
+            Some(inline) => !matches!(inline, Inline::Over),
+            None => self.thread.as_ref().is_some_and(|t| !t.is_finished()),
+        }
     }
 
     /// Stops the thread and waits for it (at most one training step).
@@ -252,6 +349,7 @@ impl Worker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.inline = self.inline.take().map(|_| Inline::Over);
     }
 }
 

@@ -3,7 +3,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::time::{Duration, Instant};
+use web_time::{Duration, Instant};
 
 use super::scorer::{ScoreJob, Scorer};
 use super::{Command, Event, Options, RunState, Slot, Waker};
@@ -22,6 +22,9 @@ pub struct Outbox {
     events: SyncSender<Event>,
     snapshots: Arc<Slot<Snapshot>>,
     waker: Waker,
+    /// Whether a full queue waits for the consumer (a thread's), or drops the event: a driver
+    /// turned by its own consumer would otherwise wait for itself.
+    wait_when_full: bool,
 }
 
 impl Outbox {
@@ -30,12 +33,27 @@ impl Outbox {
             events,
             snapshots,
             waker,
+            wait_when_full: true,
+        }
+    }
+
+    /// The same, dropping events that find the queue full instead of waiting.
+    pub fn never_waiting(self) -> Self {
+        Self {
+            wait_when_full: false,
+            ..self
         }
     }
 
     /// Sends an event; `false` when the consumer is gone.
     pub fn send(&self, event: Event) -> bool {
-        let ok = self.events.send(event).is_ok();
+        let ok = match self.wait_when_full {
+            true => self.events.send(event).is_ok(),
+            false => !matches!(
+                self.events.try_send(event),
+                Err(std::sync::mpsc::TrySendError::Disconnected(_))
+            ),
+        };
         (self.waker)();
         ok
     }
@@ -203,6 +221,112 @@ fn build(
     Ok(trainer)
 }
 
+/// What one turn of the loop did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Handled a command or trained.
+    Worked,
+    /// Nothing to do: no command waiting and not training.
+    Idle,
+    /// The loop is over (shut down, or the consumer is gone).
+    Over,
+}
+
+/// The training loop between its turns: the session and where its commands come from. A
+/// thread turns it in a loop ([`run`]); where there are no threads (a browser), the frame loop
+/// turns it for a slice of each frame.
+pub struct Driver {
+    session: Session,
+    commands: Receiver<Command>,
+    out: Outbox,
+}
+
+impl Driver {
+    /// Selects the device, loads the dataset and builds the model, then announces it; `None`,
+    /// after an event saying why, when that fails or nobody listens.
+    pub fn start(
+        config: TrainConfig,
+        choice: BackendChoice,
+        options: Options,
+        commands: Receiver<Command>,
+        out: Outbox,
+    ) -> Option<Self> {
+        let backend = match choice.select() {
+            Ok(b) => b,
+            Err(e) => {
+                out.send(Event::Failed(e.to_string()));
+                return None;
+            }
+        };
+        if let Some(notice) = &backend.notice {
+            out.send(Event::Notice(notice.clone()));
+        }
+        let trainer = match build(&config, &backend, None) {
+            Ok(t) => t,
+            Err(e) => {
+                out.send(Event::Failed(e));
+                return None;
+            }
+        };
+        let readback = Readback::for_backend(&backend);
+        let mut session = Session {
+            trainer,
+            scorer: None,
+            backend,
+            state: RunState::Idle,
+            throughput: Throughput::default(),
+            background: Background::new(options.evaluate_inline),
+            pacer: Default::default(),
+            options,
+            readback,
+            choice,
+            recovery: None,
+            kept: false,
+            lost: false,
+        };
+        session.announce(&out).then_some(Self {
+            session,
+            commands,
+            out,
+        })
+    }
+
+    /// One turn: the next command if one waits, else (while training) one training call. An
+    /// idle driver waits a moment for a command when `wait` is set (a thread's loop), and
+    /// otherwise returns at once.
+    pub fn turn(&mut self, wait: bool) -> Turn {
+        let running = self.session.state == RunState::Running;
+        let command = if running || !wait {
+            match self.commands.try_recv() {
+                Ok(c) => Some(c),
+                Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Turn::Over,
+            }
+        } else {
+            match self.commands.recv_timeout(IDLE_WAIT) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return Turn::Over,
+            }
+        };
+        let alive = match command {
+            Some(Command::Shutdown) => return Turn::Over,
+            Some(c) => self.session.handle(c, &self.out),
+            None if running => self.session.train_one(&self.out),
+            None => return Turn::Idle,
+        };
+        match alive {
+            true => Turn::Worked,
+            false => Turn::Over,
+        }
+    }
+
+    /// Whether it is training.
+    pub fn is_running(&self) -> bool {
+        self.session.state == RunState::Running
+    }
+}
+
 /// The thread's body.
 pub fn run(
     config: TrainConfig,
@@ -211,66 +335,10 @@ pub fn run(
     commands: Receiver<Command>,
     out: Outbox,
 ) {
-    let backend = match choice.select() {
-        Ok(b) => b,
-        Err(e) => {
-            out.send(Event::Failed(e.to_string()));
-            return;
-        }
-    };
-    if let Some(notice) = &backend.notice {
-        out.send(Event::Notice(notice.clone()));
-    }
-    let trainer = match build(&config, &backend, None) {
-        Ok(t) => t,
-        Err(e) => {
-            out.send(Event::Failed(e));
-            return;
-        }
-    };
-    let readback = Readback::for_backend(&backend);
-    let mut session = Session {
-        trainer,
-        scorer: None,
-        backend,
-        state: RunState::Idle,
-        throughput: Throughput::default(),
-        background: Background::new(options.evaluate_inline),
-        pacer: Default::default(),
-        options,
-        readback,
-        choice,
-        recovery: None,
-        kept: false,
-        lost: false,
-    };
-    if !session.announce(&out) {
+    let Some(mut driver) = Driver::start(config, choice, options, commands, out) else {
         return;
-    }
-    loop {
-        let command = if session.state == RunState::Running {
-            match commands.try_recv() {
-                Ok(c) => Some(c),
-                Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-            }
-        } else {
-            match commands.recv_timeout(IDLE_WAIT) {
-                Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
-        };
-        let alive = match command {
-            Some(Command::Shutdown) => return,
-            Some(c) => session.handle(c, &out),
-            None if session.state == RunState::Running => session.train_one(&out),
-            None => true,
-        };
-        if !alive {
-            return;
-        }
-    }
+    };
+    while driver.turn(true) != Turn::Over {}
 }
 
 impl Session {

@@ -215,3 +215,76 @@ fn headless_pacing_evaluates_saves_and_scores_every_epoch_in_order() {
     assert_eq!(snapshots, 3, "one per epoch's end");
     assert!(out.path().join("model.bpk").exists());
 }
+
+/// Turns an inline worker in slices of `slice` until `pred` holds for an event, failing
+/// after `secs`.
+fn tick_until(
+    worker: &mut Worker,
+    slice: Duration,
+    secs: u64,
+    mut pred: impl FnMut(&Event) -> bool,
+) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        worker.tick(slice);
+        while let Some(e) = worker.try_recv() {
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+    panic!("no matching event within {secs} s");
+}
+
+#[test]
+fn an_inline_worker_trains_only_when_turned_and_within_its_slices() {
+    // The browser's driver: no thread; the caller's frame loop turns it.
+    let mut worker = Worker::inline(
+        config(),
+        BackendChoice::Cpu,
+        Options::window(),
+        Arc::new(|| {}),
+    );
+    assert!(worker.is_alive());
+    // Nothing happens until it is turned: the model is built on the first tick.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        worker.try_recv().is_none(),
+        "no event before the first tick"
+    );
+    let slice = Duration::from_millis(20);
+    tick_until(&mut worker, slice, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.send(Command::Start));
+    // Between ticks it does not train.
+    tick_until(&mut worker, slice, 30, |e| {
+        matches!(e, Event::Progress { .. })
+    });
+    worker.drain();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        worker.drain().is_empty(),
+        "nothing arrives while the caller is not turning it"
+    );
+    // A tick keeps to its slice: it stops after the step that crosses it (a step of the
+    // reference model is far shorter than a second here).
+    let started = Instant::now();
+    assert!(worker.tick(slice), "training goes on");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let steps = worker
+        .drain()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Progress { .. }))
+        .count();
+    assert!(steps >= 1, "a tick trains");
+    // It pauses and stops through the same commands.
+    assert!(worker.send(Command::Pause));
+    tick_until(&mut worker, slice, 10, |e| {
+        *e == Event::State(RunState::Paused)
+    });
+    assert!(
+        !worker.tick(slice),
+        "a paused worker asks for no more ticks"
+    );
+    worker.shutdown();
+    assert!(!worker.is_alive());
+}

@@ -40,6 +40,50 @@ fn labelled(
     .inner
 }
 
+/// The device choice and the remote server's address.
+fn backend_ui(
+    ui: &mut egui::Ui,
+    backend: &mut BackendChoice,
+    errors: &mut Vec<String>,
+    draft: &mut ControlsDraft,
+    actions: &mut Vec<Action>,
+) {
+    egui::ComboBox::from_label("Backend")
+        .selected_text(backend.to_string())
+        .show_ui(ui, |ui| {
+            for b in [BackendChoice::Cpu, BackendChoice::Gpu, BackendChoice::Auto] {
+                let label = b.to_string();
+                ui.selectable_value(backend, b, label);
+            }
+        });
+    let url = draft.remote_url.get_or_insert_with(|| match &*backend {
+        BackendChoice::Remote(url) => url.clone(),
+        _ => String::new(),
+    });
+    ui.horizontal(|ui| {
+        let l = ui.label("Server");
+        ui.add(
+            egui::TextEdit::singleline(url)
+                .hint_text("ws://HOST:PORT")
+                .desired_width(110.0),
+        )
+        .labelled_by(l.id)
+        .on_hover_text(
+            "Train on a `latent-atlas serve` server (builds with the remote feature); the \
+             token comes from LATENT_ATLAS_TOKEN or the file named by LATENT_ATLAS_TOKEN_FILE",
+        );
+        if ui.button("Use").clicked() {
+            match format!("remote:{}", url.trim()).parse::<BackendChoice>() {
+                Ok(b) => {
+                    *backend = b;
+                    actions.push(Action::Reset);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+    });
+}
+
 /// Draws the controls; returns the actions asked for.
 pub fn controls_ui(
     ui: &mut egui::Ui,
@@ -281,40 +325,16 @@ pub fn controls_ui(
             )
             .on_hover_text("Test samples whose posteriors the plane draws (takes effect on Reset)")
         });
-        egui::ComboBox::from_label("Backend")
-            .selected_text(state.settings.backend.to_string())
-            .show_ui(ui, |ui| {
-                for b in [BackendChoice::Cpu, BackendChoice::Gpu, BackendChoice::Auto] {
-                    let label = b.to_string();
-                    ui.selectable_value(&mut state.settings.backend, b, label);
-                }
-            });
-        let url = draft.remote_url.get_or_insert_with(|| match &state.settings.backend {
-            BackendChoice::Remote(url) => url.clone(),
-            _ => String::new(),
-        });
-        ui.horizontal(|ui| {
-            let l = ui.label("Server");
-            ui.add(
-                egui::TextEdit::singleline(url)
-                    .hint_text("ws://HOST:PORT")
-                    .desired_width(110.0),
-            )
-            .labelled_by(l.id)
-            .on_hover_text(
-                "Train on a `latent-atlas serve` server (builds with the remote feature); the \
-                 token comes from LATENT_ATLAS_TOKEN or the file named by LATENT_ATLAS_TOKEN_FILE",
+        // The browser trains on its CPU: no device to choose, no server to reach.
+        if !crate::platform::IS_WEB {
+            backend_ui(
+                ui,
+                &mut state.settings.backend,
+                &mut state.errors,
+                draft,
+                &mut actions,
             );
-            if ui.button("Use").clicked() {
-                match format!("remote:{}", url.trim()).parse::<BackendChoice>() {
-                    Ok(b) => {
-                        state.settings.backend = b;
-                        actions.push(Action::Reset);
-                    }
-                    Err(e) => state.errors.push(e),
-                }
-            }
-        });
+        }
         ui.label(egui::RichText::new("Changes above apply on Reset.").weak());
         let current = state.compare.as_ref().map(|c| c.family());
         egui::ComboBox::from_label("Compare with")

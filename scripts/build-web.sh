@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds Latent Atlas for a browser tab into web/dist/: index.html, the JavaScript glue and the
+# WebAssembly module. Serve that folder from any static server, for example
+#   python3 -m http.server -d web/dist 8000
+# and open http://localhost:8000.
+#
+# Needs, once: `rustup target add wasm32-unknown-unknown` and
+# `cargo install wasm-bindgen-cli --version <the version in Cargo.lock> --locked`
+# (this script names the version when it is missing). `wasm-opt` (Debian's binaryen) shrinks
+# the module when it is installed; without it the module is used as built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=web/dist
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  echo "build-web: the wasm32 target is missing; run: rustup target add wasm32-unknown-unknown" >&2
+  exit 1
+fi
+if ! command -v wasm-bindgen >/dev/null 2>&1 ||
+   [ "$(wasm-bindgen --version | awk '{print $2}')" != "$bindgen_version" ]; then
+  echo "build-web: wasm-bindgen $bindgen_version is needed (the version in Cargo.lock); run:" >&2
+  echo "  cargo install wasm-bindgen-cli --version $bindgen_version --locked" >&2
+  exit 1
+fi
+
+echo "build-web: compiling for wasm32 (release)" >&2
+cargo build --release --locked --target wasm32-unknown-unknown -p latent-atlas-web
+
+staging=$(mktemp -d)
+chmod 755 "$staging"
+trap 'rm -rf "$staging"' EXIT
+wasm-bindgen --target web --no-typescript --out-dir "$staging" \
+  target/wasm32-unknown-unknown/release/latent_atlas_web.wasm
+if command -v wasm-opt >/dev/null 2>&1; then
+  echo "build-web: optimising with $(wasm-opt --version)" >&2
+  wasm-opt -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals \
+    "$staging/latent_atlas_web_bg.wasm" -o "$staging/opt.wasm"
+  mv "$staging/opt.wasm" "$staging/latent_atlas_web_bg.wasm"
+fi
+cp web/static/index.html "$staging/"
+
+# The new page replaces the old one whole.
+rm -rf "$out.new"
+mv "$staging" "$out.new"
+trap - EXIT
+rm -rf "$out"
+mv "$out.new" "$out"
+
+wasm_bytes=$(stat -c %s "$out/latent_atlas_web_bg.wasm")
+gzip_bytes=$(cat "$out"/* | gzip -9 | wc -c)
+echo "build-web: wrote $out ($wasm_bytes bytes of WebAssembly; $gzip_bytes bytes in all, gzipped)" >&2

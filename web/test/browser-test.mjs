@@ -1,0 +1,181 @@
+// The browser build, tried as a visitor would: serve web/dist on loopback, open it in headless
+// Chromium (Debian's, through playwright-core), wait for training, check that steps advance and
+// the loss falls, switch the family to the f-VAE and back, Shift-drag in the latent plane, and
+// save a screenshot that must not be blank. Prints the figures it measured as `web_*` lines.
+//
+//   node web/test/browser-test.mjs [--dist web/dist] [--out web/test/out] [--seconds 60]
+import { chromium } from "playwright-core";
+import http from "node:http";
+import fs from "node:fs";
+import path from "node:path";
+import zlib from "node:zlib";
+
+const args = Object.fromEntries(
+  process.argv.slice(2).reduce((pairs, a, i, all) => {
+    if (a.startsWith("--")) pairs.push([a.slice(2), all[i + 1]]);
+    return pairs;
+  }, []),
+);
+const dist = path.resolve(args.dist ?? "web/dist");
+const out = path.resolve(args.out ?? "web/test/out");
+const seconds = Number(args.seconds ?? 60);
+const browserPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+fs.mkdirSync(out, { recursive: true });
+
+const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
+const server = http.createServer((req, res) => {
+  const name = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  const file = path.join(dist, name === "/" ? "index.html" : name);
+  if (!file.startsWith(dist) || !fs.existsSync(file)) {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { "content-type": types[path.extname(file)] ?? "application/octet-stream" });
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+const failures = [];
+const check = (ok, what) => {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}`);
+  if (!ok) failures.push(what);
+};
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+const browser = await chromium.launch({
+  executablePath: browserPath,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+  ],
+});
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+const logs = [];
+page.on("console", (m) => logs.push(`[${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
+
+const status = async () =>
+  page.evaluate(() => (window.latentAtlasStatus ? window.latentAtlasStatus() : null));
+// Polls `status` until `done(s)` holds or `limit` seconds pass; returns the last status.
+const until = async (done, limit) => {
+  const start = Date.now();
+  let s = null;
+  while (Date.now() - start < limit * 1000) {
+    s = await status().catch(() => null);
+    if (s && done(s)) return s;
+    await sleep(250);
+  }
+  return s;
+};
+
+try {
+  const loaded = Date.now();
+  await page.goto(url);
+  const first = await until((s) => s.family !== undefined, 30);
+  const firstFrame = (Date.now() - loaded) / 1000;
+  check(first && first.family !== undefined, `first frame drawn (${firstFrame.toFixed(1)} s after load)`);
+  console.log(`web_first_frame_s ${firstFrame.toFixed(2)}`);
+
+  const early = await until((s) => s.step >= 30 && s.loss_recent_mean != null, seconds);
+  const trained = await until((s) => s.step > 200, seconds);
+  const at = (Date.now() - loaded) / 1000;
+  check(trained && trained.step > 200, `step ${trained?.step} within ${at.toFixed(0)} s of load`);
+  check(/mnist/i.test(trained?.dataset ?? "") && trained?.family === "VAE",
+    `a VAE training on MNIST (${trained?.family} on ${trained?.dataset})`);
+  check(early && trained && trained.loss_recent_mean < early.loss_recent_mean,
+    `the loss falls (${early?.loss_recent_mean?.toFixed(1)} at step ${early?.step}, ` +
+    `${trained?.loss_recent_mean?.toFixed(1)} at step ${trained?.step})`);
+  await sleep(3000);
+  const steady = await status();
+  console.log(`web_samples_per_sec ${steady.samples_per_sec.toFixed(0)}`);
+  const fps = await page.evaluate(() => new Promise((ok) => {
+    let frames = 0;
+    const start = performance.now();
+    const count = () => {
+      frames += 1;
+      if (performance.now() - start < 3000) requestAnimationFrame(count);
+      else ok(frames / ((performance.now() - start) / 1000));
+    };
+    requestAnimationFrame(count);
+  }));
+  console.log(`web_frames_per_sec ${fps.toFixed(1)} (while training)`);
+
+  // The family, switched through the page's hook, and back.
+  await page.evaluate(() => window.latentAtlasFamily("f-vae"));
+  const isFlow = (s) => s.family.startsWith("f-VAE");
+  const flow = await until((s) => isFlow(s) && s.step > 20, 30);
+  check(flow && isFlow(flow) && flow.step > 20, `switched to the f-VAE, training (step ${flow?.step})`);
+  await page.evaluate(() => window.latentAtlasFamily("vae"));
+  const back = await until((s) => s.family === "VAE" && s.step > 20, 30);
+  check(back?.family === "VAE" && back.step > 20, `back to the VAE, training (step ${back?.step})`);
+
+  // Shift-drag in the latent plane (the central panel): decodes under the pointer.
+  const [x, y] = [760, 260];
+  await page.mouse.move(x, y);
+  await page.keyboard.down("Shift");
+  await page.mouse.down();
+  for (let i = 1; i <= 10; i++) await page.mouse.move(x + 12 * i, y + 6 * i);
+  await page.mouse.up();
+  await page.keyboard.up("Shift");
+  await sleep(500);
+  const after = await status();
+  check(!after.error, `no error shown after the drag (${after.error ?? "none"})`);
+
+  const shot = path.join(out, "browser.png");
+  await page.screenshot({ path: shot });
+  const spread = pngSpread(fs.readFileSync(shot));
+  check(spread.distinct > 50, `the screenshot is not blank (${spread.distinct} distinct colours): ${shot}`);
+} catch (e) {
+  check(false, `the test ran to its end: ${e.stack ?? e}`);
+} finally {
+  fs.writeFileSync(path.join(out, "console.log"), logs.join("\n") + "\n");
+  await browser.close();
+  server.close();
+}
+if (failures.length) {
+  console.log(`browser test: ${failures.length} failed; the page's console is in ${out}/console.log`);
+  process.exit(1);
+}
+console.log("browser test: all passed");
+
+// Distinct colours in an 8-bit RGB(A) PNG (non-interlaced), sampled on a grid.
+function pngSpread(png) {
+  let pos = 8, width = 0, height = 0, channels = 4;
+  const data = [];
+  while (pos < png.length) {
+    const len = png.readUInt32BE(pos);
+    const type = png.toString("ascii", pos + 4, pos + 8);
+    const body = png.subarray(pos + 8, pos + 8 + len);
+    if (type === "IHDR") {
+      width = body.readUInt32BE(0);
+      height = body.readUInt32BE(4);
+      channels = { 2: 3, 6: 4 }[body[9]] ?? 4;
+    } else if (type === "IDAT") data.push(body);
+    pos += 12 + len;
+  }
+  const raw = zlib.inflateSync(Buffer.concat(data));
+  const stride = width * channels;
+  const rows = [];
+  let prev = Buffer.alloc(stride);
+  for (let r = 0; r < height; r++) {
+    const filter = raw[r * (stride + 1)];
+    const line = Buffer.from(raw.subarray(r * (stride + 1) + 1, (r + 1) * (stride + 1)));
+    for (let i = 0; i < stride; i++) {
+      const a = i >= channels ? line[i - channels] : 0, b = prev[i], c = i >= channels ? prev[i - channels] : 0;
+      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+      const pred = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][filter];
+      line[i] = (line[i] + pred) & 255;
+    }
+    rows.push(line);
+    prev = line;
+  }
+  const seen = new Set();
+  for (let r = 0; r < height; r += 4)
+    for (let c = 0; c < width; c += 4) {
+      const o = c * channels;
+      seen.add((rows[r][o] << 16) | (rows[r][o + 1] << 8) | rows[r][o + 2]);
+    }
+  return { distinct: seen.size };
+}
