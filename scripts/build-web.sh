@@ -32,7 +32,7 @@ staging=$(mktemp -d)
 chmod 755 "$staging"
 trap 'rm -rf "$staging"' EXIT
 wasm-bindgen --target web --no-typescript --out-dir "$staging" \
-  target/wasm32-unknown-unknown/release/latent_atlas_web.wasm
+  "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/latent_atlas_web.wasm"
 if command -v wasm-opt >/dev/null 2>&1; then
   echo "build-web: optimising with $(wasm-opt --version)" >&2
   wasm-opt -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
