@@ -1,7 +1,9 @@
 //! Latent Atlas in a browser tab: the same explorer, started on a page's canvas. The page
-//! calls `start(canvasId)` once, and may poll `latentAtlasStatus()` for the run's progress as
-//! JSON (a test's or a page script's view of it). Everything else is the app's own code; this
-//! crate only adds what a page needs to start it. Off the web it is empty.
+//! calls `start(canvasId)` once (the address may ask for `?dataset=`, `?probes=` and `?fresh`),
+//! may poll `latentAtlasStatus()` for the run's progress as JSON, and may start over with
+//! another family with `latentAtlasFamily(name)` (a test's or a page script's handles on it).
+//! Everything else is the app's own code; this crate only adds what a page needs to start it
+//! and to train between frames. Off the web it is empty.
 
 #[cfg(target_arch = "wasm32")]
 mod page {
