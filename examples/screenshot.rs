@@ -134,18 +134,23 @@ fn shapes(args: &ScreenshotArgs) -> anyhow::Result<()> {
     app.state.settings.colour_by = Some(4);
     app.state.settings.tab = Tab::Reconstructions;
     shoot(&mut h, &args.out, "window_shapes.png")?;
-    let dir = tempfile::tempdir()?;
     let state = &h.state().state;
+    let mut files = latent_atlas::export::folder::Memory::default();
     latent_atlas::export::folder::write_all(
         &state.main,
         state.main.snapshot.as_ref(),
         &Default::default(),
-        dir.path(),
+        &mut files,
         &Default::default(),
     )?;
     for name in ["samples.png", "reconstructions.png"] {
         let to = args.out.join(format!("cli_shapes_{name}"));
-        std::fs::copy(dir.path().join(name), &to)?;
+        let (_, bytes) = files
+            .0
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| anyhow::anyhow!("the export wrote no {name}"))?;
+        latent_atlas::fsio::atomic_write(&to, bytes)?;
         eprintln!("wrote {}", to.display());
     }
     h.state_mut().shutdown();

@@ -719,7 +719,7 @@ impl Driver {
             self.run.snapshot.as_ref(),
             // The window's defaults: a fresh window exports the same pictures.
             &ViewChoices::default(),
-            out,
+            &mut folder::Folder(out.clone()),
             &folder::Progress::default(),
         )?;
         for s in &written.skipped {

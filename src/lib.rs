@@ -10,6 +10,7 @@
 #![recursion_limit = "256"]
 
 pub mod app;
+pub mod archive;
 pub mod backend;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

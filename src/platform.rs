@@ -60,9 +60,70 @@ pub fn cache_dir() -> Option<PathBuf> {
     )
 }
 
+/// What a download of `files` hands over, as (name, bytes): the one file as itself, several
+/// as one zip archive called `zip_name`.
+pub fn download_bundle(
+    files: &[(String, Vec<u8>)],
+    zip_name: &str,
+) -> anyhow::Result<(String, Vec<u8>)> {
+    match files {
+        [] => anyhow::bail!("nothing was written to download"),
+        [(name, bytes)] => Ok((name.clone(), bytes.clone())),
+        _ => Ok((zip_name.to_owned(), crate::archive::write(files)?)),
+    }
+}
+
+/// Offers `files` to the user as one download (see [`download_bundle`]); returns its name.
+#[cfg(target_arch = "wasm32")]
+pub fn offer_download(files: &[(String, Vec<u8>)], zip_name: &str) -> anyhow::Result<String> {
+    use wasm_bindgen::JsCast;
+    let (name, bytes) = download_bundle(files, zip_name)?;
+    let refused = |e: wasm_bindgen::JsValue| {
+        anyhow::anyhow!("{name}: the browser refused the download: {e:?}")
+    };
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice()));
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).map_err(refused)?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(refused)?;
+    let window = web_sys::window().ok_or_else(|| anyhow::anyhow!("{name}: no window"))?;
+    let link = window
+        .document()
+        .ok_or_else(|| anyhow::anyhow!("{name}: no document"))?
+        .create_element("a")
+        .map_err(refused)?
+        .dyn_into::<web_sys::HtmlAnchorElement>()
+        .map_err(|_| anyhow::anyhow!("{name}: no link element"))?;
+    link.set_href(&url);
+    link.set_download(&name);
+    link.click();
+    // The browser has the bytes once the download starts; the address is let go a minute on.
+    let release = wasm_bindgen::closure::Closure::once_into_js(move || {
+        let _ = web_sys::Url::revoke_object_url(&url);
+    });
+    let _ = window
+        .set_timeout_with_callback_and_timeout_and_arguments_0(release.unchecked_ref(), 60_000);
+    Ok(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_file_downloads_as_itself_and_several_as_a_zip() {
+        let one = vec![("a.png".to_owned(), vec![1, 2, 3])];
+        assert_eq!(
+            download_bundle(&one, "all.zip").unwrap(),
+            ("a.png".to_owned(), vec![1, 2, 3])
+        );
+        let two = vec![
+            ("a.png".to_owned(), vec![1, 2, 3]),
+            ("b.csv".to_owned(), b"x\n".to_vec()),
+        ];
+        let (name, zip) = download_bundle(&two, "all.zip").unwrap();
+        assert_eq!(name, "all.zip");
+        assert_eq!(crate::archive::read_entries(&zip, |_| true).unwrap(), two);
+        assert!(download_bundle(&[], "all.zip").is_err());
+    }
 
     #[test]
     fn chunked_map_keeps_the_order_of_every_item() {

@@ -1,6 +1,8 @@
-//! Native file dialogs, each on its own thread: the frame loop never blocks on one, and the
-//! choice comes back through a channel.
+//! File dialogs, each off the frame loop (the desktops' on a thread of their own, the browser's
+//! file picker as a future): the frame loop never blocks on one, and the choice comes back
+//! through a channel.
 
+use std::path::PathBuf;
 use std::sync::mpsc::TryRecvError;
 
 use super::LatentAtlasApp;
@@ -15,21 +17,67 @@ pub(super) enum DialogPurpose {
     LoadRun,
 }
 
+/// What a dialog came back with.
+#[derive(Debug)]
+pub(super) enum Picked {
+    /// A folder or file on disk (the desktops only).
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    Path(PathBuf),
+    /// Files uploaded into the page, kept under this dataset value (`upload:` and a name).
+    Upload(String),
+}
+
 impl LatentAtlasApp {
     pub(super) fn open_dialog(&mut self, purpose: DialogPurpose) {
         if self.dialog.is_some() {
             return;
         }
         #[cfg(target_arch = "wasm32")]
-        {
-            // The browser build has no folders to pick; uploads and downloads replace these.
-            let _ = purpose;
-            self.state
-                .errors
-                .push("folders cannot be picked in the browser build".into());
-        }
+        self.open_web_dialog(purpose);
         #[cfg(not(target_arch = "wasm32"))]
         self.open_native_dialog(purpose);
+    }
+
+    /// In a browser a dataset is uploaded (the browser's file picker, several files at once:
+    /// a `.npz`, a `.zip`, IDX files or images); exports arrive as downloads instead of going
+    /// to a folder.
+    #[cfg(target_arch = "wasm32")]
+    fn open_web_dialog(&mut self, purpose: DialogPurpose) {
+        match purpose {
+            DialogPurpose::Dataset => {}
+            DialogPurpose::ExportDir => {
+                self.state.notices.push(
+                    "in the browser every export is a download: there is no folder to choose"
+                        .into(),
+                );
+                return;
+            }
+            DialogPurpose::SaveRun | DialogPurpose::LoadRun => {
+                self.state
+                    .errors
+                    .push("saving and loading runs is not in the browser build yet".into());
+                return;
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = self.ctx.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let picked = rfd::AsyncFileDialog::new()
+                .set_title(
+                    "Dataset: a .npz, a .zip of images or IDX files, or the files themselves",
+                )
+                .pick_files()
+                .await;
+            let mut files = Vec::new();
+            for handle in picked.unwrap_or_default() {
+                files.push((handle.file_name(), handle.read().await));
+            }
+            let upload =
+                (!files.is_empty()).then(|| Picked::Upload(crate::data::files::keep_upload(files)));
+            let _ = tx.send(upload);
+            ctx.request_repaint();
+        });
+        self.dialog = Some((purpose, rx));
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -52,7 +100,7 @@ impl LatentAtlasApp {
                         dialog.set_title("Load a saved run folder").pick_folder()
                     }
                 };
-                let _ = tx.send(picked);
+                let _ = tx.send(picked.map(Picked::Path));
                 ctx.request_repaint();
             });
         match spawned {
@@ -61,6 +109,61 @@ impl LatentAtlasApp {
                 .state
                 .errors
                 .push(format!("cannot open a file dialog: {e}")),
+        }
+    }
+
+    /// Files dropped on the window become the dataset, as if picked: one file or folder on
+    /// the desktop by its path, several as an upload held in memory; in a browser (whose files
+    /// have no path, and are read asynchronously) always as an upload.
+    pub(super) fn take_dropped_files(&mut self, ctx: &egui::Context) {
+        let dropped = ctx.input(|i| i.raw.dropped_files.clone());
+        if dropped.is_empty() || self.dialog.is_some() {
+            return;
+        }
+        let file_name = |f: &egui::DroppedFileHandle| {
+            f.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| f.path().display().to_string())
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let picked = match dropped.as_slice() {
+                [one] => Picked::Path(one.path().to_owned()),
+                many => {
+                    let mut files = Vec::new();
+                    for f in many {
+                        match f.bytes() {
+                            Ok(bytes) => files.push((file_name(f), bytes)),
+                            Err(e) => {
+                                let path = f.path().display();
+                                return self.state.errors.push(format!("{path}: cannot read: {e}"));
+                            }
+                        }
+                    }
+                    Picked::Upload(crate::data::files::keep_upload(files))
+                }
+            };
+            self.use_picked(DialogPurpose::Dataset, picked);
+        }
+        #[cfg(target_arch = "wasm32")]
+        {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let ctx = ctx.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let mut files = Vec::new();
+                for f in &dropped {
+                    // A file the browser cannot read (a folder, say) is left out.
+                    if let Ok(bytes) = f.bytes_async().await {
+                        files.push((file_name(f), bytes));
+                    }
+                }
+                let upload = (!files.is_empty())
+                    .then(|| Picked::Upload(crate::data::files::keep_upload(files)));
+                let _ = tx.send(upload);
+                ctx.request_repaint();
+            });
+            self.dialog = Some((DialogPurpose::Dataset, rx));
         }
     }
 
@@ -80,19 +183,33 @@ impl LatentAtlasApp {
         };
         let purpose = *purpose;
         self.dialog = None;
-        let Some(path) = picked else { return };
-        match purpose {
-            DialogPurpose::Dataset => {
-                self.views.draft.dataset_path = path.display().to_string();
-                self.state.settings.config.dataset = path.display().to_string();
+        if let Some(picked) = picked {
+            self.use_picked(purpose, picked);
+        }
+    }
+
+    fn use_picked(&mut self, purpose: DialogPurpose, picked: Picked) {
+        match (purpose, picked) {
+            (DialogPurpose::Dataset, picked) => {
+                let value = match picked {
+                    Picked::Path(path) => path.display().to_string(),
+                    Picked::Upload(value) => value,
+                };
+                self.views.draft.dataset_path = value.clone();
+                self.state.settings.config.dataset = value;
                 self.handle(Action::Reset);
             }
-            DialogPurpose::ExportDir => {
+            (DialogPurpose::ExportDir, Picked::Path(path)) => {
                 self.views.draft.export_dir = Some(path.display().to_string());
                 self.state.settings.export_dir = path;
             }
-            DialogPurpose::SaveRun => self.handle(Action::SaveRun(Some(path))),
-            DialogPurpose::LoadRun => self.handle(Action::LoadRun(Some(path))),
+            (DialogPurpose::SaveRun, Picked::Path(path)) => {
+                self.handle(Action::SaveRun(Some(path)))
+            }
+            (DialogPurpose::LoadRun, Picked::Path(path)) => {
+                self.handle(Action::LoadRun(Some(path)))
+            }
+            (_, Picked::Upload(_)) => {}
         }
     }
 }

@@ -2,7 +2,8 @@
 //! state, so the window keeps drawing. The files are written by [`crate::export::folder`], the
 //! same writer `train` uses.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+#[cfg(not(target_arch = "wasm32"))]
 use std::thread::JoinHandle;
 
 use image::RgbaImage;
@@ -41,46 +42,52 @@ impl ExportJob {
         }
     }
 
-    /// Runs the export; returns the notice to show.
-    pub fn run(&self, state: &AppState, dir: &Path, progress: &Progress) -> anyhow::Result<String> {
+    /// Runs the export into `sink`; returns the notice to show.
+    pub fn run(
+        &self,
+        state: &AppState,
+        sink: &mut dyn folder::Sink,
+        progress: &Progress,
+    ) -> anyhow::Result<String> {
         let (shown, choices) = (state.shown_snapshot(), state.view_choices());
         match self {
             ExportJob::View(view) => {
                 progress.start(1);
-                let p = folder::write_view(&state.main, shown, &choices, *view, dir)?;
+                let p = folder::write_view(&state.main, shown, &choices, *view, sink)?;
                 progress.tick();
-                Ok(format!("wrote {}", p.display()))
+                Ok(format!("wrote {p}"))
             }
             ExportJob::All => {
-                let written = folder::write_all(&state.main, shown, &choices, dir, progress)?;
+                let written = folder::write_all(&state.main, shown, &choices, sink, progress)?;
                 let note = if written.skipped.is_empty() {
                     String::new()
                 } else {
                     format!(" (skipped: {})", written.skipped.join("; "))
                 };
-                Ok(format!(
-                    "wrote {} files into {}{note}",
-                    written.files.len(),
-                    dir.display()
-                ))
+                Ok(format!("wrote {} files{note}", written.files.len()))
             }
             ExportJob::Gif => Ok(format!(
                 "wrote {}",
-                folder::write_gif(&state.main, &choices, dir, progress)?.display()
+                folder::write_gif(&state.main, &choices, sink, progress)?
             )),
         }
     }
 }
 
-/// An export running on its own thread, from a copy of the state.
+/// An export running on its own thread, from a copy of the state (in a browser, where there
+/// are no threads, one that ran to the end when it was started and became downloads).
 pub struct ExportTask {
     title: String,
     progress: Progress,
+    #[cfg(not(target_arch = "wasm32"))]
     handle: Option<JoinHandle<anyhow::Result<String>>>,
+    #[cfg(target_arch = "wasm32")]
+    outcome: Option<anyhow::Result<String>>,
 }
 
 impl ExportTask {
     /// Starts `job` into `dir` on a thread named `export`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn spawn(
         job: ExportJob,
         state: AppState,
@@ -91,7 +98,13 @@ impl ExportTask {
         let p = progress.clone();
         let handle = std::thread::Builder::new()
             .name("export".into())
-            .spawn(move || job.run(&state, &dir, &p))
+            .spawn(move || {
+                let notice = job.run(&state, &mut folder::Folder(dir.clone()), &p)?;
+                Ok(match job {
+                    ExportJob::All => format!("{notice} into {}", dir.display()),
+                    _ => notice,
+                })
+            })
             .map_err(|e| anyhow::anyhow!("cannot start the export: {e}"))?;
         Ok(Self {
             title,
@@ -100,12 +113,33 @@ impl ExportTask {
         })
     }
 
+    /// Runs `job` to the end and offers its files as one download (several as a zip).
+    #[cfg(target_arch = "wasm32")]
+    pub fn spawn(
+        job: ExportJob,
+        state: AppState,
+        _dir: PathBuf,
+        progress: Progress,
+    ) -> anyhow::Result<Self> {
+        let mut files = folder::Memory::default();
+        let outcome = job.run(&state, &mut files, &progress).and_then(|notice| {
+            let name = crate::platform::offer_download(&files.0, "latent-atlas-export.zip")?;
+            Ok(format!("{notice}; downloading {name}"))
+        });
+        Ok(Self {
+            title: job.title(),
+            progress,
+            outcome: Some(outcome),
+        })
+    }
+
     /// What is being exported and the share done.
     pub fn status(&self) -> (String, f32) {
         (self.title.clone(), self.progress.share())
     }
 
-    /// The outcome, once the thread has finished (`None` while it runs).
+    /// The outcome, once the export has finished (`None` while it runs).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
         if !self.handle.as_ref()?.is_finished() {
             return None;
@@ -116,5 +150,11 @@ impl ExportTask {
                 Err(anyhow::anyhow!("the export stopped with an internal error"))
             }),
         )
+    }
+
+    /// The outcome, once the export has finished (`None` while it runs).
+    #[cfg(target_arch = "wasm32")]
+    pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
+        self.outcome.take()
     }
 }

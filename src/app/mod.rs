@@ -16,7 +16,6 @@ pub mod panels;
 mod shortcuts;
 pub mod state;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use web_time::Duration;
@@ -90,7 +89,7 @@ pub struct LatentAtlasApp {
     worker_backend: BackendChoice,
     start_when_ready: bool,
     views: Views,
-    dialog: Option<(DialogPurpose, Receiver<Option<PathBuf>>)>,
+    dialog: Option<(DialogPurpose, Receiver<Option<dialogs::Picked>>)>,
     ctx: egui::Context,
     /// The export running on its own thread, if any.
     export: Option<exporter::ExportTask>,
@@ -260,6 +259,7 @@ impl eframe::App for LatentAtlasApp {
         }
         self.poll_worker();
         self.poll_dialog();
+        self.take_dropped_files(ctx);
         self.poll_export();
         self.state.fulfil_preview();
         for action in self.shortcuts(ctx) {

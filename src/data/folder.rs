@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use image::GenericImageView;
 
+use super::files::{Disk, FileSource};
 use super::{DataError, Dataset, HOLD_OUT_FRACTION, ImageSet};
 
 /// Largest side of the common image size chosen by default.
@@ -20,14 +21,11 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
+fn sorted_entries(src: &dyn FileSource, dir: &Path) -> Result<Vec<(PathBuf, bool)>, DataError> {
+    src.list(dir).map_err(|source| DataError::Io {
         path: dir.to_owned(),
         source,
-    })?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    Ok(paths)
+    })
 }
 
 /// Loads an image folder; 10% (seeded) is held out as the test split.
@@ -35,23 +33,29 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 /// `max_side` caps the common size: the most common image size, scaled down so that neither
 /// side exceeds it. Files that do not decode are skipped and counted in a warning.
 pub fn load(dir: &Path, name: String, seed: u64, max_side: usize) -> Result<Dataset, DataError> {
-    load_scaled(dir, name, seed, max_side, false)
+    load_scaled(&Disk, dir, name, seed, max_side, false)
 }
 
 /// [`load`] with the most common size scaled, up or down, so that its larger side is `side`.
 pub fn load_exact(dir: &Path, name: String, seed: u64, side: usize) -> Result<Dataset, DataError> {
-    load_scaled(dir, name, seed, side, true)
+    load_scaled(&Disk, dir, name, seed, side, true)
 }
 
-fn load_scaled(
+/// An image folder from `src`: scaled to at most `max_side` (with `upscale`, to exactly).
+pub(super) fn load_scaled(
+    src: &dyn FileSource,
     dir: &Path,
     name: String,
     seed: u64,
     max_side: usize,
     upscale: bool,
 ) -> Result<Dataset, DataError> {
-    let entries = sorted_entries(dir)?;
-    let class_dirs: Vec<&PathBuf> = entries.iter().filter(|p| p.is_dir()).collect();
+    let entries = sorted_entries(src, dir)?;
+    let class_dirs: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|(_, is_dir)| *is_dir)
+        .map(|(p, _)| p)
+        .collect();
     // (path, label) of every candidate file.
     let mut files: Vec<(PathBuf, u8)> = Vec::new();
     let mut class_names = Vec::new();
@@ -59,20 +63,20 @@ fn load_scaled(
         files.extend(
             entries
                 .iter()
-                .filter(|p| is_image(p))
-                .map(|p| (p.clone(), 0)),
+                .filter(|(p, is_dir)| !is_dir && is_image(p))
+                .map(|(p, _)| (p.clone(), 0)),
         );
         class_names.push("unlabelled".to_owned());
     } else {
         for class_dir in class_dirs.iter().take(256) {
             let label = class_names.len() as u8;
-            let images = sorted_entries(class_dir)?;
+            let images = sorted_entries(src, class_dir)?;
             let before = files.len();
             files.extend(
                 images
                     .into_iter()
-                    .filter(|p| is_image(p))
-                    .map(|p| (p, label)),
+                    .filter(|(p, is_dir)| !is_dir && is_image(p))
+                    .map(|(p, _)| (p, label)),
             );
             if files.len() > before {
                 class_names.push(
@@ -88,7 +92,7 @@ fn load_scaled(
     let mut decoded = Vec::with_capacity(files.len());
     let mut skipped = Vec::new();
     for (path, label) in &files {
-        let read = std::fs::read(path).map_err(|e| e.to_string());
+        let read = src.read(path).map_err(|e| e.to_string());
         match read.and_then(|bytes| decode_image(&bytes)) {
             Ok(img) => decoded.push((img, *label)),
             Err(e) => skipped.push(format!("{}: {e}", path.display())),

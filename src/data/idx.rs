@@ -2,9 +2,10 @@
 //! the number of dimensions), the dimensions as u32, then the u8 payload. Files may be gzip
 //! or raw. Nothing is allocated for the payload beyond what the file really holds.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
+use super::files::FileSource;
 use super::{DataError, Dataset, HOLD_OUT_FRACTION, ImageSet};
 
 /// Magic of an IDX file of u8 images with three dimensions (N, rows, cols).
@@ -17,8 +18,8 @@ pub const MAX_SIDE: u32 = 4096;
 pub const MAX_PAYLOAD: u64 = 1 << 30;
 
 /// Reads an IDX images file (labels all 0 until a labels file is paired with it).
-pub fn read_images(path: &Path) -> Result<ImageSet, DataError> {
-    let (dims, payload) = read_idx(open(path)?, path, IMAGES_MAGIC, "images")?;
+pub fn read_images(src: &dyn FileSource, path: &Path) -> Result<ImageSet, DataError> {
+    let (dims, payload) = read_idx(open(src, path)?, path, IMAGES_MAGIC, "images")?;
     Ok(ImageSet {
         width: dims[2] as usize,
         height: dims[1] as usize,
@@ -30,15 +31,14 @@ pub fn read_images(path: &Path) -> Result<ImageSet, DataError> {
 }
 
 /// Reads an IDX labels file.
-pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    read_idx(open(path)?, path, LABELS_MAGIC, "labels").map(|(_, payload)| payload)
+pub fn read_labels(src: &dyn FileSource, path: &Path) -> Result<Vec<u8>, DataError> {
+    read_idx(open(src, path)?, path, LABELS_MAGIC, "labels").map(|(_, payload)| payload)
 }
 
 /// The bytes that follow the first gzip stream of a gzip file (`None` when it is not gzip,
 /// cannot be read, or nothing follows): the reader stops at the first stream's end.
-pub fn bytes_after_gzip(path: &Path) -> Option<u64> {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(std::fs::File::open(path).ok()?);
+pub fn bytes_after_gzip(src: &dyn FileSource, path: &Path) -> Option<u64> {
+    let mut reader = std::io::BufReader::new(src.open(path).ok()?);
     if reader.fill_buf().ok()?.get(..2) != Some(&[0x1f, 0x8b][..]) {
         return None;
     }
@@ -49,27 +49,22 @@ pub fn bytes_after_gzip(path: &Path) -> Option<u64> {
 }
 
 /// Opens a file as a byte stream, transparently decompressing gzip.
-fn open(path: &Path) -> Result<Box<dyn Read>, DataError> {
+fn open<'a>(src: &'a dyn FileSource, path: &Path) -> Result<Box<dyn Read + 'a>, DataError> {
     let io = |source| DataError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut signature = [0u8; 2];
-    let n = file.read(&mut signature).map_err(io)?;
-    file.seek(SeekFrom::Start(0)).map_err(io)?;
-    let is_gzip = n == 2 && signature == [0x1f, 0x8b];
+    let mut file = std::io::BufReader::new(src.open(path).map_err(io)?);
+    let is_gzip = file.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
     let named_gz = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     match (is_gzip, named_gz) {
-        (true, _) => Ok(Box::new(flate2::read::GzDecoder::new(
-            std::io::BufReader::new(file),
-        ))),
+        (true, _) => Ok(Box::new(flate2::read::GzDecoder::new(file))),
         (false, true) => Err(DataError::NotGzip {
             path: path.to_owned(),
         }),
-        (false, false) => Ok(Box::new(std::io::BufReader::new(file))),
+        (false, false) => Ok(Box::new(file)),
     }
 }
 
@@ -185,15 +180,16 @@ pub struct IdxFiles {
 }
 
 /// Looks for IDX files in `dir` by their MNIST names; `None` when there are none at all.
-pub fn find_pairs(dir: &Path) -> Result<Option<IdxFiles>, DataError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| DataError::Io {
+pub fn find_pairs(src: &dyn FileSource, dir: &Path) -> Result<Option<IdxFiles>, DataError> {
+    let entries = src.list(dir).map_err(|source| DataError::Io {
         path: dir.to_owned(),
         source,
     })?;
     let mut files = IdxFiles::default();
-    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    names.sort();
-    for path in names {
+    for (path, is_dir) in entries {
+        if is_dir {
+            continue;
+        }
         let name = path
             .file_name()
             .unwrap_or_default()
@@ -223,10 +219,14 @@ pub fn find_pairs(dir: &Path) -> Result<Option<IdxFiles>, DataError> {
 }
 
 /// Reads an images file and, if given, its labels, checking they agree.
-pub fn read_pair(images: &Path, labels: Option<&Path>) -> Result<ImageSet, DataError> {
-    let mut set = read_images(images)?;
+pub fn read_pair(
+    src: &dyn FileSource,
+    images: &Path,
+    labels: Option<&Path>,
+) -> Result<ImageSet, DataError> {
+    let mut set = read_images(src, images)?;
     if let Some(labels_path) = labels {
-        let labels = read_labels(labels_path)?;
+        let labels = read_labels(src, labels_path)?;
         if labels.len() != set.len() {
             return Err(DataError::CountMismatch {
                 images: images.to_owned(),
@@ -264,6 +264,7 @@ pub fn check_labels(labels: &[u8], classes: usize, path: &Path) -> Result<(), Da
 
 /// Loads the train/test pairs found in a directory; a missing test split is held out.
 pub fn load_dir(
+    src: &dyn FileSource,
     files: &IdxFiles,
     name: String,
     dir: &Path,
@@ -274,11 +275,11 @@ pub fn load_dir(
         reason: reason.to_owned(),
     };
     let train = match &files.train_images {
-        Some(p) => Some(read_pair(p, files.train_labels.as_deref())?),
+        Some(p) => Some(read_pair(src, p, files.train_labels.as_deref())?),
         None => None,
     };
     let test = match &files.test_images {
-        Some(p) => Some(read_pair(p, files.test_labels.as_deref())?),
+        Some(p) => Some(read_pair(src, p, files.test_labels.as_deref())?),
         None => None,
     };
     let labelled = files.train_labels.is_some() || files.test_labels.is_some();
@@ -308,7 +309,7 @@ pub fn load_dir(
     .into_iter()
     .flatten()
     .filter_map(|p| {
-        bytes_after_gzip(p).map(|n| {
+        bytes_after_gzip(src, p).map(|n| {
             format!(
                 "{}: {n} bytes after the gzip stream were ignored (a second stream, or appended data)",
                 p.display()
@@ -336,6 +337,7 @@ pub fn load_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::files::Disk;
     use std::io::Write;
 
     fn idx_bytes(magic: u32, dims: &[u32], payload: &[u8]) -> Vec<u8> {
@@ -367,8 +369,8 @@ mod tests {
             &[2, 2, 3],
             &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         );
-        let a = read_images(&write(dir.path(), "a-idx3-ubyte", &raw)).unwrap();
-        let b = read_images(&write(dir.path(), "b-idx3-ubyte.gz", &gzip(&raw))).unwrap();
+        let a = read_images(&Disk, &write(dir.path(), "a-idx3-ubyte", &raw)).unwrap();
+        let b = read_images(&Disk, &write(dir.path(), "b-idx3-ubyte.gz", &gzip(&raw))).unwrap();
         assert_eq!((a.len(), a.height, a.width), (2, 2, 3));
         assert_eq!(a.pixels, b.pixels);
         assert_eq!(a.image(1), &[6, 7, 8, 9, 10, 11]);
@@ -382,12 +384,12 @@ mod tests {
         padded.extend_from_slice(b"appended junk");
         let path = write(dir.path(), "train-images-idx3-ubyte.gz", &padded);
         assert_eq!(
-            read_images(&path).unwrap().pixels,
+            read_images(&Disk, &path).unwrap().pixels,
             vec![1, 2, 3, 4, 5, 6, 7, 8]
         );
-        assert_eq!(bytes_after_gzip(&path), Some(13));
+        assert_eq!(bytes_after_gzip(&Disk, &path), Some(13));
         let clean = write(dir.path(), "clean.gz", &gzip(&raw));
-        assert_eq!(bytes_after_gzip(&clean), None);
+        assert_eq!(bytes_after_gzip(&Disk, &clean), None);
         let data = crate::data::load_path(dir.path(), 0).unwrap();
         assert!(
             data.warnings
@@ -404,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let raw = idx_bytes(IMAGES_MAGIC, &[2, 2, 2], &[1, 2, 3]);
         let path = write(dir.path(), "short-idx3-ubyte.gz", &gzip(&raw));
-        let err = read_images(&path).unwrap_err();
+        let err = read_images(&Disk, &path).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -423,7 +425,7 @@ mod tests {
     fn wrong_magic_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let raw = idx_bytes(LABELS_MAGIC, &[3], &[1, 2, 3]);
-        let err = read_images(&write(dir.path(), "labels-as-images", &raw)).unwrap_err();
+        let err = read_images(&Disk, &write(dir.path(), "labels-as-images", &raw)).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -442,14 +444,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Claims 4 billion images of 4096 x 4096: refused from the header alone.
         let raw = idx_bytes(IMAGES_MAGIC, &[u32::MAX, 4096, 4096], &[0; 16]);
-        let err = read_images(&write(dir.path(), "huge", &raw)).unwrap_err();
+        let err = read_images(&Disk, &write(dir.path(), "huge", &raw)).unwrap_err();
         assert!(matches!(err, DataError::BadDims { .. }), "{err}");
         let raw = idx_bytes(IMAGES_MAGIC, &[10, 0, 28], &[]);
-        let err = read_images(&write(dir.path(), "zero", &raw)).unwrap_err();
+        let err = read_images(&Disk, &write(dir.path(), "zero", &raw)).unwrap_err();
         assert!(matches!(err, DataError::BadDims { .. }), "{err}");
         let raw = idx_bytes(IMAGES_MAGIC, &[1, 5000, 2], &[]);
         assert!(matches!(
-            read_images(&write(dir.path(), "wide", &raw)),
+            read_images(&Disk, &write(dir.path(), "wide", &raw)),
             Err(DataError::BadDims { .. })
         ));
     }
@@ -459,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Header claims 1,000,000 x 32 x 32 (about 1 GB); the file holds 10 bytes.
         let raw = idx_bytes(IMAGES_MAGIC, &[1_000_000, 32, 32], &[7; 10]);
-        let err = read_images(&write(dir.path(), "liar.gz", &gzip(&raw))).unwrap_err();
+        let err = read_images(&Disk, &write(dir.path(), "liar.gz", &gzip(&raw))).unwrap_err();
         assert!(
             matches!(err, DataError::PayloadLength { actual: 10, .. }),
             "{err}"
@@ -469,18 +471,22 @@ mod tests {
     #[test]
     fn not_gzip_and_corrupt_gzip_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = read_images(&write(dir.path(), "plain.gz", b"hello world")).unwrap_err();
+        let err = read_images(&Disk, &write(dir.path(), "plain.gz", b"hello world")).unwrap_err();
         assert!(matches!(err, DataError::NotGzip { .. }), "{err}");
         let mut bad = gzip(&idx_bytes(IMAGES_MAGIC, &[1, 2, 2], &[1, 2, 3, 4]));
         let mid = bad.len() / 2;
         bad[mid..].iter_mut().for_each(|b| *b ^= 0x5a);
         // Corruption surfaces as whatever check trips first (deflate, CRC, header, length);
         // the point is a clear error naming the file, never a panic or garbage data.
-        let err = read_images(&write(dir.path(), "corrupt.gz", &bad)).unwrap_err();
+        let err = read_images(&Disk, &write(dir.path(), "corrupt.gz", &bad)).unwrap_err();
         assert!(err.to_string().contains("corrupt.gz"), "{err}");
         // A stream cut short in the middle of the deflate data.
         let good = gzip(&idx_bytes(IMAGES_MAGIC, &[1, 2, 2], &[1, 2, 3, 4]));
-        let err = read_images(&write(dir.path(), "cut.gz", &good[..good.len() - 12])).unwrap_err();
+        let err = read_images(
+            &Disk,
+            &write(dir.path(), "cut.gz", &good[..good.len() - 12]),
+        )
+        .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -503,7 +509,7 @@ mod tests {
             "train-labels-idx1-ubyte",
             &idx_bytes(LABELS_MAGIC, &[2], &[0, 1]),
         );
-        let err = read_pair(&imgs, Some(&labels)).unwrap_err();
+        let err = read_pair(&Disk, &imgs, Some(&labels)).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod builtin;
+pub mod files;
 pub mod folder;
 pub mod idx;
 pub mod numpy;
@@ -269,18 +270,24 @@ impl Dataset {
     }
 }
 
-/// Which dataset to load: a built-in one or a path.
+/// Which dataset to load: a built-in one, a path, or files uploaded into this process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DatasetSpec {
     /// A dataset embedded in the program.
     Builtin(builtin::Builtin),
-    /// A directory of IDX files or an image folder.
+    /// A directory of IDX files or an image folder, or a `.npz`, `.npy` or `.zip` file.
     Path(PathBuf),
+    /// Files handed over by [`files::keep_upload`] (the browser's uploads), by their name.
+    Upload(String),
 }
 
 impl DatasetSpec {
-    /// Reads a command-line value: a built-in name (`mnist`, `fashion-mnist`) or a path.
+    /// Reads a command-line value: a built-in name (`mnist`, `fashion-mnist`), an upload's
+    /// `upload:` name, or a path.
     pub fn parse(value: &str) -> Self {
+        if let Some(name) = value.strip_prefix(files::UPLOAD_PREFIX) {
+            return DatasetSpec::Upload(name.to_owned());
+        }
         match builtin::Builtin::from_name(value) {
             Some(b) => DatasetSpec::Builtin(b),
             None => DatasetSpec::Path(PathBuf::from(value)),
@@ -305,6 +312,13 @@ impl DatasetSpec {
             }),
             DatasetSpec::Builtin(b) => b.load(seed),
             DatasetSpec::Path(path) => load_path_sized(path, seed, size),
+            DatasetSpec::Upload(name) => {
+                let upload = files::upload(name).ok_or_else(|| DataError::NoData {
+                    path: PathBuf::from(name),
+                    reason: "these uploaded files are no longer held (a new page keeps none); upload them again".into(),
+                })?;
+                load_from(&upload.files, &upload.path, seed, size)
+            }
         }
     }
 }
@@ -314,6 +328,7 @@ impl std::fmt::Display for DatasetSpec {
         match self {
             DatasetSpec::Builtin(b) => f.write_str(b.name()),
             DatasetSpec::Path(p) => write!(f, "{}", p.display()),
+            DatasetSpec::Upload(name) => write!(f, "{}{name}", files::UPLOAD_PREFIX),
         }
     }
 }
@@ -328,7 +343,18 @@ pub fn load_path(path: &Path, seed: u64) -> Result<Dataset, DataError> {
 
 /// [`load_path`] with an image size for an image folder (see [`DatasetSpec::load_sized`]).
 pub fn load_path_sized(path: &Path, seed: u64, size: usize) -> Result<Dataset, DataError> {
-    let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+    load_from(&files::Disk, path, seed, size)
+}
+
+/// Loads `path` from `src`: a folder of IDX files or of images, or a `.npz`, `.npy` or `.zip`
+/// file (a zip is read as the folder it holds, or as its one top folder).
+pub fn load_from(
+    src: &dyn files::FileSource,
+    path: &Path,
+    seed: u64,
+    size: usize,
+) -> Result<Dataset, DataError> {
+    let entry = src.entry(path).map_err(|source| DataError::Io {
         path: path.to_owned(),
         source,
     })?;
@@ -336,35 +362,49 @@ pub fn load_path_sized(path: &Path, seed: u64, size: usize) -> Result<Dataset, D
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
-    let numpy = path
+    let extension = path
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npz") || e.eq_ignore_ascii_case("npy"));
-    if meta.is_file() && numpy {
-        if size > 0 {
-            return Err(DataError::NoData {
-                path: path.to_owned(),
-                reason: format!(
-                    "a NumPy array's image size is fixed; an image size ({size}) applies to image folders"
-                ),
-            });
-        }
-        return numpy::load(path, name, seed);
-    }
-    if !meta.is_dir() {
-        return Err(DataError::NoData {
-            path: path.to_owned(),
-            reason: "not a directory or a .npz/.npy file (expected a folder of IDX files or of images, or NumPy arrays)".into(),
-        });
-    }
-    match idx::find_pairs(path)? {
-        Some(_) if size > 0 => Err(DataError::NoData {
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let numpy = matches!(extension.as_str(), "npz" | "npy");
+    match entry {
+        files::Entry::File(_) if numpy && size > 0 => Err(DataError::NoData {
             path: path.to_owned(),
             reason: format!(
-                "holds IDX files, whose image size is fixed; an image size ({size}) applies to image folders"
+                "a NumPy array's image size is fixed; an image size ({size}) applies to image folders"
             ),
         }),
-        Some(files) => idx::load_dir(&files, name, path, seed),
-        None if size > 0 => folder::load_exact(path, name, seed, size),
-        None => folder::load(path, name, seed, folder::MAX_SIDE),
+        files::Entry::File(_) if numpy => numpy::load_from(src, path, name, seed),
+        files::Entry::File(_) if extension == "zip" => {
+            let bytes = src.read(path).map_err(|source| DataError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            let entries = crate::archive::read_entries(&bytes, |_| true).map_err(|m| {
+                DataError::NoData {
+                    path: path.to_owned(),
+                    reason: format!("not a readable zip archive: {m}"),
+                }
+            })?;
+            drop(bytes);
+            let inside = files::Memory::new(path, entries);
+            let root = inside.lone_folder();
+            load_from(&inside, &root, seed, size)
+        }
+        files::Entry::File(_) => Err(DataError::NoData {
+            path: path.to_owned(),
+            reason: "not a directory or a .npz/.npy/.zip file (expected a folder of IDX files or of images, NumPy arrays, or a zip of either)".into(),
+        }),
+        files::Entry::Folder => match idx::find_pairs(src, path)? {
+            Some(_) if size > 0 => Err(DataError::NoData {
+                path: path.to_owned(),
+                reason: format!(
+                    "holds IDX files, whose image size is fixed; an image size ({size}) applies to image folders"
+                ),
+            }),
+            Some(pairs) => idx::load_dir(src, &pairs, name, path, seed),
+            None if size > 0 => folder::load_scaled(src, path, name, seed, size, true),
+            None => folder::load_scaled(src, path, name, seed, folder::MAX_SIDE, false),
+        },
     }
 }

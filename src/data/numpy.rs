@@ -8,14 +8,11 @@
 //! bytes or as floats in [0, 1] (floats above 1 are read as 0-255). Without a test split 10%
 //! is held out.
 
-use std::io::Read;
 use std::path::Path;
 
+use super::files::{Disk, Entry, FileSource};
 use super::{DataError, Dataset, HOLD_OUT_FRACTION, ImageSet};
 use crate::export::npy::{self, Array};
-
-/// The most bytes one array of an archive may inflate to.
-const MAX_ARRAY_BYTES: u64 = 4 << 30;
 
 fn bad(path: &Path, reason: String) -> DataError {
     DataError::NoData {
@@ -26,110 +23,16 @@ fn bad(path: &Path, reason: String) -> DataError {
 
 /// The arrays of a `.npz` archive, by name without `.npy`.
 pub fn read_npz(path: &Path, bytes: &[u8]) -> Result<Vec<(String, Array)>, DataError> {
-    let err = |m: &str| bad(path, format!("not a readable .npz archive: {m}"));
-    let u16_at = |b: &[u8], i: usize| -> Option<u64> {
-        b.get(i..i + 2)
-            .map(|s| u64::from(u16::from_le_bytes([s[0], s[1]])))
-    };
-    let u32_at = |b: &[u8], i: usize| -> Option<u64> {
-        b.get(i..i + 4)
-            .map(|s| u64::from(u32::from_le_bytes([s[0], s[1], s[2], s[3]])))
-    };
-    let u64_at = |b: &[u8], i: usize| -> Option<u64> {
-        b.get(i..i + 8)
-            .map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
-    };
-    // The end-of-central-directory record: within the last 64 KiB + 22 bytes.
-    let from = bytes.len().saturating_sub(65_557);
-    let eocd = (from..bytes.len().saturating_sub(21))
-        .rev()
-        .find(|&i| bytes[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])
-        .ok_or_else(|| err("no end of central directory (not a zip file)"))?;
-    let mut entries = u16_at(bytes, eocd + 10).ok_or_else(|| err("truncated"))?;
-    let mut cd = u32_at(bytes, eocd + 16).ok_or_else(|| err("truncated"))?;
-    // Zip64: the locator just before the record points at the zip64 record.
-    if (entries == 0xffff || cd == 0xffff_ffff)
-        && eocd >= 20
-        && bytes[eocd - 20..eocd - 16] == [0x50, 0x4b, 0x06, 0x07]
-    {
-        let at = u64_at(bytes, eocd - 12).ok_or_else(|| err("truncated"))? as usize;
-        entries = u64_at(bytes, at + 32).ok_or_else(|| err("truncated zip64 record"))?;
-        cd = u64_at(bytes, at + 48).ok_or_else(|| err("truncated zip64 record"))?;
-    }
-    let mut arrays = Vec::new();
-    let mut at = cd as usize;
-    for _ in 0..entries.min(10_000) {
-        if bytes.get(at..at + 4) != Some(&[0x50, 0x4b, 0x01, 0x02][..]) {
-            return Err(err("a damaged central directory"));
-        }
-        let field16 = |o| u16_at(bytes, at + o).ok_or_else(|| err("truncated"));
-        let field32 = |o| u32_at(bytes, at + o).ok_or_else(|| err("truncated"));
-        let method = field16(10)?;
-        let mut compressed = field32(20)?;
-        let mut size = field32(24)?;
-        let (name_len, extra_len, comment_len) = (field16(28)?, field16(30)?, field16(32)?);
-        let mut offset = field32(42)?;
-        let name_at = at + 46;
-        let name = bytes
-            .get(name_at..name_at + name_len as usize)
-            .ok_or_else(|| err("truncated"))?;
-        let name = String::from_utf8_lossy(name).into_owned();
-        // Zip64 sizes and offset, in this order, for the fields that overflowed.
-        let extra_at = name_at + name_len as usize;
-        let extra = bytes
-            .get(extra_at..extra_at + extra_len as usize)
-            .ok_or_else(|| err("truncated"))?;
-        let mut e = 0;
-        while e + 4 <= extra.len() {
-            let id = u16_at(extra, e).unwrap_or(0);
-            let len = u16_at(extra, e + 2).unwrap_or(0) as usize;
-            if id == 1 {
-                let mut f = e + 4;
-                for value in [&mut size, &mut compressed, &mut offset] {
-                    if *value == 0xffff_ffff {
-                        *value = u64_at(extra, f).ok_or_else(|| err("truncated zip64 field"))?;
-                        f += 8;
-                    }
-                }
-            }
-            e += 4 + len;
-        }
-        at = extra_at + extra_len as usize + comment_len as usize;
-        let Some(stem) = name.strip_suffix(".npy") else {
-            continue;
-        };
-        if size > MAX_ARRAY_BYTES {
-            return Err(bad(
-                path,
-                format!("array {stem} would inflate to {size} bytes, more than 4 GiB"),
-            ));
-        }
-        let local = offset as usize;
-        if bytes.get(local..local + 4) != Some(&[0x50, 0x4b, 0x03, 0x04][..]) {
-            return Err(err(&format!("array {stem}: a damaged local header")));
-        }
-        let skip = u16_at(bytes, local + 26).ok_or_else(|| err("truncated"))?
-            + u16_at(bytes, local + 28).ok_or_else(|| err("truncated"))?;
-        let start = local + 30 + skip as usize;
-        let data = bytes
-            .get(start..start.saturating_add(compressed as usize))
-            .ok_or_else(|| err(&format!("array {stem} runs past the end of the file")))?;
-        let raw = match method {
-            0 => data.to_vec(),
-            8 => {
-                let mut out = Vec::new();
-                flate2::read::DeflateDecoder::new(data)
-                    .take(size)
-                    .read_to_end(&mut out)
-                    .map_err(|e| err(&format!("array {stem}: {e}")))?;
-                out
-            }
-            m => return Err(err(&format!("array {stem}: compression method {m}"))),
-        };
-        let array = npy::read(&raw).map_err(|e| bad(path, format!("array {stem}: {e}")))?;
-        arrays.push((stem.to_owned(), array));
-    }
-    Ok(arrays)
+    let entries = crate::archive::read_entries(bytes, |name| name.ends_with(".npy"))
+        .map_err(|m| bad(path, format!("not a readable .npz archive: {m}")))?;
+    entries
+        .into_iter()
+        .map(|(name, raw)| {
+            let stem = name.strip_suffix(".npy").unwrap_or(&name).to_owned();
+            let array = npy::read(&raw).map_err(|e| bad(path, format!("array {stem}: {e}")))?;
+            Ok((stem, array))
+        })
+        .collect()
 }
 
 /// Images of an array as bytes: its shape read as `[n, h, w]`, `[n, h, w, c]` or
@@ -222,20 +125,26 @@ fn labels(path: &Path, name: &str, a: &Array, n: usize) -> Result<Vec<u8>, DataE
 
 /// Loads a `.npz` or `.npy` file as a dataset.
 pub fn load(path: &Path, name: String, seed: u64) -> Result<Dataset, DataError> {
-    let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+    load_from(&Disk, path, name, seed)
+}
+
+/// [`load`] from `src`.
+pub fn load_from(
+    src: &dyn FileSource,
+    path: &Path,
+    name: String,
+    seed: u64,
+) -> Result<Dataset, DataError> {
+    let io = |source| DataError::Io {
         path: path.to_owned(),
         source,
-    })?;
-    if meta.len() > 8 << 30 {
-        return Err(bad(
-            path,
-            format!("{} bytes is more than 8 GiB", meta.len()),
-        ));
+    };
+    if let Entry::File(len) = src.entry(path).map_err(io)?
+        && len > 8 << 30
+    {
+        return Err(bad(path, format!("{len} bytes is more than 8 GiB")));
     }
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = src.read(path).map_err(io)?;
     let is_npz = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npz"));

@@ -4,7 +4,7 @@
 //! uses it with the defaults after every epoch. (The checkpoint itself is written by the
 //! thread that owns the model.)
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,7 +13,7 @@ use image::RgbaImage;
 use super::{csv, views};
 use crate::explore::geometry::PathKind;
 use crate::explore::samples::{SampleRequest, sample_columns, sample_points, sample_title};
-use crate::fsio::{atomic_write, save_png};
+use crate::fsio::atomic_write;
 use crate::run::RunView;
 use crate::scene::{Census, Marks, Scene, SceneOptions};
 use crate::train::Snapshot;
@@ -252,25 +252,67 @@ fn curves(run: &RunView, choices: &ViewChoices, size: u32) -> RgbaImage {
     )
 }
 
-/// Writes one view into `dir`; returns the file written.
+/// Where exported files go: a folder on disk, or memory (the browser's downloads).
+pub trait Sink {
+    /// Keeps `bytes` as the file `name`; returns where it went, as a notice names it.
+    fn put(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<String>;
+}
+
+/// A folder on disk, created when the first file arrives; each file is written atomically.
+pub struct Folder(pub PathBuf);
+
+impl Sink for Folder {
+    fn put(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        let dir = &self.0;
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        let path = dir.join(name);
+        atomic_write(&path, bytes)?;
+        Ok(path.display().to_string())
+    }
+}
+
+/// Files kept in memory, in the order they came.
+#[derive(Debug, Default)]
+pub struct Memory(pub Vec<(String, Vec<u8>)>);
+
+impl Sink for Memory {
+    fn put(&mut self, name: &str, bytes: &[u8]) -> anyhow::Result<String> {
+        self.0.retain(|(n, _)| n != name);
+        self.0.push((name.to_owned(), bytes.to_vec()));
+        Ok(name.to_owned())
+    }
+}
+
+/// An image as PNG bytes.
+pub fn png_bytes(image: &RgbaImage) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot encode PNG: {e}"))?;
+    Ok(bytes)
+}
+
+/// Writes one view into `sink`; returns where it went.
 pub fn write_view(
     run: &RunView,
     shown: Option<&Snapshot>,
     choices: &ViewChoices,
     view: View,
-    dir: &Path,
-) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-    let path = dir.join(view.file_name());
-    save_png(&path, &render(run, shown, choices, view)?)?;
-    Ok(path)
+    sink: &mut dyn Sink,
+) -> anyhow::Result<String> {
+    let png = png_bytes(&render(run, shown, choices, view)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", view.file_name()))?;
+    sink.put(view.file_name(), &png)
 }
 
 /// What [`write_all`] wrote and what it skipped (with why).
 #[derive(Debug, Default)]
 pub struct Written {
-    /// The files written.
-    pub files: Vec<PathBuf>,
+    /// Where the files went.
+    pub files: Vec<String>,
     /// The views that could not be drawn, with the reason.
     pub skipped: Vec<String>,
 }
@@ -278,12 +320,12 @@ pub struct Written {
 /// Writes every view that can be drawn, `metrics.csv`, the shown snapshot's codes
 /// (`latent.csv`, `latent_mu.npy`, `latent_sigma.npy`, `latent_labels.npy` and the TensorBoard
 /// Projector's `projector_vectors.tsv` and `projector_metadata.tsv`) and `scores.csv` (once
-/// there are scores) into `dir`, with `latent_plane.svg` and `curves.svg` for papers. Each file is written atomically.
+/// there are scores) into `sink`, with `latent_plane.svg` and `curves.svg` for papers.
 pub fn write_all(
     run: &RunView,
     shown: Option<&Snapshot>,
     choices: &ViewChoices,
-    dir: &Path,
+    sink: &mut dyn Sink,
     progress: &Progress,
 ) -> anyhow::Result<Written> {
     let mut out = Written::default();
@@ -294,27 +336,21 @@ pub fn write_all(
             progress.tick();
             continue;
         }
-        match write_view(run, shown, choices, view, dir) {
+        match write_view(run, shown, choices, view, sink) {
             Ok(p) => out.files.push(p),
             Err(e) => out.skipped.push(format!("{}: {e}", view.title())),
         }
         progress.tick();
     }
     let d = run.config.latent_dim;
-    let metrics = dir.join("metrics.csv");
-    atomic_write(
-        &metrics,
-        csv::metrics_csv(run.train_rows.iter(), &run.tests, d).as_bytes(),
-    )?;
-    out.files.push(metrics);
-    let curves = dir.join("curves.svg");
-    atomic_write(&curves, super::svg::curves_svg(run).as_bytes())?;
-    out.files.push(curves);
+    let metrics = csv::metrics_csv(run.train_rows.iter(), &run.tests, d);
+    out.files.push(sink.put("metrics.csv", metrics.as_bytes())?);
+    let curves = super::svg::curves_svg(run);
+    out.files.push(sink.put("curves.svg", curves.as_bytes())?);
     progress.tick();
     if let Some(s) = shown {
-        let latent = dir.join("latent.csv");
-        atomic_write(&latent, csv::latent_csv(s).as_bytes())?;
-        out.files.push(latent);
+        out.files
+            .push(sink.put("latent.csv", csv::latent_csv(s).as_bytes())?);
         let plane = super::svg::plane_svg(&Scene::build(s, &choices.scene));
         let [mu, sigma, labels] = super::npy::latent_arrays(s);
         let (vectors, metadata) = super::npy::projector_tsv(s);
@@ -326,16 +362,13 @@ pub fn write_all(
             ("projector_metadata.tsv", metadata.into_bytes()),
             ("latent_plane.svg", plane.into_bytes()),
         ] {
-            let path = dir.join(name);
-            atomic_write(&path, &bytes)?;
-            out.files.push(path);
+            out.files.push(sink.put(name, &bytes)?);
         }
     }
     progress.tick();
     if !run.scores.is_empty() {
-        let scores = dir.join("scores.csv");
-        atomic_write(&scores, csv::scores_csv(&run.scores).as_bytes())?;
-        out.files.push(scores);
+        let scores = csv::scores_csv(&run.scores);
+        out.files.push(sink.put("scores.csv", scores.as_bytes())?);
     }
     progress.tick();
     Ok(out)
@@ -345,13 +378,12 @@ pub fn write_all(
 pub fn write_gif(
     run: &RunView,
     choices: &ViewChoices,
-    dir: &Path,
+    sink: &mut dyn Sink,
     progress: &Progress,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<String> {
     if run.timeline.is_empty() {
         anyhow::bail!("no snapshots yet to animate");
     }
-    std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     // One tick per frame, and the encoding counted as a tenth of the work.
     progress.start(run.timeline.len() * 10 / 9 + 1);
     let frames: Vec<RgbaImage> = run
@@ -363,9 +395,7 @@ pub fn write_gif(
             views::latent_plane(&scene, &Marks::default(), 480).0
         })
         .collect();
-    let path = dir.join("latent_plane.gif");
-    atomic_write(&path, &views::gif(&frames, 120)?)?;
-    Ok(path)
+    sink.put("latent_plane.gif", &views::gif(&frames, 120)?)
 }
 
 /// Progress of an export: steps done out of a total, shared with whoever shows it.

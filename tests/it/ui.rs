@@ -375,3 +375,67 @@ fn the_tabs_panel_keeps_its_height_whatever_the_tab_shows() {
     }
     h.state_mut().shutdown();
 }
+
+/// A file dropped on the window, read from disk.
+#[derive(Debug)]
+struct Dropped(std::path::PathBuf);
+
+impl egui::DroppedFile for Dropped {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.0).map_err(|e| e.to_string())
+    }
+}
+
+#[test]
+fn files_dropped_on_the_window_become_the_dataset() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    // Fashion-MNIST's two IDX files, dropped together: held as an upload, read as a folder.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data/fashion-mnist");
+    let files = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"];
+    h.input_mut().dropped_files = files
+        .iter()
+        .map(|f| std::sync::Arc::new(Dropped(dir.join(f))) as egui::DroppedFileHandle)
+        .collect();
+    h.run_steps(1);
+    step_until(&mut h, WAIT, |a| {
+        a.state
+            .main
+            .dataset
+            .as_ref()
+            .is_some_and(|d| d.0.contains("t10k"))
+            && a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    let state = &h.state().state;
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    assert_eq!(
+        state.settings.config.dataset,
+        "upload:t10k-images-idx3-ubyte.gz and 1 more"
+    );
+    // A missing file dropped alone is refused by its path; the model stays.
+    h.input_mut().dropped_files = vec![std::sync::Arc::new(Dropped("/no/such/file.npz".into()))];
+    h.run_steps(1);
+    step_until(&mut h, WAIT, |a| !a.state.errors.is_empty()).unwrap();
+    let error = h.state().state.errors.last().unwrap().clone();
+    assert!(error.contains("/no/such/file.npz"), "{error}");
+    assert!(
+        h.state()
+            .state
+            .main
+            .dataset
+            .as_ref()
+            .unwrap()
+            .0
+            .contains("t10k"),
+        "the uploaded dataset stays"
+    );
+    h.state_mut().shutdown();
+}

@@ -18,6 +18,8 @@ const args = Object.fromEntries(
 );
 const dist = path.resolve(args.dist ?? "web/dist");
 const out = path.resolve(args.out ?? "web/test/out");
+// The repository's root (this script is web/test/browser-test.mjs).
+const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const seconds = Number(args.seconds ?? 60);
 const browserPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 fs.mkdirSync(out, { recursive: true });
@@ -127,6 +129,41 @@ try {
   await page.screenshot({ path: shot });
   const spread = pngSpread(fs.readFileSync(shot));
   check(spread.distinct > 50, `the screenshot is not blank (${spread.distinct} distinct colours): ${shot}`);
+
+  // Ctrl+E exports every view: in a page, one zip download.
+  await page.mouse.click(760, 420);
+  const [download] = await Promise.all([
+    page.waitForEvent("download", { timeout: 60_000 }),
+    page.keyboard.press("Control+e"),
+  ]);
+  const zipPath = path.join(out, download.suggestedFilename());
+  await download.saveAs(zipPath);
+  const zip = fs.readFileSync(zipPath);
+  check(download.suggestedFilename() === "latent-atlas-export.zip" && zip.subarray(0, 2).toString() === "PK",
+    `Ctrl+E downloads the export as a zip (${download.suggestedFilename()}, ${zip.length} bytes)`);
+  const names = ["latent_plane.png", "curves.png", "metrics.csv", "latent_mu.npy", "latent_plane.svg"];
+  const missing = names.filter((n) => !zip.includes(Buffer.from(n)));
+  check(missing.length === 0, `the export holds ${names.join(", ")} (missing: ${missing.join(", ") || "none"})`);
+
+  // A dataset dropped on the page (Fashion-MNIST's two IDX files, as a user's own) becomes
+  // the one trained on.
+  const fashion = path.join(root, "assets/data/fashion-mnist");
+  const files = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"].map((name) => ({
+    name, base64: fs.readFileSync(path.join(fashion, name)).toString("base64"),
+  }));
+  const transfer = await page.evaluateHandle((files) => {
+    const t = new DataTransfer();
+    for (const f of files) {
+      const bytes = Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0));
+      t.items.add(new File([bytes], f.name));
+    }
+    return t;
+  }, files);
+  await page.dispatchEvent("canvas", "dragover", { dataTransfer: transfer });
+  await page.dispatchEvent("canvas", "drop", { dataTransfer: transfer });
+  const dropped = await until((s) => /t10k/.test(s.dataset ?? "") && s.step > 20, 60);
+  check(dropped && /t10k/.test(dropped.dataset) && dropped.step > 20 && !dropped.error,
+    `the dropped IDX files train (${dropped?.dataset}, step ${dropped?.step}, error ${dropped?.error ?? "none"})`);
 } catch (e) {
   check(false, `the test ran to its end: ${e.stack ?? e}`);
 } finally {
