@@ -84,7 +84,8 @@ pub enum LikelihoodArg {
 /// `latent-atlas train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// `mnist`, `fashion-mnist`, a folder of IDX files, or an image folder.
+    /// `mnist`, `fashion-mnist`, `shapes`, a folder of IDX files or of images, a `.npz` or `.npy`
+    /// file, or a `.zip` of any of these.
     #[arg(long, default_value_t = TrainConfig::default().dataset)]
     pub dataset: String,
     /// Image folders: scale the images so that their larger side is this many pixels, 4 to

@@ -147,27 +147,40 @@ pub fn controls_ui(
                     }
                 }
             });
-        ui.horizontal(|ui| {
-            let l = ui.label("Path");
-            let field = ui
-                .add(
-                    egui::TextEdit::singleline(&mut draft.dataset_path)
-                        .hint_text("IDX or image folder")
-                        .desired_width(110.0),
-                )
-                .labelled_by(l.id);
-            let field = field.on_hover_text(
-                "A folder of IDX files (train-images-idx3-ubyte[.gz], …) or of images",
+        // A page has no paths: the user's data comes by upload or by a drop on the page.
+        if crate::platform::IS_WEB {
+            let upload = ui.button("Upload a dataset…").on_hover_text(
+                "A .npz, a .zip of images or IDX files, or the files themselves; \
+                 or drop them on the page",
             );
-            let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if (ui.button("Load").clicked() || enter) && !draft.dataset_path.trim().is_empty() {
-                config.dataset = draft.dataset_path.trim().to_owned();
-                actions.push(Action::Reset);
-            }
-            if ui.button("Open…").clicked() {
+            if upload.clicked() {
                 actions.push(Action::OpenDatasetDialog);
             }
-        });
+        }
+        if !crate::platform::IS_WEB {
+            ui.horizontal(|ui| {
+                let l = ui.label("Path");
+                let field = ui
+                    .add(
+                        egui::TextEdit::singleline(&mut draft.dataset_path)
+                            .hint_text("folder, .npz or .zip")
+                            .desired_width(110.0),
+                    )
+                    .labelled_by(l.id);
+                let field = field.on_hover_text(
+                    "A folder of IDX files (train-images-idx3-ubyte[.gz], …) or of images, a .npz or \
+                     .npy file, or a .zip of any of these; or drop files on the window",
+                );
+                let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+                if (ui.button("Load").clicked() || enter) && !draft.dataset_path.trim().is_empty() {
+                    config.dataset = draft.dataset_path.trim().to_owned();
+                    actions.push(Action::Reset);
+                }
+                if ui.button("Open…").clicked() {
+                    actions.push(Action::OpenDatasetDialog);
+                }
+            });
+        }
         if !Builtin::ALL.iter().any(|b| b.name() == config.dataset) {
             let size_label = |s: usize| match s {
                 0 => "from the data".to_owned(),
@@ -390,34 +403,41 @@ pub fn controls_ui(
         if changed {
             actions.push(Action::ApplyHyper);
         }
-        ui.separator();
-        ui.heading("Run files");
-        ui.horizontal(|ui| {
-            if ui.button("Save run…").on_hover_text("Ctrl+S").clicked() {
-                actions.push(Action::SaveRun(None));
-            }
-            if ui.button("Load run…").clicked() {
-                actions.push(Action::LoadRun(None));
-            }
-        });
+        // A page keeps no run folders (saved runs as zips, both ways, are not built yet).
+        if !crate::platform::IS_WEB {
+            ui.separator();
+            ui.heading("Run files");
+            ui.horizontal(|ui| {
+                if ui.button("Save run…").on_hover_text("Ctrl+S").clicked() {
+                    actions.push(Action::SaveRun(None));
+                }
+                if ui.button("Load run…").clicked() {
+                    actions.push(Action::LoadRun(None));
+                }
+            });
+        }
         ui.separator();
         ui.heading("Export");
         let dir = draft
             .export_dir
             .get_or_insert_with(|| state.settings.export_dir.display().to_string());
-        ui.horizontal(|ui| {
-            let l = ui.label("Folder");
-            if ui
-                .add(egui::TextEdit::singleline(dir).desired_width(110.0))
-                .labelled_by(l.id)
-                .changed()
-            {
-                state.settings.export_dir = PathBuf::from(dir.as_str());
-            }
-            if ui.button("Choose…").clicked() {
-                actions.push(Action::ChooseExportDir);
-            }
-        });
+        if crate::platform::IS_WEB {
+            ui.label("Each export downloads: one file, or a zip of several.");
+        } else {
+            ui.horizontal(|ui| {
+                let l = ui.label("Folder");
+                if ui
+                    .add(egui::TextEdit::singleline(dir).desired_width(110.0))
+                    .labelled_by(l.id)
+                    .changed()
+                {
+                    state.settings.export_dir = PathBuf::from(dir.as_str());
+                }
+                if ui.button("Choose…").clicked() {
+                    actions.push(Action::ChooseExportDir);
+                }
+            });
+        }
         labelled(ui, "Image width (px)", |ui| {
             ui.add(egui::DragValue::new(&mut state.settings.export_size).range(200..=8000))
         });
