@@ -207,10 +207,7 @@ impl FileSource for Memory {
             let mut parts = rest.components();
             let Some(first) = parts.next() else { continue };
             let child = dir.join(first);
-            let is_dir = parts.next().is_some();
-            if out.last() != Some(&(child.clone(), is_dir)) {
-                out.push((child, is_dir));
-            }
+            out.push((child, parts.next().is_some()));
         }
         out.sort();
         out.dedup();
