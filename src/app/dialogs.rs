@@ -25,6 +25,21 @@ pub(super) enum Picked {
     Path(PathBuf),
     /// Files uploaded into the page, kept under this dataset value (`upload:` and a name).
     Upload(String),
+    /// Files that could not be read, and why.
+    Failed(String),
+}
+
+/// Files read for an upload, kept as one ([`crate::data::files::keep_upload`]), or the first
+/// that could not be read.
+fn upload_of(files: Vec<(String, Result<Vec<u8>, String>)>) -> Picked {
+    let mut read = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        match bytes {
+            Ok(bytes) => read.push((name, bytes)),
+            Err(e) => return Picked::Failed(format!("{name}: cannot read: {e}")),
+        }
+    }
+    Picked::Upload(crate::data::files::keep_upload(read))
 }
 
 impl LatentAtlasApp {
@@ -70,11 +85,10 @@ impl LatentAtlasApp {
                 .await;
             let mut files = Vec::new();
             for handle in picked.unwrap_or_default() {
-                files.push((handle.file_name(), handle.read().await));
+                files.push((handle.file_name(), Ok(handle.read().await)));
             }
-            let upload =
-                (!files.is_empty()).then(|| Picked::Upload(crate::data::files::keep_upload(files)));
-            let _ = tx.send(upload);
+            // Nothing picked: the dialog was cancelled.
+            let _ = tx.send((!files.is_empty()).then(|| upload_of(files)));
             ctx.request_repaint();
         });
         self.dialog = Some((purpose, rx));
@@ -114,7 +128,8 @@ impl LatentAtlasApp {
 
     /// Files dropped on the window become the dataset, as if picked: one file or folder on
     /// the desktop by its path, several as an upload held in memory; in a browser (whose files
-    /// have no path, and are read asynchronously) always as an upload.
+    /// have no path, and are read asynchronously) always as an upload. The files are read off
+    /// the frame loop (a thread, or the browser's future), and come back like a dialog's pick.
     pub(super) fn take_dropped_files(&mut self, ctx: &egui::Context) {
         let dropped = ctx.input(|i| i.raw.dropped_files.clone());
         if dropped.is_empty() || self.dialog.is_some() {
@@ -126,45 +141,38 @@ impl LatentAtlasApp {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| f.path().display().to_string())
         };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ctx = ctx.clone();
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let picked = match dropped.as_slice() {
-                [one] => Picked::Path(one.path().to_owned()),
-                many => {
-                    let mut files = Vec::new();
-                    for f in many {
-                        match f.bytes() {
-                            Ok(bytes) => files.push((file_name(f), bytes)),
-                            Err(e) => {
-                                let path = f.path().display();
-                                return self.state.errors.push(format!("{path}: cannot read: {e}"));
-                            }
-                        }
-                    }
-                    Picked::Upload(crate::data::files::keep_upload(files))
-                }
-            };
-            self.use_picked(DialogPurpose::Dataset, picked);
+            if let [one] = dropped.as_slice() {
+                return self
+                    .use_picked(DialogPurpose::Dataset, Picked::Path(one.path().to_owned()));
+            }
+            let spawned = std::thread::Builder::new()
+                .name("dropped-files".into())
+                .spawn(move || {
+                    let files = dropped.iter().map(|f| (file_name(f), f.bytes())).collect();
+                    let _ = tx.send(Some(upload_of(files)));
+                    ctx.request_repaint();
+                });
+            if let Err(e) = spawned {
+                return self
+                    .state
+                    .errors
+                    .push(format!("cannot read the dropped files: {e}"));
+            }
         }
         #[cfg(target_arch = "wasm32")]
-        {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let ctx = ctx.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                let mut files = Vec::new();
-                for f in &dropped {
-                    // A file the browser cannot read (a folder, say) is left out.
-                    if let Ok(bytes) = f.bytes_async().await {
-                        files.push((file_name(f), bytes));
-                    }
-                }
-                let upload = (!files.is_empty())
-                    .then(|| Picked::Upload(crate::data::files::keep_upload(files)));
-                let _ = tx.send(upload);
-                ctx.request_repaint();
-            });
-            self.dialog = Some((DialogPurpose::Dataset, rx));
-        }
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut files = Vec::new();
+            for f in &dropped {
+                files.push((file_name(f), f.bytes_async().await));
+            }
+            let _ = tx.send(Some(upload_of(files)));
+            ctx.request_repaint();
+        });
+        self.dialog = Some((DialogPurpose::Dataset, rx));
     }
 
     pub(super) fn poll_dialog(&mut self) {
@@ -188,17 +196,20 @@ impl LatentAtlasApp {
         }
     }
 
+    /// Starts over on the dataset `value` (a path, or an upload's name).
+    fn use_dataset(&mut self, value: String) {
+        self.views.draft.dataset_path = value.clone();
+        self.state.settings.config.dataset = value;
+        self.handle(Action::Reset);
+    }
+
     fn use_picked(&mut self, purpose: DialogPurpose, picked: Picked) {
         match (purpose, picked) {
-            (DialogPurpose::Dataset, picked) => {
-                let value = match picked {
-                    Picked::Path(path) => path.display().to_string(),
-                    Picked::Upload(value) => value,
-                };
-                self.views.draft.dataset_path = value.clone();
-                self.state.settings.config.dataset = value;
-                self.handle(Action::Reset);
+            (_, Picked::Failed(error)) => self.state.errors.push(error),
+            (DialogPurpose::Dataset, Picked::Path(path)) => {
+                self.use_dataset(path.display().to_string())
             }
+            (DialogPurpose::Dataset, Picked::Upload(value)) => self.use_dataset(value),
             (DialogPurpose::ExportDir, Picked::Path(path)) => {
                 self.views.draft.export_dir = Some(path.display().to_string());
                 self.state.settings.export_dir = path;

@@ -47,6 +47,31 @@ pub struct StartOptions {
     pub arch: Option<crate::model::Arch>,
 }
 
+impl StartOptions {
+    /// What a page's address asks for (`?dataset=fashion-mnist&probes=500&fresh`): training
+    /// starts at once; `dataset` names the dataset, `probes` the posteriors drawn (100 to
+    /// 10,000), and `fresh` ignores remembered settings. Unknown keys and bad values are
+    /// ignored.
+    pub fn from_query(query: &str) -> Self {
+        let mut start = StartOptions {
+            autostart: true,
+            ..StartOptions::default()
+        };
+        for pair in query.trim_start_matches('?').split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "dataset" if !value.is_empty() => start.dataset = Some(value.to_owned()),
+                "probes" => {
+                    start.probe_size = value.parse().ok().filter(|n| (100..=10_000).contains(n))
+                }
+                "fresh" => start.fresh = true,
+                _ => {}
+            }
+        }
+        start
+    }
+}
+
 /// How often training's news repaints the window (about 30 frames a second): curves and
 /// the plane move smoothly, and the UI thread leaves most of a core to training. Input still
 /// repaints at once.
@@ -95,6 +120,8 @@ pub struct LatentAtlasApp {
     export: Option<exporter::ExportTask>,
     /// What frames cost to draw, for pacing them where training shares their thread.
     frames: FrameCost,
+    /// Families a page script asked for, taken up at the next frame.
+    family_requests: Vec<crate::train::ModelKind>,
     /// Curves of a run being loaded, restored once its model is ready.
     pending_history: Option<(
         Vec<crate::train::StepMetrics>,
@@ -147,6 +174,7 @@ impl LatentAtlasApp {
             ctx: cc.egui_ctx.clone(),
             export: None,
             frames: FrameCost::default(),
+            family_requests: Vec::new(),
             pending_history: None,
         };
         app.spawn_worker();
@@ -168,20 +196,46 @@ impl LatentAtlasApp {
         {
             running |= worker.tick(budget);
         }
-        // News (a state change, a new snapshot) or a page's request needs a frame: at once when
-        // idle, at the training pace when training.
+        // News (a state change, a new snapshot) needs a frame: at once when idle, at the
+        // training pace when training.
         let news = self
             .frames
             .news
             .swap(false, std::sync::atomic::Ordering::Relaxed);
-        let asked = FAMILY_REQUESTS.with(|r| !r.borrow().is_empty());
-        if news || asked {
-            self.ctx.request_repaint_after(match running && !asked {
+        if news {
+            self.ctx.request_repaint_after(match running {
                 true => self.frame_interval(),
                 false => Duration::ZERO,
             });
         }
         running
+    }
+
+    /// Starts over with another family at the next frame, by its command-line name or its
+    /// label (`vae`, `f-vae`, `f-VAE`, ...), as the family menu and Reset would; an error names
+    /// the families when `name` is none of them. A browser page calls it as
+    /// `latentAtlasFamily(name)`.
+    pub fn request_family(&mut self, name: &str) -> Result<(), String> {
+        let families = crate::train::ModelKind::ALL;
+        let kind = families
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name) || k.label().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                let names: Vec<&str> = families.iter().map(|k| k.name()).collect();
+                format!(
+                    "no family is called {name:?}; the families: {}",
+                    names.join(", ")
+                )
+            })?;
+        self.family_requests.push(kind);
+        self.ctx.request_repaint();
+        Ok(())
+    }
+
+    /// The main run's progress as JSON ([`state::Status`]). A browser page reads it through
+    /// `latentAtlasStatus()`.
+    pub fn status_json(&self) -> String {
+        serde_json::to_string(&self.state.status()).unwrap_or_else(|_| "{}".to_owned())
     }
 
     /// How often training's news repaints the window. Without threads, training runs between
@@ -209,51 +263,9 @@ impl LatentAtlasApp {
 /// take (a page's timer calls [`LatentAtlasApp::train_slice`] with it).
 pub const TRAINING_SLICE: Duration = Duration::from_millis(20);
 
-thread_local! {
-    /// The main run's status as JSON, refreshed each frame (see [`status_json`]).
-    static STATUS: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
-}
-
-thread_local! {
-    /// Families asked for by a page script, taken up at the next frame.
-    static FAMILY_REQUESTS: std::cell::RefCell<Vec<crate::train::ModelKind>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Asks the app on this thread to start over with another family, by its command-line name or
-/// its label (`vae`, `f-vae`, `f-VAE`, ...), as the family menu and Reset would; an error names
-/// the families when `name` is none of them. A browser page calls it as
-/// `latentAtlasFamily(name)`.
-pub fn request_family(name: &str) -> Result<(), String> {
-    let kind = crate::train::ModelKind::ALL
-        .into_iter()
-        .find(|k| k.name().eq_ignore_ascii_case(name) || k.label().eq_ignore_ascii_case(name))
-        .ok_or_else(|| {
-            let names: Vec<&str> = crate::train::ModelKind::ALL
-                .iter()
-                .map(|k| k.name())
-                .collect();
-            format!(
-                "no family is called {name:?}; the families: {}",
-                names.join(", ")
-            )
-        })?;
-    FAMILY_REQUESTS.with(|r| r.borrow_mut().push(kind));
-    Ok(())
-}
-
-/// The main run's progress as JSON ([`state::Status`]), as of the last frame drawn on this
-/// thread; `{}` before the first. A browser page reads it through `latentAtlasStatus()`.
-pub fn status_json() -> String {
-    STATUS.with(|s| match s.borrow().as_str() {
-        "" => "{}".to_owned(),
-        json => json.to_owned(),
-    })
-}
-
 impl eframe::App for LatentAtlasApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
-        for family in FAMILY_REQUESTS.with(|r| std::mem::take(&mut *r.borrow_mut())) {
+        for family in std::mem::take(&mut self.family_requests) {
             self.state.settings.config.set_model(family);
             self.handle(action::Action::Reset);
         }
@@ -267,9 +279,6 @@ impl eframe::App for LatentAtlasApp {
         }
         if self.state.is_running() {
             ctx.request_repaint_after(self.frame_interval());
-        }
-        if let Ok(json) = serde_json::to_string(&self.state.status()) {
-            STATUS.with(|s| *s.borrow_mut() = json);
         }
     }
 
@@ -357,5 +366,25 @@ impl eframe::App for LatentAtlasApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pages_address_gives_its_start_options() {
+        let start = StartOptions::from_query("?dataset=fashion-mnist&probes=800&fresh&x=1");
+        assert!(start.autostart && start.fresh);
+        assert_eq!(start.dataset.as_deref(), Some("fashion-mnist"));
+        assert_eq!(start.probe_size, Some(800));
+        // Bad values and empty ones are ignored.
+        let start = StartOptions::from_query("probes=5&dataset=");
+        assert_eq!(
+            (start.probe_size, start.dataset, start.fresh),
+            (None, None, false)
+        );
+        assert_eq!(StartOptions::from_query("").probe_size, None);
     }
 }

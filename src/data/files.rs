@@ -21,7 +21,7 @@ pub trait FileSource: Sync {
     fn entry(&self, path: &Path) -> std::io::Result<Entry>;
     /// The paths directly inside the folder `dir`, sorted, each with whether it is a folder.
     fn list(&self, dir: &Path) -> std::io::Result<Vec<(PathBuf, bool)>>;
-    /// A file's bytes as a stream.
+    /// A file's bytes as a stream (unbuffered: readers buffer it as they need).
     fn open(&self, path: &Path) -> std::io::Result<Box<dyn Read + '_>>;
     /// A file's bytes.
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
@@ -56,9 +56,7 @@ impl FileSource for Disk {
     }
 
     fn open(&self, path: &Path) -> std::io::Result<Box<dyn Read + '_>> {
-        Ok(Box::new(std::io::BufReader::new(std::fs::File::open(
-            path,
-        )?)))
+        Ok(Box::new(std::fs::File::open(path)?))
     }
 
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {

@@ -720,6 +720,21 @@ pub(super) fn gemm_serial(
     }
 }
 
+/// Three of a kind.
+type Three<T> = (T, T, T);
+
+/// Three results of the inner backend as untracked tensors of the autodiff one (for the
+/// kernels that are not differentiable themselves).
+fn untracked3<B: FusedOps, C: CheckpointStrategy>(
+    (a, b, c): Three<FloatTensor<B>>,
+) -> Three<FloatTensor<Autodiff<B, C>>> {
+    (
+        <FloatTensor<Autodiff<B, C>>>::new(a),
+        <FloatTensor<Autodiff<B, C>>>::new(b),
+        <FloatTensor<Autodiff<B, C>>>::new(c),
+    )
+}
+
 impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn bernoulli_nll(logits: FloatTensor<Self>, x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
@@ -1134,7 +1149,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         slope: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         // Used inside backward passes only: not differentiable itself.
-        let (dx, dgamma, dbeta) = B::group_norm_backward(
+        untracked3::<B, C>(B::group_norm_backward(
             x.into_primitive(),
             y.into_primitive(),
             gamma.into_primitive(),
@@ -1142,12 +1157,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             groups,
             eps,
             slope,
-        );
-        (
-            <FloatTensor<Self>>::new(dx),
-            <FloatTensor<Self>>::new(dgamma),
-            <FloatTensor<Self>>::new(dbeta),
-        )
+        ))
     }
 
     fn power_iteration(
@@ -1155,12 +1165,10 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         u: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         // Not differentiable: the estimates are held constant.
-        let (v, u, sigma) = B::power_iteration(weight.into_primitive(), u.into_primitive());
-        (
-            <FloatTensor<Self>>::new(v),
-            <FloatTensor<Self>>::new(u),
-            <FloatTensor<Self>>::new(sigma),
-        )
+        untracked3::<B, C>(B::power_iteration(
+            weight.into_primitive(),
+            u.into_primitive(),
+        ))
     }
 
     fn spectral_scale(

@@ -437,5 +437,42 @@ fn files_dropped_on_the_window_become_the_dataset() {
             .contains("t10k"),
         "the uploaded dataset stays"
     );
+    // Several files, one of them unreadable: refused by its name, nothing else changes.
+    h.input_mut().dropped_files = vec![
+        std::sync::Arc::new(Dropped(dir.join(files[0]))),
+        std::sync::Arc::new(Dropped(dir.join("missing-labels.gz"))),
+    ];
+    let errors = h.state().state.errors.len();
+    let asked = h.state().state.settings.config.dataset.clone();
+    h.run_steps(1);
+    step_until(&mut h, WAIT, |a| a.state.errors.len() > errors).unwrap();
+    let error = h.state().state.errors.last().unwrap().clone();
+    assert!(error.contains("missing-labels.gz: cannot read"), "{error}");
+    assert_eq!(h.state().state.settings.config.dataset, asked);
+    h.state_mut().shutdown();
+}
+
+#[test]
+fn a_page_script_switches_the_family_and_reads_the_status() {
+    let mut h = harness(1280.0, 820.0, "mnist");
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    let err = h.state_mut().request_family("no-such").unwrap_err();
+    assert!(err.contains("f-vae"), "the error names the families: {err}");
+    h.state_mut().request_family("f-VAE").unwrap();
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.config.model == ModelKind::FVae
+            && a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&h.state().status_json()).unwrap();
+    assert!(
+        status["family"].as_str().unwrap().starts_with("f-VAE"),
+        "{status}"
+    );
+    assert_eq!(status["dataset"], "mnist");
+    assert!(status["step"].as_u64().is_some() && status["samples_per_sec"].is_number());
     h.state_mut().shutdown();
 }

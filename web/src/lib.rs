@@ -26,7 +26,7 @@ mod page {
             .ok_or_else(|| JsValue::from_str(&format!("no element with id {canvas_id}")))?
             .dyn_into::<web_sys::HtmlCanvasElement>()
             .map_err(|_| JsValue::from_str(&format!("{canvas_id} is not a canvas")))?;
-        let start = start_options(&search);
+        let start = StartOptions::from_query(&search);
         let runner = std::rc::Rc::new(eframe::WebRunner::new());
         runner
             .start(
@@ -35,8 +35,23 @@ mod page {
                 Box::new(move |cc| Ok(Box::new(LatentAtlasApp::new(cc, start)))),
             )
             .await?;
+        RUNNER.with(|r| *r.borrow_mut() = Some(runner.clone()));
         train_between_frames(runner);
         Ok(())
+    }
+
+    thread_local! {
+        /// The page's runner, for the handles below to reach the app between frames.
+        static RUNNER: std::cell::RefCell<Option<std::rc::Rc<eframe::WebRunner>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    /// `f` on the app, unless it has not started, a frame holds it, or it stopped after a
+    /// panic.
+    fn with_app<R>(f: impl FnOnce(&mut LatentAtlasApp) -> R) -> Option<R> {
+        let runner = RUNNER.with(|r| r.borrow().clone())?;
+        let mut app = runner.app_mut::<LatentAtlasApp>()?;
+        Some(f(&mut app))
     }
 
     /// Training's turns between frames, from a timer: at once again while it trains (the
@@ -57,38 +72,19 @@ mod page {
         }
     }
 
-    /// The start options a page's address asks for: `?dataset=fashion-mnist&probes=500`
-    /// (`fresh` ignores remembered settings). Unknown keys and bad values are ignored.
-    fn start_options(search: &str) -> StartOptions {
-        let mut start = StartOptions {
-            autostart: true,
-            ..StartOptions::default()
-        };
-        for pair in search.trim_start_matches('?').split('&') {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match key {
-                "dataset" if !value.is_empty() => start.dataset = Some(value.to_owned()),
-                "probes" => {
-                    start.probe_size = value.parse().ok().filter(|n| (100..=10_000).contains(n))
-                }
-                "fresh" => start.fresh = true,
-                _ => {}
-            }
-        }
-        start
-    }
-
     /// Starts over with another family, by name or label (`vae`, `f-VAE`, ...), as the
     /// family menu and Reset would.
     #[wasm_bindgen(js_name = latentAtlasFamily)]
     pub fn latent_atlas_family(name: String) -> Result<(), JsValue> {
-        latent_atlas::app::request_family(&name).map_err(|e| JsValue::from_str(&e))
+        with_app(|app| app.request_family(&name))
+            .unwrap_or_else(|| Err("the explorer is not running".to_owned()))
+            .map_err(|e| JsValue::from_str(&e))
     }
 
     /// The run's progress as JSON: `step`, `epoch`, `samples_per_sec`, `loss`, `family`,
-    /// `dataset`, `state` and the last error, if any.
+    /// `dataset`, `state` and the last error, if any (`{}` before the app has started).
     #[wasm_bindgen(js_name = latentAtlasStatus)]
     pub fn latent_atlas_status() -> String {
-        latent_atlas::app::status_json()
+        with_app(|app| app.status_json()).unwrap_or_else(|| "{}".to_owned())
     }
 }
