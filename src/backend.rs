@@ -214,29 +214,14 @@ pub fn tune_allocator() -> bool {
     }
 }
 
-/// Lowers the calling thread's priority to nice 10, for background work that should not slow
-/// training much but must still finish: under CFS such a thread gets about a tenth of a busy
-/// core, so the end-of-epoch evaluation (about 0.4 s of work) keeps up with epochs of a few
-/// seconds. (Linux's `SCHED_IDLE` was tried: with the window drawing in software and training
-/// on both cores it starved, and no test figure appeared until the run paused.) A no-op where
-/// threads have no priority of their own.
-pub fn lower_thread_priority() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: setpriority on this thread's own id changes only its scheduling weight.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-    }
-}
-
-/// A pool of one thread at low priority ([`lower_thread_priority`]) for background work that
+/// A pool of one thread at low priority ([`crate::platform::lower_thread_priority`]) for background work that
 /// uses the CPU backends' parallel kernels: inside it they stay on that thread. `None` when the
 /// thread cannot be started.
 pub fn background_pool(name: &'static str) -> Option<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .thread_name(move |_| name.to_owned())
-        .start_handler(|_| lower_thread_priority())
+        .start_handler(|_| crate::platform::lower_thread_priority())
         .build()
         .ok()
 }

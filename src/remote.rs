@@ -90,13 +90,9 @@ pub fn token_from_env() -> anyhow::Result<Option<String>> {
 
 /// A random token of 32 hex digits from the operating system's random source.
 pub fn random_token() -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| {
-            anyhow::anyhow!("cannot draw a random token ({e}); give one with --token-file")
-        })?;
+    let bytes = crate::platform::random_bytes::<16>().map_err(|e| {
+        anyhow::anyhow!("cannot draw a random token ({e}); give one with --token-file")
+    })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -70,14 +70,6 @@ pub fn fnv64(bytes: &[u8]) -> String {
 /// The largest image side a run may describe.
 pub const MAX_RUN_SIDE: usize = 4096;
 
-/// Bytes of memory this machine has available (Linux's `MemAvailable`), if known.
-pub fn available_memory() -> Option<u128> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 impl RunInfo {
     /// Checks everything read from `path` before anything is allocated for it: the settings,
     /// the image shape, the weights' layout, and the memory the model would need against what
@@ -116,7 +108,7 @@ impl RunInfo {
             ));
         }
         let need = self.config.memory_estimate(self.shape());
-        if let Some(have) = available_memory()
+        if let Some(have) = crate::platform::available_memory()
             && need > have
         {
             let gib = |b: u128| b as f64 / (1u128 << 30) as f64;

@@ -214,7 +214,7 @@ impl Trainer {
         }
         let shape = data.train.shape();
         let need = config.memory_estimate(shape);
-        if let Some(have) = checkpoint::available_memory()
+        if let Some(have) = crate::platform::available_memory()
             && need > have
         {
             let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
