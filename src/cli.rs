@@ -127,6 +127,10 @@ pub struct TrainArgs {
     /// Steps over which the KL weight rises linearly from 0 to beta.
     #[arg(long, default_value_t = HyperParams::default().kl_warmup_steps)]
     pub kl_warmup_steps: u64,
+    /// Train on the importance-weighted bound with this many posterior draws per image
+    /// (Burda et al. 2016; 1: the ELBO). VAE, CVAE, BN-VAE and f-VAE.
+    #[arg(long, default_value_t = HyperParams::default().iw_samples)]
+    pub iw_samples: usize,
     /// CVAE: the standard deviation of the class means' initial draw.
     #[arg(long, default_value_t = TrainConfig::default().class_mean_spread)]
     pub class_mean_spread: f32,
@@ -246,6 +250,7 @@ impl TrainArgs {
                 beta: self.beta,
                 kl_warmup_steps: self.kl_warmup_steps,
                 class_mean_lr_scale: self.class_mean_lr_scale,
+                iw_samples: self.iw_samples,
             },
             epochs: self.epochs,
             seed: self.seed,
@@ -485,6 +490,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         evaluator_bar: None,
         failure: None,
         scoring: args.score_samples > 0,
+        iw_epoch: Default::default(),
         written: None,
     };
     let result = driver.drive(&worker);
@@ -518,6 +524,7 @@ pub fn run_quietly(
         evaluator_bar: None,
         failure: None,
         scoring: score_samples > 0,
+        iw_epoch: Default::default(),
         written: None,
     };
     let result = match Worker::spawn_with(config, backend, options, Arc::new(|| {})) {
@@ -541,6 +548,9 @@ struct Driver {
     failure: Option<String>,
     /// Whether scores are still expected.
     scoring: bool,
+    /// This epoch's sums of the negative IW bound and the one-draw negative ELBO, and the
+    /// steps summed (when trained on the bound).
+    iw_epoch: (f64, f64, usize),
     /// The step whose folder was last written.
     written: Option<u64>,
 }
@@ -650,14 +660,42 @@ impl Driver {
                 // Training went on after a failure: it was not fatal.
                 self.flush_failure();
                 self.bar.set_position(m.step);
+                let elbo = m.extra(crate::train::NEG_ELBO);
+                if let Some(elbo) = elbo {
+                    let (bound, neg_elbo, steps) = &mut self.iw_epoch;
+                    *bound += f64::from(m.total);
+                    *neg_elbo += f64::from(elbo);
+                    *steps += 1;
+                }
                 if m.step % 10 == 0 {
-                    self.bar.set_message(format!(
-                        "epoch {} loss {:.2} (rec {:.2} + KL {:.2})  {samples_per_sec:.0} samples/s",
-                        m.epoch, m.total, m.reconstruction, m.kl
-                    ));
+                    self.bar.set_message(match elbo {
+                        Some(elbo) => format!(
+                            "epoch {} negative IW bound {:.2}, negative ELBO {elbo:.2}  {samples_per_sec:.0} samples/s",
+                            m.epoch, m.total
+                        ),
+                        None => format!(
+                            "epoch {} loss {:.2} (rec {:.2} + KL {:.2})  {samples_per_sec:.0} samples/s",
+                            m.epoch, m.total, m.reconstruction, m.kl
+                        ),
+                    });
                 }
             }
-            Event::Tested(t) => self.say(|| print_test(t)),
+            Event::Tested(t) => {
+                let (bound, neg_elbo, steps) = std::mem::take(&mut self.iw_epoch);
+                let k = self.run.config.hyper.iw_samples;
+                self.say(|| {
+                    if steps > 0 {
+                        let n = steps as f64;
+                        eprintln!(
+                            "epoch {} training: negative IW bound (K = {k}) {:.2} nats, negative ELBO {:.2} nats (means over its steps)",
+                            t.epoch,
+                            bound / n,
+                            neg_elbo / n
+                        );
+                    }
+                    print_test(t)
+                })
+            }
             Event::Scored(s) => self.say(|| print_scores(s)),
             Event::EvaluatorProgress(p) => {
                 let quiet = self.quiet;

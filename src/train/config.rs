@@ -254,6 +254,15 @@ impl ModelKind {
         self.info().help
     }
 
+    /// Whether the family has importance weights `p(x|z) p(z) / q(z|x)` (a Gaussian posterior
+    /// and a prior density): the importance-weighted objective and the test likelihood.
+    pub fn has_importance_weights(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Vae | ModelKind::Cvae | ModelKind::BnVae | ModelKind::FVae
+        )
+    }
+
     /// Whether the family needs labelled data.
     pub fn needs_labels(self) -> bool {
         self.draws().class_means
@@ -291,7 +300,15 @@ pub struct HyperParams {
     /// times faster means did not raise the 10-epoch class-conditional accuracy (49.0% at 1,
     /// 48.4% at 10), so the default keeps one rate.
     pub class_mean_lr_scale: f64,
+    /// Draws per image of the importance-weighted objective (Burda et al. 2016): the loss is
+    /// `-log mean_k w_k` over `k` posterior draws (1: the ELBO). For the families with a
+    /// Gaussian posterior (VAE, CVAE, BN-VAE, f-VAE); the KL weight and its warm-up apply to
+    /// the ELBO only.
+    pub iw_samples: usize,
 }
+
+/// The most draws per image the importance-weighted objective takes.
+pub const MAX_IW_SAMPLES: usize = 1000;
 
 impl Default for HyperParams {
     fn default() -> Self {
@@ -301,6 +318,7 @@ impl Default for HyperParams {
             beta: 1.0,
             kl_warmup_steps: 0,
             class_mean_lr_scale: 1.0,
+            iw_samples: 1,
         }
     }
 }
@@ -618,6 +636,10 @@ impl TrainConfig {
         if !model.draws().trained_sigma && self.likelihood == Likelihood::GaussianTrained {
             self.likelihood = Likelihood::Bernoulli;
         }
+        // Without importance weights the objective is the family's own.
+        if !model.has_importance_weights() {
+            self.hyper.iw_samples = 1;
+        }
     }
 
     /// Checks the settings, saying what is wrong in words.
@@ -626,6 +648,18 @@ impl TrainConfig {
         if self.likelihood == Likelihood::GaussianTrained && !self.model.draws().trained_sigma {
             return Err(format!(
                 "the Gaussian with a trained sigma belongs to the f-VAE; the {} needs a Bernoulli or fixed Gaussian likelihood",
+                self.model.label()
+            ));
+        }
+        if h.iw_samples == 0 || h.iw_samples > MAX_IW_SAMPLES {
+            return Err(format!(
+                "importance-weighted draws must be 1 to {MAX_IW_SAMPLES}, not {}",
+                h.iw_samples
+            ));
+        }
+        if h.iw_samples > 1 && !self.model.has_importance_weights() {
+            return Err(format!(
+                "the importance-weighted objective needs a Gaussian posterior (VAE, CVAE, BN-VAE, f-VAE); the {} has none: use 1 draw",
                 self.model.label()
             ));
         }

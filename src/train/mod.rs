@@ -14,4 +14,4 @@ pub use config::{
 pub use metrics::{StepMetrics, TestMetrics};
 pub use schedule::Schedule;
 pub use snapshot::Snapshot;
-pub use trainer::{Evaluation, TrainError, Trainer};
+pub use trainer::{Evaluation, NEG_ELBO, TrainError, Trainer};

@@ -400,6 +400,22 @@ pub fn controls_ui(
             ui.add(egui::DragValue::new(&mut h.kl_warmup_steps).range(0..=1_000_000))
         })
         .changed();
+        // The importance-weighted objective, for the families with a Gaussian posterior.
+        if config.model.has_importance_weights() {
+            let h = &mut config.hyper;
+            changed |= labelled(ui, "IW draws K", |ui| {
+                ui.add(
+                    egui::DragValue::new(&mut h.iw_samples)
+                        .range(1..=crate::train::config::MAX_IW_SAMPLES),
+                )
+                .on_hover_text(
+                    "Train on the importance-weighted bound log mean_k p(x|z_k) p(z_k) / \
+                     q(z_k|x) over K posterior draws per image (Burda et al. 2016); 1 is the \
+                     ELBO. The curves then show the bound beside the one-draw ELBO.",
+                )
+            })
+            .changed();
+        }
         if changed {
             actions.push(Action::ApplyHyper);
         }

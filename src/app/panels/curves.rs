@@ -163,6 +163,13 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
     });
     let log = state.settings.log_scale;
     let c = &state.main.curves;
+    // Trained on the importance-weighted bound, the total is that bound, and the one-draw
+    // ELBO is drawn beside it.
+    let elbo_beside = c.extra(crate::train::NEG_ELBO);
+    let total = match elbo_beside {
+        Some(_) => "negative IW bound",
+        None => "total",
+    };
     let series = [
         (
             "reconstruction",
@@ -170,7 +177,7 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             Color32::from_rgb(31, 119, 180),
         ),
         ("KL", &c.kl, Color32::from_rgb(214, 39, 40)),
-        ("total", &c.total, Color32::from_rgb(44, 160, 44)),
+        (total, &c.total, Color32::from_rgb(44, 160, 44)),
     ];
     let width = ui.available_width();
     let height = ui.available_height().max(60.0);
@@ -194,6 +201,10 @@ pub fn curves_ui(ui: &mut egui::Ui, state: &mut AppState) {
             .show(ui, |pu| {
                 for (name, s, color) in series {
                     raw_and_smoothed(pu, name, s, log, color);
+                }
+                if let Some(s) = elbo_beside {
+                    let color = Color32::from_rgb(188, 189, 34);
+                    raw_and_smoothed(pu, "negative ELBO (1 draw)", s, log, color);
                 }
                 let test: Vec<[f64; 2]> = c
                     .test_elbo

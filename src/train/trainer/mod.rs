@@ -80,28 +80,42 @@ struct StepStats {
     has_kl: bool,
     per_dim_len: usize,
     kl_weight: f32,
+    /// Whether the objective was the importance-weighted bound (its value read back last).
+    importance_weighted: bool,
 }
+
+/// The one-draw negative ELBO among a step's extra values when the objective trained on is
+/// the importance-weighted bound (the total is then that bound, negated).
+pub const NEG_ELBO: &str = "neg_elbo";
 
 impl StepStats {
     /// Values read back for this step.
     fn len(&self) -> usize {
-        1 + usize::from(self.has_kl) + self.per_dim_len
+        1 + usize::from(self.has_kl) + self.per_dim_len + usize::from(self.importance_weighted)
     }
 
     /// The step's metrics from its values read back (no family values).
     fn metrics(&self, values: &[f32], step: u64, epoch: usize, progress: f32) -> StepMetrics {
         let kl = if self.has_kl { values[1] } else { 0.0 };
         let start = 1 + usize::from(self.has_kl);
+        let elbo_loss = values[0] + self.kl_weight * kl;
+        let (total, extra) = match self.importance_weighted {
+            true => (
+                values[start + self.per_dim_len],
+                vec![(NEG_ELBO.to_owned(), elbo_loss)],
+            ),
+            false => (elbo_loss, Vec::new()),
+        };
         StepMetrics {
             step,
             epoch,
             epoch_progress: progress,
             reconstruction: values[0],
             kl,
-            total: values[0] + self.kl_weight * kl,
+            total,
             kl_weight: self.kl_weight,
             kl_per_dim: values[start..start + self.per_dim_len].to_vec(),
-            extra: Vec::new(),
+            extra,
         }
     }
 }
@@ -408,7 +422,11 @@ impl Trainer {
             epoch,
             epoch_progress,
             // Read after the update, so they match the model the next snapshot shows.
-            extra: family_extras(&self.model, self.config.likelihood),
+            extra: [
+                metrics.extra.clone(),
+                family_extras(&self.model, self.config.likelihood),
+            ]
+            .concat(),
             ..metrics
         })
     }
@@ -461,7 +479,8 @@ impl Trainer {
             self.last_good = (self.model.clone(), self.step);
         }
         if let Some(last) = metrics.last_mut() {
-            last.extra = family_extras(&self.model, self.config.likelihood);
+            last.extra
+                .extend(family_extras(&self.model, self.config.likelihood));
         }
         Ok(metrics)
     }
@@ -480,6 +499,28 @@ impl Trainer {
                 &self.device,
             )
         });
+        // The importance-weighted objective: k fresh draws per image, after the ELBO's (so a
+        // run with one draw takes the same random stream as before).
+        let k = self.config.hyper.iw_samples.max(1);
+        let weighted = match k {
+            1 => None,
+            _ => {
+                let eps_k = to_tensor(self.rng.normals(k * n * d), k * n, d, &self.device);
+                let log_w = self.model.log_weights(
+                    x.clone().repeat_dim(0, k),
+                    onehot.clone().map(|o| o.repeat_dim(0, k)),
+                    eps_k,
+                    self.config.likelihood,
+                );
+                let log_w = log_w.ok_or_else(|| {
+                    TrainError::Config(format!(
+                        "the {} has no importance weights to train on",
+                        self.config.model.label()
+                    ))
+                })?;
+                Some(crate::model::losses::iw_bound(log_w, k).mean().neg())
+            }
+        };
         let terms = self
             .model
             .terms(x, onehot, eps, self.config.likelihood)
@@ -502,11 +543,18 @@ impl Trainer {
         if let Some(per_dim) = terms.kl_per_dim {
             readback.push(per_dim.mean_dim(0).reshape([d]).detach());
         }
+        // Trained on the bound, the ELBO is only watched: its graph is dropped unused.
+        let importance_weighted = weighted.is_some();
+        if let Some(bound) = weighted {
+            readback.push(bound.clone().detach());
+            loss = bound;
+        }
         let stats = StepStats {
             stats: Tensor::cat(readback, 0),
             has_kl,
             per_dim_len,
             kl_weight,
+            importance_weighted,
         };
         Ok((loss, stats))
     }
