@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
     bench_ui(&BenchUiArgs::parse())
 }
 
-/// `cargo run --release --example bench_ui -- [--frames N] [--probe-size N]`.
+/// `cargo run --release --example bench_ui -- [--frames N] [--probe-size N] [--latent-dim N]`.
 #[derive(clap::Parser, Debug)]
 struct BenchUiArgs {
     /// Frames to time.
@@ -30,6 +30,9 @@ struct BenchUiArgs {
     /// The networks to train (`conv` for the convolutional VAE).
     #[arg(long, value_enum, default_value = "mlp")]
     arch: latent_atlas::model::Arch,
+    /// The latent dimension (above 2 the plane shows a PCA projection).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]
+    latent_dim: u32,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -54,6 +57,20 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
     step_until(&mut h, Duration::from_secs(120), |a| {
         a.state.is_running() && a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
     })?;
+    let d = args.latent_dim as usize;
+    if d != 2 {
+        let app = h.state_mut();
+        app.state.settings.config.latent_dim = d;
+        app.handle(Action::Reset);
+        step_until(&mut h, Duration::from_secs(120), |a| {
+            a.state.is_running()
+                && a.state
+                    .main
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|s| s.latent_dim == d && s.step > 0)
+        })?;
+    }
     let probes = h
         .state()
         .state
@@ -71,7 +88,12 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
     }
     let mut drags = Vec::new();
     for k in 0..100 {
-        let z = vec![(k as f32 * 0.37).sin() * 2.0, (k as f32 * 0.23).cos() * 2.0];
+        // A point of the model's own dimension (above 2, where the plane's projection puts
+        // the pointer; the decode costs the same).
+        let mut z = vec![0.0f32; d.max(2)];
+        z[0] = (k as f32 * 0.37).sin() * 2.0;
+        z[1] = (k as f32 * 0.23).cos() * 2.0;
+        z.truncate(d);
         h.state_mut().state.request_preview(z.clone());
         let (ms, _) = timed_frame(&mut h);
         let done = h
@@ -125,7 +147,7 @@ fn bench_ui(args: &BenchUiArgs) -> anyhow::Result<()> {
         .as_ref()
         .map_or(0, |m| m.step);
     println!(
-        "ui_frame_ms_median {:.2} (egui logic + ui + tessellation while training, {probes} ellipses, {primitives} clipped primitives, {} frames; step {steps})",
+        "ui_frame_ms_median {:.2} (egui logic + ui + tessellation while training, {probes} ellipses at d = {d}, {primitives} clipped primitives, {} frames; step {steps})",
         median(frames),
         args.frames
     );
