@@ -64,6 +64,10 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
         app.state.pin(Endpoint::Sample(b));
         app.state.set_handle(0.4);
     }
+    // A's importance draws (the plane shows those of the first pinned image).
+    step_until(&mut h, Duration::from_secs(60), |a| {
+        a.state.draws.as_ref().is_some_and(|d| d.probe == 0)
+    })?;
     for (tab, manifold) in [
         (Tab::Curves, false),
         (Tab::Samples, true),
@@ -117,6 +121,20 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     h.state_mut().handle(Action::Pause);
     step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
     shoot(&mut h, &args.out, "window_compare.png")?;
+    // The importance-weighted bound: a VAE trained on K = 20 draws, one image pinned, its
+    // draws sized by their weights.
+    h.state_mut().handle(Action::Compare(None));
+    h.state_mut().state.settings.config.hyper.iw_samples = 20;
+    train_family(&mut h, ModelKind::Vae, steps)?;
+    h.state_mut().state.pin(Endpoint::Sample(0));
+    step_until(&mut h, Duration::from_secs(60), |a| {
+        a.state
+            .draws
+            .as_ref()
+            .is_some_and(|d| d.probe == 0 && d.k() == 20)
+    })?;
+    shoot(&mut h, &args.out, "window_iw.png")?;
+    h.state_mut().state.settings.config.hyper.iw_samples = 1;
     h.state_mut().shutdown();
     shapes(args)
 }
@@ -166,14 +184,16 @@ fn train_family(
 ) -> anyhow::Result<()> {
     eprintln!("training the {} {steps} steps…", kind.label());
     // What choosing the family in the controls does.
+    let before = h.state().state.main.snapshot.as_ref().map(|s| s.run);
     h.state_mut().state.settings.config.set_model(kind);
     h.state_mut().handle(Action::Reset);
+    // The new run's snapshots, not the last run's (which may be of the same family).
     step_until(h, Duration::from_secs(900), |a| {
         a.state
             .main
             .snapshot
             .as_ref()
-            .is_some_and(|s| s.family == kind && s.step >= steps)
+            .is_some_and(|s| Some(s.run) != before && s.family == kind && s.step >= steps)
     })?;
     h.state_mut().handle(Action::Pause);
     step_until(h, Duration::from_secs(30), |a| !a.state.is_running())

@@ -728,7 +728,11 @@ impl Driver {
                         .unwrap_or_else(|| "training paused".into()),
                 );
             }
-            Event::State(_) | Event::SnapshotReady { .. } | Event::Saved(_) => {}
+            Event::State(_)
+            | Event::SnapshotReady { .. }
+            | Event::Saved(_)
+            | Event::Draws(_)
+            | Event::RunFiles(_) => {}
         }
         None
     }

@@ -155,6 +155,8 @@ pub const ORANGE: Rgba = [230, 140, 0, 255];
 pub const PRIOR_BLUE: Rgba = [90, 140, 220, 255];
 /// Tint of the prior's holes.
 pub const HOLE: Rgba = [255, 170, 60, 255];
+/// Importance draws.
+pub const DRAW_PURPLE: Rgba = [150, 40, 200, 255];
 /// Pixels per side of a rasterised field.
 pub const FIELD_PIXELS: usize = 192;
 /// Half-width of the decoded tile grid under the plane.
@@ -270,6 +272,8 @@ pub struct Marks {
     pub handle: Option<[f32; 2]>,
     /// The point decoded under the mouse.
     pub preview: Option<[f32; 2]>,
+    /// A probe image's importance draws with their normalised weights (summing to 1).
+    pub draws: Vec<([f32; 2], f32)>,
 }
 
 impl Marks {
@@ -289,7 +293,37 @@ impl Marks {
             pins,
             handle: handle.map(|z| axes.project(z)),
             preview: preview.map(|z| axes.project(z)),
+            draws: Vec::new(),
         }
+    }
+
+    /// Adds importance draws (latent points and their normalised weights).
+    pub fn with_draws(
+        mut self,
+        axes: &PlaneAxes,
+        draws: Option<&(Vec<Vec<f32>>, Vec<f32>)>,
+    ) -> Self {
+        if let Some((z, w)) = draws {
+            self.draws = z
+                .iter()
+                .zip(w)
+                .map(|(z, &w)| (axes.project(z), w))
+                .collect();
+        }
+        self
+    }
+
+    /// A draw's disc radius in pixels and opacity from its normalised weight: the area grows
+    /// with the weight, and the heaviest draw is opaque.
+    pub fn draw_style(weight: f32, heaviest: f32) -> (f32, f32) {
+        let radius = 2.5 + 11.0 * weight.clamp(0.0, 1.0).sqrt();
+        let alpha = 0.3 + 0.7 * (weight / heaviest.max(f32::MIN_POSITIVE)).clamp(0.0, 1.0);
+        (radius, alpha)
+    }
+
+    /// The heaviest draw's weight (0 without draws).
+    pub fn heaviest_draw(&self) -> f32 {
+        self.draws.iter().map(|d| d.1).fold(0.0, f32::max)
     }
 }
 

@@ -125,9 +125,12 @@ impl LatentAtlasApp {
             }
             Action::LoadRun(Some(dir)) => {
                 // The curves come back from the run's metrics.csv once its model is ready.
-                self.pending_history = std::fs::read_to_string(dir.join("metrics.csv"))
+                self.pending_history = crate::train::checkpoint::RunFiles::open(&dir)
                     .ok()
-                    .map(|text| crate::export::csv::parse_metrics_csv(&text));
+                    .and_then(|files| files.read("metrics.csv").ok())
+                    .map(|bytes| {
+                        crate::export::csv::parse_metrics_csv(&String::from_utf8_lossy(&bytes))
+                    });
                 self.send(Command::Load(dir));
             }
             Action::Export(view) => {

@@ -67,22 +67,32 @@ impl LatentAtlasApp {
                 );
                 return;
             }
-            DialogPurpose::SaveRun | DialogPurpose::LoadRun => {
-                self.state
-                    .errors
-                    .push("saving and loading runs is not in the browser build yet".into());
+            // The checkpoint comes back from the worker as files, and downloads as a zip with
+            // every view (`Event::RunFiles`).
+            DialogPurpose::SaveRun => {
+                self.send(crate::worker::Command::SaveFiles);
                 return;
             }
+            DialogPurpose::LoadRun => {}
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let ctx = self.ctx.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let picked = rfd::AsyncFileDialog::new()
-                .set_title(
-                    "Dataset: a .npz, a .zip of images or IDX files, or the files themselves",
-                )
-                .pick_files()
-                .await;
+            let dialog = rfd::AsyncFileDialog::new();
+            let picked = match purpose {
+                DialogPurpose::LoadRun => dialog
+                    .set_title("A saved run: the .zip that Save run downloaded")
+                    .add_filter("saved run", &["zip"])
+                    .pick_file()
+                    .await
+                    .map(|one| vec![one]),
+                _ => dialog
+                    .set_title(
+                        "Dataset: a .npz, a .zip of images or IDX files, or the files themselves",
+                    )
+                    .pick_files()
+                    .await,
+            };
             let mut files = Vec::new();
             for handle in picked.unwrap_or_default() {
                 files.push((handle.file_name(), Ok(handle.read().await)));
@@ -204,8 +214,18 @@ impl LatentAtlasApp {
     }
 
     fn use_picked(&mut self, purpose: DialogPurpose, picked: Picked) {
+        use crate::train::checkpoint::is_saved_run;
         match (purpose, picked) {
             (_, Picked::Failed(error)) => self.state.errors.push(error),
+            // A saved run given as a dataset (dropped, most often) is loaded as the run.
+            (DialogPurpose::Dataset, Picked::Path(path)) if is_saved_run(&path) => {
+                self.handle(Action::LoadRun(Some(path)))
+            }
+            (DialogPurpose::Dataset, Picked::Upload(value))
+                if is_saved_run(std::path::Path::new(&value)) =>
+            {
+                self.handle(Action::LoadRun(Some(PathBuf::from(value))))
+            }
             (DialogPurpose::Dataset, Picked::Path(path)) => {
                 self.use_dataset(path.display().to_string())
             }
@@ -219,6 +239,9 @@ impl LatentAtlasApp {
             }
             (DialogPurpose::LoadRun, Picked::Path(path)) => {
                 self.handle(Action::LoadRun(Some(path)))
+            }
+            (DialogPurpose::LoadRun, Picked::Upload(value)) => {
+                self.handle(Action::LoadRun(Some(PathBuf::from(value))))
             }
             (_, Picked::Upload(_)) => {}
         }

@@ -13,10 +13,16 @@ impl LatentAtlasApp {
     pub fn poll_worker(&mut self) {
         let Some(worker) = &self.worker else { return };
         let start = Instant::now();
+        let mut run_files = None;
         while start.elapsed() < EVENT_BUDGET {
             let Some(event) = worker.try_recv() else {
                 break;
             };
+            // A run saved as files (in a browser): bundled with the views, then downloaded.
+            if let Event::RunFiles(files) = event {
+                run_files = Some(files);
+                continue;
+            }
             let ready = matches!(event, Event::Ready { .. });
             let failed = matches!(event, Event::Failed(_));
             self.state.apply(event);
@@ -37,6 +43,9 @@ impl LatentAtlasApp {
         }
         if let Some(s) = worker.take_snapshot() {
             self.state.set_snapshot(s);
+        }
+        if let Some(files) = run_files {
+            self.start_export(super::exporter::ExportJob::Run(files), Default::default());
         }
         self.poll_compare();
     }

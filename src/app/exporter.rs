@@ -30,6 +30,9 @@ pub enum ExportJob {
     All,
     /// `latent_plane.gif`.
     Gif,
+    /// A saved run as one bundle: every view (as [`ExportJob::All`]), then the checkpoint's
+    /// files, `config.json` last (where there is no folder to save into, as in a browser).
+    Run(Vec<(String, Vec<u8>)>),
 }
 
 impl ExportJob {
@@ -39,6 +42,15 @@ impl ExportJob {
             ExportJob::View(v) => format!("Exporting {}", v.title()),
             ExportJob::All => "Exporting all views".to_owned(),
             ExportJob::Gif => "Writing the training GIF".to_owned(),
+            ExportJob::Run(_) => "Saving the run".to_owned(),
+        }
+    }
+
+    /// The name of the one download its files arrive as, when there are several.
+    pub fn bundle_name(&self) -> &'static str {
+        match self {
+            ExportJob::Run(_) => "latent-atlas-run.zip",
+            _ => "latent-atlas-export.zip",
         }
     }
 
@@ -70,6 +82,16 @@ impl ExportJob {
                 "wrote {}",
                 folder::write_gif(&state.main, &choices, sink, progress)?
             )),
+            ExportJob::Run(files) => {
+                let written = folder::write_all(&state.main, shown, &choices, sink, progress)?;
+                for (name, bytes) in files {
+                    sink.put(name, bytes)?;
+                }
+                Ok(format!(
+                    "saved the run ({} files)",
+                    written.files.len() + files.len()
+                ))
+            }
         }
     }
 }
@@ -123,7 +145,7 @@ impl ExportTask {
     ) -> anyhow::Result<Self> {
         let mut files = folder::Memory::default();
         let outcome = job.run(&state, &mut files, &progress).and_then(|notice| {
-            let name = crate::platform::offer_download(&files.0, "latent-atlas-export.zip")?;
+            let name = crate::platform::offer_download(&files.0, job.bundle_name())?;
             Ok(format!("{notice}; downloading {name}"))
         });
         Ok(Self {
@@ -156,5 +178,28 @@ impl ExportTask {
     #[cfg(target_arch = "wasm32")]
     pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
         self.outcome.take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_bundle_holds_the_views_and_the_checkpoint_with_its_config_last() {
+        let state = AppState::default();
+        let files = vec![
+            ("model.bpk".to_owned(), vec![1, 2, 3]),
+            ("config.json".to_owned(), b"{}".to_vec()),
+        ];
+        let job = ExportJob::Run(files);
+        let mut sink = folder::Memory::default();
+        let notice = job.run(&state, &mut sink, &Progress::default()).unwrap();
+        let names: Vec<&str> = sink.0.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names.contains(&"metrics.csv"), "{names:?}");
+        assert_eq!(names[names.len() - 2..], ["model.bpk", "config.json"]);
+        assert!(notice.starts_with("saved the run"), "{notice}");
+        assert_eq!(job.bundle_name(), "latent-atlas-run.zip");
+        assert_eq!(ExportJob::All.bundle_name(), "latent-atlas-export.zip");
     }
 }

@@ -344,6 +344,9 @@ impl eframe::App for LatentAtlasApp {
         });
         // A drag decoded this frame is shown in this frame's preview, not the next one.
         self.state.fulfil_preview();
+        if let Some((probe, k)) = self.state.next_draws_request() {
+            self.send(crate::worker::Command::Draws { probe, k });
+        }
         for action in actions {
             self.handle(action);
         }

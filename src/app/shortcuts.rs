@@ -1,5 +1,5 @@
-//! Keyboard shortcuts: Space runs and pauses, Ctrl+S saves, Ctrl+E exports all, Ctrl+R
-//! resets, Home resets the view, [ and ] change the temperature, Ctrl+Q quits.
+//! Keyboard shortcuts: Space runs and pauses, Ctrl+S saves, Ctrl+O loads a run, Ctrl+E exports
+//! all, Ctrl+R resets, Home resets the view, [ and ] change the temperature, Ctrl+Q quits.
 
 use super::LatentAtlasApp;
 use super::action::Action;
@@ -22,6 +22,9 @@ impl LatentAtlasApp {
                 i.consume_key(egui::Modifiers::NONE, egui::Key::CloseBracket),
             )
         });
+        if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::O)) {
+            actions.push(Action::LoadRun(None));
+        }
         if ctx.input_mut(|i| i.consume_key(egui::Modifiers::COMMAND, egui::Key::Q)) {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
         }

@@ -12,7 +12,7 @@ use crate::explore::samples::SampleRequest;
 use crate::export::folder::{MarkChoices, ViewChoices};
 use crate::run::RunView;
 use crate::scene::{Marks, Scene, SceneOptions};
-use crate::train::{Snapshot, TrainConfig};
+use crate::train::{ImportanceDraws, Snapshot, TrainConfig};
 use crate::worker::Event;
 
 /// The tabs below the latent plane.
@@ -110,6 +110,8 @@ pub struct Settings {
     pub sample_class: Option<usize>,
     /// Colour posteriors by this known factor of the data (`None`: by class).
     pub colour_by: Option<usize>,
+    /// Show the hovered (or first pinned) image's importance draws, sized by weight.
+    pub show_draws: bool,
 }
 
 impl Default for Settings {
@@ -133,6 +135,7 @@ impl Default for Settings {
             pre_flow: false,
             sample_class: None,
             colour_by: None,
+            show_draws: true,
         }
     }
 }
@@ -176,7 +179,17 @@ pub struct AppState {
     pub preview: Option<(Vec<f32>, Vec<f32>)>,
     /// Seed of the sample grid's noise ("new noise" changes it).
     pub noise_seed: u64,
+    /// The probe sample whose importance draws the plane shows: the hovered one, else the first
+    /// pinned one (set by the plane each frame).
+    pub draws_focus: Option<usize>,
+    /// The newest importance draws received.
+    pub draws: Option<ImportanceDraws>,
+    /// A draws request is with the worker (one at a time).
+    pub draws_in_flight: bool,
 }
+
+/// Importance draws shown when the run trains on the ELBO (one draw would say nothing).
+pub const DRAWS_FOR_ELBO: usize = 16;
 
 impl AppState {
     /// A fresh state with the given persisted settings.
@@ -197,6 +210,13 @@ impl AppState {
                 self.timeline_pos = None;
                 self.pins.clear();
                 self.preview = None;
+                self.draws = None;
+                self.draws_focus = None;
+                self.draws_in_flight = false;
+            }
+            Event::Draws(d) => {
+                self.draws_in_flight = false;
+                self.draws = d.clone();
             }
             Event::Notice(n) => self.notices.push(n.clone()),
             Event::Saved(p) => self.notices.push(format!("saved {}", p.display())),
@@ -274,6 +294,7 @@ impl AppState {
             path: !self.settings.four_corners,
             handle: self.handle_point(),
             preview: self.preview.as_ref().map(|(z, _)| z.clone()),
+            draws: self.shown_draws(),
         }
     }
 
@@ -362,6 +383,69 @@ impl AppState {
     /// Asks for the decoding of any latent point (a drag in the plane).
     pub fn request_preview(&mut self, z: Vec<f32>) {
         self.preview_request = Some(z);
+    }
+
+    /// How many importance draws to show: the run's K, or [`DRAWS_FOR_ELBO`] when it trains
+    /// on the ELBO.
+    pub fn draws_k(&self) -> usize {
+        match self.settings.config.hyper.iw_samples {
+            0 | 1 => DRAWS_FOR_ELBO,
+            k => k,
+        }
+    }
+
+    /// The importance-draws request to send now, if any: for the focused sample, when the
+    /// draws shown are of another sample or an older step, and none is already asked for.
+    /// Marks the request as sent.
+    pub fn next_draws_request(&mut self) -> Option<(usize, usize)> {
+        let s = self.main.snapshot.as_ref()?;
+        let wanted = self.draws_focus?;
+        if self.draws_in_flight
+            || !self.settings.show_draws
+            || self.timeline_pos.is_some()
+            || !s.family.has_importance_weights()
+        {
+            return None;
+        }
+        let k = self.draws_k();
+        let current = self
+            .draws
+            .as_ref()
+            .is_some_and(|d| d.probe == wanted && d.run == s.run && d.step >= s.step && d.k() == k);
+        if current {
+            return None;
+        }
+        self.draws_in_flight = true;
+        Some((wanted, k))
+    }
+
+    /// The draws to draw: of the focused sample and the shown run, with their normalised
+    /// weights.
+    pub fn shown_draws(&self) -> Option<(Vec<Vec<f32>>, Vec<f32>)> {
+        let s = self.shown_snapshot()?;
+        let d = self.draws.as_ref()?;
+        if !self.settings.show_draws || Some(d.probe) != self.draws_focus || d.run != s.run {
+            return None;
+        }
+        let dim = s.latent_dim.max(1);
+        if d.z.len() != d.k() * dim {
+            return None;
+        }
+        Some((
+            d.z.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+            d.normalised(),
+        ))
+    }
+
+    /// The sample the plane focuses its importance draws on, given the one hovered now: that
+    /// one, else the first pinned sample.
+    pub fn focus_draws(&mut self, hovered: Option<usize>) {
+        self.draws_focus = hovered.or_else(|| {
+            self.pins.iter().find_map(|e| match e {
+                Endpoint::Sample(i) => Some(*i),
+                Endpoint::Point(_) => None,
+            })
+        });
     }
 
     /// Decodes a pending preview request with the newest snapshot's decoder. Returns whether
@@ -570,6 +654,63 @@ mod tests {
             kl_per_dim: vec![2.0, 3.0],
             extra: vec![],
         }
+    }
+
+    #[test]
+    fn importance_draws_are_asked_for_the_focused_sample_and_follow_the_model() {
+        let mut s = AppState::new(Settings::default());
+        s.set_snapshot(snapshot(10));
+        assert_eq!(s.next_draws_request(), None, "nothing focused");
+        s.focus_draws(Some(1));
+        assert_eq!(s.next_draws_request(), Some((1, DRAWS_FOR_ELBO)));
+        assert_eq!(s.next_draws_request(), None, "one request at a time");
+        s.apply(Event::Draws(None));
+        assert!(!s.draws_in_flight, "an empty answer ends the request");
+        s.settings.config.hyper.iw_samples = 2;
+        assert_eq!(s.next_draws_request(), Some((1, 2)), "the run's K");
+        let draws = ImportanceDraws {
+            run: 1,
+            step: 10,
+            probe: 1,
+            z: vec![0.0, 0.0, 1.0, 1.0],
+            log_w: vec![-3.0, -1.0],
+        };
+        s.apply(Event::Draws(Some(draws.clone())));
+        assert_eq!(s.next_draws_request(), None, "the draws shown are current");
+        let marks = s.plane_marks(&s.plane_scene(&snapshot(10)));
+        assert_eq!(marks.draws.len(), 2);
+        let (w0, w1) = (marks.draws[0].1, marks.draws[1].1);
+        assert!((w0 + w1 - 1.0).abs() < 1e-6 && w1 > w0, "{w0} {w1}");
+        assert!(
+            (w1 / w0 - 2f32.exp()).abs() < 1e-3,
+            "weights in proportion to e^log_w"
+        );
+        // Exports draw what the window draws.
+        assert_eq!(
+            s.view_choices().marks.marks(&s.plane_scene(&snapshot(10))),
+            marks
+        );
+        // A newer model: asked again.
+        s.set_snapshot(snapshot(20));
+        assert_eq!(s.next_draws_request(), Some((1, 2)));
+        s.apply(Event::Draws(None));
+        // Nothing hovered: the first pinned sample; another sample's draws are not drawn.
+        s.pin(Endpoint::Point(vec![0.5, 0.5]));
+        s.pin(Endpoint::Sample(2));
+        s.focus_draws(None);
+        assert_eq!(s.draws_focus, Some(2));
+        s.draws = Some(draws);
+        assert!(
+            s.plane_marks(&s.plane_scene(&snapshot(20)))
+                .draws
+                .is_empty()
+        );
+        // None when switched off.
+        s.settings.config.hyper.iw_samples = 5;
+        assert_eq!(s.next_draws_request(), Some((2, 5)));
+        s.apply(Event::Draws(None));
+        s.settings.show_draws = false;
+        assert_eq!(s.next_draws_request(), None);
     }
 
     #[test]

@@ -90,6 +90,8 @@ pub struct MarkChoices {
     pub handle: Option<Vec<f32>>,
     /// The decoded preview point.
     pub preview: Option<Vec<f32>>,
+    /// A probe image's importance draws and their normalised weights.
+    pub draws: Option<(Vec<Vec<f32>>, Vec<f32>)>,
 }
 
 impl MarkChoices {
@@ -106,6 +108,7 @@ impl MarkChoices {
             self.handle.as_deref(),
             self.preview.as_deref(),
         )
+        .with_draws(&scene.axes, self.draws.as_ref())
     }
 }
 

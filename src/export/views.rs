@@ -9,8 +9,8 @@ use crate::explore::coverage::Coverage;
 use crate::explore::geometry::{PathKind, ellipse_outline, interpolation_path, manifold_grid};
 use crate::rng::Rng;
 use crate::scene::{
-    Census, Marks, ORANGE, PRIOR_BLUE, PRIOR_GREY, Radius, Scene, density_field, heat_field,
-    hole_field,
+    Census, DRAW_PURPLE, Marks, ORANGE, PRIOR_BLUE, PRIOR_GREY, Radius, Scene, density_field,
+    heat_field, hole_field,
 };
 use crate::train::Snapshot;
 
@@ -147,6 +147,13 @@ pub fn latent_plane(scene: &Scene, marks: &Marks, size: u32) -> (RgbaImage, Cens
         for k in (0..ring.len()).step_by(2) {
             c.line(ring[k], ring[(k + 1) % ring.len()], 1.5, ORANGE);
         }
+    }
+    let heaviest = marks.heaviest_draw();
+    for &(p, w) in &marks.draws {
+        let (radius, alpha) = Marks::draw_style(w, heaviest);
+        let [x, y] = to_px(p);
+        c.fill_ellipse(x, y, radius + 1.0, radius + 1.0, BLACK, 1.0);
+        c.fill_ellipse(x, y, radius, radius, DRAW_PURPLE, alpha);
     }
     if let Some([a, b]) = marks.path {
         c.line(to_px(a), to_px(b), 2.0, BLACK);

@@ -178,7 +178,11 @@ impl RunView {
                 self.curves.entropy.push(x, scores.entropy as f64);
                 self.scores.push(scores);
             }
-            Event::Notice(_) | Event::SnapshotReady { .. } | Event::Saved(_) => {}
+            Event::Notice(_)
+            | Event::SnapshotReady { .. }
+            | Event::Saved(_)
+            | Event::Draws(_)
+            | Event::RunFiles(_) => {}
         }
     }
 

@@ -13,5 +13,5 @@ pub use config::{
 };
 pub use metrics::{StepMetrics, TestMetrics};
 pub use schedule::Schedule;
-pub use snapshot::Snapshot;
+pub use snapshot::{ImportanceDraws, Snapshot};
 pub use trainer::{Evaluation, NEG_ELBO, TrainError, Trainer};

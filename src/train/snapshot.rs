@@ -156,3 +156,99 @@ impl Snapshot {
         &self.sigma[i * self.latent_dim..(i + 1) * self.latent_dim]
     }
 }
+
+/// One probe image's importance draws: K draws z_k from its posterior with their log weights
+/// `log p(x, z_k) - log q(z_k|x)`, the terms of the importance-weighted bound (computed by the
+/// trainer with the model's own likelihood; the image as the test split has it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportanceDraws {
+    /// The trainer that made them (as [`Snapshot::run`]).
+    pub run: u64,
+    /// Its step then.
+    pub step: u64,
+    /// The probe sample.
+    pub probe: usize,
+    /// The draws in the prior's space, `k * latent_dim` row-major.
+    pub z: Vec<f32>,
+    /// Their log weights, nats.
+    pub log_w: Vec<f32>,
+}
+
+impl ImportanceDraws {
+    /// Number of draws.
+    pub fn k(&self) -> usize {
+        self.log_w.len()
+    }
+
+    /// Each draw's share of the bound, `w_k / sum_j w_j` (summing to 1).
+    pub fn normalised(&self) -> Vec<f32> {
+        let max = self.log_w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let w: Vec<f64> = self
+            .log_w
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .collect();
+        let sum: f64 = w.iter().sum();
+        w.iter().map(|v| (v / sum) as f32).collect()
+    }
+
+    /// The K-sample bound on `log p(x)`: `log mean_k w_k`, nats.
+    pub fn bound(&self) -> f32 {
+        let max = self.log_w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f64 = self.log_w.iter().map(|&l| ((l - max) as f64).exp()).sum();
+        max + (sum / self.k().max(1) as f64).ln() as f32
+    }
+
+    /// The ELBO estimated from the same draws: `mean_k log w_k`, nats.
+    pub fn elbo(&self) -> f32 {
+        (self.log_w.iter().map(|&l| l as f64).sum::<f64>() / self.k().max(1) as f64) as f32
+    }
+
+    /// Kish's effective sample size, `1 / sum_k wn_k^2`: K for equal weights, 1 when one draw
+    /// carries the bound.
+    pub fn effective_sample_size(&self) -> f32 {
+        1.0 / self.normalised().iter().map(|w| w * w).sum::<f32>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImportanceDraws;
+
+    fn draws(log_w: Vec<f32>) -> ImportanceDraws {
+        ImportanceDraws {
+            log_w,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_bound_and_the_weights_against_brute_force() {
+        let log_w = vec![-101.0f32, -100.0, -103.5, -100.2];
+        let d = draws(log_w.clone());
+        let brute = (log_w.iter().map(|&l| (l as f64).exp()).sum::<f64>() / 4.0).ln();
+        assert!(
+            (d.bound() as f64 - brute).abs() < 1e-4,
+            "{} {brute}",
+            d.bound()
+        );
+        let elbo = log_w.iter().sum::<f32>() / 4.0;
+        assert!((d.elbo() - elbo).abs() < 1e-4);
+        assert!(d.bound() >= d.elbo());
+        let w = d.normalised();
+        assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!((w[1] / w[0] - 1f32.exp()).abs() < 1e-4);
+        // Far past exp's range (images of thousands of nats) the same holds.
+        let far = draws(log_w.iter().map(|l| l - 5000.0).collect());
+        assert!((far.bound() - (d.bound() - 5000.0)).abs() < 1e-2);
+        assert_eq!(far.normalised().len(), 4);
+        assert!(far.normalised().iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn effective_sample_size_runs_from_one_to_k() {
+        assert!((draws(vec![-7.0; 8]).effective_sample_size() - 8.0).abs() < 1e-4);
+        let one = draws(vec![0.0, -200.0, -200.0, -300.0]);
+        assert!((one.effective_sample_size() - 1.0).abs() < 1e-4);
+    }
+}

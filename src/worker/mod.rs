@@ -99,12 +99,23 @@ pub enum Command {
     Snapshot,
     /// Save a checkpoint (`config.json` and `model.bpk`) into a folder.
     Save(PathBuf),
-    /// Replace the model by a saved run's (its dataset is loaded if it differs). On failure
-    /// the current model stays.
+    /// The run's checkpoint files (as [`Command::Save`] writes them), sent back as
+    /// [`Event::RunFiles`]: where there is no folder to save into, as in a browser.
+    SaveFiles,
+    /// Replace the model by a saved run's (its dataset is loaded if it differs): a folder, a
+    /// `.zip` of one, or an upload's name. On failure the current model stays.
     Load(PathBuf),
     /// Score the current model's samples with the dataset's evaluator (trained the first
     /// time, in the background). Also done after every epoch.
     Score,
+    /// Compute probe sample `probe`'s `k` importance draws with the current model (answered
+    /// by [`Event::Draws`]).
+    Draws {
+        /// The probe sample.
+        probe: usize,
+        /// How many draws.
+        k: usize,
+    },
     /// Leave the thread.
     Shutdown,
 }
@@ -164,6 +175,8 @@ pub enum Event {
     State(RunState),
     /// A checkpoint was written.
     Saved(PathBuf),
+    /// The checkpoint's files (name and bytes), answering [`Command::SaveFiles`].
+    RunFiles(Vec<(String, Vec<u8>)>),
     /// The evaluator is being trained: the share done, 0 to 1.
     EvaluatorProgress(f32),
     /// The evaluator is ready, with its test accuracy.
@@ -172,6 +185,9 @@ pub enum Event {
     Scored(Scores),
     /// The evaluator could not be trained or loaded: nothing will be scored. Training goes on.
     ScoringFailed(String),
+    /// The answer to [`Command::Draws`]: `None` when the family has no importance weights (or
+    /// the model could not be reached).
+    Draws(Option<crate::train::ImportanceDraws>),
     /// Something failed; the previous model (and dataset) are kept. A failed training step
     /// also pauses training (a `State` event follows).
     Failed(String),

@@ -435,7 +435,7 @@ impl Session {
         if self.lost {
             match &command {
                 // The model lives in the lost session.
-                Command::Save(_) => {
+                Command::Save(_) | Command::SaveFiles => {
                     return out.send(Event::Failed(format!(
                         "cannot save: the connection to {} is lost; Resume connects again and \
                          continues from the last epoch's weights",
@@ -489,7 +489,28 @@ impl Session {
             }
             Command::Snapshot => self.publish_snapshot(out),
             Command::Score => self.request_score(true, out),
+            Command::Draws { probe, k } => {
+                // The model of a lost remote session cannot be reached: no draws.
+                let draws = match self.lost {
+                    true => None,
+                    false => guarded(|| self.trainer.importance_draws(probe, k))
+                        .ok()
+                        .flatten(),
+                };
+                out.send(Event::Draws(draws))
+            }
             Command::Save(dir) => self.save(dir, out),
+            Command::SaveFiles => {
+                let info = self.trainer.run_info(&self.backend.description);
+                let model = self.trainer.model();
+                let slot = crate::train::checkpoint::MODEL_FILE;
+                match guarded(|| crate::train::checkpoint::run_files(model, &info, slot)) {
+                    Ok(Ok(files)) => out.send(Event::RunFiles(files)),
+                    Ok(Err(e)) => out.send(Event::Failed(format!("{e:#}"))),
+                    Err(panic) if self.is_remote() => self.connection_lost(panic, out),
+                    Err(panic) => out.send(Event::Failed(format!("saving failed: {panic}"))),
+                }
+            }
             Command::Load(dir) => {
                 let result = crate::train::checkpoint::read_info(&dir).and_then(|info| {
                     let now = self.trainer.config();

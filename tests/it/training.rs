@@ -277,3 +277,84 @@ fn the_importance_weighted_objective_is_refused_where_there_are_no_weights() {
     config.model = latent_atlas::train::ModelKind::Vae;
     assert!(config.validate().unwrap_err().contains("1 to 1000"));
 }
+
+#[test]
+fn importance_draws_sit_where_their_weights_say() {
+    use latent_atlas::train::ModelKind;
+    let config = TrainConfig {
+        latent_dim: 3,
+        ..small_config()
+    };
+    let mut trainer = Trainer::new(config, mnist_subset(2000, 300), Device::flex()).unwrap();
+    for _ in 0..40 {
+        trainer.step().unwrap();
+    }
+    let snapshot = trainer.snapshot(false);
+    let probe = 7;
+    let draws = trainer
+        .importance_draws(probe, 64)
+        .expect("a VAE has weights");
+    assert_eq!((draws.k(), draws.z.len(), draws.probe), (64, 64 * 3, probe));
+    // Brute force from the snapshot: the plain decoder, the Bernoulli likelihood on the grey
+    // levels, the standard normal prior and the Gaussian posterior of the probe sample.
+    let x: Vec<f64> = snapshot
+        .probe
+        .image(probe)
+        .iter()
+        .map(|&v| v as f64 / 255.0)
+        .collect();
+    let (mu, sigma) = (snapshot.mu_of(probe), snapshot.sigma_of(probe));
+    let log_normal = |z: &[f32], m: &[f32], s: &[f32]| -> f64 {
+        z.iter()
+            .zip(m.iter().zip(s))
+            .map(|(&z, (&m, &s))| {
+                let (z, m, s) = (z as f64, m as f64, s as f64);
+                -0.5 * ((z - m) / s).powi(2) - s.ln() - 0.5 * (std::f64::consts::TAU).ln()
+            })
+            .sum()
+    };
+    for (z, &log_w) in draws.z.chunks_exact(3).zip(&draws.log_w) {
+        let p = snapshot.decoder.decode(z);
+        let log_px: f64 = x
+            .iter()
+            .zip(&p)
+            .map(|(&x, &p)| {
+                let p = (p as f64).clamp(1e-7, 1.0 - 1e-7);
+                x * p.ln() + (1.0 - x) * (1.0 - p).ln()
+            })
+            .sum();
+        let expected = log_px + log_normal(z, &[0.0; 3], &[1.0; 3]) - log_normal(z, mu, sigma);
+        assert!(
+            (log_w as f64 - expected).abs() < 1e-3 * expected.abs().max(1.0),
+            "log w {log_w} against {expected} by brute force"
+        );
+    }
+    let w = draws.normalised();
+    assert!((w.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    assert!(
+        draws.bound() >= draws.elbo(),
+        "Jensen: the bound is above the ELBO"
+    );
+    // The same draws again for the same sample and model; another sample's differ.
+    assert_eq!(trainer.importance_draws(probe, 64).unwrap(), draws);
+    assert_ne!(trainer.importance_draws(probe + 1, 64).unwrap().z, draws.z);
+
+    // The f-VAE's draws go through its flow, the CVAE's weights take the class mean: each
+    // gives K finite draws; families without weights give none.
+    for model in [ModelKind::FVae, ModelKind::Cvae, ModelKind::BnVae] {
+        let mut config = small_config();
+        config.set_model(model);
+        let mut t = Trainer::new(config, mnist_subset(1000, 100), Device::flex()).unwrap();
+        t.step().unwrap();
+        let d = t.importance_draws(0, 8).expect("weights");
+        assert_eq!(d.z.len(), 8 * 2, "{model:?}");
+        assert!(
+            d.z.iter().chain(&d.log_w).all(|v| v.is_finite()),
+            "{model:?}"
+        );
+    }
+    let mut config = small_config();
+    config.set_model(ModelKind::Ae);
+    let t = Trainer::new(config, mnist_subset(1000, 100), Device::flex()).unwrap();
+    assert!(t.importance_draws(0, 8).is_none());
+}

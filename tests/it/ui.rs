@@ -216,6 +216,37 @@ fn a_saved_run_loads_back_with_its_curves() {
         )));
     step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() >= rows).unwrap();
     assert!(h.state().state.main.curves.total.len() >= rows.min(4000));
+    let step = h.state().state.main.snapshot.as_ref().map(|s| s.step);
+
+    // The same run as a zip of its folder (as a browser downloads it, or a user zips it),
+    // dropped on the window: loaded as the run, not taken for a dataset.
+    let mut entries: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (format!("my-run/{name}"), std::fs::read(&p).unwrap())
+        })
+        .collect();
+    entries.sort();
+    let zips = tempfile::tempdir().unwrap();
+    let zip = zips.path().join("my-run.zip");
+    std::fs::write(&zip, latent_atlas::archive::write(&entries).unwrap()).unwrap();
+    assert!(latent_atlas::train::checkpoint::is_saved_run(&zip));
+    assert!(!latent_atlas::train::checkpoint::is_saved_run(zips.path()));
+    h.state_mut().handle(Action::Reset);
+    step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() < rows).unwrap();
+    h.input_mut().dropped_files = vec![std::sync::Arc::new(Dropped(zip.clone()))];
+    h.run_steps(1);
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.train_rows.len() >= rows
+            && a.state.main.snapshot.as_ref().map(|s| s.step) == step
+    })
+    .unwrap();
+    let state = &h.state().state;
+    assert!(state.errors.is_empty(), "{:?}", state.errors);
+    assert_eq!(state.settings.config.dataset, "mnist", "the dataset stays");
     h.state_mut().shutdown();
 }
 

@@ -288,3 +288,46 @@ fn an_inline_worker_trains_only_when_turned_and_within_its_slices() {
     worker.shutdown();
     assert!(!worker.is_alive());
 }
+
+#[test]
+fn importance_draws_are_answered_between_steps() {
+    let worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.send(Command::Start));
+    assert!(worker.send(Command::Draws { probe: 3, k: 10 }));
+    let Event::Draws(Some(d)) = wait_for(&worker, 30, |e| matches!(e, Event::Draws(_))) else {
+        panic!("a VAE's draws");
+    };
+    assert_eq!((d.probe, d.k(), d.z.len()), (3, 10, 20));
+    // A sample that is not in the probe set: an empty answer, and training goes on.
+    assert!(worker.send(Command::Draws {
+        probe: 1 << 30,
+        k: 10
+    }));
+    assert_eq!(
+        wait_for(&worker, 30, |e| matches!(e, Event::Draws(_))),
+        Event::Draws(None)
+    );
+    wait_for(&worker, 30, |e| matches!(e, Event::Progress { .. }));
+}
+
+#[test]
+fn a_run_saves_as_files_where_there_is_no_folder() {
+    let worker = Worker::spawn(config(), BackendChoice::Cpu, Arc::new(|| {})).unwrap();
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.send(Command::SaveFiles));
+    let Event::RunFiles(files) = wait_for(&worker, 30, |e| matches!(e, Event::RunFiles(_))) else {
+        unreachable!()
+    };
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["model.bpk", "model.safetensors", "config.json"]);
+    // They load back as a run: a zip of them, in memory.
+    let upload = latent_atlas::data::files::keep_upload(vec![(
+        "run.zip".into(),
+        latent_atlas::archive::write(&files).unwrap(),
+    )]);
+    let path = std::path::Path::new(&upload);
+    assert!(latent_atlas::train::checkpoint::is_saved_run(path));
+    let info = latent_atlas::train::checkpoint::read_info(path).unwrap();
+    assert_eq!(info.config.model, config().model);
+}

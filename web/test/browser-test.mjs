@@ -1,7 +1,9 @@
 // The browser build, tried as a visitor would: serve web/dist on loopback, open it in headless
 // Chromium (Debian's, through playwright-core), wait for training, check that steps advance and
-// the loss falls, switch the family to the f-VAE and back, Shift-drag in the latent plane, and
-// save a screenshot that must not be blank. Prints the figures it measured as `web_*` lines.
+// the loss falls, switch the family to the f-VAE and back, Shift-drag in the latent plane,
+// save a screenshot that must not be blank, download the export and the saved run as zips,
+// and drop a dataset and then the saved run on the page. Prints the figures it measured as
+// `web_*` lines.
 //
 //   node web/test/browser-test.mjs [--dist web/dist] [--out web/test/out] [--seconds 60]
 import { chromium } from "playwright-core";
@@ -145,25 +147,50 @@ try {
   const missing = names.filter((n) => !zip.includes(Buffer.from(n)));
   check(missing.length === 0, `the export holds ${names.join(", ")} (missing: ${missing.join(", ") || "none"})`);
 
+  // Ctrl+S saves the run: in a page, one zip download of the weights, the config, the
+  // metrics and every view.
+  const [saved] = await Promise.all([
+    page.waitForEvent("download", { timeout: 60_000 }),
+    page.keyboard.press("Control+s"),
+  ]);
+  const runPath = path.join(out, saved.suggestedFilename());
+  await saved.saveAs(runPath);
+  const runZip = fs.readFileSync(runPath);
+  const runNames = ["config.json", "model.bpk", "model.safetensors", "metrics.csv", "latent_plane.png"];
+  const runMissing = runNames.filter((n) => !runZip.includes(Buffer.from(n)));
+  check(saved.suggestedFilename() === "latent-atlas-run.zip" && runMissing.length === 0,
+    `Ctrl+S downloads the run as a zip of ${runNames.join(", ")} (${saved.suggestedFilename()}, ${runZip.length} bytes; missing: ${runMissing.join(", ") || "none"})`);
+
+  // Files dropped on the page, as a user drops them from a file manager.
+  const drop = async (files) => {
+    const transfer = await page.evaluateHandle((files) => {
+      const t = new DataTransfer();
+      for (const f of files) {
+        const bytes = Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0));
+        t.items.add(new File([bytes], f.name));
+      }
+      return t;
+    }, files.map(({ name, bytes }) => ({ name, base64: bytes.toString("base64") })));
+    await page.dispatchEvent("canvas", "dragover", { dataTransfer: transfer });
+    await page.dispatchEvent("canvas", "drop", { dataTransfer: transfer });
+  };
+
   // A dataset dropped on the page (Fashion-MNIST's two IDX files, as a user's own) becomes
   // the one trained on.
   const fashion = path.join(root, "assets/data/fashion-mnist");
-  const files = ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"].map((name) => ({
-    name, base64: fs.readFileSync(path.join(fashion, name)).toString("base64"),
-  }));
-  const transfer = await page.evaluateHandle((files) => {
-    const t = new DataTransfer();
-    for (const f of files) {
-      const bytes = Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0));
-      t.items.add(new File([bytes], f.name));
-    }
-    return t;
-  }, files);
-  await page.dispatchEvent("canvas", "dragover", { dataTransfer: transfer });
-  await page.dispatchEvent("canvas", "drop", { dataTransfer: transfer });
+  await drop(["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"].map((name) => ({
+    name, bytes: fs.readFileSync(path.join(fashion, name)),
+  })));
   const dropped = await until((s) => /t10k/.test(s.dataset ?? "") && s.step > 20, 60);
   check(dropped && /t10k/.test(dropped.dataset) && dropped.step > 20 && !dropped.error,
     `the dropped IDX files train (${dropped?.dataset}, step ${dropped?.step}, error ${dropped?.error ?? "none"})`);
+
+  // The saved run's zip, dropped on the page, loads as the run (its MNIST, its weights), not
+  // as a dataset; training goes on from it.
+  await drop([{ name: "latent-atlas-run.zip", bytes: runZip }]);
+  const restored = await until((s) => /mnist/i.test(s.dataset ?? "") && !/t10k/.test(s.dataset) && s.step > 0, 60);
+  check(restored && !/t10k/.test(restored.dataset ?? "") && !restored.error,
+    `the dropped run zip loads the run (${restored?.dataset}, step ${restored?.step}, error ${restored?.error ?? "none"})`);
 } catch (e) {
   check(false, `the test ran to its end: ${e.stack ?? e}`);
 } finally {

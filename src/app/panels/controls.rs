@@ -419,19 +419,27 @@ pub fn controls_ui(
         if changed {
             actions.push(Action::ApplyHyper);
         }
-        // A page keeps no run folders (saved runs as zips, both ways, are not built yet).
-        if !crate::platform::IS_WEB {
-            ui.separator();
-            ui.heading("Run files");
-            ui.horizontal(|ui| {
-                if ui.button("Save run…").on_hover_text("Ctrl+S").clicked() {
-                    actions.push(Action::SaveRun(None));
-                }
-                if ui.button("Load run…").clicked() {
-                    actions.push(Action::LoadRun(None));
-                }
-            });
-        }
+        // In a page a run saves as a zip download and loads from one (or from a drop).
+        ui.separator();
+        ui.heading("Run files");
+        ui.horizontal(|ui| {
+            let (save, load) = match crate::platform::IS_WEB {
+                true => (
+                    "Downloads the run as a zip: weights, config, metrics and every view (Ctrl+S)",
+                    "Loads a run from the zip Save run downloaded (or drop the zip on the page; Ctrl+O)",
+                ),
+                false => (
+                    "Writes the run into a folder: weights, config, metrics and every view (Ctrl+S)",
+                    "Loads a saved run's folder (or drop the folder, or a .zip of it, on the window; Ctrl+O)",
+                ),
+            };
+            if ui.button("Save run…").on_hover_text(save).clicked() {
+                actions.push(Action::SaveRun(None));
+            }
+            if ui.button("Load run…").on_hover_text(load).clicked() {
+                actions.push(Action::LoadRun(None));
+            }
+        });
         ui.separator();
         ui.heading("Export");
         let dir = draft

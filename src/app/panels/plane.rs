@@ -216,6 +216,18 @@ fn paint_scene(
             4.0,
         ));
     }
+    // Importance draws, under the pins.
+    let heaviest = marks.heaviest_draw();
+    for &(p, w) in &marks.draws {
+        let (radius, alpha) = Marks::draw_style(w, heaviest);
+        let [r, g, b, _] = crate::scene::DRAW_PURPLE;
+        painter.circle(
+            to_screen(transform, p),
+            radius,
+            Color32::from_rgba_unmultiplied(r, g, b, (alpha * 255.0) as u8),
+            Stroke::new(1.0, Color32::BLACK),
+        );
+    }
     // Pins, path, handle and preview.
     let ink = ui.visuals().strong_text_color();
     if let Some([a, b]) = marks.path {
@@ -470,7 +482,8 @@ fn main_plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) 
         .map(|p| to_screen(&transform, *p))
         .collect();
 
-    // Interaction.
+    // Interaction. The importance draws follow the pins unless a sample is hovered.
+    state.focus_draws(None);
     let r = &response.response;
     if scene.pre_flow {
         r.clone().on_hover_text(
@@ -505,6 +518,9 @@ fn main_plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) 
         .hovered()
         .then(|| state.sample_at(p, 4.0 / scale))
         .flatten();
+    if hovered.is_some() {
+        state.focus_draws(hovered);
+    }
     if r.clicked() {
         state.pin(match hovered {
             Some(i) => Endpoint::Sample(i),
@@ -529,6 +545,11 @@ fn main_plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) 
             .unwrap_or_default();
         let (mu, sigma) = (snapshot.mu_of(i).to_vec(), snapshot.sigma_of(i).to_vec());
         let id = tex.id();
+        let draws = state
+            .draws
+            .as_ref()
+            .filter(|d| d.probe == i && d.run == snapshot.run && state.settings.show_draws)
+            .map(draws_summary);
         r.clone().on_hover_ui_at_pointer(|ui| {
             ui.image((id, Vec2::splat(84.0)));
             ui.label(format!("class {label}"));
@@ -542,9 +563,25 @@ fn main_plane_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) 
                 sigma[0],
                 sigma.get(1).copied().unwrap_or(0.0)
             ));
+            if let Some(text) = &draws {
+                ui.label(text);
+            }
             ui.label("click to pin");
         });
     }
+}
+
+/// The hover text on a sample's importance draws: the bound they make and how many carry it.
+fn draws_summary(d: &crate::train::ImportanceDraws) -> String {
+    format!(
+        "{} draws (purple, sized by weight): log p(x) >= {:.2} nats (ELBO {:.2}); \
+         effective sample size {:.1} of {}",
+        d.k(),
+        d.bound(),
+        d.elbo(),
+        d.effective_sample_size(),
+        d.k()
+    )
 }
 
 fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
@@ -609,6 +646,25 @@ fn toolbar_ui(ui: &mut egui::Ui, state: &mut AppState, view: &mut PlaneView) {
                     "Colour each posterior by one of the data's known factors, to see which \
                      latent direction learned it",
                 );
+        }
+        if state
+            .main
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.family.has_importance_weights())
+        {
+            let k = state.draws_k();
+            ui.checkbox(&mut state.settings.show_draws, "Importance draws")
+                .on_hover_text(format!(
+                    "Hover over an image (or pin it) to see {k} draws z_k from its posterior, \
+                     each sized by its normalised weight p(x, z_k) / q(z_k|x): the draws that \
+                     carry the importance-weighted bound{}",
+                    if state.settings.config.hyper.iw_samples > 1 {
+                        ""
+                    } else {
+                        " (this run trains on the ELBO, K = 1: the controls' IW draws K sets it)"
+                    }
+                ));
         }
         if has_flow {
             ui.checkbox(&mut state.settings.pre_flow, "Pre-flow space")

@@ -79,7 +79,12 @@ impl Trainer {
 /// Pixels of `set` at `indices` as floats: grey levels, or (with `binarize`) one fixed
 /// Bernoulli draw per pixel from a stream of its own for each image, so that a split is
 /// binarised the same way whatever the chunking.
-fn fixed_pixels(set: &ImageSet, indices: &[usize], binarize: bool, seed: u64) -> Vec<f32> {
+pub(super) fn fixed_pixels(
+    set: &ImageSet,
+    indices: &[usize],
+    binarize: bool,
+    seed: u64,
+) -> Vec<f32> {
     let mut out = pixels(set, indices, None);
     if !binarize {
         return out;

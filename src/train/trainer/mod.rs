@@ -274,13 +274,15 @@ impl Trainer {
         Ok(Self::with_model(config, data, device, model, 0, 0))
     }
 
-    /// Resumes from a saved run folder (weights and step counters; the optimiser starts fresh).
+    /// Resumes from a saved run (a folder, a `.zip` of one, or an upload: see
+    /// [`checkpoint::RunFiles::open`]): weights and step counters; the optimiser starts fresh.
     pub fn from_checkpoint(
         dir: &std::path::Path,
         data: Arc<Dataset>,
         device: Device,
     ) -> anyhow::Result<Self> {
-        let info = checkpoint::read_info(dir)?;
+        let files = checkpoint::RunFiles::open(dir)?;
+        let info = files.info()?;
         if info.input_dim != data.dim() || info.shape() != data.train.shape() {
             let shape = data.train.shape();
             anyhow::bail!(
@@ -296,7 +298,7 @@ impl Trainer {
             );
         }
         let device = device.autodiff();
-        let model = checkpoint::load_model(dir, &info, class_count(&data), &device)?;
+        let model = files.load_model(&info, class_count(&data), &device)?;
         Ok(Self::with_model(
             info.config,
             data,

@@ -17,7 +17,7 @@ use crate::model::Model;
 use crate::model::conv::ConvUp;
 use crate::model::flow::Flow;
 use crate::rng::Rng;
-use crate::train::snapshot::{FamilyView, OUTLINE_POINTS, Probe, Snapshot};
+use crate::train::snapshot::{FamilyView, ImportanceDraws, OUTLINE_POINTS, Probe, Snapshot};
 
 impl Trainer {
     /// The probe set's posteriors, a plain copy of the decoder, what the family draws, and
@@ -71,6 +71,68 @@ impl Trainer {
             view,
             coverage,
         }
+    }
+}
+
+impl Trainer {
+    /// Probe sample `probe`'s importance draws: `k` draws from its posterior, placed in the
+    /// prior's space, with their log weights under the model's own likelihood, on the image
+    /// as the test split has it (the fixed binarisation under `binarize`). The noise is seeded
+    /// by the run and the sample, so the same draws are watched as the model learns. `None`
+    /// for a family without importance weights or a probe index out of range.
+    pub fn importance_draws(&self, probe: usize, k: usize) -> Option<ImportanceDraws> {
+        let index = *self.probe.indices.get(probe)?;
+        if !self.config.model.has_importance_weights() || k == 0 {
+            return None;
+        }
+        let (model, device) = self.inference();
+        let (dim, d) = (self.data.dim(), self.config.latent_dim);
+        let pixels = super::evaluation::fixed_pixels(
+            &self.data.test,
+            &[index],
+            self.config.binarize,
+            super::TEST_BINARIZE_SEED,
+        );
+        let eps = Rng::new(
+            self.config.seed ^ 0xD2A3_5EED ^ (probe as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+        .normals(k * d);
+        let x = to_tensor(pixels, 1, dim, &device);
+        let onehot = self.config.model.needs_labels().then(|| {
+            let label = self.data.test.labels[index];
+            super::one_hot(std::iter::repeat_n(label, k), self.classes, &device)
+        });
+        let log_w = model.log_weights(
+            x.clone().repeat_dim(0, k),
+            onehot,
+            to_tensor(eps.clone(), k, d, &device),
+            self.config.likelihood,
+        )?;
+        // Where the draws sit: the reparameterisation the weights were computed with,
+        // centre + sigma eps (before the flow for the f-VAE, then through it).
+        let post = model.posteriors(x)?;
+        let sigma = to_vec(post.sigma);
+        let centre = to_vec(post.pre_flow.unwrap_or(post.position));
+        let mut z: Vec<f32> = eps
+            .chunks_exact(d)
+            .flat_map(|e| {
+                e.iter()
+                    .zip(centre.iter().zip(&sigma))
+                    .map(|(e, (c, s))| c + s * e)
+                    .collect::<Vec<f32>>()
+            })
+            .collect();
+        if let Some(flow) = model.flow() {
+            let flow = plain_flow(flow);
+            z = z.chunks_exact(d).flat_map(|w| flow.forward(w).0).collect();
+        }
+        Some(ImportanceDraws {
+            run: self.run,
+            step: self.step,
+            probe,
+            z,
+            log_w: to_vec(log_w),
+        })
     }
 }
 
