@@ -191,6 +191,19 @@ try {
   const restored = await until((s) => /mnist/i.test(s.dataset ?? "") && !/t10k/.test(s.dataset) && s.step > 0, 60);
   check(restored && !/t10k/.test(restored.dataset ?? "") && !restored.error,
     `the dropped run zip loads the run (${restored?.dataset}, step ${restored?.step}, error ${restored?.error ?? "none"})`);
+
+  // Settings live in the browser's storage: a reload comes back with the family chosen last;
+  // `?fresh` ignores them.
+  await page.evaluate(() => window.latentAtlasFamily("cvae"));
+  const chosen = await until((s) => /^CVAE/.test(s.family ?? "") && s.step > 0, 60);
+  check(/^CVAE/.test(chosen?.family ?? ""), `switched to the CVAE before reloading (${chosen?.family})`);
+  await page.reload();
+  const remembered = await until((s) => s.family !== undefined && s.step > 0, 60);
+  check(/^CVAE/.test(remembered?.family ?? ""),
+    `a reload remembers the family (${remembered?.family}, step ${remembered?.step})`);
+  await page.goto(`${url}?fresh`);
+  const fresh = await until((s) => s.family !== undefined && s.step > 0, 60);
+  check(fresh?.family === "VAE", `?fresh starts from the defaults (${fresh?.family})`);
 } catch (e) {
   check(false, `the test ran to its end: ${e.stack ?? e}`);
 } finally {
