@@ -564,6 +564,7 @@ impl AppState {
                 .last_error()
                 .or(run.last_error.as_deref())
                 .map(str::to_owned),
+            tested: run.tests.last().map(|t| (t.epoch, t.neg_elbo)),
         }
     }
 }
@@ -591,6 +592,8 @@ pub struct Status {
     pub probes: usize,
     /// The newest error shown to the user.
     pub error: Option<String>,
+    /// The newest end-of-epoch test result: its epoch and negative ELBO (nats).
+    pub tested: Option<(usize, Option<f32>)>,
 }
 
 #[cfg(test)]

@@ -14,4 +14,4 @@ pub use config::{
 pub use metrics::{StepMetrics, TestMetrics};
 pub use schedule::Schedule;
 pub use snapshot::{ImportanceDraws, Snapshot};
-pub use trainer::{Evaluation, NEG_ELBO, TrainError, Trainer};
+pub use trainer::{Evaluation, EvaluationSteps, NEG_ELBO, TrainError, Trainer};

@@ -34,6 +34,9 @@ pub struct Options {
     /// row, in order). Otherwise the evaluation runs beside training at low priority, and one
     /// still waiting when the next epoch ends is replaced by it.
     pub evaluate_inline: bool,
+    /// Otherwise, without a thread of its own: run the evaluation in chunks taking turns with
+    /// training steps, so a driver turned in slices (a browser page's) never stalls on it.
+    pub slice_evaluations: bool,
     /// Publish snapshots only at epochs' ends and on request, not while training.
     pub epoch_snapshots_only: bool,
     /// Generated samples scored by the evaluator after each epoch (0: no scoring).
@@ -52,6 +55,7 @@ impl Options {
     pub fn window() -> Self {
         Self {
             evaluate_inline: false,
+            slice_evaluations: !crate::platform::HAS_THREADS,
             epoch_snapshots_only: false,
             // The evaluator scores on a thread of its own: none in a browser.
             score_samples: match crate::platform::HAS_THREADS {
@@ -68,6 +72,7 @@ impl Options {
     pub fn headless(dir: Option<PathBuf>, score_samples: usize, score_temperature: f32) -> Self {
         Self {
             evaluate_inline: true,
+            slice_evaluations: false,
             epoch_snapshots_only: true,
             score_samples,
             score_temperature,

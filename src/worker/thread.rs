@@ -135,6 +135,13 @@ impl SnapshotPacer {
 /// model that has since been replaced (reset, load) is dropped.
 struct Background {
     pool: Option<rayon::ThreadPool>,
+    /// Without a pool and where training comes first (a browser page): the evaluation under
+    /// way, a chunk at a time between training steps ([`Session::evaluation_step`]).
+    sliced: Option<Box<crate::train::EvaluationSteps>>,
+    /// Whether evaluations without a pool are sliced (else they run whole, at once).
+    slice: bool,
+    /// Whether the last turn was an evaluation chunk (they alternate with training calls).
+    evaluated_last: bool,
     /// Bumped whenever the trainer is replaced.
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// The evaluation waiting for the thread, with its generation.
@@ -142,26 +149,39 @@ struct Background {
 }
 
 impl Background {
-    /// Evaluations on a low-priority thread, or (`inline`) on the caller's.
-    fn new(inline: bool) -> Self {
+    /// Evaluations on a low-priority thread, or on the caller's: whole (`inline`), or in
+    /// chunks (`slice`, or when no thread can be had).
+    fn new(inline: bool, slice: bool) -> Self {
+        let pool = match inline || slice {
+            true => None,
+            false => crate::backend::background_pool("latent-atlas-evaluation"),
+        };
         Self {
-            pool: match inline {
-                true => None,
-                false => crate::backend::background_pool("latent-atlas-evaluation"),
-            },
+            slice: !inline && pool.is_none(),
+            sliced: None,
+            evaluated_last: false,
+            pool,
             generation: Arc::default(),
             pending: Arc::default(),
         }
     }
 
-    fn replaced(&self) {
+    fn replaced(&mut self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.sliced = None;
     }
 
-    /// Evaluates `job` and reports it as [`Event::Tested`]; inline when there is no pool.
-    fn evaluate(&self, job: crate::train::Evaluation, out: &Outbox) -> bool {
+    /// Evaluates `job` and reports it as [`Event::Tested`]; inline when there is no pool
+    /// (sliced: begun, and carried on between training steps; a newer job replaces it).
+    fn evaluate(&mut self, job: crate::train::Evaluation, out: &Outbox) -> bool {
         let Some(pool) = &self.pool else {
+            if self.slice {
+                self.sliced = Some(Box::new(crate::train::EvaluationSteps::new(
+                    job, true, SLICE_ROWS, SLICE_ROWS,
+                )));
+                return true;
+            }
             return report_evaluation(guarded(|| job.run(true)), out);
         };
         let generation = self.generation.clone();
@@ -190,6 +210,10 @@ impl Background {
         true
     }
 }
+
+/// Test images (or, in the importance sampling, images times samples) per chunk of a sliced
+/// evaluation: a few milliseconds of a browser's time each.
+const SLICE_ROWS: usize = 100;
 
 /// Sends an evaluation's result, or why it failed.
 fn report_evaluation(result: Result<TestMetrics, String>, out: &Outbox) -> bool {
@@ -275,7 +299,7 @@ impl Driver {
             backend,
             state: RunState::Idle,
             throughput: Throughput::default(),
-            background: Background::new(options.evaluate_inline),
+            background: Background::new(options.evaluate_inline, options.slice_evaluations),
             pacer: Default::default(),
             options,
             readback,
@@ -309,10 +333,17 @@ impl Driver {
                 Err(RecvTimeoutError::Disconnected) => return Turn::Over,
             }
         };
+        // A sliced evaluation takes turns with training (and goes on alone while idle).
+        let background = &self.session.background;
+        let evaluate = background.sliced.is_some() && (!running || !background.evaluated_last);
         let alive = match command {
             Some(Command::Shutdown) => return Turn::Over,
             Some(c) => self.session.handle(c, &self.out),
-            None if running => self.session.train_one(&self.out),
+            None if evaluate => self.session.evaluation_step(&self.out),
+            None if running => {
+                self.session.background.evaluated_last = false;
+                self.session.train_one(&self.out)
+            }
             None => return Turn::Idle,
         };
         match alive {
@@ -667,6 +698,21 @@ impl Session {
     }
 
     /// Writes the checkpoint into `dir` and says so, or why not.
+    /// The next chunk of a sliced evaluation; its metrics are reported after the last one.
+    fn evaluation_step(&mut self, out: &Outbox) -> bool {
+        self.background.evaluated_last = true;
+        let Some(steps) = &mut self.background.sliced else {
+            return true;
+        };
+        let result = match guarded(|| steps.step()) {
+            Ok(None) => return true,
+            Ok(Some(metrics)) => Ok(metrics),
+            Err(e) => Err(e),
+        };
+        self.background.sliced = None;
+        report_evaluation(result, out)
+    }
+
     fn save(&mut self, dir: std::path::PathBuf, out: &Outbox) -> bool {
         let info = self.trainer.run_info(&self.backend.description);
         let model = self.trainer.model();

@@ -358,3 +358,53 @@ fn importance_draws_sit_where_their_weights_say() {
     let t = Trainer::new(config, mnist_subset(1000, 100), Device::flex()).unwrap();
     assert!(t.importance_draws(0, 8).is_none());
 }
+
+#[test]
+fn an_evaluation_in_small_chunks_gives_the_whole_evaluation_s_metrics() {
+    let config = TrainConfig {
+        nll_samples: 30,
+        nll_images: 40,
+        ..small_config()
+    };
+    let mut trainer = Trainer::new(config, mnist_subset(2000, 300), Device::flex()).unwrap();
+    for _ in 0..20 {
+        trainer.step().unwrap();
+    }
+    let job = trainer.evaluation();
+    let whole = job.run(true);
+    let run = |rows: usize, nll_rows: usize| {
+        let mut steps = latent_atlas::train::EvaluationSteps::new(&job, true, rows, nll_rows);
+        let mut chunks = 0;
+        loop {
+            chunks += 1;
+            if let Some(m) = steps.step() {
+                break (m, chunks);
+            }
+        }
+    };
+    // Chunks of 7 test images; the sampling in one chunk, as the whole evaluation takes it.
+    let (sliced, chunks) = run(7, 5000);
+    assert!(chunks > 2 * 300 / 7, "{chunks} chunks");
+    // 13 rows a chunk: one image at a time. Its draws are laid out by chunk, so the estimate
+    // is another draw of the same quantity.
+    let (one_by_one, chunks) = run(300, 13);
+    assert!(chunks > 40, "{chunks} chunks");
+    let (a, b) = (whole.nll.unwrap(), one_by_one.nll.unwrap());
+    assert!((a - b).abs() < 0.02 * a, "{a} against {b}");
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(1.0);
+    assert!(
+        close(whole.reconstruction, sliced.reconstruction),
+        "{whole:?} {sliced:?}"
+    );
+    assert!(close(whole.kl, sliced.kl));
+    assert!(
+        close(whole.nll.unwrap(), sliced.nll.unwrap()),
+        "{whole:?} {sliced:?}"
+    );
+    assert_eq!(whole.hole_share, sliced.hole_share);
+    assert_eq!(whole.mean_activity, sliced.mean_activity);
+    assert_eq!(
+        (whole.step, whole.nll_images),
+        (sliced.step, sliced.nll_images)
+    );
+}

@@ -331,3 +331,45 @@ fn a_run_saves_as_files_where_there_is_no_folder() {
     let info = latent_atlas::train::checkpoint::read_info(path).unwrap();
     assert_eq!(info.config.model, config().model);
 }
+
+#[test]
+fn a_sliced_evaluation_takes_turns_with_training() {
+    // The browser's pacing: no thread for the end-of-epoch test evaluation, so it runs a chunk
+    // at a time between training steps, and training goes on while it does.
+    let config = TrainConfig {
+        nll_samples: 20,
+        nll_images: 100,
+        ..config()
+    };
+    let options = Options {
+        slice_evaluations: true,
+        ..Options::window()
+    };
+    let mut worker = Worker::inline(config, BackendChoice::Cpu, options, Arc::new(|| {}));
+    let slice = Duration::from_millis(20);
+    tick_until(&mut worker, slice, 60, |e| matches!(e, Event::Ready { .. }));
+    assert!(worker.send(Command::Start));
+    tick_until(
+        &mut worker,
+        slice,
+        120,
+        |e| matches!(e, Event::Progress { metrics, .. } if metrics.epoch >= 1),
+    );
+    // Steps of the second epoch arrive before the first epoch's test metrics.
+    let mut steps_while_testing = 0;
+    let tested = tick_until(&mut worker, slice, 120, |e| {
+        steps_while_testing += matches!(e, Event::Progress { .. }) as usize;
+        matches!(e, Event::Tested(_))
+    });
+    let Event::Tested(t) = tested else {
+        unreachable!()
+    };
+    assert_eq!(t.epoch, 1);
+    assert!(
+        steps_while_testing >= 10,
+        "training went on during the evaluation: {steps_while_testing} steps"
+    );
+    assert!(t.nll.is_some_and(f32::is_finite) && t.neg_elbo.is_some_and(f32::is_finite));
+    assert_eq!(t.mean_activity.len(), 2, "the posteriors' pass ran too");
+    worker.shutdown();
+}

@@ -106,6 +106,25 @@ try {
   }));
   console.log(`web_frames_per_sec ${fps.toFixed(1)} (while training)`);
 
+  // The first epoch's end: its test evaluation runs in chunks between training steps, so the
+  // page keeps drawing. The longest wait between two animation frames, from before the
+  // epoch's end until its test metrics arrive:
+  await page.evaluate(() => {
+    window.latentAtlasLongestFrame = 0;
+    let last = performance.now();
+    const watch = (t) => {
+      window.latentAtlasLongestFrame = Math.max(window.latentAtlasLongestFrame, t - last);
+      last = t;
+      requestAnimationFrame(watch);
+    };
+    requestAnimationFrame(watch);
+  });
+  const tested = await until((s) => s.tested?.[0] >= 1, 120);
+  const longest = await page.evaluate(() => window.latentAtlasLongestFrame);
+  console.log(`web_longest_frame_ms ${longest.toFixed(0)} (over the first epoch's end and its test evaluation)`);
+  check(tested && longest < 1000,
+    `the first epoch's test evaluation (negative ELBO ${tested?.tested?.[1]?.toFixed(1)}) never stalls the page a second (longest frame ${longest.toFixed(0)} ms)`);
+
   // The family, switched through the page's hook, and back.
   await page.evaluate(() => window.latentAtlasFamily("f-vae"));
   const isFlow = (s) => s.family.startsWith("f-VAE");

@@ -12,7 +12,6 @@ use super::{
 };
 use crate::data::batch::{pixels, to_tensor, to_vec};
 use crate::data::{Dataset, ImageSet};
-use crate::explore::coverage::Coverage;
 use crate::model::Model;
 use crate::rng::Rng;
 use crate::train::metrics::mean_activity;
@@ -141,123 +140,236 @@ impl Evaluation {
     /// [`Evaluation::run`], reporting the share of the importance sampling done (0 to 1) as
     /// it goes: with K = 5,000 on the whole test split it takes minutes.
     pub fn run_with_progress(&self, with_nll: bool, progress: &mut dyn FnMut(f32)) -> TestMetrics {
-        let (model, device) = (&self.model, &self.device);
-        let (dim, d) = (self.data.dim(), self.config.latent_dim);
-        let n = self.data.test.len();
-        let mut rng = Rng::new(self.config.seed ^ 0x7E57);
-        let (mut rec_sum, mut kl_sum) = (0.0f64, None::<f64>);
-        let mut kl_dims: Option<Vec<f64>> = None;
-        for start in (0..n).step_by(EVAL_CHUNK) {
-            let indices: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
-            let m = indices.len();
-            let x = to_tensor(self.test_pixels(&indices), m, dim, device);
-            let eps = to_tensor(rng.normals(m * d), m, d, device);
-            let onehot = self.test_onehot(&indices, 1, device);
-            let Some(terms) = model.terms(x, onehot, eps, self.config.likelihood) else {
-                // No encoder: nothing to reconstruct.
-                break;
-            };
-            rec_sum += to_vec(terms.reconstruction.sum())[0] as f64;
-            if let Some(kl) = terms.kl {
-                *kl_sum.get_or_insert(0.0) += to_vec(kl.sum())[0] as f64;
+        let mut steps = EvaluationSteps::new(self, with_nll, EVAL_CHUNK, NLL_ROWS);
+        loop {
+            if let Some(metrics) = steps.step() {
+                return metrics;
             }
-            if let Some(per_dim) = terms.kl_per_dim {
-                let acc = kl_dims.get_or_insert_with(|| vec![0.0; d]);
-                for (a, v) in acc.iter_mut().zip(to_vec(per_dim.sum_dim(0))) {
-                    *a += v as f64;
-                }
+            if steps.stage == Stage::Nll {
+                progress(steps.nll_share());
             }
         }
-        let nll = (with_nll && self.config.nll_samples > 0)
-            .then(|| self.importance_nll(model, device, progress))
-            .flatten();
-        let draws = self.config.model.draws();
-        let (coverage, activity) = match self.test_posteriors() {
-            Some((c, a)) => (Some(c), a),
+    }
+}
+
+/// Where an [`EvaluationSteps`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Reconstruction and KL over the test split.
+    Terms,
+    /// The importance-sampled log-likelihood on its first images.
+    Nll,
+    /// The posteriors of the test split: the prior's holes and each dimension's activity.
+    Posteriors,
+}
+
+/// An evaluation taken one chunk of test images at a time, so that a driver without threads
+/// (a browser page's) can run it between training steps and keep the page drawing;
+/// [`Evaluation::run`] takes the same steps to the end.
+pub struct EvaluationSteps<J: std::borrow::Borrow<Evaluation> = Evaluation> {
+    job: J,
+    with_nll: bool,
+    /// Test images per chunk of the terms and posteriors.
+    rows: usize,
+    /// Rows (images times samples) per chunk of the importance sampling.
+    nll_rows: usize,
+    stage: Stage,
+    /// The next test image of the stage.
+    next: usize,
+    rng: Rng,
+    nll_rng: Rng,
+    rec_sum: f64,
+    kl_sum: Option<f64>,
+    kl_dims: Option<Vec<f64>>,
+    nll_sum: Option<f64>,
+    /// The test posteriors (`None` once a chunk found no encoder).
+    posteriors: Option<(Vec<f32>, Vec<f32>, Vec<f32>)>,
+}
+
+impl<J: std::borrow::Borrow<Evaluation>> EvaluationSteps<J> {
+    /// The evaluation `job`, in chunks of `rows` test images (`nll_rows` images times samples
+    /// in the importance sampling).
+    pub fn new(job: J, with_nll: bool, rows: usize, nll_rows: usize) -> Self {
+        let seed = job.borrow().config.seed;
+        Self {
+            job,
+            with_nll,
+            rows: rows.max(1),
+            nll_rows: nll_rows.max(1),
+            stage: Stage::Terms,
+            next: 0,
+            rng: Rng::new(seed ^ 0x7E57),
+            nll_rng: Rng::new(seed ^ 0x1111),
+            rec_sum: 0.0,
+            kl_sum: None,
+            kl_dims: None,
+            nll_sum: None,
+            posteriors: Some(Default::default()),
+        }
+    }
+
+    /// The share of the importance sampling done, 0 to 1.
+    fn nll_share(&self) -> f32 {
+        let images = self.nll_images();
+        match self.stage {
+            Stage::Terms => 0.0,
+            Stage::Nll => self.next as f32 / images.max(1) as f32,
+            Stage::Posteriors => 1.0,
+        }
+    }
+
+    fn nll_images(&self) -> usize {
+        let job = self.job.borrow();
+        match self.with_nll && job.config.nll_samples > 0 {
+            true => job.config.nll_images.min(job.data.test.len()),
+            false => 0,
+        }
+    }
+
+    /// Runs the next chunk; the metrics once the last one is done.
+    pub fn step(&mut self) -> Option<TestMetrics> {
+        let n = self.job.borrow().data.test.len();
+        match self.stage {
+            Stage::Terms if self.next < n => self.terms_chunk(),
+            Stage::Terms => self.advance(Stage::Nll),
+            Stage::Nll if self.next < self.nll_images() => self.nll_chunk(),
+            Stage::Nll => self.advance(Stage::Posteriors),
+            Stage::Posteriors if self.next < n && self.posteriors.is_some() => {
+                self.posteriors_chunk()
+            }
+            Stage::Posteriors => return Some(self.finish()),
+        }
+        None
+    }
+
+    fn advance(&mut self, stage: Stage) {
+        self.stage = stage;
+        self.next = 0;
+    }
+
+    fn terms_chunk(&mut self) {
+        let job = self.job.borrow();
+        let (model, device) = (&job.model, &job.device);
+        let (dim, d) = (job.data.dim(), job.config.latent_dim);
+        let n = job.data.test.len();
+        let indices: Vec<usize> = (self.next..(self.next + self.rows).min(n)).collect();
+        self.next += indices.len();
+        let m = indices.len();
+        let x = to_tensor(job.test_pixels(&indices), m, dim, device);
+        let eps = to_tensor(self.rng.normals(m * d), m, d, device);
+        let onehot = job.test_onehot(&indices, 1, device);
+        let Some(terms) = model.terms(x, onehot, eps, job.config.likelihood) else {
+            // No encoder: nothing to reconstruct.
+            self.next = n;
+            return;
+        };
+        self.rec_sum += to_vec(terms.reconstruction.sum())[0] as f64;
+        if let Some(kl) = terms.kl {
+            *self.kl_sum.get_or_insert(0.0) += to_vec(kl.sum())[0] as f64;
+        }
+        if let Some(per_dim) = terms.kl_per_dim {
+            let acc = self.kl_dims.get_or_insert_with(|| vec![0.0; d]);
+            for (a, v) in acc.iter_mut().zip(to_vec(per_dim.sum_dim(0))) {
+                *a += v as f64;
+            }
+        }
+    }
+
+    /// The importance-sampled negative log-likelihood of the next images (nothing for a family
+    /// without one).
+    fn nll_chunk(&mut self) {
+        let images = self.nll_images();
+        let job = self.job.borrow();
+        let (model, device) = (&job.model, &job.device);
+        let k = job.config.nll_samples;
+        let d = job.config.latent_dim;
+        let chunk = (self.nll_rows / k).max(1);
+        let indices: Vec<usize> = (self.next..(self.next + chunk).min(images)).collect();
+        self.next += indices.len();
+        let m = indices.len();
+        let x = to_tensor(job.test_pixels(&indices), m, job.data.dim(), device).repeat_dim(0, k);
+        let eps = to_tensor(self.nll_rng.normals(m * k * d), m * k, d, device);
+        let onehot = job.test_onehot(&indices, k, device);
+        let Some(log_w) = model.log_weights(x, onehot, eps, job.config.likelihood) else {
+            self.next = images;
+            return;
+        };
+        let log_w = to_vec(log_w);
+        let sum = self.nll_sum.get_or_insert(0.0);
+        for i in 0..m {
+            let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
+            *sum -= crate::model::losses::log_mean_exp(&per_image) as f64;
+        }
+    }
+
+    fn posteriors_chunk(&mut self) {
+        let job = self.job.borrow();
+        let n = job.data.test.len();
+        let indices: Vec<usize> = (self.next..(self.next + self.rows).min(n)).collect();
+        self.next += indices.len();
+        let grey = pixels(&job.data.test, &indices, None);
+        let x = to_tensor(grey, indices.len(), job.data.dim(), &job.device);
+        match (job.model.posteriors(x), &mut self.posteriors) {
+            (Some(post), Some((mu, sigma, pre))) => {
+                mu.extend(to_vec(post.position));
+                sigma.extend(to_vec(post.sigma));
+                if let Some(p) = post.pre_flow {
+                    pre.extend(to_vec(p));
+                }
+            }
+            _ => self.posteriors = None,
+        }
+    }
+
+    /// The metrics from the sums: means over the test split, the hole share and the activity
+    /// from the test split's posteriors.
+    fn finish(&mut self) -> TestMetrics {
+        let job = self.job.borrow();
+        let model = &job.model;
+        let d = job.config.latent_dim;
+        let n = job.data.test.len();
+        let images = self.nll_images();
+        let nll = self.nll_sum.map(|s| (s / images.max(1) as f64) as f32);
+        let (coverage, activity) = match self.posteriors.take() {
+            Some((mu, sigma, pre)) => {
+                let view = FamilyView {
+                    pre_flow: (!pre.is_empty()).then_some(pre),
+                    flow: model.flow().map(|f| Arc::new(plain_flow(f))),
+                    sigmas: model.f_sigmas(),
+                    class_means: model.class_means(),
+                    ..FamilyView::default()
+                };
+                let activity = mean_activity(&mu, d);
+                (Some(probe_coverage(&mu, &sigma, d, &view)), activity)
+            }
             None => (None, Vec::new()),
         };
         // A family without an encoder reconstructs nothing.
-        let rec = if draws.encoder {
-            (rec_sum / n as f64) as f32
+        let rec = if job.config.model.draws().encoder {
+            (self.rec_sum / n as f64) as f32
         } else {
             f32::NAN
         };
-        let kl = kl_sum.map(|k| (k / n as f64) as f32);
+        let kl = self.kl_sum.map(|k| (k / n as f64) as f32);
         TestMetrics {
-            step: self.step,
-            epoch: self.epoch,
+            step: job.step,
+            epoch: job.epoch,
             reconstruction: rec,
             kl: kl.unwrap_or(0.0),
             neg_elbo: kl.map(|k| rec + k),
             nll,
-            nll_samples: self.config.nll_samples,
-            nll_images: self.config.nll_images.min(n),
-            kl_per_dim: kl_dims
+            nll_samples: job.config.nll_samples,
+            nll_images: job.config.nll_images.min(n),
+            kl_per_dim: self
+                .kl_dims
+                .take()
                 .unwrap_or_default()
                 .iter()
                 .map(|&v| (v / n as f64) as f32)
                 .collect(),
             hole_share: coverage.map(|c| c.hole_share),
             mean_activity: activity,
-            validation: self.validation,
+            validation: job.validation,
         }
-    }
-
-    /// The test split's aggregate posterior against the prior (dims 0 and 1: the per-epoch hole
-    /// share; snapshots use the smaller probe set instead) and the activity of each dimension's
-    /// posterior mean, `Cov_x(E_q[z])`; `None` without an encoder.
-    fn test_posteriors(&self) -> Option<(Coverage, Vec<f32>)> {
-        let (model, device) = (&self.model, &self.device);
-        let (dim, d) = (self.data.dim(), self.config.latent_dim);
-        let n = self.data.test.len();
-        let (mut mu, mut sigma, mut pre) = (Vec::new(), Vec::new(), Vec::new());
-        for start in (0..n).step_by(EVAL_CHUNK) {
-            let indices: Vec<usize> = (start..(start + EVAL_CHUNK).min(n)).collect();
-            let grey = pixels(&self.data.test, &indices, None);
-            let post = model.posteriors(to_tensor(grey, indices.len(), dim, device))?;
-            mu.extend(to_vec(post.position));
-            sigma.extend(to_vec(post.sigma));
-            if let Some(p) = post.pre_flow {
-                pre.extend(to_vec(p));
-            }
-        }
-        let view = FamilyView {
-            pre_flow: (!pre.is_empty()).then_some(pre),
-            flow: model.flow().map(|f| Arc::new(plain_flow(f))),
-            sigmas: model.f_sigmas(),
-            class_means: model.class_means(),
-            ..FamilyView::default()
-        };
-        let activity = mean_activity(&mu, d);
-        Some((probe_coverage(&mu, &sigma, d, &view), activity))
-    }
-
-    /// The importance-sampled negative log-likelihood, or `None` for a family without one.
-    fn importance_nll(
-        &self,
-        model: &Model,
-        device: &Device,
-        progress: &mut dyn FnMut(f32),
-    ) -> Option<f32> {
-        let k = self.config.nll_samples;
-        let (dim, d) = (self.data.dim(), self.config.latent_dim);
-        let images = self.config.nll_images.min(self.data.test.len());
-        let chunk = (NLL_ROWS / k).max(1);
-        let mut rng = Rng::new(self.config.seed ^ 0x1111);
-        let mut sum = 0.0f64;
-        for start in (0..images).step_by(chunk) {
-            let indices: Vec<usize> = (start..(start + chunk).min(images)).collect();
-            let m = indices.len();
-            let x = to_tensor(self.test_pixels(&indices), m, dim, device).repeat_dim(0, k);
-            let eps = to_tensor(rng.normals(m * k * d), m * k, d, device);
-            let onehot = self.test_onehot(&indices, k, device);
-            let log_w = to_vec(model.log_weights(x, onehot, eps, self.config.likelihood)?);
-            for i in 0..m {
-                let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
-                sum -= crate::model::losses::log_mean_exp(&per_image) as f64;
-            }
-            progress((start + m) as f32 / images as f32);
-        }
-        Some((sum / images as f64) as f32)
     }
 }

@@ -7,7 +7,7 @@ mod adversarial_step;
 mod evaluation;
 mod view;
 
-pub use evaluation::Evaluation;
+pub use evaluation::{Evaluation, EvaluationSteps};
 use view::make_probe;
 pub use view::{plain_decoder, plain_flow, probe_coverage};
 
