@@ -565,6 +565,12 @@ impl AppState {
                 .or(run.last_error.as_deref())
                 .map(str::to_owned),
             tested: run.tests.last().map(|t| (t.epoch, t.neg_elbo)),
+            evaluator: match run.evaluator {
+                crate::run::EvaluatorStatus::Idle => None,
+                crate::run::EvaluatorStatus::Training(p) => Some((p, None)),
+                crate::run::EvaluatorStatus::Ready(a) => Some((1.0, Some(a))),
+            },
+            scored: run.scores.last().map(|s| (s.step, s.entropy)),
         }
     }
 }
@@ -594,6 +600,10 @@ pub struct Status {
     pub error: Option<String>,
     /// The newest end-of-epoch test result: its epoch and negative ELBO (nats).
     pub tested: Option<(usize, Option<f32>)>,
+    /// The evaluator: the share of its training done, then 1 and its test accuracy.
+    pub evaluator: Option<(f32, Option<f32>)>,
+    /// The newest score of the samples: its step and their class entropy (nats).
+    pub scored: Option<(u64, f32)>,
 }
 
 #[cfg(test)]

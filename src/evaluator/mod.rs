@@ -228,68 +228,127 @@ impl Mlp {
 
 /// Trains the classifier with Adam on the training split.
 fn train_classifier(data: &Dataset, device: &Device, progress: &mut dyn FnMut(f32)) -> Classifier {
-    let device = device.clone().autodiff();
-    let rng_lock = crate::backend::device_rng_lock();
-    device.seed(7);
-    let classes = data.class_names.len().max(1);
-    let mut widths = vec![data.dim()];
-    widths.extend(HIDDEN);
-    widths.push(classes);
-    let mut model = Mlp {
-        layers: widths
-            .windows(2)
-            .map(|w| LinearConfig::new(w[0], w[1]).init(&device))
-            .collect(),
-    };
-    crate::backend::initialise_now(&model);
-    drop(rng_lock);
-    let mut optim = crate::fused::FusedAdam::default().init();
-    let mut rng = Rng::new(7);
-    let batch = 128;
-    for epoch in 0..EPOCHS {
-        let order = EpochOrder::shuffled(data.train.len(), batch, &mut rng);
-        for b in 0..order.batch_count() {
-            let idx = order.batch(b);
-            let x = to_tensor(
-                pixels(&data.train, idx, None),
-                idx.len(),
-                data.dim(),
-                &device,
-            );
-            let mut onehot = vec![0.0f32; idx.len() * classes];
-            for (r, &i) in idx.iter().enumerate() {
-                onehot[r * classes + (data.train.labels[i] as usize).min(classes - 1)] = 1.0;
-            }
-            let onehot = to_tensor(onehot, idx.len(), classes, &device);
-            let loss = (log_softmax(model.forward(x), 1) * onehot)
-                .sum_dim(1)
-                .mean()
-                .neg();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(1e-3, model, grads);
-            if b % 20 == 0 {
-                progress((epoch as f32 + b as f32 / order.batch_count() as f32) / EPOCHS as f32);
-            }
+    let mut training = ClassifierTraining::new(data, device);
+    loop {
+        if let Some(classifier) = training.step(data) {
+            return classifier;
+        }
+        if training.batch.is_multiple_of(20) {
+            progress(training.share());
         }
     }
-    let model = model.valid();
-    Classifier {
-        layers: model
-            .layers
-            .iter()
-            .map(|l| {
-                let [inputs, outputs] = l.weight.val().dims();
-                Dense {
-                    inputs,
-                    outputs,
-                    weights: to_vec(l.weight.val()),
-                    bias: l
-                        .bias
-                        .as_ref()
-                        .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
-                }
-            })
-            .collect(),
+}
+
+/// The classifier's training, one batch at a time, so that a driver without threads (a
+/// browser page's) can take turns between it and the model being watched. [`Evaluator::train`]
+/// and [`Evaluator::for_dataset`] run it to the end.
+pub struct ClassifierTraining {
+    model: Mlp,
+    optim: burn::optim::ModuleOptimizer,
+    device: Device,
+    rng: Rng,
+    classes: usize,
+    order: EpochOrder,
+    epoch: usize,
+    batch: usize,
+}
+
+/// The classifier's batch size.
+const BATCH: usize = 128;
+
+impl ClassifierTraining {
+    /// A fresh classifier for `data` (seeded: every run trains the same one).
+    pub fn new(data: &Dataset, device: &Device) -> Self {
+        let device = device.clone().autodiff();
+        let rng_lock = crate::backend::device_rng_lock();
+        device.seed(7);
+        let classes = data.class_names.len().max(1);
+        let mut widths = vec![data.dim()];
+        widths.extend(HIDDEN);
+        widths.push(classes);
+        let model = Mlp {
+            layers: widths
+                .windows(2)
+                .map(|w| LinearConfig::new(w[0], w[1]).init(&device))
+                .collect(),
+        };
+        crate::backend::initialise_now(&model);
+        drop(rng_lock);
+        let mut rng = Rng::new(7);
+        let order = EpochOrder::shuffled(data.train.len(), BATCH, &mut rng);
+        Self {
+            model,
+            optim: crate::fused::FusedAdam::default().init(),
+            device,
+            rng,
+            classes,
+            order,
+            epoch: 0,
+            batch: 0,
+        }
+    }
+
+    /// The share of training done, 0 to 1.
+    pub fn share(&self) -> f32 {
+        (self.epoch as f32 + self.batch as f32 / self.order.batch_count().max(1) as f32)
+            / EPOCHS as f32
+    }
+
+    /// Trains on the next batch of `data` (the dataset it was made for); the classifier once
+    /// the last epoch is done.
+    pub fn step(&mut self, data: &Dataset) -> Option<Classifier> {
+        if self.batch == self.order.batch_count() {
+            self.epoch += 1;
+            self.batch = 0;
+            if self.epoch == EPOCHS {
+                return Some(self.classifier());
+            }
+            self.order = EpochOrder::shuffled(data.train.len(), BATCH, &mut self.rng);
+        }
+        let (classes, device) = (self.classes, &self.device);
+        let idx = self.order.batch(self.batch);
+        let x = to_tensor(
+            pixels(&data.train, idx, None),
+            idx.len(),
+            data.dim(),
+            device,
+        );
+        let mut onehot = vec![0.0f32; idx.len() * classes];
+        for (r, &i) in idx.iter().enumerate() {
+            onehot[r * classes + (data.train.labels[i] as usize).min(classes - 1)] = 1.0;
+        }
+        let onehot = to_tensor(onehot, idx.len(), classes, device);
+        let loss = (log_softmax(self.model.forward(x), 1) * onehot)
+            .sum_dim(1)
+            .mean()
+            .neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let model = std::mem::replace(&mut self.model, Mlp { layers: Vec::new() });
+        self.model = self.optim.step(1e-3, model, grads);
+        self.batch += 1;
+        None
+    }
+
+    fn classifier(&self) -> Classifier {
+        let model = self.model.valid();
+        Classifier {
+            layers: model
+                .layers
+                .iter()
+                .map(|l| {
+                    let [inputs, outputs] = l.weight.val().dims();
+                    Dense {
+                        inputs,
+                        outputs,
+                        weights: to_vec(l.weight.val()),
+                        bias: l
+                            .bias
+                            .as_ref()
+                            .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
+                    }
+                })
+                .collect(),
+        }
     }
 }
 

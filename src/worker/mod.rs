@@ -57,11 +57,9 @@ impl Options {
             evaluate_inline: false,
             slice_evaluations: !crate::platform::HAS_THREADS,
             epoch_snapshots_only: false,
-            // The evaluator scores on a thread of its own: none in a browser.
-            score_samples: match crate::platform::HAS_THREADS {
-                true => scorer::SCORE_SAMPLES,
-                false => 0,
-            },
+            // The evaluator scores on a thread of its own, or (in a browser) a step at a time
+            // between training steps.
+            score_samples: scorer::SCORE_SAMPLES,
             score_temperature: scorer::SCORE_TEMPERATURE,
             score_every_epoch: false,
             checkpoint_dir: None,

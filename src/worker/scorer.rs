@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::time::{Duration, Instant};
+use web_time::{Duration, Instant};
 
 use super::Event;
 use super::thread::Outbox;
@@ -17,11 +17,32 @@ pub const SCORE_SAMPLES: usize = 1000;
 /// Temperature of scored samples.
 pub const SCORE_TEMPERATURE: f32 = 1.0;
 
-/// A handle on the scoring thread; it ends when the handle is dropped.
+/// A handle on the scoring thread; it ends when the handle is dropped. Where there are no
+/// threads (a browser page), the same work done a step at a time by [`Scorer::step`].
 pub struct Scorer {
     data: Arc<Dataset>,
     requests: SyncSender<Snapshot>,
     every: bool,
+    inline: Option<Box<Inline>>,
+}
+
+/// The scorer's work without a thread.
+struct Inline {
+    job: ScoreJob,
+    stage: Stage,
+    /// The newest snapshot waiting to be scored.
+    pending: Option<Snapshot>,
+    /// When progress was last reported.
+    reported: Instant,
+}
+
+enum Stage {
+    /// The classifier trains, a batch a step.
+    Training(Box<crate::evaluator::ClassifierTraining>),
+    /// It scores.
+    Ready(Box<Evaluator>),
+    /// It could not be trained (said once).
+    Failed,
 }
 
 /// What the scoring thread does with each snapshot.
@@ -55,6 +76,79 @@ impl Scorer {
             data,
             requests,
             every: job.every,
+            inline: None,
+        }
+    }
+
+    /// The scorer without a thread: nothing happens but in [`Scorer::step`]. The evaluator
+    /// is trained afresh (a browser keeps no cache), a batch a step.
+    pub fn inline(data: Arc<Dataset>, job: ScoreJob, out: &Outbox) -> Self {
+        let (requests, _) = std::sync::mpsc::sync_channel(1);
+        let stage = match data.is_labelled() {
+            true => Stage::Training(Box::new(crate::evaluator::ClassifierTraining::new(
+                &data,
+                &burn::tensor::Device::flex(),
+            ))),
+            false => {
+                out.send(Event::ScoringFailed(format!(
+                    "evaluator: {} has no class labels, so no evaluator can be trained on it",
+                    data.name
+                )));
+                Stage::Failed
+            }
+        };
+        Self {
+            data,
+            requests,
+            every: job.every,
+            inline: Some(Box::new(Inline {
+                job,
+                stage,
+                pending: None,
+                reported: Instant::now(),
+            })),
+        }
+    }
+
+    /// Whether [`Scorer::step`] has work: the evaluator to train, or a snapshot to score.
+    pub fn has_work(&self) -> bool {
+        self.inline.as_ref().is_some_and(|i| match i.stage {
+            Stage::Training(_) => true,
+            Stage::Ready(_) => i.pending.is_some(),
+            Stage::Failed => false,
+        })
+    }
+
+    /// One step of an inline scorer's work: a batch of the evaluator's training, or the score
+    /// of the snapshot waiting. `false` when the events' consumer is gone.
+    pub fn step(&mut self, out: &Outbox) -> bool {
+        let Some(inline) = &mut self.inline else {
+            return true;
+        };
+        match &mut inline.stage {
+            Stage::Training(training) => {
+                let Some(classifier) = training.step(&self.data) else {
+                    if inline.reported.elapsed() > Duration::from_millis(250) {
+                        inline.reported = Instant::now();
+                        return out.send(Event::EvaluatorProgress(training.share()));
+                    }
+                    return true;
+                };
+                let evaluator = Evaluator::new(classifier, &self.data, None);
+                let accuracy = evaluator.test_accuracy;
+                inline.stage = Stage::Ready(Box::new(evaluator));
+                out.send(Event::EvaluatorReady(accuracy))
+            }
+            Stage::Ready(evaluator) => match inline.pending.take() {
+                Some(snapshot) => {
+                    let job = inline.job;
+                    let scores =
+                        score(evaluator, &snapshot, job.samples, job.temperature, job.seed);
+                    out.send(Event::Scored(scores))
+                }
+                None => true,
+            },
+            Stage::Failed => true,
         }
     }
 
@@ -65,7 +159,12 @@ impl Scorer {
 
     /// Queues a snapshot. When the queue is full the request is dropped (a newer one follows),
     /// unless every request is scored: then it waits for room.
-    pub fn submit(&self, snapshot: Snapshot) {
+    pub fn submit(&mut self, snapshot: Snapshot) {
+        if let Some(inline) = &mut self.inline {
+            // Only the newest matters.
+            inline.pending = Some(snapshot);
+            return;
+        }
         if self.every {
             // An error means the thread has ended (its failure was reported).
             let _ = self.requests.send(snapshot);

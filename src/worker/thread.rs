@@ -140,8 +140,11 @@ struct Background {
     sliced: Option<Box<crate::train::EvaluationSteps>>,
     /// Whether evaluations without a pool are sliced (else they run whole, at once).
     slice: bool,
-    /// Whether the last turn was an evaluation chunk (they alternate with training calls).
+    /// Whether the last turn was side work (it alternates with training calls).
     evaluated_last: bool,
+    /// How long the last training call took: a side turn takes as long, so that side work
+    /// gets half of the time while it has any.
+    last_training: Duration,
     /// Bumped whenever the trainer is replaced.
     generation: Arc<std::sync::atomic::AtomicU64>,
     /// The evaluation waiting for the thread, with its generation.
@@ -160,6 +163,7 @@ impl Background {
             slice: !inline && pool.is_none(),
             sliced: None,
             evaluated_last: false,
+            last_training: Duration::ZERO,
             pool,
             generation: Arc::default(),
             pending: Arc::default(),
@@ -333,13 +337,16 @@ impl Driver {
                 Err(RecvTimeoutError::Disconnected) => return Turn::Over,
             }
         };
-        // A sliced evaluation takes turns with training (and goes on alone while idle).
-        let background = &self.session.background;
-        let evaluate = background.sliced.is_some() && (!running || !background.evaluated_last);
+        // Side work without a thread (a sliced evaluation, an inline scorer's) takes turns with
+        // training, and goes on alone while idle.
+        let session = &self.session;
+        let side_work = session.background.sliced.is_some()
+            || session.scorer.as_ref().is_some_and(Scorer::has_work);
+        let side_turn = side_work && (!running || !session.background.evaluated_last);
         let alive = match command {
             Some(Command::Shutdown) => return Turn::Over,
             Some(c) => self.session.handle(c, &self.out),
-            None if evaluate => self.session.evaluation_step(&self.out),
+            None if side_turn => self.session.side_step(&self.out),
             None if running => {
                 self.session.background.evaluated_last = false;
                 self.session.train_one(&self.out)
@@ -430,8 +437,10 @@ impl Session {
                 data.name
             )));
         }
-        let scorer = match &self.scorer {
+        let slice = self.options.slice_evaluations;
+        let scorer = match &mut self.scorer {
             Some(s) if Arc::ptr_eq(s.data(), &data) => s,
+            _ if slice => self.scorer.insert(Scorer::inline(data, job, out)),
             _ => self.scorer.insert(Scorer::spawn(data, job, out.clone())),
         };
         match guarded(|| self.trainer.snapshot(false)) {
@@ -698,11 +707,36 @@ impl Session {
     }
 
     /// Writes the checkpoint into `dir` and says so, or why not.
-    /// The next chunk of a sliced evaluation; its metrics are reported after the last one.
-    fn evaluation_step(&mut self, out: &Outbox) -> bool {
+    /// Side work done without a thread, for as long as the last training call took (at least
+    /// one step): chunks of a sliced evaluation, then steps of an inline scorer.
+    fn side_step(&mut self, out: &Outbox) -> bool {
         self.background.evaluated_last = true;
+        let until = Instant::now() + self.background.last_training;
+        loop {
+            if !self.side_work_step(out) {
+                return false;
+            }
+            let more = self.background.sliced.is_some()
+                || self.scorer.as_ref().is_some_and(Scorer::has_work);
+            if !more || Instant::now() >= until {
+                return true;
+            }
+        }
+    }
+
+    /// One chunk of a sliced evaluation, else one step of an inline scorer.
+    fn side_work_step(&mut self, out: &Outbox) -> bool {
         let Some(steps) = &mut self.background.sliced else {
-            return true;
+            return match &mut self.scorer {
+                Some(scorer) => match guarded(|| scorer.step(out)) {
+                    Ok(alive) => alive,
+                    Err(e) => {
+                        self.scorer = None;
+                        out.send(Event::ScoringFailed(format!("evaluator: {e}")))
+                    }
+                },
+                None => true,
+            };
         };
         let result = match guarded(|| steps.step()) {
             Ok(None) => return true,
@@ -735,6 +769,7 @@ impl Session {
         let k = self.readback.steps;
         let started = Instant::now();
         let result = guarded(|| trainer.steps(k));
+        self.background.last_training = started.elapsed();
         let metrics = match result {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => {

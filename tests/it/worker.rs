@@ -333,9 +333,9 @@ fn a_run_saves_as_files_where_there_is_no_folder() {
 }
 
 #[test]
-fn a_sliced_evaluation_takes_turns_with_training() {
-    // The browser's pacing: no thread for the end-of-epoch test evaluation, so it runs a chunk
-    // at a time between training steps, and training goes on while it does.
+fn a_sliced_evaluation_and_scorer_take_turns_with_training() {
+    // The browser's pacing: no thread for the end-of-epoch test evaluation or the evaluator,
+    // so they run a chunk at a time between training steps, and training goes on meanwhile.
     let config = TrainConfig {
         nll_samples: 20,
         nll_images: 100,
@@ -371,5 +371,32 @@ fn a_sliced_evaluation_takes_turns_with_training() {
     );
     assert!(t.nll.is_some_and(f32::is_finite) && t.neg_elbo.is_some_and(f32::is_finite));
     assert_eq!(t.mean_activity.len(), 2, "the posteriors' pass ran too");
+    // The epoch's end also asked for a score: the evaluator trains a batch at a time beside
+    // the model (progress reported), then scores the snapshot, and training still goes on.
+    let (mut progress, mut accuracy, mut steps) = (0, None, 0);
+    let scored = tick_until(&mut worker, slice, 300, |e| {
+        match e {
+            Event::EvaluatorProgress(_) => progress += 1,
+            Event::EvaluatorReady(a) => accuracy = Some(*a),
+            Event::Progress { .. } => steps += 1,
+            _ => {}
+        }
+        matches!(e, Event::Scored(_))
+    });
+    let Event::Scored(scores) = scored else {
+        unreachable!()
+    };
+    assert!(
+        progress > 0 && steps > 10,
+        "{progress} progress reports, {steps} steps"
+    );
+    assert!(
+        accuracy.is_some_and(|a| a > 0.9),
+        "evaluator accuracy {accuracy:?}"
+    );
+    assert!(
+        scores.entropy.is_finite() && scores.frechet.is_finite(),
+        "{scores:?}"
+    );
     worker.shutdown();
 }

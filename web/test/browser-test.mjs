@@ -125,6 +125,15 @@ try {
   check(tested && longest < 1000,
     `the first epoch's test evaluation (negative ELBO ${tested?.tested?.[1]?.toFixed(1)}) never stalls the page a second (longest frame ${longest.toFixed(0)} ms)`);
 
+  // The epoch's end also asked the evaluator for a score: its classifier trains a batch at a
+  // time beside the VAE (the page keeps no cache of it), then scores 1,000 samples.
+  const scoring = Date.now();
+  const scored = await until((s) => s.scored != null, 240);
+  const accuracy = scored?.evaluator?.[1];
+  console.log(`web_evaluator_ready_s ${((Date.now() - scoring) / 1000).toFixed(0)} (trained in the page, then the first score)`);
+  check(scored?.scored && accuracy > 0.9 && scored.step > tested.step,
+    `the evaluator scores in the page (accuracy ${accuracy?.toFixed(3)}, class entropy ${scored?.scored?.[1]?.toFixed(2)} at step ${scored?.scored?.[0]}), training on meanwhile (step ${scored?.step})`);
+
   // The family, switched through the page's hook, and back.
   await page.evaluate(() => window.latentAtlasFamily("f-vae"));
   const isFlow = (s) => s.family.startsWith("f-VAE");
