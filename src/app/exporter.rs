@@ -54,6 +54,24 @@ impl ExportJob {
         }
     }
 
+    /// Its steps, in order.
+    fn steps(&self, state: &AppState) -> Vec<Step> {
+        let parts = || folder::all_parts(&state.main).into_iter().map(Step::Part);
+        match self {
+            ExportJob::View(view) => vec![Step::Part(folder::Part::View(*view))],
+            ExportJob::All => parts().collect(),
+            ExportJob::Gif => vec![Step::Gif],
+            ExportJob::Run(files) => parts()
+                .chain(
+                    files
+                        .iter()
+                        .cloned()
+                        .map(|(name, bytes)| Step::Put(name, bytes)),
+                )
+                .collect(),
+        }
+    }
+
     /// Runs the export into `sink`; returns the notice to show.
     pub fn run(
         &self,
@@ -61,36 +79,71 @@ impl ExportJob {
         sink: &mut dyn folder::Sink,
         progress: &Progress,
     ) -> anyhow::Result<String> {
+        let steps = self.steps(state);
+        progress.start(steps.len());
+        let mut written = folder::Written::default();
+        for step in steps {
+            step.run(state, sink, progress, &mut written)?;
+            if !matches!(step, Step::Gif) {
+                progress.tick();
+            }
+        }
+        self.notice(written)
+    }
+
+    /// What the status bar says once every step is done.
+    fn notice(&self, written: folder::Written) -> anyhow::Result<String> {
+        let skipped = || match written.skipped.is_empty() {
+            true => String::new(),
+            false => format!(" (skipped: {})", written.skipped.join("; ")),
+        };
+        Ok(match self {
+            // One view that cannot be drawn is an error, not a skip.
+            ExportJob::View(_) => match (written.files.first(), written.skipped.first()) {
+                (Some(p), _) => format!("wrote {p}"),
+                (None, Some(why)) => anyhow::bail!("{why}"),
+                (None, None) => anyhow::bail!("nothing was written"),
+            },
+            ExportJob::All => format!("wrote {} files{}", written.files.len(), skipped()),
+            ExportJob::Gif => format!("wrote {}", written.files.join(", ")),
+            ExportJob::Run(_) => format!("saved the run ({} files)", written.files.len()),
+        })
+    }
+}
+
+/// One step of an export: a page takes one (or a few) a frame.
+enum Step {
+    /// A part of every view's export.
+    Part(folder::Part),
+    /// The training GIF, all of it.
+    Gif,
+    /// A file already made (a checkpoint's).
+    Put(String, Vec<u8>),
+}
+
+impl Step {
+    fn run(
+        &self,
+        state: &AppState,
+        sink: &mut dyn folder::Sink,
+        progress: &Progress,
+        written: &mut folder::Written,
+    ) -> anyhow::Result<()> {
         let (shown, choices) = (state.shown_snapshot(), state.view_choices());
         match self {
-            ExportJob::View(view) => {
-                progress.start(1);
-                let p = folder::write_view(&state.main, shown, &choices, *view, sink)?;
-                progress.tick();
-                Ok(format!("wrote {p}"))
+            Step::Part(part) => {
+                folder::write_part(&state.main, shown, &choices, *part, sink, written)
             }
-            ExportJob::All => {
-                let written = folder::write_all(&state.main, shown, &choices, sink, progress)?;
-                let note = if written.skipped.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (skipped: {})", written.skipped.join("; "))
-                };
-                Ok(format!("wrote {} files{note}", written.files.len()))
+            // The GIF, a job's one step, counts its own frames.
+            Step::Gif => {
+                written
+                    .files
+                    .push(folder::write_gif(&state.main, &choices, sink, progress)?);
+                Ok(())
             }
-            ExportJob::Gif => Ok(format!(
-                "wrote {}",
-                folder::write_gif(&state.main, &choices, sink, progress)?
-            )),
-            ExportJob::Run(files) => {
-                let written = folder::write_all(&state.main, shown, &choices, sink, progress)?;
-                for (name, bytes) in files {
-                    sink.put(name, bytes)?;
-                }
-                Ok(format!(
-                    "saved the run ({} files)",
-                    written.files.len() + files.len()
-                ))
+            Step::Put(name, bytes) => {
+                written.files.push(sink.put(name, bytes)?);
+                Ok(())
             }
         }
     }
@@ -104,8 +157,22 @@ pub struct ExportTask {
     #[cfg(not(target_arch = "wasm32"))]
     handle: Option<JoinHandle<anyhow::Result<String>>>,
     #[cfg(target_arch = "wasm32")]
-    outcome: Option<anyhow::Result<String>>,
+    web: Option<Box<WebExport>>,
 }
+
+/// An export in a page: the steps left, and what they wrote so far.
+#[cfg(target_arch = "wasm32")]
+struct WebExport {
+    job: ExportJob,
+    state: AppState,
+    steps: std::collections::VecDeque<Step>,
+    sink: folder::Memory,
+    written: folder::Written,
+}
+
+/// How long a page's frame may spend on an export's steps (at least one step a frame).
+#[cfg(target_arch = "wasm32")]
+const WEB_EXPORT_SLICE: web_time::Duration = web_time::Duration::from_millis(30);
 
 impl ExportTask {
     /// Starts `job` into `dir` on a thread named `export`.
@@ -135,7 +202,9 @@ impl ExportTask {
         })
     }
 
-    /// Runs `job` to the end and offers its files as one download (several as a zip).
+    /// Prepares `job`: its steps run a few at a time, each frame (see
+    /// [`ExportTask::try_finish`]), and its files are then offered as one download (several as
+    /// a zip).
     #[cfg(target_arch = "wasm32")]
     pub fn spawn(
         job: ExportJob,
@@ -143,15 +212,18 @@ impl ExportTask {
         _dir: PathBuf,
         progress: Progress,
     ) -> anyhow::Result<Self> {
-        let mut files = folder::Memory::default();
-        let outcome = job.run(&state, &mut files, &progress).and_then(|notice| {
-            let name = crate::platform::offer_download(&files.0, job.bundle_name())?;
-            Ok(format!("{notice}; downloading {name}"))
-        });
+        let steps: std::collections::VecDeque<Step> = job.steps(&state).into();
+        progress.start(steps.len());
         Ok(Self {
             title: job.title(),
             progress,
-            outcome: Some(outcome),
+            web: Some(Box::new(WebExport {
+                job,
+                state,
+                steps,
+                sink: folder::Memory::default(),
+                written: folder::Written::default(),
+            })),
         })
     }
 
@@ -174,10 +246,36 @@ impl ExportTask {
         )
     }
 
-    /// The outcome, once the export has finished (`None` while it runs).
+    /// Runs the next steps, for a slice of the frame; the outcome once the last is done and
+    /// its files are offered as a download (`None` while steps remain).
     #[cfg(target_arch = "wasm32")]
     pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
-        self.outcome.take()
+        let web = self.web.as_mut()?;
+        let start = web_time::Instant::now();
+        while let Some(step) = web.steps.pop_front() {
+            let done = step.run(&web.state, &mut web.sink, &self.progress, &mut web.written);
+            if let Err(e) = done {
+                self.web = None;
+                return Some(Err(e));
+            }
+            if !matches!(step, Step::Gif) {
+                self.progress.tick();
+            }
+            if start.elapsed() > WEB_EXPORT_SLICE {
+                break;
+            }
+        }
+        if !web.steps.is_empty() {
+            return None;
+        }
+        let web = self.web.take()?;
+        let WebExport {
+            job, sink, written, ..
+        } = *web;
+        Some(job.notice(written).and_then(|notice| {
+            let name = crate::platform::offer_download(&sink.0, job.bundle_name())?;
+            Ok(format!("{notice}; downloading {name}"))
+        }))
     }
 }
 

@@ -280,6 +280,10 @@ impl eframe::App for LatentAtlasApp {
         if self.state.is_running() {
             ctx.request_repaint_after(self.frame_interval());
         }
+        // A page's export takes its steps a frame at a time.
+        if cfg!(target_arch = "wasm32") && self.export.is_some() {
+            ctx.request_repaint();
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

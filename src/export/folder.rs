@@ -320,6 +320,81 @@ pub struct Written {
     pub skipped: Vec<String>,
 }
 
+/// One part of [`write_all`]'s work, written by [`write_part`]: a page takes one a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// One view as a PNG.
+    View(View),
+    /// `metrics.csv` and `curves.svg`.
+    Metrics,
+    /// The shown snapshot's codes (`latent.csv`, the `.npy` arrays, the Projector's files) and
+    /// `latent_plane.svg`.
+    Codes,
+    /// `scores.csv`, once there are scores.
+    Scores,
+}
+
+/// The parts of [`write_all`], in order: every view (but prior coverage for a family without
+/// an encoder, which has no posteriors to miss), the metrics, the codes and the scores.
+pub fn all_parts(run: &RunView) -> Vec<Part> {
+    View::ALL
+        .into_iter()
+        .filter(|&v| v != View::Coverage || run.config.model.draws().encoder)
+        .map(Part::View)
+        .chain([Part::Metrics, Part::Codes, Part::Scores])
+        .collect()
+}
+
+/// Writes one part into `sink`, noting in `out` what went where (a view that cannot be drawn
+/// is noted as skipped, with why).
+pub fn write_part(
+    run: &RunView,
+    shown: Option<&Snapshot>,
+    choices: &ViewChoices,
+    part: Part,
+    sink: &mut dyn Sink,
+    out: &mut Written,
+) -> anyhow::Result<()> {
+    match part {
+        Part::View(view) => match write_view(run, shown, choices, view, sink) {
+            Ok(p) => out.files.push(p),
+            Err(e) => out.skipped.push(format!("{}: {e}", view.title())),
+        },
+        Part::Metrics => {
+            let d = run.config.latent_dim;
+            let metrics = csv::metrics_csv(run.train_rows.iter(), &run.tests, d);
+            out.files.push(sink.put("metrics.csv", metrics.as_bytes())?);
+            let curves = super::svg::curves_svg(run);
+            out.files.push(sink.put("curves.svg", curves.as_bytes())?);
+        }
+        Part::Codes => {
+            let Some(s) = shown else { return Ok(()) };
+            out.files
+                .push(sink.put("latent.csv", csv::latent_csv(s).as_bytes())?);
+            let plane = super::svg::plane_svg(&Scene::build(s, &choices.scene));
+            let [mu, sigma, labels] = super::npy::latent_arrays(s);
+            let (vectors, metadata) = super::npy::projector_tsv(s);
+            for (name, bytes) in [
+                ("latent_mu.npy", mu),
+                ("latent_sigma.npy", sigma),
+                ("latent_labels.npy", labels),
+                ("projector_vectors.tsv", vectors.into_bytes()),
+                ("projector_metadata.tsv", metadata.into_bytes()),
+                ("latent_plane.svg", plane.into_bytes()),
+            ] {
+                out.files.push(sink.put(name, &bytes)?);
+            }
+        }
+        Part::Scores => {
+            if !run.scores.is_empty() {
+                let scores = csv::scores_csv(&run.scores);
+                out.files.push(sink.put("scores.csv", scores.as_bytes())?);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes every view that can be drawn, `metrics.csv`, the shown snapshot's codes
 /// (`latent.csv`, `latent_mu.npy`, `latent_sigma.npy`, `latent_labels.npy` and the TensorBoard
 /// Projector's `projector_vectors.tsv` and `projector_metadata.tsv`) and `scores.csv` (once
@@ -332,48 +407,12 @@ pub fn write_all(
     progress: &Progress,
 ) -> anyhow::Result<Written> {
     let mut out = Written::default();
-    progress.start(View::ALL.len() + 3);
-    for view in View::ALL {
-        // Coverage is of posteriors: a family without an encoder has none to miss.
-        if view == View::Coverage && !run.config.model.draws().encoder {
-            progress.tick();
-            continue;
-        }
-        match write_view(run, shown, choices, view, sink) {
-            Ok(p) => out.files.push(p),
-            Err(e) => out.skipped.push(format!("{}: {e}", view.title())),
-        }
+    let parts = all_parts(run);
+    progress.start(parts.len());
+    for part in parts {
+        write_part(run, shown, choices, part, sink, &mut out)?;
         progress.tick();
     }
-    let d = run.config.latent_dim;
-    let metrics = csv::metrics_csv(run.train_rows.iter(), &run.tests, d);
-    out.files.push(sink.put("metrics.csv", metrics.as_bytes())?);
-    let curves = super::svg::curves_svg(run);
-    out.files.push(sink.put("curves.svg", curves.as_bytes())?);
-    progress.tick();
-    if let Some(s) = shown {
-        out.files
-            .push(sink.put("latent.csv", csv::latent_csv(s).as_bytes())?);
-        let plane = super::svg::plane_svg(&Scene::build(s, &choices.scene));
-        let [mu, sigma, labels] = super::npy::latent_arrays(s);
-        let (vectors, metadata) = super::npy::projector_tsv(s);
-        for (name, bytes) in [
-            ("latent_mu.npy", mu),
-            ("latent_sigma.npy", sigma),
-            ("latent_labels.npy", labels),
-            ("projector_vectors.tsv", vectors.into_bytes()),
-            ("projector_metadata.tsv", metadata.into_bytes()),
-            ("latent_plane.svg", plane.into_bytes()),
-        ] {
-            out.files.push(sink.put(name, &bytes)?);
-        }
-    }
-    progress.tick();
-    if !run.scores.is_empty() {
-        let scores = csv::scores_csv(&run.scores);
-        out.files.push(sink.put("scores.csv", scores.as_bytes())?);
-    }
-    progress.tick();
     Ok(out)
 }
 
