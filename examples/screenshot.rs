@@ -32,6 +32,9 @@ struct ScreenshotArgs {
     /// Only the colour dataset's pictures.
     #[arg(long)]
     shapes_only: bool,
+    /// Only the importance draws' picture.
+    #[arg(long)]
+    iw_only: bool,
 }
 
 /// Trains briefly on MNIST and renders the window with each tab open, headlessly.
@@ -39,6 +42,12 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     if args.shapes_only {
         return shapes(args);
+    }
+    if args.iw_only {
+        let mut h = harness(1400.0, 900.0, "mnist");
+        importance_draws(&mut h, args)?;
+        h.state_mut().shutdown();
+        return Ok(());
     }
     let mut h = harness(1400.0, 900.0, "mnist");
     let steps = args.steps;
@@ -121,20 +130,8 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     h.state_mut().handle(Action::Pause);
     step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
     shoot(&mut h, &args.out, "window_compare.png")?;
-    // The importance-weighted bound: a VAE trained on K = 20 draws, one image pinned, its
-    // draws sized by their weights.
     h.state_mut().handle(Action::Compare(None));
-    h.state_mut().state.settings.config.hyper.iw_samples = 20;
-    train_family(&mut h, ModelKind::Vae, steps)?;
-    h.state_mut().state.pin(Endpoint::Sample(0));
-    step_until(&mut h, Duration::from_secs(60), |a| {
-        a.state
-            .draws
-            .as_ref()
-            .is_some_and(|d| d.probe == 0 && d.k() == 20)
-    })?;
-    shoot(&mut h, &args.out, "window_iw.png")?;
-    h.state_mut().state.settings.config.hyper.iw_samples = 1;
+    importance_draws(&mut h, args)?;
     h.state_mut().shutdown();
     shapes(args)
 }
@@ -172,6 +169,37 @@ fn shapes(args: &ScreenshotArgs) -> anyhow::Result<()> {
         eprintln!("wrote {}", to.display());
     }
     h.state_mut().shutdown();
+    Ok(())
+}
+
+/// The importance-weighted bound: a VAE trained on K = 20 draws, the image nearest the origin
+/// pinned and the posteriors drawn as points, its draws sized by their weights.
+fn importance_draws(
+    h: &mut Harness<'static, LatentAtlasApp>,
+    args: &ScreenshotArgs,
+) -> anyhow::Result<()> {
+    h.state_mut().state.settings.config.hyper.iw_samples = 20;
+    train_family(h, ModelKind::Vae, args.steps)?;
+    let pinned = {
+        let s = h.state().state.main.snapshot.clone().expect("trained");
+        (0..s.probe.len())
+            .min_by(|&a, &b| {
+                let norm = |i: usize| s.mu_of(i).iter().map(|v| v * v).sum::<f32>();
+                norm(a).total_cmp(&norm(b))
+            })
+            .unwrap_or(0)
+    };
+    h.state_mut().state.pin(Endpoint::Sample(pinned));
+    h.state_mut().state.settings.show_ellipses = false;
+    step_until(h, Duration::from_secs(60), |a| {
+        a.state
+            .draws
+            .as_ref()
+            .is_some_and(|d| d.probe == pinned && d.k() == 20)
+    })?;
+    shoot(h, &args.out, "window_iw.png")?;
+    h.state_mut().state.settings.show_ellipses = true;
+    h.state_mut().state.settings.config.hyper.iw_samples = 1;
     Ok(())
 }
 

@@ -156,7 +156,7 @@ pub const PRIOR_BLUE: Rgba = [90, 140, 220, 255];
 /// Tint of the prior's holes.
 pub const HOLE: Rgba = [255, 170, 60, 255];
 /// Importance draws.
-pub const DRAW_PURPLE: Rgba = [150, 40, 200, 255];
+pub const DRAW_PURPLE: Rgba = [190, 60, 255, 255];
 /// Pixels per side of a rasterised field.
 pub const FIELD_PIXELS: usize = 192;
 /// Half-width of the decoded tile grid under the plane.
@@ -316,7 +316,7 @@ impl Marks {
     /// A draw's disc radius in pixels and opacity from its normalised weight: the area grows
     /// with the weight, and the heaviest draw is opaque.
     pub fn draw_style(weight: f32, heaviest: f32) -> (f32, f32) {
-        let radius = 2.5 + 11.0 * weight.clamp(0.0, 1.0).sqrt();
+        let radius = 3.5 + 14.0 * weight.clamp(0.0, 1.0).sqrt();
         let alpha = 0.3 + 0.7 * (weight / heaviest.max(f32::MIN_POSITIVE)).clamp(0.0, 1.0);
         (radius, alpha)
     }

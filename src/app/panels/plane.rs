@@ -216,6 +216,7 @@ fn paint_scene(
             4.0,
         ));
     }
+    let ink = ui.visuals().strong_text_color();
     // Importance draws, under the pins.
     let heaviest = marks.heaviest_draw();
     for &(p, w) in &marks.draws {
@@ -225,11 +226,10 @@ fn paint_scene(
             to_screen(transform, p),
             radius,
             Color32::from_rgba_unmultiplied(r, g, b, (alpha * 255.0) as u8),
-            Stroke::new(1.0, Color32::BLACK),
+            Stroke::new(1.5, ink),
         );
     }
     // Pins, path, handle and preview.
-    let ink = ui.visuals().strong_text_color();
     if let Some([a, b]) = marks.path {
         painter.line_segment(
             [to_screen(transform, a), to_screen(transform, b)],
