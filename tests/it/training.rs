@@ -408,3 +408,32 @@ fn an_evaluation_in_small_chunks_gives_the_whole_evaluation_s_metrics() {
         (sliced.step, sliced.nll_images)
     );
 }
+
+#[test]
+fn a_run_on_the_importance_weighted_bound_validates_that_bound() {
+    let config = TrainConfig {
+        latent_dim: 8,
+        binarize: true,
+        schedule: latent_atlas::train::Schedule {
+            validation: 500,
+            ..Default::default()
+        },
+        ..small_config()
+    };
+    let mut trainer = Trainer::new(config, mnist_subset(3000, 100), Device::flex()).unwrap();
+    for _ in 0..60 {
+        trainer.step().unwrap();
+    }
+    let elbo = trainer.validate();
+    let mut hyper = trainer.config().hyper.clone();
+    hyper.iw_samples = 10;
+    trainer.set_hyper(hyper).unwrap();
+    let bound = trainer.validate();
+    assert!(elbo.is_finite() && bound.is_finite());
+    // -log mean_k w_k <= -mean_k log w_k: the K-sample bound is the tighter, by a margin over
+    // 500 images.
+    assert!(
+        bound < elbo - 0.5,
+        "negative bound {bound} against negative ELBO {elbo}"
+    );
+}
