@@ -60,7 +60,10 @@ impl ExportJob {
         match self {
             ExportJob::View(view) => vec![Step::Part(folder::Part::View(*view))],
             ExportJob::All => parts().collect(),
-            ExportJob::Gif => vec![Step::Gif],
+            ExportJob::Gif => (0..state.main.timeline.len())
+                .map(Step::GifFrame)
+                .chain([Step::GifEncode])
+                .collect(),
             ExportJob::Run(files) => parts()
                 .chain(
                     files
@@ -81,14 +84,12 @@ impl ExportJob {
     ) -> anyhow::Result<String> {
         let steps = self.steps(state);
         progress.start(steps.len());
-        let mut written = folder::Written::default();
+        let mut made = Made::default();
         for step in steps {
-            step.run(state, sink, progress, &mut written)?;
-            if !matches!(step, Step::Gif) {
-                progress.tick();
-            }
+            step.run(state, sink, &mut made)?;
+            progress.tick();
         }
-        self.notice(written)
+        self.notice(made.written)
     }
 
     /// What the status bar says once every step is done.
@@ -115,10 +116,20 @@ impl ExportJob {
 enum Step {
     /// A part of every view's export.
     Part(folder::Part),
-    /// The training GIF, all of it.
-    Gif,
+    /// One frame of the training GIF (the timeline's `i`-th snapshot).
+    GifFrame(usize),
+    /// The training GIF, encoded from its frames.
+    GifEncode,
     /// A file already made (a checkpoint's).
     Put(String, Vec<u8>),
+}
+
+/// What an export's steps have made so far.
+#[derive(Default)]
+struct Made {
+    written: folder::Written,
+    /// The training GIF's frames.
+    frames: Vec<RgbaImage>,
 }
 
 impl Step {
@@ -126,19 +137,22 @@ impl Step {
         &self,
         state: &AppState,
         sink: &mut dyn folder::Sink,
-        progress: &Progress,
-        written: &mut folder::Written,
+        made: &mut Made,
     ) -> anyhow::Result<()> {
         let (shown, choices) = (state.shown_snapshot(), state.view_choices());
+        let written = &mut made.written;
         match self {
             Step::Part(part) => {
                 folder::write_part(&state.main, shown, &choices, *part, sink, written)
             }
-            // The GIF, a job's one step, counts its own frames.
-            Step::Gif => {
-                written
-                    .files
-                    .push(folder::write_gif(&state.main, &choices, sink, progress)?);
+            Step::GifFrame(i) => {
+                made.frames
+                    .push(folder::gif_frame(&state.main, &choices, *i));
+                Ok(())
+            }
+            Step::GifEncode => {
+                written.files.push(folder::put_gif(&made.frames, sink)?);
+                made.frames.clear();
                 Ok(())
             }
             Step::Put(name, bytes) => {
@@ -167,7 +181,7 @@ struct WebExport {
     state: AppState,
     steps: std::collections::VecDeque<Step>,
     sink: folder::Memory,
-    written: folder::Written,
+    made: Made,
 }
 
 /// How long a page's frame may spend on an export's steps (at least one step a frame).
@@ -222,7 +236,7 @@ impl ExportTask {
                 state,
                 steps,
                 sink: folder::Memory::default(),
-                written: folder::Written::default(),
+                made: Made::default(),
             })),
         })
     }
@@ -253,14 +267,11 @@ impl ExportTask {
         let web = self.web.as_mut()?;
         let start = web_time::Instant::now();
         while let Some(step) = web.steps.pop_front() {
-            let done = step.run(&web.state, &mut web.sink, &self.progress, &mut web.written);
-            if let Err(e) = done {
+            if let Err(e) = step.run(&web.state, &mut web.sink, &mut web.made) {
                 self.web = None;
                 return Some(Err(e));
             }
-            if !matches!(step, Step::Gif) {
-                self.progress.tick();
-            }
+            self.progress.tick();
             if start.elapsed() > WEB_EXPORT_SLICE {
                 break;
             }
@@ -270,9 +281,9 @@ impl ExportTask {
         }
         let web = self.web.take()?;
         let WebExport {
-            job, sink, written, ..
+            job, sink, made, ..
         } = *web;
-        Some(job.notice(written).and_then(|notice| {
+        Some(job.notice(made.written).and_then(|notice| {
             let name = crate::platform::offer_download(&sink.0, job.bundle_name())?;
             Ok(format!("{notice}; downloading {name}"))
         }))
@@ -299,5 +310,16 @@ mod tests {
         assert!(notice.starts_with("saved the run"), "{notice}");
         assert_eq!(job.bundle_name(), "latent-atlas-run.zip");
         assert_eq!(ExportJob::All.bundle_name(), "latent-atlas-export.zip");
+    }
+
+    #[test]
+    fn a_gif_without_snapshots_is_refused_and_takes_a_step_a_frame_otherwise() {
+        let state = AppState::default();
+        let err = ExportJob::Gif
+            .run(&state, &mut folder::Memory::default(), &Progress::default())
+            .unwrap_err();
+        assert!(err.to_string().contains("no snapshots yet"), "{err}");
+        // One step per timeline frame, then the encoding.
+        assert_eq!(ExportJob::Gif.steps(&state).len(), 1);
     }
 }

@@ -428,16 +428,27 @@ pub fn write_gif(
     }
     // One tick per frame, and the encoding counted as a tenth of the work.
     progress.start(run.timeline.len() * 10 / 9 + 1);
-    let frames: Vec<RgbaImage> = run
-        .timeline
-        .iter()
-        .map(|f| {
+    let frames: Vec<RgbaImage> = (0..run.timeline.len())
+        .map(|i| {
             progress.tick();
-            let scene = Scene::build(&f.snapshot, &choices.scene);
-            views::latent_plane(&scene, &Marks::default(), 480).0
+            gif_frame(run, choices, i)
         })
         .collect();
-    sink.put("latent_plane.gif", &views::gif(&frames, 120)?)
+    put_gif(&frames, sink)
+}
+
+/// Frame `i` of `latent_plane.gif`: the latent plane at the timeline's `i`-th snapshot.
+pub fn gif_frame(run: &RunView, choices: &ViewChoices, i: usize) -> RgbaImage {
+    let scene = Scene::build(&run.timeline[i].snapshot, &choices.scene);
+    views::latent_plane(&scene, &Marks::default(), 480).0
+}
+
+/// Encodes `frames` as `latent_plane.gif` into `sink`.
+pub fn put_gif(frames: &[RgbaImage], sink: &mut dyn Sink) -> anyhow::Result<String> {
+    if frames.is_empty() {
+        anyhow::bail!("no snapshots yet to animate");
+    }
+    sink.put("latent_plane.gif", &views::gif(frames, 120)?)
 }
 
 /// Progress of an export: steps done out of a total, shared with whoever shows it.
