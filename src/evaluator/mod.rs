@@ -16,7 +16,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Device, Tensor};
 
-use crate::data::batch::{EpochOrder, pixels, to_tensor, to_vec};
+use crate::data::batch::{EpochOrder, pixels, to_tensor};
 use crate::data::{Dataset, ImageSet};
 use crate::explore::Dense;
 use crate::fsio::atomic_write;
@@ -335,18 +335,7 @@ impl ClassifierTraining {
             layers: model
                 .layers
                 .iter()
-                .map(|l| {
-                    let [inputs, outputs] = l.weight.val().dims();
-                    Dense {
-                        inputs,
-                        outputs,
-                        weights: to_vec(l.weight.val()),
-                        bias: l
-                            .bias
-                            .as_ref()
-                            .map_or(vec![0.0; outputs], |b| to_vec(b.val())),
-                    }
-                })
+                .map(crate::train::trainer::dense)
                 .collect(),
         }
     }

@@ -138,6 +138,17 @@ pub fn log_mean_exp(values: &[f32]) -> f32 {
     max + (sum / values.len() as f64).ln() as f32
 }
 
+/// The sum over `m` images of `-log mean_k w_k`, from `k * m` log weights laid out draw-major
+/// (`log_w[j * m + i]` is image i's draw j, as `repeat_dim(0, k)` lays out their inputs).
+pub fn sum_neg_log_mean_exp(log_w: &[f32], m: usize, k: usize) -> f64 {
+    (0..m)
+        .map(|i| {
+            let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
+            -log_mean_exp(&per_image) as f64
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -194,9 +194,7 @@ impl ImportanceDraws {
 
     /// The K-sample bound on `log p(x)`: `log mean_k w_k`, nats.
     pub fn bound(&self) -> f32 {
-        let max = self.log_w.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = self.log_w.iter().map(|&l| ((l - max) as f64).exp()).sum();
-        max + (sum / self.k().max(1) as f64).ln() as f32
+        crate::model::losses::log_mean_exp(&self.log_w)
     }
 
     /// The ELBO estimated from the same draws: `mean_k log w_k`, nats.

@@ -62,11 +62,7 @@ impl Trainer {
                 let Some(log_w) = model.log_weights(x, onehot, eps, self.config.likelihood) else {
                     return f32::NAN;
                 };
-                let log_w = to_vec(log_w);
-                for i in 0..m {
-                    let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
-                    sum -= crate::model::losses::log_mean_exp(&per_image) as f64;
-                }
+                sum += crate::model::losses::sum_neg_log_mean_exp(&to_vec(log_w), m, k);
             }
             return (sum / held_out.len().max(1) as f64) as f32;
         }
@@ -319,12 +315,8 @@ impl<J: std::borrow::Borrow<Evaluation>> EvaluationSteps<J> {
             self.next = images;
             return;
         };
-        let log_w = to_vec(log_w);
-        let sum = self.nll_sum.get_or_insert(0.0);
-        for i in 0..m {
-            let per_image: Vec<f32> = (0..k).map(|j| log_w[j * m + i]).collect();
-            *sum -= crate::model::losses::log_mean_exp(&per_image) as f64;
-        }
+        *self.nll_sum.get_or_insert(0.0) +=
+            crate::model::losses::sum_neg_log_mean_exp(&to_vec(log_w), m, k);
     }
 
     fn posteriors_chunk(&mut self) {

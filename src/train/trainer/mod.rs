@@ -9,7 +9,7 @@ mod view;
 
 pub use evaluation::{Evaluation, EvaluationSteps};
 use view::make_probe;
-pub use view::{plain_decoder, plain_flow, probe_coverage};
+pub use view::{dense, plain_decoder, plain_flow, probe_coverage};
 
 use std::sync::Arc;
 

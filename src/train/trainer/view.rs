@@ -136,7 +136,8 @@ impl Trainer {
     }
 }
 
-fn dense(layer: &Linear) -> Dense {
+/// A plain copy of a dense layer (the bias zero when it has none).
+pub fn dense(layer: &Linear) -> Dense {
     let [inputs, outputs] = layer.weight.val().dims();
     Dense {
         inputs,
