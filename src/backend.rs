@@ -214,6 +214,35 @@ pub fn tune_allocator() -> bool {
     }
 }
 
+/// Runs `f` (a training loop) on a thread of a pool of its own, one thread per core of the
+/// global pool, and returns what it returns. From there the CPU kernels' parallel passes share
+/// their work with the pool's other threads directly: from a thread outside every pool each
+/// pass hands all its work to the global pool and sleeps until it is done, two thread switches
+/// a pass (about 5% of the GAN's iteration, docs/measured.md). The loop keeps that one thread
+/// throughout, so state kept per thread (burn's running statistics) stays whole. `f` runs
+/// where it is called when there are no threads (a browser), on one core, or on a pool's
+/// thread already. The fused kernels' levers narrowed on the calling thread go with it.
+pub fn on_compute_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if !crate::platform::HAS_THREADS || rayon::current_thread_index().is_some() {
+        return f();
+    }
+    let threads = rayon::current_num_threads();
+    if threads < 2 {
+        return f();
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("latent-atlas-compute-{i}"))
+        .build();
+    match pool {
+        Ok(pool) => {
+            let levers = crate::fused::levers();
+            pool.install(move || crate::fused::with_levers(levers, f))
+        }
+        Err(_) => f(),
+    }
+}
+
 /// A pool of one thread at low priority ([`crate::platform::lower_thread_priority`]) for background work that
 /// uses the CPU backends' parallel kernels: inside it they stay on that thread. `None` when the
 /// thread cannot be started.

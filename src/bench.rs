@@ -365,6 +365,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let choice = args.backends.first().cloned().unwrap_or_default();
         return soak(seconds, choice);
     }
+    // The trainers step where the explorer's training thread steps them.
+    crate::backend::on_compute_pool(|| table(args))
+}
+
+/// The speed table.
+fn table(args: &BenchArgs) -> anyhow::Result<()> {
     let data = Arc::new(Builtin::Mnist.load(0)?);
     let mut trainers = Vec::new();
     for choice in &args.backends {

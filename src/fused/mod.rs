@@ -9,6 +9,8 @@
 //!   calling the same `gemm` crate flex uses, with the threads split by output rows.
 //! - [`conv2d`], [`conv_transpose2d`] and [`group_norm`] (with its activation): the
 //!   convolutional stages on images kept channels-last, forward and backward (`conv.rs`).
+//! - [`batch_norm`] (with its activation) while training: group norm's kernels on the batch
+//!   as one image of one-channel groups.
 
 mod adam;
 mod conv;
@@ -19,7 +21,7 @@ mod ops;
 pub use adam::FusedAdam;
 pub use conv::ConvGeom;
 pub use ops::{
-    Activation, FusedOps, Levers, bernoulli_nll, bernoulli_nll_composed, conv_fusable,
+    Activation, FusedOps, Levers, batch_norm, bernoulli_nll, bernoulli_nll_composed, conv_fusable,
     conv_transpose2d, conv2d, dense_with, group_norm, levers, linear, linear_dropout,
     spectral_normalise, with_levers,
 };

@@ -12,8 +12,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::nn::GroupNorm;
 use burn::nn::conv::{Conv2d, ConvTranspose2d};
+use burn::nn::{BatchNorm, GroupNorm};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
@@ -120,6 +120,10 @@ pub trait FusedOps: Backend {
         eps: f32,
         slope: f32,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Per-column mean and biased variance of `x` `[rows, cols]`, `[cols]` each: a batch
+    /// norm's statistics. Not differentiable.
+    fn column_moments(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
 
     /// One step of power iteration towards the largest singular value of `weight`
     /// `[in, out]` from `u` `[out]` (unit length): `v = W u / |W u|` `[in]`,
@@ -237,7 +241,7 @@ impl FusedOps for Flex {
             Operand::of(&x, false),
             Operand::of(&weight, false),
             Some(b),
-            &act,
+            Some(&act),
         );
         FlexTensor::from_data(TensorData::new(out, [rows, outputs]))
     }
@@ -272,7 +276,7 @@ impl FusedOps for Flex {
         assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
         let (m, n) = (a.rows, b.cols);
         let mut out = vec![0.0f32; m * n];
-        gemm_into(&mut out, a, b, None, &|_: &mut [f32], _: usize| {});
+        gemm_into(&mut out, a, b, None, None);
         FlexTensor::from_data(TensorData::new(out, [m, n]))
     }
 
@@ -383,6 +387,25 @@ impl FusedOps for Flex {
             FlexTensor::from_data(TensorData::new(packed, [batch, image])),
             FlexTensor::from_data(TensorData::new(dgamma, [c])),
             FlexTensor::from_data(TensorData::new(dbeta, [c])),
+        )
+    }
+
+    fn column_moments(x: FlexTensor) -> (FlexTensor, FlexTensor) {
+        let x = contiguous(x);
+        let (rows, cols) = rows_cols(&x);
+        let x = x.storage::<f32>();
+        let count = rows.max(1) as f32;
+        let mut mean = vec![0.0f32; cols];
+        let mut var = vec![0.0f32; cols];
+        if cols > 0 {
+            math::channel_moment(x, None, &mut mean);
+            mean.iter_mut().for_each(|m| *m /= count);
+            math::channel_moment(x, Some(&mean), &mut var);
+            var.iter_mut().for_each(|v| *v /= count);
+        }
+        (
+            FlexTensor::from_data(TensorData::new(mean, [cols])),
+            FlexTensor::from_data(TensorData::new(var, [cols])),
         )
     }
 
@@ -582,6 +605,21 @@ impl<'a> Operand<'a> {
             ..self
         }
     }
+
+    /// Columns `from..to` of this operand.
+    fn cols(self, from: usize, to: usize) -> Self {
+        Self {
+            start: (self.start as isize + from as isize * self.col_stride) as usize,
+            cols: to - from,
+            ..self
+        }
+    }
+
+    /// Whether the columns are the contiguous direction (a transposed view of a row-major
+    /// matrix), which gemm packs one scalar load at a time when it is the right operand.
+    fn column_major(&self) -> bool {
+        self.row_stride == 1 && self.col_stride != 1 && self.cols > 1
+    }
 }
 
 /// How the products split their work between threads (`LATENT_ATLAS_GEMM`, read once):
@@ -603,18 +641,23 @@ fn gemm_threads() -> GemmThreads {
     })
 }
 
+/// A pass over a band of a product's output rows, with the band's offset in the output.
+type Epilogue<'a> = &'a (dyn Fn(&mut [f32], usize) + Sync);
+
 /// Products below this many multiply-adds run on one thread.
 const PARALLEL_MACS: usize = 1 << 20;
 
 /// `out = init + a b` then `epilogue(out)`, `out` row-major `[a.rows, b.cols]`, where `init`
 /// is a row repeated (a bias) or zero. Large products split the output rows into one band per
-/// thread; each band does all three parts, so the work takes one parallel region.
+/// thread; each band does all three parts, so the work takes one parallel region. A bare
+/// product whose right operand is column-major (`g W^T`, a layer's input gradient) splits its
+/// columns instead, so that each thread packs only its share of that operand.
 fn gemm_into(
     out: &mut [f32],
     a: Operand<'_>,
     b: Operand<'_>,
     init: Option<&[f32]>,
-    epilogue: &(dyn Fn(&mut [f32], usize) + Sync),
+    epilogue: Option<Epilogue<'_>>,
 ) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     assert_eq!(out.len(), m * n, "gemm: output size");
@@ -632,7 +675,9 @@ fn gemm_into(
                 }
             }
             gemm_serial(chunk, a, b, init.is_some(), parallelism);
-            epilogue(chunk, first_row * n);
+            if let Some(epilogue) = epilogue {
+                epilogue(chunk, first_row * n);
+            }
         };
     let threads = rayon::current_num_threads();
     let mode = if m * n * k < PARALLEL_MACS || threads < 2 {
@@ -641,6 +686,32 @@ fn gemm_into(
         gemm_threads()
     };
     match mode {
+        // gemm packs a column-major right operand one scalar at a time, and in row bands
+        // every thread packs all of it: in column bands each packs its own share. Only for
+        // bare products (the bands are not contiguous for the bias and the epilogue).
+        GemmThreads::Rows
+            if init.is_none() && epilogue.is_none() && b.column_major() && n >= 32 * threads =>
+        {
+            let band = n.div_ceil(threads);
+            let out_ptr = SharedOut(out.as_mut_ptr());
+            (0..n.div_ceil(band)).into_par_iter().for_each(|i| {
+                let from = i * band;
+                let to = (from + band).min(n);
+                let out_ptr = &out_ptr;
+                // SAFETY: each band writes only columns `from..to` of the `m x n` row-major
+                // output, disjoint from every other band's, and `out` outlives the region.
+                unsafe {
+                    gemm_strided(
+                        out_ptr.0.add(from),
+                        n,
+                        a,
+                        b.cols(from, to),
+                        false,
+                        gemm::Parallelism::None,
+                    )
+                };
+            });
+        }
         GemmThreads::Rows if m >= 2 * threads => {
             let band = m.div_ceil(threads);
             out.par_chunks_mut(band * n)
@@ -660,8 +731,33 @@ fn gemm_into(
     }
 }
 
+/// The output pointer shared by the bands of a column split.
+struct SharedOut(*mut f32);
+
+// SAFETY: the bands that share it write disjoint elements (see `gemm_into`).
+unsafe impl Sync for SharedOut {}
+
 pub(super) fn gemm_serial(
     out: &mut [f32],
+    a: Operand<'_>,
+    b: Operand<'_>,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, n) = (a.rows, b.cols);
+    assert!(out.len() >= m * n, "gemm: output smaller than its shape");
+    // SAFETY: `out` holds the m x n row-major output (checked above), borrowed mutably.
+    unsafe { gemm_strided(out.as_mut_ptr(), n, a, b, accumulate, parallelism) }
+}
+
+/// `out (+)= a b` into an output whose rows lie `row_stride` elements apart.
+///
+/// # Safety
+/// `out` must be valid for writes at `i * row_stride + j` for every row `i < a.rows` and
+/// column `j < b.cols`, with no other access to those elements meanwhile.
+unsafe fn gemm_strided(
+    out: *mut f32,
+    row_stride: usize,
     a: Operand<'_>,
     b: Operand<'_>,
     accumulate: bool,
@@ -673,7 +769,10 @@ pub(super) fn gemm_serial(
     }
     if k == 0 {
         if !accumulate {
-            out.fill(0.0);
+            for i in 0..m {
+                // SAFETY: row i's n elements are the caller's to write.
+                unsafe { std::slice::from_raw_parts_mut(out.add(i * row_stride), n).fill(0.0) };
+            }
         }
         return;
     }
@@ -693,16 +792,16 @@ pub(super) fn gemm_serial(
             "gemm: operand out of bounds"
         );
     }
-    // SAFETY: the operands' strides stay inside their slices (checked above), `out` holds
-    // m * n elements written with row stride n, and nothing else aliases it.
+    // SAFETY: the operands' strides stay inside their slices (checked above), and the
+    // output's elements are the caller's to write.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
-            n as isize,
+            row_stride as isize,
             accumulate,
             a.data.as_ptr().add(a.start),
             a.col_stride,
@@ -1160,6 +1259,15 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         ))
     }
 
+    fn column_moments(x: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        // Not differentiable: statistics for the running averages only.
+        let (mean, var) = B::column_moments(x.into_primitive());
+        (
+            <FloatTensor<Self>>::new(mean),
+            <FloatTensor<Self>>::new(var),
+        )
+    }
+
     fn power_iteration(
         weight: FloatTensor<Self>,
         u: FloatTensor<Self>,
@@ -1369,6 +1477,53 @@ pub fn group_norm(norm: &GroupNorm, x: Tensor<2>, slope: f32) -> Tensor<2> {
     Tensor::from_dispatch(out)
 }
 
+/// burn's `BatchNorm` on a batch of rows, then `act`: in training (an autodiff device and the
+/// module in training mode) the batch's statistics normalise it and move the running ones as
+/// burn's module does; otherwise the running statistics normalise it.
+///
+/// While training on flex this is one fused kernel each way: the batch is group norm's one
+/// image, with each feature a group of one channel (the activation in the same pass), and
+/// the statistics for the running averages one more pass. Otherwise burn's module, then the
+/// activation.
+///
+/// # Shapes
+///   x `[batch, features]` -> the same
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>, act: Activation) -> Tensor<2> {
+    let training = x.device().is_autodiff() && norm.training.is_enabled();
+    let slope = match act {
+        Activation::Identity => Some(1.0),
+        Activation::Relu => Some(0.0),
+        Activation::LeakyRelu(slope) => Some(slope),
+        Activation::Sigmoid => None,
+    };
+    let [rows, features] = x.dims();
+    let fusable = training && rows > 0 && features > 0 && levers().batch_norm && flex::on_flex(&x);
+    let Some(slope) = slope.filter(|_| fusable) else {
+        return act.apply(norm.forward(x));
+    };
+    let (mean, var) = Dispatch::column_moments(x.clone().detach().into_dispatch());
+    let (mean, var) = (
+        Tensor::<1>::from_dispatch(mean),
+        Tensor::<1>::from_dispatch(var),
+    );
+    let m = norm.momentum;
+    let moved = |state: &burn::module::RunningState<Tensor<1>>, batch: Tensor<1>| {
+        let old = state.value_sync().to_device(&batch.device());
+        state.update(old.mul_scalar(1.0 - m).add(batch.mul_scalar(m)).detach());
+    };
+    moved(&norm.running_mean, mean);
+    moved(&norm.running_var, var);
+    let out = Dispatch::group_norm(
+        x.reshape([1, rows * features]).into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        norm.beta.val().into_dispatch(),
+        features,
+        norm.epsilon as f32,
+        slope,
+    );
+    Tensor::<2>::from_dispatch(out).reshape([rows, features])
+}
+
 /// [`linear`] followed by `dropout` (which acts only while training, as burn's does). The
 /// fused path draws the mask from a hash of its position and a seed taken from the device's
 /// random stream, so a seeded run repeats; its gradient is read off the output.
@@ -1465,7 +1620,7 @@ fn dropout_seed(device: &burn::tensor::Device) -> u32 {
 }
 
 /// Which fused kernels are in use. All are, unless `LATENT_ATLAS_UNFUSED` names some
-/// (comma-separated: `adam`, `nll`, `linear`, `conv`, `spectral`), which measures each one's effect in one build.
+/// (comma-separated: `adam`, `nll`, `linear`, `conv`, `spectral`, `batchnorm`), which measures each one's effect in one build.
 #[derive(Clone, Copy, Debug)]
 pub struct Levers {
     /// The in-place Adam.
@@ -1478,6 +1633,8 @@ pub struct Levers {
     pub conv: bool,
     /// Spectral normalisation's power iteration and scaling.
     pub spectral: bool,
+    /// Batch normalisation while training.
+    pub batch_norm: bool,
 }
 
 /// The levers in force for this process (read once), narrowed on this thread by
@@ -1493,6 +1650,7 @@ pub fn levers() -> Levers {
             linear: !off.contains(&"linear"),
             conv: !off.contains(&"conv"),
             spectral: !off.contains(&"spectral"),
+            batch_norm: !off.contains(&"batchnorm"),
         }
     });
     match OVERRIDE.with(std::cell::Cell::get) {
@@ -1502,6 +1660,7 @@ pub fn levers() -> Levers {
             linear: global.linear && local.linear,
             conv: global.conv && local.conv,
             spectral: global.spectral && local.spectral,
+            batch_norm: global.batch_norm && local.batch_norm,
         },
         None => global,
     }
@@ -1533,6 +1692,7 @@ impl Levers {
         linear: false,
         conv: false,
         spectral: false,
+        batch_norm: false,
     };
 }
 
@@ -1755,6 +1915,101 @@ mod tests {
             (u[0].abs() - 1.0).abs() < 1e-4 && u[1].abs() < 1e-2,
             "{u:?}"
         );
+    }
+
+    #[test]
+    fn batch_norm_matches_burns_module_in_value_gradients_and_running_statistics() {
+        // Odd sizes, one row (zero variance), and the generator's widths.
+        for (rows, features) in [(3, 5), (1, 4), (128, 512)] {
+            for act in [
+                Activation::Identity,
+                Activation::Relu,
+                Activation::LeakyRelu(0.2),
+            ] {
+                let run = |levers: Levers| {
+                    with_levers(levers, || {
+                        let device = Device::flex().autodiff();
+                        let mut norm = burn::nn::BatchNormConfig::new(features).init(&device);
+                        norm.gamma = burn::module::Param::from_tensor(
+                            uneven(&device, 1, features, 3)
+                                .reshape([features])
+                                .add_scalar(1.0),
+                        );
+                        norm.beta = burn::module::Param::from_tensor(
+                            uneven(&device, 1, features, 7).reshape([features]),
+                        );
+                        let x = (uneven(&device, rows, features, 1) * 4.0)
+                            .add_scalar(0.5)
+                            .require_grad();
+                        let y = batch_norm(&norm, x.clone(), act);
+                        let w = uneven(&device, rows, features, 11);
+                        let grads = (y.clone() * w).sum().backward();
+                        let grad = |t: Tensor<1>| values(t.grad(&grads).expect("a gradient"));
+                        [
+                            values(y),
+                            values(x.grad(&grads).expect("a gradient")),
+                            grad(norm.gamma.val()),
+                            grad(norm.beta.val()),
+                            values(norm.running_mean.value_sync()),
+                            values(norm.running_var.value_sync()),
+                        ]
+                    })
+                };
+                let all = Levers {
+                    batch_norm: true,
+                    ..Levers::NONE
+                };
+                let (fused, composed) = (run(all), run(Levers::NONE));
+                let names = [
+                    "values",
+                    "x",
+                    "gamma",
+                    "beta",
+                    "running mean",
+                    "running var",
+                ];
+                for ((name, f), c) in names.iter().zip(&fused).zip(&composed) {
+                    let scale = c.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                    assert!(
+                        worst(f, c) < 2e-4 * scale,
+                        "{rows}x{features} {act:?}: {name} differs by {}",
+                        worst(f, c)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn products_split_by_columns_match_burns_matmul() {
+        // A transposed right operand large enough for the column bands, with odd widths, in
+        // pools of two and three threads (uneven bands).
+        for threads in [2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a pool");
+            for (m, n, k) in [(128, 784, 512), (33, 301, 127), (64, 97, 300)] {
+                let device = Device::flex();
+                let a = uneven(&device, m, k, 1);
+                let stored = uneven(&device, n, k, 2);
+                let fused = pool.install(|| {
+                    Tensor::<2>::from_dispatch(Dispatch::gemm(
+                        a.clone().into_dispatch(),
+                        stored.clone().into_dispatch(),
+                        false,
+                        true,
+                    ))
+                });
+                let composed = a.clone().matmul(stored.clone().transpose());
+                let (f, c) = (values(fused), values(composed));
+                let scale = c.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                assert!(
+                    worst(&f, &c) < 1e-5 * scale * (k as f32).sqrt(),
+                    "{m}x{n}x{k} on {threads} threads"
+                );
+            }
+        }
     }
 
     #[test]

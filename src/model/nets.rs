@@ -163,8 +163,8 @@ impl Decoder {
                 .iter()
                 .zip(&self.norms)
                 .fold(z, |h, (layer, norm)| {
-                    let y = norm.forward(linear(layer, h, Activation::Identity));
-                    burn::tensor::activation::relu(y)
+                    let y = linear(layer, h, Activation::Identity);
+                    crate::fused::batch_norm(norm, y, Activation::Relu)
                 }),
         };
         match &self.up {

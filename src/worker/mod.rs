@@ -250,7 +250,11 @@ impl Worker {
         let outbox = thread::Outbox::new(event_tx, snapshots.clone(), waker);
         let handle = std::thread::Builder::new()
             .name("latent-atlas-trainer".into())
-            .spawn(move || thread::run(config, backend, options, command_rx, outbox))?;
+            .spawn(move || {
+                crate::backend::on_compute_pool(move || {
+                    thread::run(config, backend, options, command_rx, outbox)
+                })
+            })?;
         Ok(Self {
             commands,
             events: Some(events),
