@@ -356,15 +356,6 @@ multiversion! {
 }
 
 multiversion! {
-    /// `out[i] = x[i] scale`.
-    pub fn scaled(x: &[f32], scale: f32, out: &mut [f32]) {
-        for (o, &x) in out.iter_mut().zip(x) {
-            *o = x * scale;
-        }
-    }
-}
-
-multiversion! {
     /// Per-channel sums over one channels-last image's pixels: `sum[c] = sum_p x[p, c]`
     /// (and, with `centre`, of squared deviations `(x[p, c] - centre[c])^2` instead).
     pub fn channel_moment(image: &[f32], centre: Option<&[f32]>, sum: &mut [f32]) {

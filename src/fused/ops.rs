@@ -17,6 +17,7 @@ use burn::nn::{BatchNorm, GroupNorm};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use super::conv::{self, ConvGeom};
 use super::{flex, math};
@@ -232,12 +233,10 @@ impl FusedOps for Flex {
         assert_eq!(b.len(), outputs, "linear: one bias per output");
         // Each band of rows starts as the bias, takes the product onto it and applies the
         // activation while it is in cache: one parallel pass in all.
-        let mut out = vec![0.0f32; rows * outputs];
         let act = move |chunk: &mut [f32], first: usize| {
             math::activate(chunk, first as u32, sigmoid, slope, keep, seed);
         };
-        gemm_into(
-            &mut out,
+        let out = gemm_new(
             Operand::of(&x, false),
             Operand::of(&weight, false),
             Some(b),
@@ -275,8 +274,7 @@ impl FusedOps for Flex {
         let (a, b) = (Operand::of(&a, transpose_a), Operand::of(&b, transpose_b));
         assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
         let (m, n) = (a.rows, b.cols);
-        let mut out = vec![0.0f32; m * n];
-        gemm_into(&mut out, a, b, None, None);
+        let out = gemm_new(a, b, None, None);
         FlexTensor::from_data(TensorData::new(out, [m, n]))
     }
 
@@ -461,11 +459,13 @@ impl FusedOps for Flex {
         let shape = weight.layout().shape().clone();
         let sigma = contiguous(sigma).storage::<f32>()[0];
         let w = weight.storage::<f32>();
-        let mut out = vec![0.0f32; w.len()];
-        let band = row_band(w.len(), 1);
-        out.par_chunks_mut(band)
-            .zip(w.par_chunks(band))
-            .for_each(|(out, w)| math::scaled(w, 1.0 / sigma, out));
+        let scale = 1.0 / sigma;
+        // Written once, without zeroing the new buffer first.
+        let out: Vec<f32> = w
+            .par_iter()
+            .with_min_len(PARALLEL_ELEMENTS)
+            .map(|&v| v * scale)
+            .collect();
         FlexTensor::from_data(TensorData::new(out, shape))
     }
 
@@ -647,38 +647,57 @@ type Epilogue<'a> = &'a (dyn Fn(&mut [f32], usize) + Sync);
 /// Products below this many multiply-adds run on one thread.
 const PARALLEL_MACS: usize = 1 << 20;
 
-/// `out = init + a b` then `epilogue(out)`, `out` row-major `[a.rows, b.cols]`, where `init`
-/// is a row repeated (a bias) or zero. Large products split the output rows into one band per
+/// A new row-major `[a.rows, b.cols]` buffer `out = init + a b`, then `epilogue(out)`, where
+/// `init` is a row repeated (a bias) or zero. Large products split the output rows into one band per
 /// thread; each band does all three parts, so the work takes one parallel region. A bare
 /// product whose right operand is column-major (`g W^T`, a layer's input gradient) splits its
 /// columns instead, so that each thread packs only its share of that operand.
-fn gemm_into(
-    out: &mut [f32],
+fn gemm_new(
     a: Operand<'_>,
     b: Operand<'_>,
     init: Option<&[f32]>,
     epilogue: Option<Epilogue<'_>>,
-) {
+) -> Vec<f32> {
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert_eq!(out.len(), m * n, "gemm: output size");
     if let Some(row) = init {
         assert_eq!(row.len(), n, "gemm: one initial value per column");
     }
+    // The output is written before it is read (the initial rows, or the product with
+    // `accumulate` off, which gemm writes without reading), so it is never zeroed first.
+    let mut buffer = Vec::<f32>::with_capacity(m * n);
     if m == 0 || n == 0 {
-        return;
+        return buffer;
     }
-    let band_work =
-        |chunk: &mut [f32], first_row: usize, a: Operand<'_>, parallelism: gemm::Parallelism| {
-            if let Some(row) = init {
-                for dst in chunk.chunks_exact_mut(n.max(1)) {
-                    dst.copy_from_slice(row);
-                }
+    let out = &mut buffer.spare_capacity_mut()[..m * n];
+    let band_work = |chunk: &mut [MaybeUninit<f32>],
+                     first_row: usize,
+                     a: Operand<'_>,
+                     parallelism: gemm::Parallelism| {
+        if let Some(row) = init {
+            for dst in chunk.chunks_exact_mut(n.max(1)) {
+                dst.iter_mut().zip(row).for_each(|(d, &v)| {
+                    d.write(v);
+                });
             }
-            gemm_serial(chunk, a, b, init.is_some(), parallelism);
-            if let Some(epilogue) = epilogue {
-                epilogue(chunk, first_row * n);
-            }
+        }
+        // SAFETY: the chunk holds whole rows of the output, its own to write.
+        unsafe {
+            gemm_strided(
+                chunk.as_mut_ptr().cast(),
+                n,
+                a,
+                b,
+                init.is_some(),
+                parallelism,
+            )
         };
+        // SAFETY: every value of the chunk has been written, by the initial rows or by the
+        // product (gemm writes every output it does not accumulate onto).
+        let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        if let Some(epilogue) = epilogue {
+            epilogue(chunk, first_row * n);
+        }
+    };
     let threads = rayon::current_num_threads();
     let mode = if m * n * k < PARALLEL_MACS || threads < 2 {
         GemmThreads::Serial
@@ -693,7 +712,7 @@ fn gemm_into(
             if init.is_none() && epilogue.is_none() && b.column_major() && n >= 32 * threads =>
         {
             let band = n.div_ceil(threads);
-            let out_ptr = SharedOut(out.as_mut_ptr());
+            let out_ptr = SharedOut(out.as_mut_ptr().cast());
             (0..n.div_ceil(band)).into_par_iter().for_each(|i| {
                 let from = i * band;
                 let to = (from + band).min(n);
@@ -729,12 +748,15 @@ fn gemm_into(
         #[cfg(target_arch = "wasm32")]
         GemmThreads::Gemm => band_work(out, 0, a, gemm::Parallelism::None),
     }
+    // SAFETY: the bands above wrote all m * n values.
+    unsafe { buffer.set_len(m * n) };
+    buffer
 }
 
 /// The output pointer shared by the bands of a column split.
 struct SharedOut(*mut f32);
 
-// SAFETY: the bands that share it write disjoint elements (see `gemm_into`).
+// SAFETY: the bands that share it write disjoint elements (see `gemm_new`).
 unsafe impl Sync for SharedOut {}
 
 pub(super) fn gemm_serial(
@@ -2010,6 +2032,16 @@ mod tests {
                 );
             }
         }
+        // Outputs are not zeroed before the product writes them: an empty inner dimension
+        // still gives zeros.
+        let device = Device::flex();
+        let empty = Tensor::<2>::from_dispatch(Dispatch::gemm(
+            Tensor::<2>::zeros([5, 0], &device).into_dispatch(),
+            Tensor::<2>::zeros([0, 7], &device).into_dispatch(),
+            false,
+            false,
+        ));
+        assert_eq!(values(empty), vec![0.0; 35]);
     }
 
     #[test]
