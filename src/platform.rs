@@ -156,6 +156,40 @@ pub fn offer_download(files: &[(String, Vec<u8>)], zip_name: &str) -> anyhow::Re
     Ok(name)
 }
 
+/// The text the browser keeps under `key` in the page's local storage, if any (always `None`
+/// off the web, where files keep such things).
+pub fn stored_text(key: &str) -> Option<String> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        web_sys::window()?
+            .local_storage()
+            .ok()??
+            .get_item(key)
+            .ok()?
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = key;
+        None
+    }
+}
+
+/// Keeps `value` under `key` in the page's local storage. `false` where it cannot: off the web,
+/// or when the browser refuses (storage full or switched off), which only costs the work of
+/// making the value again.
+pub fn store_text(key: &str, value: &str) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let storage = web_sys::window().and_then(|w| w.local_storage().ok().flatten());
+        storage.is_some_and(|s| s.set_item(key, value).is_ok())
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (key, value);
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,15 +81,24 @@ impl Scorer {
     }
 
     /// The scorer without a thread: nothing happens but in [`Scorer::step`]. The evaluator
-    /// is trained afresh (a browser keeps no cache), a batch a step.
+    /// is the one the page kept in the browser's storage for this dataset, or is trained
+    /// afresh, a batch a step, and then kept there.
     pub fn inline(data: Arc<Dataset>, job: ScoreJob, out: &Outbox) -> Self {
         let (requests, _) = std::sync::mpsc::sync_channel(1);
-        let stage = match data.is_labelled() {
-            true => Stage::Training(Box::new(crate::evaluator::ClassifierTraining::new(
+        let kept = data
+            .is_labelled()
+            .then(|| crate::evaluator::kept_in_page(&data));
+        let stage = match kept {
+            Some(Some(classifier)) => {
+                let evaluator = Evaluator::new(classifier, &data, None);
+                out.send(Event::EvaluatorReady(evaluator.test_accuracy));
+                Stage::Ready(Box::new(evaluator))
+            }
+            Some(None) => Stage::Training(Box::new(crate::evaluator::ClassifierTraining::new(
                 &data,
                 &burn::tensor::Device::flex(),
             ))),
-            false => {
+            None => {
                 out.send(Event::ScoringFailed(format!(
                     "evaluator: {} has no class labels, so no evaluator can be trained on it",
                     data.name
@@ -134,6 +143,9 @@ impl Scorer {
                     }
                     return true;
                 };
+                // Kept for the page's next load (a full or refused storage only costs this
+                // training again).
+                crate::evaluator::keep_in_page(&self.data, &classifier);
                 let evaluator = Evaluator::new(classifier, &self.data, None);
                 let accuracy = evaluator.test_accuracy;
                 inline.stage = Stage::Ready(Box::new(evaluator));
