@@ -136,7 +136,7 @@ impl Evaluator {
         let cached = path
             .as_ref()
             .and_then(|p| read_cache(p).ok())
-            .filter(|c| c.layers.first().map(|l| l.inputs) == Some(data.dim()));
+            .filter(|c| takes(c, data));
         let classifier = match cached {
             Some(c) => c,
             None => {
@@ -370,7 +370,13 @@ pub fn kept_in_page(data: &Dataset) -> Option<Classifier> {
     let text = crate::platform::stored_text(&page_key(data))?;
     parse_cache(&from_base64(&text)?)
         .ok()
-        .filter(|c| c.layers.first().map(|l| l.inputs) == Some(data.dim()))
+        .filter(|c| takes(c, data))
+}
+
+/// Whether a kept classifier takes `data`'s images (one made for another size is trained
+/// again).
+fn takes(c: &Classifier, data: &Dataset) -> bool {
+    c.layers.first().map(|l| l.inputs) == Some(data.dim())
 }
 
 /// Keeps `c`, trained on `data`, in the browser's storage, so the next load of the page scores
