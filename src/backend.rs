@@ -177,14 +177,94 @@ pub fn initialise_now<M: burn::module::Module>(module: &M) {
     module.visit(&mut Touch);
 }
 
-/// The lock on the device's random stream. burn seeds and draws parameter initialisations
-/// (and dropout masks) from one stream per backend, shared by every thread, so whoever seeds it
-/// and builds a model, or draws from it while training, holds this lock: two runs in one
-/// process (a comparison, the test suite) then never interleave their draws, and the same seed
-/// gives the same model.
-pub fn device_rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The lock on a backend's random stream. burn seeds and draws parameter initialisations (and
+/// dropout masks) from one stream per backend, shared by every thread, so whoever seeds it and
+/// builds a model, or draws from it while training, holds this lock: two runs in one process (a
+/// comparison, the test suite) then never interleave their draws, and the same seed gives the
+/// same model. Each backend has a lock of its own, so a run stuck on one device (a GPU that
+/// stopped answering) never holds up runs on another. Nothing waits for ever: after
+/// [`RNG_LOCK_DEADLINE`] the waiting thread panics, naming the stream and who holds it.
+pub fn device_rng_lock(device: &Device) -> RngStreamGuard {
+    rng_stream_lock(rng_stream(device), RNG_LOCK_DEADLINE)
+}
+
+/// How long [`device_rng_lock`] waits before it gives up. No draw under the lock takes more
+/// than a training step; ten minutes is a device that has stopped answering.
+pub const RNG_LOCK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The name of the random stream `device` draws from: its backend ("Flex", "Cube", ...), an
+/// autodiff device answering for the device it wraps.
+pub fn rng_stream(device: &Device) -> String {
+    let text = format!("{:?}", device.clone().inner());
+    let text = text.strip_prefix("Device<").unwrap_or(&text);
+    text.split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Held while a backend's random stream is in use; released when dropped.
+#[must_use = "the stream is released when the guard is dropped"]
+pub struct RngStreamGuard {
+    stream: String,
+}
+
+struct RngStreams {
+    /// The streams in use, with the name of the thread holding each.
+    held: std::sync::Mutex<Vec<(String, String)>>,
+    released: std::sync::Condvar,
+}
+
+static RNG_STREAMS: RngStreams = RngStreams {
+    held: std::sync::Mutex::new(Vec::new()),
+    released: std::sync::Condvar::new(),
+};
+
+/// Takes the stream named `stream`, waiting at most `deadline` (then panicking with who held it).
+pub fn rng_stream_lock(stream: String, deadline: std::time::Duration) -> RngStreamGuard {
+    let start = web_time::Instant::now();
+    let mut held = RNG_STREAMS.held.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let Some((_, holder)) = held.iter().find(|(s, _)| *s == stream) else {
+            break;
+        };
+        let waited = start.elapsed();
+        if waited >= deadline {
+            panic!(
+                "waited {:.0} s for the {stream} backend's random stream, held by thread {holder:?} \
+                 (a device that stopped answering?)",
+                waited.as_secs_f64()
+            );
+        }
+        if !crate::platform::HAS_THREADS {
+            panic!("the {stream} backend's random stream is taken twice on one thread");
+        }
+        held = RNG_STREAMS
+            .released
+            .wait_timeout(
+                held,
+                (deadline - waited).min(std::time::Duration::from_secs(1)),
+            )
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    let holder = std::thread::current()
+        .name()
+        .unwrap_or("unnamed")
+        .to_owned();
+    held.push((stream.clone(), holder));
+    RngStreamGuard { stream }
+}
+
+impl Drop for RngStreamGuard {
+    fn drop(&mut self) {
+        let mut held = RNG_STREAMS.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = held.iter().position(|(s, _)| *s == self.stream) {
+            held.swap_remove(i);
+        }
+        drop(held);
+        RNG_STREAMS.released.notify_all();
+    }
 }
 
 /// Tunes glibc's allocator for training on the CPU: every tensor operation allocates its
@@ -313,11 +393,109 @@ mod cuda {
     }
 }
 
+/// What wgpu reports of one adapter, as far as the choice of a compute device needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub kind: AdapterKind,
+    pub api: GraphicsApi,
+}
+
+/// An adapter's device type, as wgpu reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterKind {
+    Discrete,
+    Integrated,
+    Virtual,
+    /// A software rasteriser (lavapipe, llvmpipe, WARP, SwiftShader).
+    Software,
+    Other,
+}
+
+/// The graphics API an adapter is reached through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GraphicsApi {
+    Vulkan,
+    Metal,
+    Dx12,
+    /// OpenGL (or OpenGL ES): never used for training, see [`choose_adapter`].
+    Gl,
+    /// WebGPU in a browser.
+    WebGpu,
+}
+
+/// What a machine without a usable Vulkan adapter should install, on Debian and Ubuntu.
+pub const VULKAN_PACKAGES: &str = "libvulkan1 mesa-vulkan-drivers";
+
+/// Picks the adapter to train on from wgpu's list: the best hardware adapter (discrete, then
+/// integrated, then virtual), or, with `allow_software` and no hardware one, a software adapter.
+/// Adapters reached only through OpenGL are never taken: burn's kernels on wgpu's GL backend
+/// deadlock in the autotuner (measured on Mesa's llvmpipe: the first tuned matrix product never
+/// returns), so a machine with GL and no Vulkan gets an error that says what to install
+/// instead of a run that never ends. The error lists what was found.
+pub fn choose_adapter(
+    adapters: &[AdapterSummary],
+    allow_software: bool,
+) -> Result<&AdapterSummary, String> {
+    let rank = |a: &AdapterSummary| match a.kind {
+        AdapterKind::Discrete => Some(0),
+        AdapterKind::Integrated => Some(1),
+        AdapterKind::Virtual => Some(2),
+        AdapterKind::Software if allow_software => Some(3),
+        _ => None,
+    };
+    if let Some(best) = adapters
+        .iter()
+        .filter(|a| a.api != GraphicsApi::Gl)
+        .filter_map(|a| rank(a).map(|r| (r, a)))
+        .min_by_key(|(r, _)| *r)
+        .map(|(_, a)| a)
+    {
+        return Ok(best);
+    }
+    let found = |a: &AdapterSummary| format!("{} ({:?}, {:?})", a.name, a.api, a.kind);
+    let usable_gl = adapters
+        .iter()
+        .filter(|a| a.api == GraphicsApi::Gl && rank(a).is_some())
+        .map(found)
+        .collect::<Vec<_>>();
+    let software = adapters
+        .iter()
+        .filter(|a| a.api != GraphicsApi::Gl && a.kind == AdapterKind::Software)
+        .map(found)
+        .collect::<Vec<_>>();
+    let install = format!(
+        "install a Vulkan driver: your GPU's, or on Debian and Ubuntu `sudo apt install {VULKAN_PACKAGES}` for a software one (lavapipe; slow, for testing)"
+    );
+    Err(if !usable_gl.is_empty() {
+        format!(
+            "wgpu found only OpenGL adapters ({}), and burn's GPU kernels hang on OpenGL; {install}",
+            usable_gl.join(", ")
+        )
+    } else if !software.is_empty() {
+        format!(
+            "wgpu found only software adapters ({}): set LATENT_ATLAS_SOFTWARE_GPU=1 to train on one anyway (far slower than the CPU backend)",
+            software.join(", ")
+        )
+    } else if adapters.is_empty() {
+        format!("wgpu found no adapter; {install}")
+    } else {
+        format!(
+            "wgpu found no adapter it can train on ({}); {install}",
+            adapters.iter().map(found).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// How long opening a GPU and reading one value back from it may take before the device is
+/// given up on (the first kernels compile in that time; a software adapter takes seconds).
+pub const GPU_OPEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[cfg(feature = "gpu")]
 mod gpu {
-    use super::{Backend, BackendError};
+    use super::{AdapterKind, AdapterSummary, Backend, BackendError, GraphicsApi};
     use burn::tensor::wgpu::{WgpuBackend, wgpu};
-    use burn::tensor::{Device, DeviceKind};
+    use burn::tensor::{Device, DeviceKind, Tensor};
 
     /// Polls a future that is ready at once on native platforms (wgpu's adapter listing).
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -331,23 +509,57 @@ mod gpu {
         }
     }
 
-    /// The best hardware adapter's description, or why there is none.
-    pub fn hardware_adapter() -> Result<String, String> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+    /// The adapters wgpu sees through `backends`.
+    fn adapters_of(backends: wgpu::Backends) -> Vec<AdapterSummary> {
+        // An instance of those backends only: one with GL starts EGL, whose probe of Wayland
+        // prints "error: XDG_RUNTIME_DIR is invalid" on machines without a session.
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        descriptor.backends &= backends;
+        let instance = wgpu::Instance::new(descriptor);
+        block_on(instance.enumerate_adapters(backends))
             .iter()
-            .map(|a| a.get_info())
-            .find(|a| {
-                matches!(
-                    a.device_type,
-                    wgpu::DeviceType::DiscreteGpu
-                        | wgpu::DeviceType::IntegratedGpu
-                        | wgpu::DeviceType::VirtualGpu
-                )
-            })
-            .map(|a| format!("{} ({:?})", a.name, a.backend))
-            .ok_or_else(|| "no hardware adapter".to_owned())
+            .map(|a| summary(&a.get_info()))
+            .collect()
+    }
+
+    /// The adapter to train on (see [`super::choose_adapter`]). Only Vulkan, Metal and DirectX
+    /// 12 are asked first; OpenGL is asked only when they offer nothing, to say in the error
+    /// what was found (asking EGL also makes Mesa print a complaint about Wayland's runtime
+    /// folder on machines without one).
+    fn choose(allow_software: bool) -> Result<AdapterSummary, String> {
+        let primary = adapters_of(wgpu::Backends::PRIMARY);
+        if let Ok(best) = super::choose_adapter(&primary, allow_software) {
+            return Ok(best.clone());
+        }
+        let mut all = primary;
+        all.extend(adapters_of(wgpu::Backends::GL));
+        super::choose_adapter(&all, allow_software).cloned()
+    }
+
+    fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+        AdapterSummary {
+            name: info.name.clone(),
+            kind: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => AdapterKind::Discrete,
+                wgpu::DeviceType::IntegratedGpu => AdapterKind::Integrated,
+                wgpu::DeviceType::VirtualGpu => AdapterKind::Virtual,
+                wgpu::DeviceType::Cpu => AdapterKind::Software,
+                wgpu::DeviceType::Other => AdapterKind::Other,
+            },
+            api: match info.backend {
+                wgpu::Backend::Vulkan => GraphicsApi::Vulkan,
+                wgpu::Backend::Metal => GraphicsApi::Metal,
+                wgpu::Backend::Dx12 => GraphicsApi::Dx12,
+                wgpu::Backend::BrowserWebGpu => GraphicsApi::WebGpu,
+                _ => GraphicsApi::Gl,
+            },
+        }
+    }
+
+    /// The best hardware adapter's description, or why there is none (software adapters and
+    /// adapters reached only through OpenGL do not count).
+    pub fn hardware_adapter() -> Result<String, String> {
+        choose(false).map(|a| format!("{} ({:?})", a.name, a.api))
     }
 
     /// The wgpu device, opened once per process (burn's runtime can be set up only once for
@@ -391,82 +603,65 @@ mod gpu {
 
     fn open(allow_software: bool) -> Result<Backend, BackendError> {
         configure_kernel_cache();
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters: Vec<wgpu::AdapterInfo> =
-            block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-                .iter()
-                .map(|a| a.get_info())
-                .collect();
-        let rank = |t: wgpu::DeviceType| match t {
-            wgpu::DeviceType::DiscreteGpu => Some(0),
-            wgpu::DeviceType::IntegratedGpu => Some(1),
-            wgpu::DeviceType::VirtualGpu => Some(2),
-            _ => None,
+        let best = choose(allow_software).map_err(BackendError::NoGpu)?;
+        let kind = match best.kind {
+            AdapterKind::Discrete => DeviceKind::DiscreteGpu(0),
+            AdapterKind::Integrated => DeviceKind::IntegratedGpu(0),
+            AdapterKind::Virtual => DeviceKind::VirtualGpu(0),
+            _ => DeviceKind::Cpu,
         };
-        let hardware = adapters
-            .iter()
-            .filter(|a| rank(a.device_type).is_some())
-            .min_by_key(|a| rank(a.device_type));
-        if hardware.is_none() && allow_software {
-            // Vulkan (lavapipe) before GL (llvmpipe): through GL, autotune tries kernels that
-            // need subgroups and logs validation errors before it falls back.
-            let api = |a: &wgpu::AdapterInfo| match a.backend {
-                wgpu::Backend::Vulkan => Some((0, WgpuBackend::Vulkan)),
-                wgpu::Backend::Gl => Some((1, WgpuBackend::Gl)),
-                _ => None,
-            };
-            if let Some((info, (_, graphics))) = adapters
-                .iter()
-                .filter(|a| a.device_type == wgpu::DeviceType::Cpu)
-                .filter_map(|a| api(a).map(|k| (a, k)))
-                .min_by_key(|(_, (rank, _))| *rank)
-            {
-                let device: Device = Device::wgpu_options()
-                    .device_kind(DeviceKind::Cpu)
-                    .graphics_api(graphics)
+        let api = match best.api {
+            GraphicsApi::Vulkan => WgpuBackend::Vulkan,
+            GraphicsApi::Metal => WgpuBackend::Metal,
+            GraphicsApi::Dx12 => WgpuBackend::Dx12,
+            GraphicsApi::WebGpu => WgpuBackend::WebGpu,
+            GraphicsApi::Gl => unreachable!("choose_adapter never takes an OpenGL adapter"),
+        };
+        // Opening the device and one round trip through it, on a thread with a deadline: a
+        // device that never answers is refused instead of hanging whoever asked for it.
+        let name = best.name.clone();
+        let device = crate::platform::with_deadline(
+            "the GPU",
+            super::GPU_OPEN_DEADLINE,
+            move || -> Result<Device, String> {
+                let device = Device::wgpu_options()
+                    .device_kind(kind)
+                    .graphics_api(api)
                     .init()
-                    .map_err(|e| {
-                        BackendError::NoGpu(format!("{} could not be opened: {e}", info.name))
-                    })?;
-                return Ok(Backend {
-                    device,
-                    description: format!(
-                        "GPU: {} ({:?}, software adapter: LATENT_ATLAS_SOFTWARE_GPU=1)",
-                        info.name, info.backend
-                    ),
-                    notice: Some(
-                        "training on a software GPU adapter (LATENT_ATLAS_SOFTWARE_GPU=1): for testing the GPU path, far slower than the CPU backend".into(),
-                    ),
-                    images_on_device: true,
-                });
-            }
-        }
-        let Some(best) = hardware else {
-            let software: Vec<String> = adapters
-                .iter()
-                .map(|a| format!("{} ({:?})", a.name, a.device_type))
-                .collect();
-            return Err(BackendError::NoGpu(if software.is_empty() {
-                "wgpu found no adapter".into()
-            } else {
-                format!("wgpu found only software adapters: {}", software.join(", "))
-            }));
-        };
-        let kind = match best.device_type {
-            wgpu::DeviceType::DiscreteGpu => DeviceKind::DiscreteGpu(0),
-            wgpu::DeviceType::IntegratedGpu => DeviceKind::IntegratedGpu(0),
-            _ => DeviceKind::VirtualGpu(0),
-        };
-        let device: Device = Device::wgpu_options()
-            .device_kind(kind)
-            .init()
-            .map_err(|e| BackendError::NoGpu(format!("{} could not be opened: {e}", best.name)))?;
-        Ok(Backend {
-            device,
-            description: format!("GPU: {} ({:?})", best.name, best.backend),
-            notice: None,
-            images_on_device: true,
+                    .map_err(|e| e.to_string())?;
+                let two = Tensor::<1>::ones([2], &device) * 2.0;
+                match crate::data::batch::to_vec(two).as_slice() {
+                    [a, b] if *a == 2.0 && *b == 2.0 => Ok(device),
+                    other => Err(format!("it computed 1 * 2 as {other:?}")),
+                }
+            },
+        )
+        .map_err(|waited| {
+            BackendError::NoGpu(format!(
+                "{name} ({:?}) did not answer within {} s ({waited})",
+                best.api,
+                super::GPU_OPEN_DEADLINE.as_secs()
+            ))
+        })?
+        .map_err(|e| BackendError::NoGpu(format!("{name} could not be opened: {e}")))?;
+        Ok(match best.kind {
+            AdapterKind::Software => Backend {
+                device,
+                description: format!(
+                    "GPU: {name} ({:?}, software adapter: LATENT_ATLAS_SOFTWARE_GPU=1)",
+                    best.api
+                ),
+                notice: Some(
+                    "training on a software GPU adapter (LATENT_ATLAS_SOFTWARE_GPU=1): for testing the GPU path, far slower than the CPU backend".into(),
+                ),
+                images_on_device: true,
+            },
+            _ => Backend {
+                device,
+                description: format!("GPU: {name} ({:?})", best.api),
+                notice: None,
+                images_on_device: true,
+            },
         })
     }
 }
@@ -483,5 +678,111 @@ mod gpu {
 
     pub fn hardware_adapter() -> Result<String, String> {
         Err(NOT_BUILT.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn adapter(name: &str, kind: AdapterKind, api: GraphicsApi) -> AdapterSummary {
+        AdapterSummary {
+            name: name.into(),
+            kind,
+            api,
+        }
+    }
+
+    #[test]
+    fn an_opengl_adapter_is_never_taken_and_the_error_says_what_to_install() {
+        // A machine with Mesa's GL and no Vulkan driver: llvmpipe through GL only.
+        let gl_only = [adapter(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            AdapterKind::Software,
+            GraphicsApi::Gl,
+        )];
+        for allow in [true, false] {
+            let e = choose_adapter(&gl_only, allow).unwrap_err();
+            assert!(e.contains(VULKAN_PACKAGES), "{e}");
+        }
+        let e = choose_adapter(&gl_only, true).unwrap_err();
+        assert!(e.contains("llvmpipe") && e.contains("OpenGL"), "{e}");
+        // A hardware GPU reached only through GL is refused too.
+        let hardware_gl = [adapter("Old GPU", AdapterKind::Integrated, GraphicsApi::Gl)];
+        let e = choose_adapter(&hardware_gl, false).unwrap_err();
+        assert!(e.contains("Old GPU") && e.contains(VULKAN_PACKAGES), "{e}");
+        let e = choose_adapter(&[], true).unwrap_err();
+        assert!(
+            e.contains("no adapter") && e.contains(VULKAN_PACKAGES),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn hardware_comes_first_and_software_only_when_allowed() {
+        let lavapipe = adapter(
+            "llvmpipe (LLVM 15)",
+            AdapterKind::Software,
+            GraphicsApi::Vulkan,
+        );
+        let llvmpipe = adapter("llvmpipe (LLVM 15)", AdapterKind::Software, GraphicsApi::Gl);
+        let both = [llvmpipe.clone(), lavapipe.clone()];
+        assert_eq!(choose_adapter(&both, true), Ok(&lavapipe));
+        let e = choose_adapter(&both, false).unwrap_err();
+        assert!(e.contains("LATENT_ATLAS_SOFTWARE_GPU=1"), "{e}");
+        let integrated = adapter("iGPU", AdapterKind::Integrated, GraphicsApi::Vulkan);
+        let discrete = adapter("dGPU", AdapterKind::Discrete, GraphicsApi::Dx12);
+        let gl_discrete = adapter("dGPU", AdapterKind::Discrete, GraphicsApi::Gl);
+        let all = [lavapipe, gl_discrete, integrated.clone(), discrete.clone()];
+        assert_eq!(choose_adapter(&all, true), Ok(&discrete));
+        assert_eq!(choose_adapter(&all[..3], true), Ok(&integrated));
+    }
+
+    #[test]
+    fn each_backend_has_its_own_random_stream() {
+        assert_eq!(rng_stream(&Device::flex()), "Flex");
+        assert_eq!(rng_stream(&Device::flex().autodiff()), "Flex");
+    }
+
+    #[test]
+    fn a_stream_held_elsewhere_stalls_only_its_own_takers_and_only_until_the_deadline() {
+        let held = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let release = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let holder = {
+            let (held, release) = (held.clone(), release.clone());
+            std::thread::Builder::new()
+                .name("stuck holder".into())
+                .spawn(move || {
+                    let _guard = rng_stream_lock("TestStuck".into(), RNG_LOCK_DEADLINE);
+                    held.wait();
+                    release.wait();
+                })
+                .unwrap()
+        };
+        held.wait();
+        // Another stream is free at once.
+        let start = std::time::Instant::now();
+        drop(rng_stream_lock(
+            "TestOther".into(),
+            std::time::Duration::from_millis(50),
+        ));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        // The held one gives up at its deadline, naming the holder.
+        let taker = std::thread::spawn(|| {
+            let _guard = rng_stream_lock("TestStuck".into(), std::time::Duration::from_millis(200));
+        });
+        let panic = taker.join().unwrap_err();
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            message.contains("TestStuck") && message.contains("stuck holder"),
+            "{message}"
+        );
+        release.wait();
+        holder.join().unwrap();
+        // Released: taken again at once.
+        drop(rng_stream_lock(
+            "TestStuck".into(),
+            std::time::Duration::from_millis(50),
+        ));
     }
 }

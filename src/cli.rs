@@ -100,9 +100,12 @@ pub struct TrainArgs {
     pub arch: Arch,
     /// With `--arch conv` on colour images: the decoder's colour offset, one logit per channel
     /// for the whole image from the last hidden layer (without it the convolutional decoder
-    /// does not learn hue on `shapes`).
-    #[arg(long, default_value_t = TrainConfig::default().colour_offset, action = clap::ArgAction::Set)]
-    pub colour_offset: bool,
+    /// does not learn hue on `shapes`). On by default.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub colour_offset: Option<bool>,
+    /// Leave out the colour offset (the same as `--colour-offset false`).
+    #[arg(long, conflicts_with = "colour_offset")]
+    pub no_colour_offset: bool,
     /// Latent dimension.
     #[arg(long, default_value_t = TrainConfig::default().latent_dim)]
     pub latent_dim: usize,
@@ -174,16 +177,25 @@ pub struct TrainArgs {
     pub ali_gaussian_encoder: bool,
     /// Adversarial families: the discriminator also sees the spread of its features within
     /// the real and within the generated rows (minibatch standard deviation).
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub minibatch_std: Option<bool>,
-    /// GAN: batch normalisation before each of the generator's hidden ReLUs (default true for
-    /// the GAN).
-    #[arg(long)]
+    /// Leave out the minibatch standard deviation.
+    #[arg(long, conflicts_with = "minibatch_std")]
+    pub no_minibatch_std: bool,
+    /// GAN: batch normalisation before each of the generator's hidden ReLUs (on by default for
+    /// the GAN, off for the others).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub generator_batch_norm: Option<bool>,
-    /// Adversarial families: spectral normalisation of the discriminator's dense layers
-    /// (default true for the GAN).
-    #[arg(long)]
+    /// Leave out the generator's batch normalisation.
+    #[arg(long, conflicts_with = "generator_batch_norm")]
+    pub no_generator_batch_norm: bool,
+    /// Adversarial families: spectral normalisation of the discriminator's dense layers (on by
+    /// default for the GAN, off for the others).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub spectral_norm: Option<bool>,
+    /// Leave out the spectral normalisation.
+    #[arg(long, conflicts_with = "spectral_norm")]
+    pub no_spectral_norm: bool,
     /// Generated samples the evaluator scores after each epoch (0 skips the evaluator).
     #[arg(long, default_value_t = 1000)]
     pub score_samples: usize,
@@ -230,7 +242,8 @@ impl TrainArgs {
             image_size: self.image_size,
             model: self.model,
             arch: self.arch,
-            colour_offset: self.colour_offset,
+            colour_offset: switch(self.colour_offset, self.no_colour_offset)
+                .unwrap_or(TrainConfig::default().colour_offset),
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
             likelihood_from_data: self.likelihood.is_none(),
@@ -274,11 +287,15 @@ impl TrainArgs {
                     g_steps: self.g_steps.unwrap_or(defaults.g_steps),
                     lr: self.adv_lr,
                     ali_gaussian_encoder: self.ali_gaussian_encoder,
-                    minibatch_std: self.minibatch_std.unwrap_or(defaults.minibatch_std),
-                    generator_batch_norm: self
-                        .generator_batch_norm
-                        .unwrap_or(defaults.generator_batch_norm),
-                    spectral_norm: self.spectral_norm.unwrap_or(defaults.spectral_norm),
+                    minibatch_std: switch(self.minibatch_std, self.no_minibatch_std)
+                        .unwrap_or(defaults.minibatch_std),
+                    generator_batch_norm: switch(
+                        self.generator_batch_norm,
+                        self.no_generator_batch_norm,
+                    )
+                    .unwrap_or(defaults.generator_batch_norm),
+                    spectral_norm: switch(self.spectral_norm, self.no_spectral_norm)
+                        .unwrap_or(defaults.spectral_norm),
                     ali_loss: match self.ali_loss {
                         AliLossArg::Derived => AliLoss::Derived,
                         AliLossArg::Minimax => AliLoss::Minimax,
@@ -289,6 +306,12 @@ impl TrainArgs {
             ..TrainConfig::default()
         }
     }
+}
+
+/// A switch given as `--x`, `--x true|false` or `--no-x`: what was asked, or `None` for the
+/// family's default.
+fn switch(on: Option<bool>, off: bool) -> Option<bool> {
+    if off { Some(false) } else { on }
 }
 
 /// `latent-atlas eval`.
@@ -801,4 +824,119 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     print_test(&metrics);
     Ok(())
+}
+
+/// The command-line reference at the end of docs/command-line.md: every subcommand's `--help`,
+/// made from clap's definitions (a test fails when the file falls behind; run it with
+/// `LATENT_ATLAS_UPDATE_DOCS=1` to rewrite the section).
+pub fn reference() -> String {
+    use clap::CommandFactory;
+    let mut cli = Cli::command().bin_name("latent-atlas");
+    cli.build();
+    let mut out = String::new();
+    let mut section = |title: &str, help: String| {
+        let help: Vec<&str> = help.lines().map(str::trim_end).collect();
+        out.push_str(&format!(
+            "### {title}\n\n```text\n{}\n```\n\n",
+            help.join("\n")
+        ));
+    };
+    section("latent-atlas", cli.render_help().to_string());
+    let names: Vec<String> = cli
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .filter(|n| n != "help")
+        .collect();
+    for name in names {
+        let sub = cli.find_subcommand_mut(&name).expect("listed above");
+        section(
+            &format!("latent-atlas {name}"),
+            sub.render_help().to_string(),
+        );
+    }
+    out.trim_end().to_owned() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// Where the reference starts and ends in docs/command-line.md.
+    const BEGIN: &str = "<!-- reference: generated from the program's definitions; LATENT_ATLAS_UPDATE_DOCS=1 cargo test --release cli::tests rewrites it -->\n";
+    const END: &str = "<!-- end of reference -->";
+
+    #[test]
+    fn the_documented_reference_is_the_programs_own_help() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/command-line.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (start, end) = (
+            doc.find(BEGIN).expect("the reference's start marker") + BEGIN.len(),
+            doc.find(END).expect("the reference's end marker"),
+        );
+        let now = reference();
+        if std::env::var("LATENT_ATLAS_UPDATE_DOCS").is_ok_and(|v| v == "1") {
+            let updated = format!("{}\n{now}\n{}", &doc[..start], &doc[end..]);
+            std::fs::write(&path, updated).unwrap();
+            return;
+        }
+        let written = doc[start..end].trim();
+        // Every flag `--help` lists is in the file, named in the message when one is missing.
+        use clap::CommandFactory;
+        let cli = Cli::command();
+        for sub in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    assert!(
+                        written.contains(&format!("--{long}")),
+                        "docs/command-line.md lacks `{} --{long}`: run LATENT_ATLAS_UPDATE_DOCS=1 cargo test --release cli::tests",
+                        sub.get_name()
+                    );
+                }
+            }
+        }
+        assert!(
+            written == now.trim(),
+            "docs/command-line.md's reference differs from `--help`: run LATENT_ATLAS_UPDATE_DOCS=1 cargo test --release cli::tests"
+        );
+    }
+
+    fn train(args: &[&str]) -> TrainConfig {
+        let mut line = vec!["latent-atlas", "train", "--out", "x"];
+        line.extend(args);
+        match Cli::try_parse_from(line).unwrap().command {
+            Some(Commands::Train(args)) => args.config(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn boolean_options_are_switches_that_still_take_a_value() {
+        let gan = |args: &[&str]| {
+            let mut all = vec!["--model", "gan"];
+            all.extend(args);
+            train(&all).adversarial
+        };
+        assert!(gan(&[]).spectral_norm && gan(&[]).generator_batch_norm);
+        assert!(!gan(&["--no-spectral-norm"]).spectral_norm);
+        assert!(!gan(&["--spectral-norm", "false"]).spectral_norm);
+        assert!(!gan(&["--no-generator-batch-norm"]).generator_batch_norm);
+        let aae = train(&["--model", "aae", "--spectral-norm", "--minibatch-std"]).adversarial;
+        assert!(aae.spectral_norm && aae.minibatch_std);
+        assert!(!train(&["--model", "aae"]).adversarial.spectral_norm);
+        assert!(train(&[]).colour_offset);
+        assert!(!train(&["--no-colour-offset"]).colour_offset);
+        assert!(!train(&["--colour-offset", "false"]).colour_offset);
+        assert!(train(&["--colour-offset"]).colour_offset);
+        // Both at once is a mistake, said at once.
+        let both = [
+            "latent-atlas",
+            "train",
+            "--out",
+            "x",
+            "--spectral-norm",
+            "--no-spectral-norm",
+        ];
+        assert!(Cli::try_parse_from(both).is_err());
+    }
 }

@@ -42,6 +42,40 @@ pub fn map_chunked<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) ->
     })
 }
 
+/// Runs `f` on a thread of its own and waits for it at most `deadline`: its result, or, when it
+/// has not finished by then, an error saying what was waited for and how long (the thread is
+/// left to finish or not; whatever it holds stays with it). A panic in `f` comes back as one.
+/// Without threads (a browser) `f` runs in place. For waits that might never end: opening a
+/// device, a first round trip through it.
+pub fn with_deadline<R: Send + 'static>(
+    what: &str,
+    deadline: std::time::Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, String> {
+    if !HAS_THREADS {
+        return Ok(f());
+    }
+    let (send, receive) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("latent-atlas: {what}"))
+        .spawn(move || {
+            let _ = send.send(f());
+        });
+    if let Err(e) = spawned {
+        return Err(format!("no thread could be started for {what}: {e}"));
+    }
+    match receive.recv_timeout(deadline) {
+        Ok(value) => Ok(value),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(format!(
+            "gave up waiting for {what} after {} s",
+            deadline.as_secs_f64().round()
+        )),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(format!("{what} panicked (see the message above)"))
+        }
+    }
+}
+
 /// The platform's cache folder for this app (`latent-atlas` under `$XDG_CACHE_HOME` or
 /// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows, else the
 /// temporary folder), or `$LATENT_ATLAS_CACHE`; `None` in a browser.
@@ -193,6 +227,21 @@ pub fn store_text(key: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wait_with_a_deadline_returns_the_value_or_says_what_it_waited_for() {
+        let quick = with_deadline("a sum", std::time::Duration::from_secs(30), || 2 + 2);
+        assert_eq!(quick, Ok(4));
+        let slow = with_deadline("a sleeper", std::time::Duration::from_millis(100), || {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        });
+        let e = slow.unwrap_err();
+        assert!(e.contains("a sleeper") && e.contains("gave up"), "{e}");
+        let panicked = with_deadline("a panic", std::time::Duration::from_secs(30), || {
+            panic!("deliberately")
+        });
+        assert!(panicked.unwrap_err().contains("panicked"));
+    }
 
     #[test]
     fn the_machine_reports_memory_and_random_bytes() {

@@ -13,7 +13,7 @@ mod events;
 pub mod exporter;
 pub mod images;
 pub mod panels;
-mod shortcuts;
+pub mod shortcuts;
 pub mod state;
 
 use std::sync::Arc;
@@ -351,6 +351,7 @@ impl eframe::App for LatentAtlasApp {
         if let Some((probe, k)) = self.state.next_draws_request() {
             self.send(crate::worker::Command::Draws { probe, k });
         }
+        shortcuts::shortcuts_ui(ui.ctx(), &mut self.state.shortcuts_open);
         for action in actions {
             self.handle(action);
         }

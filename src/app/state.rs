@@ -186,6 +186,8 @@ pub struct AppState {
     pub draws: Option<ImportanceDraws>,
     /// A draws request is with the worker (one at a time).
     pub draws_in_flight: bool,
+    /// The overlay listing the keyboard and mouse shortcuts is open (F1 or `?`).
+    pub shortcuts_open: bool,
 }
 
 /// Importance draws shown when the run trains on the ELBO (one draw would say nothing).

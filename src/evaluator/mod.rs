@@ -260,7 +260,7 @@ impl ClassifierTraining {
     /// A fresh classifier for `data` (seeded: every run trains the same one).
     pub fn new(data: &Dataset, device: &Device) -> Self {
         let device = device.clone().autodiff();
-        let rng_lock = crate::backend::device_rng_lock();
+        let rng_lock = crate::backend::device_rng_lock(&device);
         device.seed(7);
         let classes = data.class_names.len().max(1);
         let mut widths = vec![data.dim()];

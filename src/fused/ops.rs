@@ -2062,7 +2062,7 @@ mod tests {
     #[test]
     fn dropout_keeps_its_share_scales_survivors_and_routes_their_gradient() {
         // The device's random stream is shared by every test thread.
-        let _stream = crate::backend::device_rng_lock();
+        let _stream = crate::backend::device_rng_lock(&Device::flex());
         let device = Device::flex().autodiff();
         let (layer, x) = layer_and_input(&device, 64);
         crate::backend::initialise_now(&layer);

@@ -321,7 +321,7 @@ impl RunFiles {
         // The fresh model's random weights are replaced by the record's, but drawing them
         // still takes from the device's shared random stream.
         let model = {
-            let _rng = crate::backend::device_rng_lock();
+            let _rng = crate::backend::device_rng_lock(device);
             let model = info.config.build_model(info.shape(), classes, device);
             crate::backend::initialise_now(&model);
             model

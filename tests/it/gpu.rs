@@ -12,6 +12,7 @@
 //! goes to compiling kernels, once per kernel for the whole test binary.
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use burn::module::Module;
 use burn::tensor::Device;
@@ -69,6 +70,7 @@ fn gpu() -> Option<Device> {
     if log::set_logger(&RUNTIME_LOG).is_ok() {
         log::set_max_level(log::LevelFilter::Warn);
     }
+    stage("opening the GPU");
     match latent_atlas::backend::wgpu(true) {
         Ok(backend) => {
             eprintln!("gpu tests on {}", backend.description);
@@ -78,12 +80,115 @@ fn gpu() -> Option<Device> {
             eprintln!("skipped (LATENT_ATLAS_SKIP_GPU_TESTS=1): {e}");
             None
         }
-        Err(e) => panic!(
-            "{e}. The GPU tests need a wgpu adapter, a software one will do (on Debian: \
-             apt install libvulkan1 mesa-vulkan-drivers); set LATENT_ATLAS_SKIP_GPU_TESTS=1 \
-             to skip them"
-        ),
+        Err(e) => panic!("{e}. (LATENT_ATLAS_SKIP_GPU_TESTS=1 skips the GPU tests.)"),
     }
+}
+
+/// How long one GPU test may run before the watchdog fails it: `LATENT_ATLAS_GPU_TEST_DEADLINE`
+/// seconds, 1200 by default (the GPU tests together took 15 minutes on lavapipe with an empty kernel
+/// cache, beside the rest of the suite).
+fn deadline() -> Duration {
+    let secs = std::env::var("LATENT_ATLAS_GPU_TEST_DEADLINE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1200);
+    Duration::from_secs(secs)
+}
+
+/// What each running GPU test is doing now, by test: what the watchdog reports when one stalls.
+static STAGES: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// The first GPU test that ran past its deadline, if any: the device it stalled on is shared,
+/// so the tests after it fail at once instead of each waiting out its own deadline.
+static STALLED: Mutex<Option<String>> = Mutex::new(None);
+
+/// Records what the current GPU test is about to do (read by [`watched`]'s watchdog).
+fn stage(what: impl Into<String>) {
+    let test = std::thread::current().name().unwrap_or("").to_owned();
+    let mut stages = STAGES.lock().unwrap_or_else(|p| p.into_inner());
+    match stages.iter_mut().find(|(t, _)| *t == test) {
+        Some(entry) => entry.1 = what.into(),
+        None => stages.push((test, what.into())),
+    }
+}
+
+/// Runs a GPU test's body on a thread of its own with the wgpu device, under a watchdog: a body
+/// that runs past [`deadline`] fails the test with the stage it was in, instead of holding the
+/// suite for ever (its thread is left where it is stuck; the random stream it may hold is the
+/// GPU's alone, so the CPU tests go on). After one stall the GPU tests still to come fail at
+/// once: they would wait on the same device.
+fn watched(test: &'static str, body: impl FnOnce(Device) + Send + 'static) {
+    if let Some(earlier) = STALLED.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        panic!("not run: an earlier GPU test stalled on the shared device ({earlier})");
+    }
+    let outcome = watch(test, deadline(), move || {
+        if let Some(device) = gpu() {
+            body(device);
+        }
+    });
+    if let Err(stalled) = outcome {
+        *STALLED.lock().unwrap_or_else(|p| p.into_inner()) = Some(stalled.clone());
+        panic!(
+            "{stalled}: the GPU stopped answering (see where it waits with \
+             `gdb -p PID -batch -ex 'thread apply all bt 12'`; raise the deadline with \
+             LATENT_ATLAS_GPU_TEST_DEADLINE=SECONDS)"
+        );
+    }
+}
+
+/// Runs `body` on a thread named `test` and waits at most `limit`: a panic in it is passed on;
+/// running past the limit gives what it was doing then (its last [`stage`]).
+fn watch(
+    test: &'static str,
+    limit: Duration,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<(), String> {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name(test.to_owned())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+            let _ = done.send(result);
+        })
+        .expect("a thread for the test");
+    match finished.recv_timeout(limit) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => {
+            let doing = STAGES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .find(|(t, _)| t == test)
+                .map_or_else(|| "starting".to_owned(), |(_, s)| s.clone());
+            Err(format!(
+                "{test} ran past {} s while {doing}",
+                limit.as_secs_f64()
+            ))
+        }
+    }
+}
+
+#[test]
+fn the_watchdog_ends_a_stuck_test_saying_where_it_was() {
+    let (_never_sent, never) = std::sync::mpsc::channel::<()>();
+    let outcome = watch("watchdog_probe", Duration::from_millis(300), move || {
+        stage("waiting on a channel nobody sends on");
+        let _ = never.recv();
+    });
+    let message = outcome.unwrap_err();
+    assert!(
+        message.contains("watchdog_probe") && message.contains("a channel nobody sends on"),
+        "{message}"
+    );
+    // A body that ends in time gives its result, and its panic stays a panic.
+    assert!(watch("watchdog_quick", Duration::from_secs(30), || {}).is_ok());
+    let panicked = std::panic::catch_unwind(|| {
+        let _ = watch("watchdog_panic", Duration::from_secs(30), || {
+            panic!("deliberately")
+        });
+    });
+    assert!(panicked.is_err());
 }
 
 /// A small piece of a built-in set: 512 training images, 128 test images.
@@ -123,6 +228,10 @@ fn config(model: ModelKind, arch: Arch) -> TrainConfig {
 /// A trainer on the CPU and one on `gpu`, both loaded from one checkpoint of a fresh model:
 /// the same weights (each backend draws its own initial ones), batches and noise.
 fn twins(config: TrainConfig, data: &Arc<Dataset>, gpu: &Device) -> (Trainer, Trainer) {
+    stage(format!(
+        "building CPU and GPU twins of a {}",
+        config.model.name()
+    ));
     let fresh = Trainer::new(config, data.clone(), Device::flex()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     checkpoint::save(dir.path(), fresh.model(), &fresh.run_info("CPU (flex)")).unwrap();
@@ -146,6 +255,7 @@ fn relative(a: f32, b: f32) -> f32 {
 /// Steps both trainers `steps` times and checks that each step's loss agrees.
 fn assert_same_steps(what: &str, cpu: &mut Trainer, gpu: &mut Trainer, steps: usize, tol: f32) {
     for s in 0..steps {
+        stage(format!("{what}: step {s} of {steps}"));
         let (a, b) = (cpu.step().unwrap(), gpu.step().unwrap());
         assert!(b.total.is_finite(), "{what}: step {s} on the GPU: {b:?}");
         assert!(
@@ -163,49 +273,57 @@ fn assert_same_steps(what: &str, cpu: &mut Trainer, gpu: &mut Trainer, steps: us
 
 #[test]
 fn gpu_backend_takes_a_software_adapter_only_when_allowed_and_says_so() {
-    let Some(_) = gpu() else { return };
-    let backend = latent_atlas::backend::wgpu(true).unwrap();
-    match latent_atlas::backend::hardware_adapter() {
-        Ok(_) => assert!(!backend.description.contains("software"), "{backend:?}"),
-        Err(_) => {
-            assert!(
-                backend.description.contains("software adapter"),
-                "{}",
-                backend.description
-            );
-            assert!(backend.notice.is_some());
-            // `auto` never trains on a software adapter.
-            let auto = latent_atlas::backend::BackendChoice::Auto.select().unwrap();
-            assert!(auto.description.starts_with("CPU"), "{}", auto.description);
-            assert!(latent_atlas::backend::wgpu(false).is_err());
-        }
-    }
-    assert!(backend.images_on_device);
-    assert_runtime_quiet();
+    watched(
+        "gpu_backend_takes_a_software_adapter_only_when_allowed_and_says_so",
+        |_| {
+            let backend = latent_atlas::backend::wgpu(true).unwrap();
+            match latent_atlas::backend::hardware_adapter() {
+                Ok(_) => assert!(!backend.description.contains("software"), "{backend:?}"),
+                Err(_) => {
+                    assert!(
+                        backend.description.contains("software adapter"),
+                        "{}",
+                        backend.description
+                    );
+                    assert!(backend.notice.is_some());
+                    // `auto` never trains on a software adapter.
+                    let auto = latent_atlas::backend::BackendChoice::Auto.select().unwrap();
+                    assert!(auto.description.starts_with("CPU"), "{}", auto.description);
+                    assert!(latent_atlas::backend::wgpu(false).is_err());
+                }
+            }
+            assert!(backend.images_on_device);
+            assert_runtime_quiet();
+        },
+    );
 }
 
 #[test]
 fn gpu_every_likelihood_family_steps_as_on_the_cpu() {
-    let Some(device) = gpu() else { return };
-    let data = small(Builtin::Mnist);
-    for kind in ModelKind::ALL
-        .into_iter()
-        .filter(|k| !k.draws().adversarial)
-    {
-        let (mut cpu, mut gpu) = twins(config(kind, Arch::Mlp), &data, &device);
-        // The GPU keeps its training images and cuts each batch there, as the app does.
-        gpu.keep_images_on_device(true);
-        assert_same_steps(kind.name(), &mut cpu, &mut gpu, 5, STEP_TOLERANCE);
-        let (a, b) = (cpu.evaluate(true), gpu.evaluate(true));
-        if let (Some(x), Some(y)) = (a.neg_elbo, b.neg_elbo) {
-            assert!(relative(x, y) < STEP_TOLERANCE, "{kind:?}: test {x} vs {y}");
-        }
-        if let (Some(x), Some(y)) = (a.nll, b.nll) {
-            assert!(relative(x, y) < STEP_TOLERANCE, "{kind:?}: NLL {x} vs {y}");
-        }
-        assert_eq!(a.neg_elbo.is_some(), b.neg_elbo.is_some(), "{kind:?}");
-    }
-    assert_runtime_quiet();
+    watched(
+        "gpu_every_likelihood_family_steps_as_on_the_cpu",
+        |device| {
+            let data = small(Builtin::Mnist);
+            for kind in ModelKind::ALL
+                .into_iter()
+                .filter(|k| !k.draws().adversarial)
+            {
+                let (mut cpu, mut gpu) = twins(config(kind, Arch::Mlp), &data, &device);
+                // The GPU keeps its training images and cuts each batch there, as the app does.
+                gpu.keep_images_on_device(true);
+                assert_same_steps(kind.name(), &mut cpu, &mut gpu, 5, STEP_TOLERANCE);
+                let (a, b) = (cpu.evaluate(true), gpu.evaluate(true));
+                if let (Some(x), Some(y)) = (a.neg_elbo, b.neg_elbo) {
+                    assert!(relative(x, y) < STEP_TOLERANCE, "{kind:?}: test {x} vs {y}");
+                }
+                if let (Some(x), Some(y)) = (a.nll, b.nll) {
+                    assert!(relative(x, y) < STEP_TOLERANCE, "{kind:?}: NLL {x} vs {y}");
+                }
+                assert_eq!(a.neg_elbo.is_some(), b.neg_elbo.is_some(), "{kind:?}");
+            }
+            assert_runtime_quiet();
+        },
+    );
 }
 
 /// The adversarial families' discriminators draw dropout masks from each backend's own random
@@ -216,7 +334,10 @@ fn gpu_every_likelihood_family_steps_as_on_the_cpu() {
 fn adversarial_steps(kind: ModelKind, arch: Arch, data: &Arc<Dataset>, device: &Device) {
     let (mut cpu, mut gpu) = twins(config(kind, arch), data, device);
     let (a, b): (Vec<StepMetrics>, Vec<StepMetrics>) = (0..3)
-        .map(|_| (cpu.step().unwrap(), gpu.step().unwrap()))
+        .map(|s| {
+            stage(format!("{kind:?} {arch:?}: adversarial step {s} of 3"));
+            (cpu.step().unwrap(), gpu.step().unwrap())
+        })
         .unzip();
     assert!(
         relative(a[0].total, b[0].total) < 0.15,
@@ -236,196 +357,262 @@ fn adversarial_steps(kind: ModelKind, arch: Arch, data: &Arc<Dataset>, device: &
 
 #[test]
 fn gpu_adversarial_families_step_as_on_the_cpu() {
-    let Some(device) = gpu() else { return };
-    let data = small(Builtin::Mnist);
-    for kind in ModelKind::ALL.into_iter().filter(|k| k.draws().adversarial) {
-        adversarial_steps(kind, Arch::Mlp, &data, &device);
-    }
-    assert_runtime_quiet();
+    watched("gpu_adversarial_families_step_as_on_the_cpu", |device| {
+        let data = small(Builtin::Mnist);
+        for kind in ModelKind::ALL.into_iter().filter(|k| k.draws().adversarial) {
+            adversarial_steps(kind, Arch::Mlp, &data, &device);
+        }
+        assert_runtime_quiet();
+    });
 }
 
 #[test]
 fn gpu_conv_vae_steps_as_on_the_cpu_on_grey_and_colour_images() {
-    let Some(device) = gpu() else { return };
-    for data in [small(Builtin::Mnist), small(Builtin::Shapes)] {
-        let mut c = config(ModelKind::Vae, Arch::Conv);
-        c.hyper.batch_size = 16;
-        c.settle_likelihood(data.train.is_colour());
-        let (mut cpu, mut gpu) = twins(c, &data, &device);
-        gpu.keep_images_on_device(true);
-        assert_same_steps(&data.name, &mut cpu, &mut gpu, 3, STEP_TOLERANCE);
-        let (a, b) = (cpu.evaluate(true), gpu.evaluate(true));
-        for (x, y) in [(a.neg_elbo, b.neg_elbo), (a.nll, b.nll)] {
-            let (x, y) = (x.unwrap(), y.unwrap());
-            assert!(
-                relative(x, y) < STEP_TOLERANCE,
-                "{}: test {x} vs {y}",
-                data.name
-            );
-        }
-        // The plain decoder copy, taken from the device model, decodes like it.
-        let model = gpu.model().valid();
-        let snap = gpu.snapshot(false);
-        let (worst, len) = super::families::plain_copy_error(&snap, &model, &device);
-        assert_eq!(len, data.dim());
-        assert!(worst < 1e-4, "{}: plain copy differs by {worst}", data.name);
-    }
-    assert_runtime_quiet();
+    watched(
+        "gpu_conv_vae_steps_as_on_the_cpu_on_grey_and_colour_images",
+        |device| {
+            for data in [small(Builtin::Mnist), small(Builtin::Shapes)] {
+                let mut c = config(ModelKind::Vae, Arch::Conv);
+                c.hyper.batch_size = 16;
+                c.settle_likelihood(data.train.is_colour());
+                let (mut cpu, mut gpu) = twins(c, &data, &device);
+                gpu.keep_images_on_device(true);
+                assert_same_steps(&data.name, &mut cpu, &mut gpu, 3, STEP_TOLERANCE);
+                let (a, b) = (cpu.evaluate(true), gpu.evaluate(true));
+                for (x, y) in [(a.neg_elbo, b.neg_elbo), (a.nll, b.nll)] {
+                    let (x, y) = (x.unwrap(), y.unwrap());
+                    assert!(
+                        relative(x, y) < STEP_TOLERANCE,
+                        "{}: test {x} vs {y}",
+                        data.name
+                    );
+                }
+                // The plain decoder copy, taken from the device model, decodes like it.
+                let model = gpu.model().valid();
+                let snap = gpu.snapshot(false);
+                let (worst, len) = super::families::plain_copy_error(&snap, &model, &device);
+                assert_eq!(len, data.dim());
+                assert!(worst < 1e-4, "{}: plain copy differs by {worst}", data.name);
+            }
+            assert_runtime_quiet();
+        },
+    );
 }
 
 #[test]
 fn gpu_conv_gan_steps_as_on_the_cpu() {
-    let Some(device) = gpu() else { return };
-    adversarial_steps(ModelKind::Gan, Arch::Conv, &small(Builtin::Mnist), &device);
-    assert_runtime_quiet();
+    watched("gpu_conv_gan_steps_as_on_the_cpu", |device| {
+        adversarial_steps(ModelKind::Gan, Arch::Conv, &small(Builtin::Mnist), &device);
+        assert_runtime_quiet();
+    });
 }
 
 #[test]
 fn gpu_snapshots_and_the_plain_decoder_copy_match_the_cpu_model() {
-    let Some(device) = gpu() else { return };
-    let data = small(Builtin::Mnist);
-    for kind in [ModelKind::Vae, ModelKind::FVae, ModelKind::Cvae] {
-        let (mut cpu, mut gpu) = twins(config(kind, Arch::Mlp), &data, &device);
-        for _ in 0..3 {
-            cpu.step().unwrap();
-            gpu.step().unwrap();
-        }
-        let (sa, sb) = (cpu.snapshot(true), gpu.snapshot(true));
-        assert_eq!(sa.mu.len(), sb.mu.len());
-        let worst_mu = largest_difference(&sa.mu, &sb.mu);
-        assert!(
-            worst_mu < 0.02,
-            "{kind:?}: posterior means differ by {worst_mu}"
-        );
-        let (da, db) = (
-            sa.decoder.decode(&[0.4, -0.8]),
-            sb.decoder.decode(&[0.4, -0.8]),
-        );
-        let worst_px = largest_difference(&da, &db);
-        assert!(
-            worst_px < 0.02,
-            "{kind:?}: decoded pixels differ by {worst_px}"
-        );
-        let (worst, _) = super::families::plain_copy_error(&sb, &gpu.model().valid(), &device);
-        assert!(worst < 1e-4, "{kind:?}: plain copy differs by {worst}");
-    }
-    assert_runtime_quiet();
+    watched(
+        "gpu_snapshots_and_the_plain_decoder_copy_match_the_cpu_model",
+        |device| {
+            let data = small(Builtin::Mnist);
+            for kind in [ModelKind::Vae, ModelKind::FVae, ModelKind::Cvae] {
+                let (mut cpu, mut gpu) = twins(config(kind, Arch::Mlp), &data, &device);
+                for _ in 0..3 {
+                    cpu.step().unwrap();
+                    gpu.step().unwrap();
+                }
+                let (sa, sb) = (cpu.snapshot(true), gpu.snapshot(true));
+                assert_eq!(sa.mu.len(), sb.mu.len());
+                let worst_mu = largest_difference(&sa.mu, &sb.mu);
+                assert!(
+                    worst_mu < 0.02,
+                    "{kind:?}: posterior means differ by {worst_mu}"
+                );
+                let (da, db) = (
+                    sa.decoder.decode(&[0.4, -0.8]),
+                    sb.decoder.decode(&[0.4, -0.8]),
+                );
+                let worst_px = largest_difference(&da, &db);
+                assert!(
+                    worst_px < 0.02,
+                    "{kind:?}: decoded pixels differ by {worst_px}"
+                );
+                let (worst, _) =
+                    super::families::plain_copy_error(&sb, &gpu.model().valid(), &device);
+                assert!(worst < 1e-4, "{kind:?}: plain copy differs by {worst}");
+            }
+            assert_runtime_quiet();
+        },
+    );
 }
 
 #[test]
 fn gpu_checkpoints_move_from_the_gpu_to_the_cpu_and_back() {
-    let Some(device) = gpu() else { return };
-    let data = small(Builtin::Mnist);
-    let mut gpu = Trainer::new(
-        config(ModelKind::Vae, Arch::Mlp),
-        data.clone(),
-        device.clone(),
-    )
-    .unwrap();
-    for _ in 0..3 {
-        gpu.step().unwrap();
-    }
-    let there = tempfile::tempdir().unwrap();
-    checkpoint::save(there.path(), gpu.model(), &gpu.run_info("GPU")).unwrap();
-    let mut cpu = Trainer::from_checkpoint(there.path(), data.clone(), Device::flex()).unwrap();
-    assert_eq!(cpu.step_count(), 3);
-    let (sg, sc) = (gpu.snapshot(false), cpu.snapshot(false));
-    let worst = largest_difference(&sg.mu, &sc.mu);
-    assert!(
-        worst < 1e-3,
-        "posterior means differ by {worst} after the move"
+    watched(
+        "gpu_checkpoints_move_from_the_gpu_to_the_cpu_and_back",
+        |device| {
+            let data = small(Builtin::Mnist);
+            let mut gpu = Trainer::new(
+                config(ModelKind::Vae, Arch::Mlp),
+                data.clone(),
+                device.clone(),
+            )
+            .unwrap();
+            for _ in 0..3 {
+                gpu.step().unwrap();
+            }
+            let there = tempfile::tempdir().unwrap();
+            checkpoint::save(there.path(), gpu.model(), &gpu.run_info("GPU")).unwrap();
+            let mut cpu =
+                Trainer::from_checkpoint(there.path(), data.clone(), Device::flex()).unwrap();
+            assert_eq!(cpu.step_count(), 3);
+            let (sg, sc) = (gpu.snapshot(false), cpu.snapshot(false));
+            let worst = largest_difference(&sg.mu, &sc.mu);
+            assert!(
+                worst < 1e-3,
+                "posterior means differ by {worst} after the move"
+            );
+            cpu.step().unwrap();
+            let back = tempfile::tempdir().unwrap();
+            checkpoint::save(back.path(), cpu.model(), &cpu.run_info("CPU (flex)")).unwrap();
+            let again = Trainer::from_checkpoint(back.path(), data, device).unwrap();
+            assert_eq!(again.step_count(), 4);
+            let (a, b) = (cpu.evaluate(false), again.evaluate(false));
+            let (a, b) = (a.neg_elbo.unwrap(), b.neg_elbo.unwrap());
+            assert!(
+                relative(a, b) < 1e-3,
+                "test negative ELBO CPU {a} vs GPU {b}"
+            );
+            assert_runtime_quiet();
+        },
     );
-    cpu.step().unwrap();
-    let back = tempfile::tempdir().unwrap();
-    checkpoint::save(back.path(), cpu.model(), &cpu.run_info("CPU (flex)")).unwrap();
-    let again = Trainer::from_checkpoint(back.path(), data, device).unwrap();
-    assert_eq!(again.step_count(), 4);
-    let (a, b) = (cpu.evaluate(false), again.evaluate(false));
-    let (a, b) = (a.neg_elbo.unwrap(), b.neg_elbo.unwrap());
-    assert!(
-        relative(a, b) < 1e-3,
-        "test negative ELBO CPU {a} vs GPU {b}"
-    );
-    assert_runtime_quiet();
 }
 
 #[test]
 fn gpu_batched_readback_from_device_images_matches_single_steps_and_rolls_back() {
-    let Some(device) = gpu() else { return };
-    let data = small(Builtin::Mnist);
-    let c = config(ModelKind::Vae, Arch::Mlp);
-    let mut single = Trainer::new(c.clone(), data.clone(), device.clone()).unwrap();
-    let mut batched = Trainer::new(c.clone(), data.clone(), device.clone()).unwrap();
-    batched.keep_images_on_device(true);
-    let one: Vec<StepMetrics> = (0..6).map(|_| single.step().unwrap()).collect();
-    let mut many = batched.steps(3).unwrap();
-    many.extend(batched.steps(3).unwrap());
-    assert_eq!(many.len(), 6);
-    for (a, b) in one.iter().zip(&many) {
-        assert_eq!(a.step, b.step);
-        assert!(
-            relative(a.total, b.total) < 1e-4,
-            "step {}: {} one at a time vs {} read back together",
-            a.step,
-            a.total,
-            b.total
-        );
-    }
+    watched(
+        "gpu_batched_readback_from_device_images_matches_single_steps_and_rolls_back",
+        |device| {
+            let data = small(Builtin::Mnist);
+            let c = config(ModelKind::Vae, Arch::Mlp);
+            let mut single = Trainer::new(c.clone(), data.clone(), device.clone()).unwrap();
+            let mut batched = Trainer::new(c.clone(), data.clone(), device.clone()).unwrap();
+            batched.keep_images_on_device(true);
+            let one: Vec<StepMetrics> = (0..6).map(|_| single.step().unwrap()).collect();
+            let mut many = batched.steps(3).unwrap();
+            many.extend(batched.steps(3).unwrap());
+            assert_eq!(many.len(), 6);
+            for (a, b) in one.iter().zip(&many) {
+                assert_eq!(a.step, b.step);
+                assert!(
+                    relative(a.total, b.total) < 1e-4,
+                    "step {}: {} one at a time vs {} read back together",
+                    a.step,
+                    a.total,
+                    b.total
+                );
+            }
 
-    // A loss that overflows at the first step: the batch's updates went ahead, and the model
-    // goes back to the copy before them.
-    let bad = TrainConfig {
-        likelihood: Likelihood::Gaussian { sigma: 1e-30 },
-        ..c
-    };
-    let mut trainer = Trainer::new(bad, data, device).unwrap();
-    trainer.keep_images_on_device(true);
-    let before = trainer.snapshot(false);
-    match trainer.steps(4) {
-        Err(TrainError::NonFinite {
-            step: 1,
-            restored_step: 0,
-            ..
-        }) => {}
-        other => panic!("expected a non-finite loss error, got {other:?}"),
-    }
-    assert_eq!(trainer.step_count(), 0);
-    let after = trainer.snapshot(false);
-    assert_eq!(before.mu, after.mu, "the model was not restored");
-    assert_runtime_quiet();
+            // A loss that overflows at the first step: the batch's updates went ahead, and the model
+            // goes back to the copy before them.
+            let bad = TrainConfig {
+                likelihood: Likelihood::Gaussian { sigma: 1e-30 },
+                ..c
+            };
+            let mut trainer = Trainer::new(bad, data, device).unwrap();
+            trainer.keep_images_on_device(true);
+            let before = trainer.snapshot(false);
+            match trainer.steps(4) {
+                Err(TrainError::NonFinite {
+                    step: 1,
+                    restored_step: 0,
+                    ..
+                }) => {}
+                other => panic!("expected a non-finite loss error, got {other:?}"),
+            }
+            assert_eq!(trainer.step_count(), 0);
+            let after = trainer.snapshot(false);
+            assert_eq!(before.mu, after.mu, "the model was not restored");
+            assert_runtime_quiet();
+        },
+    );
 }
 
 #[test]
 fn gpu_evaluator_trains_on_the_device_and_scores_a_device_model() {
-    let Some(device) = gpu() else { return };
-    let data = small(Builtin::Mnist);
-    let evaluator = Evaluator::train(&data, &device, &mut |_| {}).unwrap();
-    let on_cpu = Evaluator::train(&data, &Device::flex(), &mut |_| {}).unwrap();
-    // 512 images, five passes: far better than chance (0.1) on either device, and alike.
-    assert!(evaluator.test_accuracy > 0.6, "{}", evaluator.test_accuracy);
-    assert!(
-        (evaluator.test_accuracy - on_cpu.test_accuracy).abs() < 0.1,
-        "accuracy on the GPU {} vs the CPU {}",
-        evaluator.test_accuracy,
-        on_cpu.test_accuracy
+    watched(
+        "gpu_evaluator_trains_on_the_device_and_scores_a_device_model",
+        |device| {
+            let data = small(Builtin::Mnist);
+            let evaluator = Evaluator::train(&data, &device, &mut |_| {}).unwrap();
+            let on_cpu = Evaluator::train(&data, &Device::flex(), &mut |_| {}).unwrap();
+            // 512 images, five passes: far better than chance (0.1) on either device, and alike.
+            assert!(evaluator.test_accuracy > 0.6, "{}", evaluator.test_accuracy);
+            assert!(
+                (evaluator.test_accuracy - on_cpu.test_accuracy).abs() < 0.1,
+                "accuracy on the GPU {} vs the CPU {}",
+                evaluator.test_accuracy,
+                on_cpu.test_accuracy
+            );
+            let mut trainer =
+                Trainer::new(config(ModelKind::Vae, Arch::Mlp), data, device.clone()).unwrap();
+            for _ in 0..10 {
+                trainer.step().unwrap();
+            }
+            let scores = latent_atlas::evaluator::scores::score(
+                &evaluator,
+                &trainer.snapshot(false),
+                64,
+                1.0,
+                0,
+            );
+            assert!(scores.frechet.is_finite(), "{scores:?}");
+            assert!(
+                (0.0..=scores.max_entropy + 1e-4).contains(&scores.entropy),
+                "{scores:?}"
+            );
+            let total: f32 = scores.histogram.iter().sum();
+            assert!((total - 1.0).abs() < 1e-3, "{scores:?}");
+            let recon = scores
+                .reconstruction_accuracy
+                .expect("a VAE has an encoder");
+            assert!((0.0..=1.0).contains(&recon), "{scores:?}");
+            assert_runtime_quiet();
+        },
     );
-    let mut trainer =
-        Trainer::new(config(ModelKind::Vae, Arch::Mlp), data, device.clone()).unwrap();
-    for _ in 0..10 {
-        trainer.step().unwrap();
-    }
-    let scores =
-        latent_atlas::evaluator::scores::score(&evaluator, &trainer.snapshot(false), 64, 1.0, 0);
-    assert!(scores.frechet.is_finite(), "{scores:?}");
+}
+
+/// The case that once hung the suite: a machine with OpenGL (Mesa's llvmpipe) and no Vulkan
+/// driver. Vulkan is hidden from the child process, so wgpu sees only GL adapters (or none):
+/// `--backend gpu` must end at once, naming the packages to install, instead of training on GL.
+#[cfg(target_os = "linux")]
+#[test]
+fn gpu_without_vulkan_is_refused_at_once_with_what_to_install() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latent-atlas"))
+        .args(["train", "--backend", "gpu", "--epochs", "1", "--out"])
+        .arg(out.path())
+        .env("VK_ICD_FILENAMES", "/nonexistent/icd.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/icd.json")
+        .env("LATENT_ATLAS_SOFTWARE_GPU", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            panic!("`train --backend gpu` without Vulkan ran past 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!status.success(), "it trained without Vulkan: {stderr}");
     assert!(
-        (0.0..=scores.max_entropy + 1e-4).contains(&scores.entropy),
-        "{scores:?}"
+        stderr.contains(latent_atlas::backend::VULKAN_PACKAGES),
+        "{stderr}"
     );
-    let total: f32 = scores.histogram.iter().sum();
-    assert!((total - 1.0).abs() < 1e-3, "{scores:?}");
-    let recon = scores
-        .reconstruction_accuracy
-        .expect("a VAE has an encoder");
-    assert!((0.0..=1.0).contains(&recon), "{scores:?}");
-    assert_runtime_quiet();
 }

@@ -507,3 +507,35 @@ fn a_page_script_switches_the_family_and_reads_the_status() {
     assert!(status["step"].as_u64().is_some() && status["samples_per_sec"].is_number());
     h.state_mut().shutdown();
 }
+
+#[test]
+fn f1_and_the_question_mark_list_every_shortcut_and_escape_closes_the_list() {
+    use latent_atlas::app::shortcuts::{MOUSE, SHORTCUTS, label};
+    let mut h = harness(1280.0, 820.0, "mnist");
+    h.run_steps(2);
+    assert!(h.query_by_label("Keyboard and mouse").is_none());
+    h.key_press(egui::Key::F1);
+    h.run_steps(2);
+    assert!(h.state().state.shortcuts_open);
+    assert!(h.query_by_label("Keyboard and mouse").is_some());
+    // Every key of the table is listed, as the platform writes it.
+    for binding in SHORTCUTS {
+        let keys = label(binding, false);
+        assert!(
+            h.query_all_by_label_contains(&keys).next().is_some(),
+            "{keys} ({}) is not in the list",
+            binding.what
+        );
+    }
+    for (gesture, _) in MOUSE {
+        assert!(h.query_all_by_label(gesture).next().is_some(), "{gesture}");
+    }
+    h.key_press(egui::Key::Escape);
+    h.run_steps(2);
+    assert!(!h.state().state.shortcuts_open);
+    assert!(h.query_by_label("Keyboard and mouse").is_none());
+    h.key_press(egui::Key::Questionmark);
+    h.run_steps(2);
+    assert!(h.state().state.shortcuts_open, "? opens the list too");
+    h.state_mut().shutdown();
+}

@@ -54,16 +54,21 @@ pub fn status_ui(ui: &mut egui::Ui, state: &AppState) -> bool {
                     .text(format!("{what}… {:.0}%", 100.0 * share)),
             );
         }
+        // The newest message takes what is left of the bar, cut short with an ellipsis where
+        // it is longer; hovering it shows it whole (egui's tooltip for cut text). Dismiss comes first, so it never runs off.
         if let Some(err) = state.last_error() {
             ui.separator();
-            ui.colored_label(
-                egui::Color32::from_rgb(220, 60, 60),
-                format!("Error: {err}"),
-            );
             dismiss = ui.small_button("Dismiss").clicked();
+            let text = format!("Error: {err}");
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(&text).color(egui::Color32::from_rgb(220, 60, 60)),
+                )
+                .truncate(),
+            );
         } else if let Some(n) = state.notices.last() {
             ui.separator();
-            ui.label(n);
+            ui.add(egui::Label::new(n).truncate());
         }
     });
     dismiss

@@ -31,7 +31,7 @@ impl Trainer {
     /// (and encoder's) in the second. Values are read back once, at the end.
     pub(super) fn adversarial_step(&mut self) -> Result<StepMetrics, TrainError> {
         // The discriminator's dropout draws from the device's shared random stream.
-        let _rng = crate::backend::device_rng_lock();
+        let _rng = crate::backend::device_rng_lock(&self.device);
         let adv = self.config.adversarial.clone();
         let (indices, x) = self.next_batch();
         let (n, d) = (indices.len(), self.config.latent_dim);

@@ -265,7 +265,7 @@ impl Trainer {
             .map_err(|e| TrainError::Config(format!("{}: {e}", data.name)))?;
         let device = device.autodiff();
         let model = {
-            let _rng = crate::backend::device_rng_lock();
+            let _rng = crate::backend::device_rng_lock(&device);
             device.seed(config.seed);
             let model = config.build_model(data.train.shape(), class_count(&data), &device);
             crate::backend::initialise_now(&model);
