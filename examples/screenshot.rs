@@ -35,6 +35,9 @@ struct ScreenshotArgs {
     /// Only the importance draws' picture.
     #[arg(long)]
     iw_only: bool,
+    /// Only the shortcuts overlay's picture (F1).
+    #[arg(long)]
+    shortcuts_only: bool,
 }
 
 /// Trains briefly on MNIST and renders the window with each tab open, headlessly.
@@ -48,6 +51,9 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
         importance_draws(&mut h, args)?;
         h.state_mut().shutdown();
         return Ok(());
+    }
+    if args.shortcuts_only {
+        return shortcuts(args);
     }
     let mut h = harness(1400.0, 900.0, "mnist");
     let steps = args.steps;
@@ -133,7 +139,23 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
     h.state_mut().handle(Action::Compare(None));
     importance_draws(&mut h, args)?;
     h.state_mut().shutdown();
+    shortcuts(args)?;
     shapes(args)
+}
+
+/// The overlay F1 opens, over a window a few hundred steps into training.
+fn shortcuts(args: &ScreenshotArgs) -> anyhow::Result<()> {
+    let mut h = harness(1400.0, 900.0, "mnist");
+    step_until(&mut h, Duration::from_secs(300), |a| {
+        a.state.main.snapshot.as_ref().is_some_and(|s| s.step >= 300)
+    })?;
+    h.state_mut().handle(Action::Pause);
+    step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;
+    h.key_press(egui::Key::F1);
+    h.run_steps(4);
+    shoot(&mut h, &args.out, "window_shortcuts.png")?;
+    h.state_mut().shutdown();
+    Ok(())
 }
 
 /// The built-in colour dataset with the convolutional VAE: the window with posteriors coloured by a factor, and the
