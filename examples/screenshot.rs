@@ -147,7 +147,11 @@ fn screenshot(args: &ScreenshotArgs) -> anyhow::Result<()> {
 fn shortcuts(args: &ScreenshotArgs) -> anyhow::Result<()> {
     let mut h = harness(1400.0, 900.0, "mnist");
     step_until(&mut h, Duration::from_secs(300), |a| {
-        a.state.main.snapshot.as_ref().is_some_and(|s| s.step >= 300)
+        a.state
+            .main
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.step >= 300)
     })?;
     h.state_mut().handle(Action::Pause);
     step_until(&mut h, Duration::from_secs(30), |a| !a.state.is_running())?;

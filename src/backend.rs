@@ -224,10 +224,7 @@ static RNG_STREAMS: RngStreams = RngStreams {
 pub fn rng_stream_lock(stream: String, deadline: std::time::Duration) -> RngStreamGuard {
     let start = web_time::Instant::now();
     let mut held = RNG_STREAMS.held.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        let Some((_, holder)) = held.iter().find(|(s, _)| *s == stream) else {
-            break;
-        };
+    while let Some((_, holder)) = held.iter().find(|(s, _)| *s == stream) {
         let waited = start.elapsed();
         if waited >= deadline {
             panic!(
