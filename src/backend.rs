@@ -520,17 +520,15 @@ mod gpu {
     }
 
     /// The adapter to train on (see [`super::choose_adapter`]). Only Vulkan, Metal and DirectX
-    /// 12 are asked first; OpenGL is asked only when they offer nothing, to say in the error
-    /// what was found (asking EGL also makes Mesa print a complaint about Wayland's runtime
-    /// folder on machines without one).
+    /// 12 are asked; OpenGL only when they have no adapter at all, to say in the error what was
+    /// found (asking EGL makes Mesa print a complaint about Wayland's runtime folder on
+    /// machines without one, which is no error of ours).
     fn choose(allow_software: bool) -> Result<AdapterSummary, String> {
-        let primary = adapters_of(wgpu::Backends::PRIMARY);
-        if let Ok(best) = super::choose_adapter(&primary, allow_software) {
-            return Ok(best.clone());
+        let mut adapters = adapters_of(wgpu::Backends::PRIMARY);
+        if adapters.is_empty() {
+            adapters = adapters_of(wgpu::Backends::GL);
         }
-        let mut all = primary;
-        all.extend(adapters_of(wgpu::Backends::GL));
-        super::choose_adapter(&all, allow_software).cloned()
+        super::choose_adapter(&adapters, allow_software).cloned()
     }
 
     fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
