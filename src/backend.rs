@@ -741,20 +741,22 @@ mod tests {
 
     #[test]
     fn a_stream_held_elsewhere_stalls_only_its_own_takers_and_only_until_the_deadline() {
-        let held = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let release = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let holder = {
-            let (held, release) = (held.clone(), release.clone());
-            std::thread::Builder::new()
-                .name("stuck holder".into())
-                .spawn(move || {
-                    let _guard = rng_stream_lock("TestStuck".into(), RNG_LOCK_DEADLINE);
-                    held.wait();
-                    release.wait();
-                })
-                .unwrap()
-        };
-        held.wait();
+        // Channels with deadlines rather than barriers: a holder that died early fails the test
+        // instead of leaving it waiting.
+        let limit = std::time::Duration::from_secs(30);
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::Builder::new()
+            .name("stuck holder".into())
+            .spawn(move || {
+                let _guard = rng_stream_lock("TestStuck".into(), RNG_LOCK_DEADLINE);
+                let _ = held.send(());
+                let _ = released.recv_timeout(limit);
+            })
+            .unwrap();
+        is_held
+            .recv_timeout(limit)
+            .expect("the holder took the stream");
         // Another stream is free at once.
         let start = std::time::Instant::now();
         drop(rng_stream_lock(
@@ -772,7 +774,7 @@ mod tests {
             message.contains("TestStuck") && message.contains("stuck holder"),
             "{message}"
         );
-        release.wait();
+        release.send(()).unwrap();
         holder.join().unwrap();
         // Released: taken again at once.
         drop(rng_stream_lock(
