@@ -394,7 +394,7 @@ mod enabled {
                     super::TOKEN_ENV,
                     super::TOKEN_FILE_ENV
                 ),
-                ConnectError::Unreachable { .. } => unreachable(),
+                ConnectError::Unreachable { reason } => format!("{} ({reason})", unreachable()),
                 other => format!("{url}: {other}"),
             })
         })?;

@@ -3,7 +3,7 @@
 //! dies mid-run ends the step with an error instead of a hang, and the worker pauses then, and
 //! continues from the last epoch's weights once the server is back and the user resumes.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,44 +15,69 @@ use latent_atlas::train::{TrainConfig, Trainer};
 
 const TOKEN: &str = "loopback-test-token";
 
-/// A `serve` process on a free loopback port, killed when dropped.
+/// A `serve` process on loopback, killed when dropped.
 struct Server {
     child: Child,
     url: String,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl Server {
+    /// A server on a port the system picks, read back from what `serve` prints: a port picked
+    /// here and handed over would be free only until another test's socket took it.
     fn start() -> Server {
-        Server::start_on(free_port())
+        Server::start_on(0)
     }
 
+    /// A server on `port` (0: any free one), once it says where it listens.
     fn start_on(port: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_latent-atlas"))
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_latent-atlas"))
             .args(["serve", "--device", "cpu", "--port", &port.to_string()])
             .env("LATENT_ATLAS_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("serve starts");
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.split(" at ").nth(1).filter(|u| u.starts_with("ws://")) {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("serve's output");
+                panic!(
+                    "serve never said where it listens: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        };
+        let authority = url.trim_start_matches("ws://");
         let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while TcpStream::connect(authority).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(60),
-                "serve never listened"
+                "serve never listened at {url}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server {
-            child,
-            url: format!("ws://127.0.0.1:{port}"),
-        }
+        Server { child, url }
+    }
+
+    /// The port it listens on.
+    fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
     }
 }
 
@@ -177,8 +202,8 @@ fn the_worker_pauses_when_the_server_dies_and_resume_continues_from_the_last_epo
         ..config()
     };
 
-    let port = free_port();
-    let mut server = Server::start_on(port);
+    let mut server = Server::start();
+    let port = server.port();
     // The worker connects with the program's token (the environment stays untouched: other
     // tests run beside this one).
     latent_atlas::remote::set_token(Some(TOKEN.to_owned()));
