@@ -28,7 +28,7 @@ struct BenchUiArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(100..=10_000))]
     probe_size: u32,
     /// The networks to train (`conv` for the convolutional VAE).
-    #[arg(long, value_enum, default_value = "mlp")]
+    #[arg(long, value_parser = latent_atlas::cli::arch_parser(), default_value = "mlp")]
     arch: latent_atlas::model::Arch,
     /// The latent dimension (above 2 the plane shows a PCA projection).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]

@@ -13,8 +13,8 @@ fn main() -> std::process::ExitCode {
 /// environment." for every GPU opened: not an error here, since the program picks its adapter
 /// itself (`backend::choose_adapter`). Without a session the layer is turned off.
 fn quiet_sessionless_vulkan() {
-    let session = std::env::var_os("XDG_RUNTIME_DIR")
-        .is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    let session =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
     if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
         // SAFETY: the first thing `main` does, before any other thread exists.
         unsafe { std::env::set_var("NODEVICE_SELECT", "1") };

@@ -331,7 +331,7 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
                 ..TrainConfig::default()
             };
             let (run, result) =
-                crate::cli::run_quietly(r.config(&base), args.backend.clone(), 1000);
+                crate::cli::drive::run_quietly(r.config(&base), args.backend.clone(), 1000);
             let error = result.err().map(|e| format!("{e:#}"));
             if let Some(e) = &error {
                 bar.suspend(|| eprintln!("{}, seed {seed}: stopped: {e}", r.label()));

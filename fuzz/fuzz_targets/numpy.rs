@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use latent_atlas::data::numpy::read_npz;
-use latent_atlas::export::npy;
+use latent_atlas::codec::npy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -89,7 +89,7 @@ fn train_writes_every_file_and_eval_reloads_it() {
 
     // The same codes for NumPy and TensorBoard's Projector, and the plane as vectors.
     let read = |name: &str| std::fs::read(out.path().join(name)).unwrap();
-    let mu = latent_atlas::export::npy::read(&read("latent_mu.npy")).unwrap();
+    let mu = latent_atlas::codec::npy::read(&read("latent_mu.npy")).unwrap();
     assert_eq!(mu.shape, vec![300, 2]);
     let first: Vec<f64> = latent
         .lines()
@@ -101,7 +101,7 @@ fn train_writes_every_file_and_eval_reloads_it() {
         .map(|v| v.parse().unwrap())
         .collect();
     assert!((mu.get(0) - first[0]).abs() < 1e-6 && (mu.get(1) - first[1]).abs() < 1e-6);
-    let labels = latent_atlas::export::npy::read(&read("latent_labels.npy")).unwrap();
+    let labels = latent_atlas::codec::npy::read(&read("latent_labels.npy")).unwrap();
     assert_eq!(labels.shape, vec![300]);
     let vectors = String::from_utf8(read("projector_vectors.tsv")).unwrap();
     assert_eq!(vectors.lines().count(), 300);

@@ -193,7 +193,7 @@ fn the_worker_pauses_when_the_server_dies_and_resume_continues_from_the_last_epo
     let file = dir.path().join("mnist1280.npy");
     std::fs::write(
         &file,
-        latent_atlas::export::npy::write_f32(&[n, 28, 28], &pixels),
+        latent_atlas::codec::npy::write_f32(&[n, 28, 28], &pixels),
     )
     .unwrap();
     let config = TrainConfig {

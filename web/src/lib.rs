@@ -10,7 +10,7 @@ mod page {
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::*;
 
-    use latent_atlas::app::{LatentAtlasApp, StartOptions};
+    use latent_atlas_app::{LatentAtlasApp, StartOptions};
 
     /// Starts the explorer on the canvas with id `canvas_id`; training begins at once on the
     /// built-in MNIST (or the remembered settings).
@@ -58,7 +58,7 @@ mod page {
     /// browser still draws and reads input between two turns), every 50 ms while idle.
     fn train_between_frames(runner: std::rc::Rc<eframe::WebRunner>) {
         let running = match runner.app_mut::<LatentAtlasApp>() {
-            Some(mut app) => app.train_slice(latent_atlas::app::TRAINING_SLICE),
+            Some(mut app) => app.train_slice(latent_atlas_app::TRAINING_SLICE),
             // A frame holds the app, or the app has stopped after a panic.
             None if runner.has_panicked() => return,
             None => false,

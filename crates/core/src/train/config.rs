@@ -1,0 +1,936 @@
+//! Everything that defines a training run, written once as serde defaults and shared by the
+//! command line, the worker and the saved `config.json`.
+
+use serde::{Deserialize, Serialize};
+
+use burn::tensor::Device;
+
+use crate::model::adversarial::{AliLoss, DiscriminatorConfig};
+use crate::model::nets::Encoder;
+use crate::model::{
+    Aae, Ae, Ali, Arch, BnVae, Cvae, FVae, Gan, ImageShape, Likelihood, Model, VaeConfig,
+};
+
+/// A model family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// The plain autoencoder: a point per image, reconstruction only (seeds/003).
+    Ae,
+    /// The variational autoencoder with a Gaussian posterior and a standard normal prior.
+    #[default]
+    Vae,
+    /// The CVAE with a learned mean per class (seeds/000).
+    Cvae,
+    /// The BN-VAE, whose KL has a floor (seeds/001).
+    BnVae,
+    /// The f-VAE, with a flow-based posterior (seeds/002).
+    FVae,
+    /// The GAN with the old-generator regulariser (seeds/004).
+    Gan,
+    /// The adversarial autoencoder (seeds/004).
+    Aae,
+    /// ALI / BiGAN (seeds/004).
+    Ali,
+}
+
+/// How a family's posteriors are drawn in the latent plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PosteriorShape {
+    /// A point per sample (no uncertainty).
+    Point,
+    /// An ellipse with centre mu and semi-axes sigma.
+    Ellipse,
+    /// The sigma1-circle around E(x) pushed through the flow.
+    Warped,
+    /// No encoder: the plane shows fixed prior samples instead.
+    PriorSamples,
+}
+
+/// What a family can draw besides its posteriors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Draws {
+    /// How each posterior looks.
+    pub posterior: PosteriorShape,
+    /// Whether the latent plane shows learned class means (and sampling picks a class).
+    pub class_means: bool,
+    /// Whether the KL curve shows a floor and the per-dimension scales.
+    pub kl_floor: bool,
+    /// Whether a pre-flow space exists to switch to.
+    pub pre_flow: bool,
+    /// Whether the family has a KL term (and so a negative ELBO).
+    pub kl: bool,
+    /// Whether the family encodes images (and so has reconstructions and prior coverage).
+    pub encoder: bool,
+    /// Whether the family trains against a discriminator.
+    pub adversarial: bool,
+    /// Whether fixed prior samples are drawn beside the codes.
+    pub prior_samples: bool,
+    /// Whether the decoder's Gaussian standard deviation may be trained (the f-VAE's sigma2).
+    pub trained_sigma: bool,
+    /// Whether the loss normalises over the batch (the BN-VAE): its batches must be whole
+    /// (a ragged last one is dropped) and hold at least two samples.
+    pub batch_statistics: bool,
+}
+
+impl ModelKind {
+    /// Every family, in menu order.
+    pub const ALL: [ModelKind; 8] = [
+        ModelKind::Ae,
+        ModelKind::Vae,
+        ModelKind::Cvae,
+        ModelKind::BnVae,
+        ModelKind::FVae,
+        ModelKind::Gan,
+        ModelKind::Aae,
+        ModelKind::Ali,
+    ];
+
+    /// The family's row in the catalogue: everything about it that is not behaviour (that is
+    /// in its own file under `model/`). Adding a family means a row here and its file.
+    pub fn info(self) -> FamilyInfo {
+        // What a Gaussian-posterior family draws; the rows below say how each differs.
+        const GAUSSIAN: Draws = Draws {
+            posterior: PosteriorShape::Ellipse,
+            class_means: false,
+            kl_floor: false,
+            pre_flow: false,
+            kl: true,
+            encoder: true,
+            adversarial: false,
+            prior_samples: false,
+            trained_sigma: false,
+            batch_statistics: false,
+        };
+        const CODES: Draws = Draws {
+            posterior: PosteriorShape::Point,
+            kl: false,
+            ..GAUSSIAN
+        };
+        const ADVERSARIAL: AdversarialParams = AdversarialParams {
+            lambda: 5.0,
+            d_steps: 1,
+            g_steps: 2,
+            lr: 2e-4,
+            ali_loss: AliLoss::Minimax,
+            ali_gaussian_encoder: false,
+            minibatch_std: false,
+            generator_batch_norm: false,
+            spectral_norm: false,
+        };
+        let row = |name, label, help, draws, adversarial| FamilyInfo {
+            name,
+            label,
+            help,
+            draws,
+            adversarial,
+        };
+        match self {
+            ModelKind::Ae => row(
+                "ae",
+                "AE",
+                "plain autoencoder: a point per image, reconstruction only",
+                CODES,
+                ADVERSARIAL,
+            ),
+            ModelKind::Vae => row(
+                "vae",
+                "VAE",
+                "variational autoencoder",
+                GAUSSIAN,
+                ADVERSARIAL,
+            ),
+            ModelKind::Cvae => row(
+                "cvae",
+                "CVAE (class means)",
+                "CVAE with a learned mean per class",
+                Draws {
+                    class_means: true,
+                    ..GAUSSIAN
+                },
+                ADVERSARIAL,
+            ),
+            ModelKind::BnVae => row(
+                "bn-vae",
+                "BN-VAE",
+                "BN-VAE: batch-normalised posterior heads with a KL floor",
+                Draws {
+                    kl_floor: true,
+                    batch_statistics: true,
+                    ..GAUSSIAN
+                },
+                ADVERSARIAL,
+            ),
+            ModelKind::FVae => row(
+                "f-vae",
+                "f-VAE (flow)",
+                "f-VAE: a flow-based posterior",
+                Draws {
+                    posterior: PosteriorShape::Warped,
+                    pre_flow: true,
+                    trained_sigma: true,
+                    ..GAUSSIAN
+                },
+                ADVERSARIAL,
+            ),
+            // Two generator steps per phase: the regulariser is zero on a phase's first step;
+            // lambda 5 as in the seed's experiments. Batch norm in the generator, spectral norm
+            // and two steps for the discriminator keep the samples spread over the digits
+            // (docs/measured.md, "The adversarial families").
+            ModelKind::Gan => row(
+                "gan",
+                "GAN",
+                "GAN with the old-generator regulariser",
+                Draws {
+                    posterior: PosteriorShape::PriorSamples,
+                    encoder: false,
+                    adversarial: true,
+                    ..CODES
+                },
+                AdversarialParams {
+                    d_steps: 2,
+                    generator_batch_norm: true,
+                    spectral_norm: true,
+                    ..ADVERSARIAL
+                },
+            ),
+            // One step per phase, the reconstruction error weighed by 1.
+            ModelKind::Aae => row(
+                "aae",
+                "AAE",
+                "adversarial autoencoder",
+                Draws {
+                    adversarial: true,
+                    ..CODES
+                },
+                AdversarialParams {
+                    lambda: 1.0,
+                    g_steps: 1,
+                    ..ADVERSARIAL
+                },
+            ),
+            ModelKind::Ali => row(
+                "ali",
+                "ALI / BiGAN",
+                "ALI / BiGAN",
+                Draws {
+                    adversarial: true,
+                    prior_samples: true,
+                    ..CODES
+                },
+                ADVERSARIAL,
+            ),
+        }
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// A short label for menus and legends.
+    pub fn label(self) -> &'static str {
+        self.info().label
+    }
+
+    /// What the family draws.
+    pub fn draws(self) -> Draws {
+        self.info().draws
+    }
+
+    /// The family's one-line description, for help texts and tooltips.
+    pub fn help(self) -> &'static str {
+        self.info().help
+    }
+
+    /// Whether the family has importance weights `p(x|z) p(z) / q(z|x)` (a Gaussian posterior
+    /// and a prior density): the importance-weighted objective and the test likelihood.
+    pub fn has_importance_weights(self) -> bool {
+        matches!(
+            self,
+            ModelKind::Vae | ModelKind::Cvae | ModelKind::BnVae | ModelKind::FVae
+        )
+    }
+
+    /// Whether the family needs labelled data.
+    pub fn needs_labels(self) -> bool {
+        self.draws().class_means
+    }
+}
+
+/// A family's row in the catalogue ([`ModelKind::info`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FamilyInfo {
+    /// The name used on the command line and in saved configs.
+    pub name: &'static str,
+    /// A short label for menus and legends.
+    pub label: &'static str,
+    /// A one-line description, for help texts and tooltips.
+    pub help: &'static str,
+    /// What it draws and what it has (its capabilities).
+    pub draws: Draws,
+    /// Its adversarial settings' defaults (unused by the families without a discriminator).
+    pub adversarial: AdversarialParams,
+}
+
+/// Settings that may change while a run is going (applied at the next step).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HyperParams {
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Samples per step (a change takes effect at the next epoch).
+    pub batch_size: usize,
+    /// Weight of the KL term once warm-up is over.
+    pub beta: f32,
+    /// Steps over which the KL weight rises linearly from 0 to `beta` (0: no warm-up).
+    pub kl_warmup_steps: u64,
+    /// The CVAE's class means learn at `lr` times this (1: the network's rate). Measured: ten
+    /// times faster means did not raise the 10-epoch class-conditional accuracy (49.0% at 1,
+    /// 48.4% at 10), so the default keeps one rate.
+    pub class_mean_lr_scale: f64,
+    /// Draws per image of the importance-weighted objective (Burda et al. 2016): the loss is
+    /// `-log mean_k w_k` over `k` posterior draws (1: the ELBO). For the families with a
+    /// Gaussian posterior (VAE, CVAE, BN-VAE, f-VAE); the KL weight and its warm-up apply to
+    /// the ELBO only.
+    pub iw_samples: usize,
+}
+
+/// The most draws per image the importance-weighted objective takes.
+pub const MAX_IW_SAMPLES: usize = 1000;
+
+impl Default for HyperParams {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            batch_size: 128,
+            beta: 1.0,
+            kl_warmup_steps: 0,
+            class_mean_lr_scale: 1.0,
+            iw_samples: 1,
+        }
+    }
+}
+
+impl HyperParams {
+    /// The KL weight at `step` (counting from 0), with the linear warm-up applied.
+    pub fn kl_weight(&self, step: u64) -> f32 {
+        if self.kl_warmup_steps == 0 {
+            self.beta
+        } else {
+            self.beta * ((step + 1) as f32 / self.kl_warmup_steps as f32).min(1.0)
+        }
+    }
+}
+
+/// Settings of the adversarial families (GAN, AAE, ALI).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdversarialParams {
+    /// GAN: weight of the old-generator regulariser on the per-pixel mean squared error
+    /// (0 turns it off). AAE: weight of the squared reconstruction error.
+    pub lambda: f32,
+    /// Discriminator steps per iteration.
+    pub d_steps: usize,
+    /// Generator (and encoder) steps per iteration: one generator phase. The GAN's
+    /// regulariser is zero on a phase's first step, so it acts only with 2 or more.
+    pub g_steps: usize,
+    /// Adam's learning rate for these families (with beta1 = 0.5).
+    pub lr: f64,
+    /// ALI's encoder/generator loss.
+    pub ali_loss: AliLoss,
+    /// ALI: a Gaussian encoder q(z|x) (the article's derivation allows one) instead of a
+    /// deterministic E(x).
+    pub ali_gaussian_encoder: bool,
+    /// The discriminator also sees the spread of its features within the real and the
+    /// generated rows (minibatch standard deviation), so that it can tell a collapsed
+    /// generator. Runs saved without this setting had none.
+    #[serde(default)]
+    pub minibatch_std: bool,
+    /// GAN: batch normalisation between each of the generator's hidden layers and its ReLU
+    /// (as in DCGAN's generator). Runs saved without this setting had none.
+    #[serde(default)]
+    pub generator_batch_norm: bool,
+    /// Spectral normalisation of the discriminator's dense layers. Runs saved without this
+    /// setting had none.
+    #[serde(default)]
+    pub spectral_norm: bool,
+}
+
+impl Default for AdversarialParams {
+    /// The GAN's defaults.
+    fn default() -> Self {
+        ModelKind::Gan.info().adversarial
+    }
+}
+
+impl AdversarialParams {
+    /// The defaults for `kind`, from the catalogue.
+    pub fn for_kind(kind: ModelKind) -> Self {
+        kind.info().adversarial
+    }
+}
+
+/// A whole training run's definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// The dataset: `mnist`, `fashion-mnist`, `shapes` or a path.
+    pub dataset: String,
+    /// An image folder's images scaled so that their larger side is this many pixels (0: the
+    /// most common size, capped at 64).
+    pub image_size: usize,
+    /// The model family.
+    pub model: ModelKind,
+    /// The networks around the latent space: dense, or convolutional.
+    pub arch: Arch,
+    /// The convolutional decoder's colour offset for colour images (one logit per channel
+    /// for the whole image, from the last hidden layer). Runs saved without this setting had
+    /// none.
+    #[serde(default)]
+    pub colour_offset: bool,
+    /// Dimension of the latent space.
+    pub latent_dim: usize,
+    /// Widths of the encoder's hidden layers (the decoder mirrors them).
+    pub hidden: Vec<usize>,
+    /// The decoder's likelihood.
+    pub likelihood: Likelihood,
+    /// Whether the likelihood follows the data ([`TrainConfig::settle_likelihood`]): the
+    /// command line sets it when `--likelihood` is not given. Runs saved without this
+    /// setting kept theirs.
+    #[serde(default)]
+    pub likelihood_from_data: bool,
+    /// Settings that may change during the run.
+    pub hyper: HyperParams,
+    /// Number of passes over the training split.
+    pub epochs: usize,
+    /// Seed of every random choice: initial weights, shuffles, noise, held-out split.
+    pub seed: u64,
+    /// Dynamic binarisation: train on a fresh Bernoulli draw of each batch, test on one fixed
+    /// draw.
+    pub binarize: bool,
+    /// Test samples whose posteriors are tracked in snapshots (at most [`MAX_PROBE`]).
+    pub probe_size: usize,
+    /// BN-VAE: the least share tau of the unit variance kept by mu, in (0, 1).
+    pub tau: f32,
+    /// f-VAE: number of affine coupling layers in the flow.
+    pub flow_layers: usize,
+    /// CVAE: the standard deviation of the class means' initial draw. Drawn apart (rather
+    /// than near the origin) the classes start in separate places, and unit-variance class
+    /// Gaussians overlap less in two dimensions.
+    pub class_mean_spread: f32,
+    /// GAN, AAE and ALI: their own settings.
+    pub adversarial: AdversarialParams,
+    /// Importance samples per image for the test log-likelihood (0: skip it).
+    pub nll_samples: usize,
+    /// Test images (the first ones) on which the log-likelihood is estimated.
+    pub nll_images: usize,
+    /// A long run's validation split, learning-rate decay and early stopping (off by default).
+    pub schedule: super::Schedule,
+}
+
+/// The most hidden layers a network may have.
+pub const MAX_HIDDEN_LAYERS: usize = 16;
+
+/// The most probe samples a snapshot tracks (and the plane draws).
+pub const MAX_PROBE: usize = 10_000;
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dataset: "mnist".into(),
+            image_size: 0,
+            model: ModelKind::Vae,
+            arch: Arch::Mlp,
+            colour_offset: true,
+            latent_dim: 2,
+            hidden: vec![512, 256],
+            likelihood: Likelihood::Bernoulli,
+            likelihood_from_data: false,
+            hyper: HyperParams::default(),
+            epochs: 10,
+            seed: 0,
+            binarize: false,
+            // In a browser the plane is drawn by WebGL, in software where the machine has no
+            // GPU for it: 500 posteriors keep its frames affordable (the controls go to 10,000).
+            probe_size: match crate::platform::IS_WEB {
+                true => 500,
+                false => 2000,
+            },
+            tau: 0.5,
+            flow_layers: 4,
+            class_mean_spread: 8.0,
+            adversarial: AdversarialParams::default(),
+            nll_samples: 100,
+            nll_images: 1000,
+            schedule: super::Schedule::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The explorer's defaults: it trains until stopped, and its evaluation stays cheap.
+    pub fn explorer() -> Self {
+        Self {
+            epochs: 50,
+            nll_samples: 100,
+            nll_images: 200,
+            ..Self::default()
+        }
+    }
+
+    /// The likelihood a dataset gets when none was chosen: Bernoulli for grey images (the
+    /// literature's figures for MNIST use it), a Gaussian with sigma 0.1 for colour ones (a
+    /// normalised density of the values, where Bernoulli's is not; see docs/command-line.md,
+    /// "Colour that shows").
+    pub fn default_likelihood(colour: bool) -> Likelihood {
+        match colour {
+            true => Likelihood::Gaussian { sigma: 0.1 },
+            false => Likelihood::Bernoulli,
+        }
+    }
+
+    /// With [`TrainConfig::likelihood_from_data`], sets the likelihood for the data's colour
+    /// (and clears the flag, so the settled choice is what a saved run records).
+    pub fn settle_likelihood(&mut self, colour: bool) {
+        if self.likelihood_from_data {
+            self.likelihood = Self::default_likelihood(colour);
+            self.likelihood_from_data = false;
+        }
+    }
+
+    /// The model shape for images of `shape`.
+    pub fn vae_config(&self, shape: ImageShape) -> VaeConfig {
+        VaeConfig::new(shape.dim())
+            .with_hidden(self.hidden.clone())
+            .with_latent_dim(self.latent_dim)
+            .with_conv(self.conv_shape(shape))
+            .with_colour_offset(self.colour_offset)
+    }
+
+    /// The image shape the convolutions are built for (`None` for dense networks).
+    fn conv_shape(&self, shape: ImageShape) -> Option<ImageShape> {
+        (self.arch == Arch::Conv).then_some(shape)
+    }
+
+    /// A freshly initialised model of the configured family for images of `shape` and
+    /// `classes` classes.
+    pub fn build_model(&self, shape: ImageShape, classes: usize, device: &Device) -> Model {
+        let input_dim = shape.dim();
+        let nets = self.vae_config(shape);
+        let d = self.latent_dim;
+        // The AAE's discriminator judges codes alone: dense whatever the architecture.
+        let disc = |inputs: usize, image: bool| {
+            DiscriminatorConfig::new(inputs)
+                .with_hidden(self.hidden.clone())
+                .with_minibatch_std(self.adversarial.minibatch_std)
+                .with_spectral_norm(self.adversarial.spectral_norm)
+                .with_conv(self.conv_shape(shape).filter(|_| image))
+                .init(device)
+        };
+        match self.model {
+            ModelKind::Ae => {
+                let (encoder, decoder) = nets.point(device);
+                Model::Ae(Ae { encoder, decoder })
+            }
+            ModelKind::Vae => Model::Vae(nets.init(device)),
+            ModelKind::Cvae => Model::Cvae(Cvae::new(
+                nets.init(device),
+                classes,
+                d,
+                self.class_mean_spread,
+                device,
+            )),
+            ModelKind::BnVae => Model::BnVae(BnVae::new(nets.init(device), d, self.tau, device)),
+            ModelKind::FVae => Model::FVae(FVae::new(&nets, self.flow_layers, device)),
+            ModelKind::Gan => Model::Gan(Gan {
+                generator: match self.adversarial.generator_batch_norm {
+                    true => nets.normalised_generator(device),
+                    false => nets.generator(device),
+                },
+                disc: disc(input_dim, true),
+            }),
+            ModelKind::Aae => {
+                let (encoder, decoder) = nets.point(device);
+                Model::Aae(Aae {
+                    encoder,
+                    decoder,
+                    disc: disc(d, false),
+                })
+            }
+            ModelKind::Ali => {
+                let (encoder, decoder) = match self.adversarial.ali_gaussian_encoder {
+                    true => {
+                        let (e, d) = nets.gaussian(device);
+                        (Encoder::Gaussian(e), d)
+                    }
+                    false => {
+                        let (e, d) = nets.point(device);
+                        (Encoder::Point(e), d)
+                    }
+                };
+                Model::Ali(Ali {
+                    encoder,
+                    decoder,
+                    disc: disc(input_dim + d, true),
+                })
+            }
+        }
+    }
+
+    /// An upper estimate of the bytes training a model of these settings on images of `shape`
+    /// holds: every weight four times (the weight, its gradient and Adam's two moments), twice
+    /// over for a discriminator, plus a batch's activations kept for the backward pass. Computed
+    /// from the settings alone, before anything is allocated, saturating instead of
+    /// overflowing.
+    pub fn memory_estimate(&self, shape: ImageShape) -> u128 {
+        let dim = shape.dim() as u128;
+        let d = self.latent_dim as u128;
+        let (features, widths): (u128, Vec<u128>) = match self.arch {
+            Arch::Mlp => (dim, self.hidden.iter().map(|&w| w as u128).collect()),
+            Arch::Conv => {
+                let plan = crate::model::conv::ConvPlan::new(shape);
+                let last = self.hidden.last().copied().unwrap_or(0) as u128;
+                (plan.encoded_features() as u128, vec![last])
+            }
+        };
+        let dense = |a: u128, b: u128| a.saturating_mul(b).saturating_add(b);
+        let mut chain = vec![features];
+        chain.extend(&widths);
+        let encoder: u128 = chain.windows(2).map(|w| dense(w[0], w[1])).sum();
+        let last = *chain.last().unwrap_or(&features);
+        // The decoder mirrors the encoder; two heads; the discriminator about one network more.
+        let network = encoder.saturating_add(dense(last, d).saturating_mul(2));
+        let weights = network.saturating_mul(3);
+        let activations = chain
+            .iter()
+            .sum::<u128>()
+            .saturating_mul(self.hyper.batch_size as u128)
+            .saturating_mul(6);
+        weights
+            .saturating_mul(4)
+            .saturating_add(activations)
+            .saturating_mul(4)
+    }
+
+    /// Sets the family, with the settings that follow it: its adversarial defaults, and a
+    /// Bernoulli likelihood in place of a trained-sigma Gaussian it cannot train.
+    pub fn set_model(&mut self, model: ModelKind) {
+        self.model = model;
+        if model.draws().adversarial {
+            self.adversarial = AdversarialParams::for_kind(model);
+            // Their losses are not likelihoods: no validation schedule.
+            self.schedule.validation = 0;
+        }
+        if !model.draws().trained_sigma && self.likelihood == Likelihood::GaussianTrained {
+            self.likelihood = Likelihood::Bernoulli;
+        }
+        // Without importance weights the objective is the family's own.
+        if !model.has_importance_weights() {
+            self.hyper.iw_samples = 1;
+        }
+    }
+
+    /// Checks the settings, saying what is wrong in words.
+    pub fn validate(&self) -> Result<(), String> {
+        let h = &self.hyper;
+        if self.likelihood == Likelihood::GaussianTrained && !self.model.draws().trained_sigma {
+            return Err(format!(
+                "the Gaussian with a trained sigma belongs to the f-VAE; the {} needs a Bernoulli or fixed Gaussian likelihood",
+                self.model.label()
+            ));
+        }
+        if h.iw_samples == 0 || h.iw_samples > MAX_IW_SAMPLES {
+            return Err(format!(
+                "importance-weighted draws must be 1 to {MAX_IW_SAMPLES}, not {}",
+                h.iw_samples
+            ));
+        }
+        if h.iw_samples > 1 && !self.model.has_importance_weights() {
+            return Err(format!(
+                "the importance-weighted objective needs a Gaussian posterior (VAE, CVAE, BN-VAE, f-VAE); the {} has none: use 1 draw",
+                self.model.label()
+            ));
+        }
+        if self.model == ModelKind::BnVae && !(self.tau > 0.0 && self.tau < 1.0) {
+            return Err(format!("BN-VAE tau must be in (0, 1), not {}", self.tau));
+        }
+        if self.model.draws().adversarial {
+            let a = &self.adversarial;
+            if !(a.lambda.is_finite() && a.lambda >= 0.0) {
+                return Err(format!(
+                    "lambda must be finite and at least 0, not {}",
+                    a.lambda
+                ));
+            }
+            if a.d_steps == 0 || a.d_steps > 100 || a.g_steps == 0 || a.g_steps > 100 {
+                return Err(format!(
+                    "discriminator and generator steps must be 1 to 100, not {} and {}",
+                    a.d_steps, a.g_steps
+                ));
+            }
+            if !(a.lr.is_finite() && a.lr > 0.0 && a.lr < 10.0) {
+                return Err(format!("learning rate must be in (0, 10), not {}", a.lr));
+            }
+        }
+        if self.model == ModelKind::FVae {
+            if self.latent_dim < 2 {
+                return Err(
+                    "the f-VAE's coupling layers need a latent dimension of at least 2".into(),
+                );
+            }
+            if self.flow_layers == 0 || self.flow_layers > 32 {
+                return Err(format!(
+                    "the f-VAE needs 1 to 32 coupling layers, not {}",
+                    self.flow_layers
+                ));
+            }
+        }
+        self.schedule.validate()?;
+        if self.image_size != 0 && !(4..=crate::data::folder::MAX_SIDE).contains(&self.image_size) {
+            return Err(format!(
+                "the image size must be 4 to {} pixels (or 0: from the data), not {}",
+                crate::data::folder::MAX_SIDE,
+                self.image_size
+            ));
+        }
+        if self.schedule.is_on() && self.model.draws().adversarial {
+            return Err(format!(
+                "the validation schedule follows a likelihood, and the {} is trained adversarially",
+                self.model.label()
+            ));
+        }
+        if !(self.class_mean_spread.is_finite() && (0.0..=100.0).contains(&self.class_mean_spread))
+        {
+            return Err(format!(
+                "the class means' initial spread must be 0 to 100, not {}",
+                self.class_mean_spread
+            ));
+        }
+        if self.probe_size == 0 || self.probe_size > MAX_PROBE {
+            return Err(format!(
+                "the probe set holds 1 to {MAX_PROBE} samples, not {}",
+                self.probe_size
+            ));
+        }
+        if self.latent_dim == 0 || self.latent_dim > 512 {
+            return Err(format!(
+                "latent dimension must be 1 to 512, not {}",
+                self.latent_dim
+            ));
+        }
+        if self.hidden.is_empty()
+            || self.hidden.len() > MAX_HIDDEN_LAYERS
+            || self.hidden.iter().any(|&w| w == 0 || w > 16_384)
+        {
+            return Err(format!(
+                "hidden sizes must be 1 to {MAX_HIDDEN_LAYERS} layers of 1 to 16384 each, not {:?}",
+                self.hidden
+            ));
+        }
+        if !(h.lr.is_finite() && h.lr > 0.0 && h.lr < 10.0) {
+            return Err(format!("learning rate must be in (0, 10), not {}", h.lr));
+        }
+        if h.batch_size == 0 || h.batch_size > 65_536 {
+            return Err(format!(
+                "batch size must be 1 to 65536, not {}",
+                h.batch_size
+            ));
+        }
+        let mean_lr = h.lr * h.class_mean_lr_scale;
+        if !(mean_lr.is_finite() && mean_lr > 0.0 && mean_lr < 10.0) {
+            return Err(format!(
+                "the class means' learning rate (lr x scale) must be in (0, 10), not {mean_lr}"
+            ));
+        }
+        if self.model.draws().batch_statistics && h.batch_size < 2 {
+            return Err(format!(
+                "the {} normalises over the batch, so its batch size must be at least 2, not {}",
+                self.model.label(),
+                h.batch_size
+            ));
+        }
+        if !(h.beta.is_finite() && h.beta >= 0.0) {
+            return Err(format!(
+                "beta must be finite and at least 0, not {}",
+                h.beta
+            ));
+        }
+        if let Likelihood::Gaussian { sigma } = self.likelihood
+            && !(sigma.is_finite() && sigma > 0.0)
+        {
+            return Err(format!("Gaussian sigma must be positive, not {sigma}"));
+        }
+        if let Likelihood::Logistic { scale } = self.likelihood
+            && !(scale.is_finite() && scale > 0.0 && scale <= 10.0)
+        {
+            return Err(format!(
+                "the logistic scale must be in (0, 10], not {scale}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gans_normalisations_are_its_defaults_but_not_those_of_older_runs() {
+        let mut config = TrainConfig::default();
+        config.set_model(ModelKind::Gan);
+        assert!(config.adversarial.generator_batch_norm && config.adversarial.spectral_norm);
+        let Model::Gan(g) = config.build_model(ImageShape::new(1, 3, 4), 1, &Device::flex()) else {
+            panic!("a GAN was asked for");
+        };
+        assert_eq!(g.generator.norms.len(), config.hidden.len());
+        assert_eq!(g.disc.spectral.len(), config.hidden.len() + 1);
+        // The other families keep plain networks.
+        for kind in [ModelKind::Aae, ModelKind::Ali] {
+            let a = AdversarialParams::for_kind(kind);
+            assert!(!a.generator_batch_norm && !a.spectral_norm, "{kind:?}");
+        }
+        // A run saved before these settings existed had neither.
+        let mut json = serde_json::to_value(&config.adversarial).expect("serialises");
+        let fields = json.as_object_mut().expect("an object");
+        fields.remove("generator_batch_norm");
+        fields.remove("spectral_norm");
+        let old: AdversarialParams = serde_json::from_value(json).expect("reads");
+        assert!(!old.generator_batch_norm && !old.spectral_norm);
+        assert_eq!(old.lambda, config.adversarial.lambda);
+    }
+
+    #[test]
+    fn colour_offsets_are_the_default_but_not_that_of_older_runs() {
+        let config = TrainConfig {
+            arch: Arch::Conv,
+            ..TrainConfig::default()
+        };
+        assert!(config.colour_offset);
+        let colour = |config: &TrainConfig, channels| {
+            let Model::Vae(v) =
+                config.build_model(ImageShape::new(channels, 8, 8), 1, &Device::flex())
+            else {
+                panic!("a VAE was asked for");
+            };
+            v.decoder.colour.is_some()
+        };
+        assert!(colour(&config, 3), "colour images get the offset");
+        assert!(!colour(&config, 1), "grey images do not");
+        let mut json = serde_json::to_value(&config).expect("serialises");
+        json.as_object_mut()
+            .expect("an object")
+            .remove("colour_offset");
+        let old: TrainConfig = serde_json::from_value(json).expect("reads");
+        assert!(!old.colour_offset && !colour(&old, 3));
+    }
+
+    #[test]
+    fn an_unchosen_likelihood_follows_the_datas_colour() {
+        let mut auto = TrainConfig {
+            likelihood_from_data: true,
+            ..TrainConfig::default()
+        };
+        let mut grey = auto.clone();
+        auto.settle_likelihood(true);
+        assert_eq!(auto.likelihood, Likelihood::Gaussian { sigma: 0.1 });
+        assert!(!auto.likelihood_from_data, "settled once");
+        grey.settle_likelihood(false);
+        assert_eq!(grey.likelihood, Likelihood::Bernoulli);
+        // A chosen likelihood stays, colour or not.
+        let mut chosen = TrainConfig {
+            likelihood: Likelihood::Logistic { scale: 0.05 },
+            ..TrainConfig::default()
+        };
+        chosen.settle_likelihood(true);
+        assert_eq!(chosen.likelihood, Likelihood::Logistic { scale: 0.05 });
+    }
+
+    #[test]
+    fn the_minibatch_spread_setting_reaches_the_discriminator() {
+        let width = |minibatch_std| {
+            let mut config = TrainConfig::default();
+            config.set_model(ModelKind::Gan);
+            config.adversarial.minibatch_std = minibatch_std;
+            let model = config.build_model(ImageShape::new(1, 3, 4), 1, &Device::flex());
+            let Model::Gan(g) = model else {
+                panic!("a GAN was asked for");
+            };
+            g.disc.output.weight.dims()[0]
+        };
+        // The last hidden width is 256; the spread is one more input to the logit.
+        assert_eq!(width(false), 256);
+        assert_eq!(width(true), 257);
+    }
+
+    #[test]
+    fn the_class_means_spread_is_bounded() {
+        let with = |class_mean_spread| TrainConfig {
+            model: ModelKind::Cvae,
+            class_mean_spread,
+            ..TrainConfig::default()
+        };
+        assert!(with(0.0).validate().is_ok());
+        assert!(with(3.0).validate().is_ok());
+        for bad in [-1.0, f32::NAN, 1e6] {
+            assert!(with(bad).validate().is_err_and(|e| e.contains("spread")));
+        }
+    }
+
+    #[test]
+    fn an_adversarial_family_has_no_validation_schedule() {
+        let mut config = TrainConfig {
+            schedule: super::super::Schedule {
+                validation: 1000,
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
+        assert!(config.validate().is_ok());
+        let refused = TrainConfig {
+            model: ModelKind::Gan,
+            ..config.clone()
+        };
+        assert!(refused.validate().is_err_and(|e| e.contains("validation")));
+        config.set_model(ModelKind::Gan);
+        assert!(!config.schedule.is_on());
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn probe_set_size_is_bounded() {
+        let with = |probe_size| TrainConfig {
+            probe_size,
+            ..TrainConfig::default()
+        };
+        assert!(with(MAX_PROBE).validate().is_ok());
+        assert!(with(0).validate().is_err());
+        assert!(
+            with(MAX_PROBE + 1)
+                .validate()
+                .is_err_and(|e| e.contains("probe"))
+        );
+    }
+
+    #[test]
+    fn warm_up_rises_linearly_to_beta() {
+        let h = HyperParams {
+            beta: 2.0,
+            kl_warmup_steps: 4,
+            ..Default::default()
+        };
+        let w: Vec<f32> = (0..6).map(|s| h.kl_weight(s)).collect();
+        assert_eq!(w, vec![0.5, 1.0, 1.5, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn old_configs_load_with_defaults_and_bad_values_are_named() {
+        let c: TrainConfig = serde_json::from_str(r#"{"latent_dim": 3}"#).unwrap();
+        assert_eq!(c.latent_dim, 3);
+        assert_eq!(c.hidden, vec![512, 256]);
+        let mut bad = c.clone();
+        bad.hyper.lr = -1.0;
+        assert!(bad.validate().unwrap_err().contains("learning rate"));
+    }
+}
