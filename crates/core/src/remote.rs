@@ -267,6 +267,7 @@ fn pipe(client: std::net::TcpStream, server: std::net::TcpStream) {
 }
 
 /// A server connected to: its device, and how to describe it.
+#[derive(Clone, Debug)]
 pub struct Connected {
     /// The server's device, which tensors are put on from here.
     pub device: Device,
