@@ -770,6 +770,58 @@ impl TrainConfig {
         }
         Ok(())
     }
+
+    /// Every check of a config against the data it will train on: [`TrainConfig::validate`],
+    /// then labels for the families that need them, the memory the model takes, the images'
+    /// size for the convolutional networks, two images for batch statistics, and the long
+    /// run's schedule against the training set. The one place a run is refused before it
+    /// starts (`Trainer::new` calls it).
+    pub fn validate_for(&self, data: &crate::data::Dataset) -> Result<(), String> {
+        self.validate()?;
+        if self.model.needs_labels() && !data.is_labelled() {
+            return Err(format!(
+                "the {} needs class labels, and {} has none",
+                self.model.label(),
+                data.name
+            ));
+        }
+        let shape = data.train.shape();
+        let need = self.memory_estimate(shape);
+        if let Some(have) = crate::platform::available_memory()
+            && need > have
+        {
+            let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
+            return Err(format!(
+                "a model of these sizes (hidden {:?}, latent {}) on {} needs about {:.1} GiB, more than the {:.1} GiB this machine has available",
+                self.hidden,
+                self.latent_dim,
+                data.name,
+                gib(need),
+                gib(have)
+            ));
+        }
+        if self.arch == crate::model::Arch::Conv
+            && shape.width.min(shape.height) < crate::model::conv::MIN_SIDE
+        {
+            return Err(format!(
+                "the convolutional networks need images of at least {0}x{0} pixels, and {1} has {2}x{3}",
+                crate::model::conv::MIN_SIDE,
+                data.name,
+                shape.width,
+                shape.height
+            ));
+        }
+        if self.model.draws().batch_statistics && data.train.len() < 2 {
+            return Err(format!(
+                "the {} normalises over the batch and {} has fewer than two training images",
+                self.model.label(),
+                data.name
+            ));
+        }
+        self.schedule
+            .check(data.train.len(), self.hyper.batch_size)
+            .map_err(|e| format!("{}: {e}", data.name))
+    }
 }
 
 #[cfg(test)]

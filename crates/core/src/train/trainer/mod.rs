@@ -218,51 +218,7 @@ impl Trainer {
         device: Device,
     ) -> Result<Self, TrainError> {
         config.settle_likelihood(data.train.is_colour());
-        config.validate().map_err(TrainError::Config)?;
-        if config.model.needs_labels() && !data.is_labelled() {
-            return Err(TrainError::Config(format!(
-                "the {} needs class labels, and {} has none",
-                config.model.label(),
-                data.name
-            )));
-        }
-        let shape = data.train.shape();
-        let need = config.memory_estimate(shape);
-        if let Some(have) = crate::platform::available_memory()
-            && need > have
-        {
-            let gib = |b: u128| b as f64 / (1u128 << 30) as f64;
-            return Err(TrainError::Config(format!(
-                "a model of these sizes (hidden {:?}, latent {}) on {} needs about {:.1} GiB, more than the {:.1} GiB this machine has available",
-                config.hidden,
-                config.latent_dim,
-                data.name,
-                gib(need),
-                gib(have)
-            )));
-        }
-        if config.arch == crate::model::Arch::Conv
-            && shape.width.min(shape.height) < crate::model::conv::MIN_SIDE
-        {
-            return Err(TrainError::Config(format!(
-                "the convolutional networks need images of at least {0}x{0} pixels, and {1} has {2}x{3}",
-                crate::model::conv::MIN_SIDE,
-                data.name,
-                shape.width,
-                shape.height
-            )));
-        }
-        if config.model.draws().batch_statistics && data.train.len() < 2 {
-            return Err(TrainError::Config(format!(
-                "the {} normalises over the batch and {} has fewer than two training images",
-                config.model.label(),
-                data.name
-            )));
-        }
-        config
-            .schedule
-            .check(data.train.len(), config.hyper.batch_size)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", data.name)))?;
+        config.validate_for(&data).map_err(TrainError::Config)?;
         let device = device.autodiff();
         let model = {
             let _rng = crate::backend::device_rng_lock(&device);
