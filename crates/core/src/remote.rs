@@ -1,7 +1,7 @@
 //! Training on another machine through burn's remote backend, the client's side:
-//! `--backend remote:ws://HOST:PORT` makes a `latent-atlas serve` server (`crate::serve`) the
-//! device the trainer's tensors live on, while the window, the evaluator and all drawing stay
-//! local. No protocol of our own: burn's client, through a counting relay.
+//! `--backend remote:ws://HOST:PORT` makes a `latent-atlas serve` server (the program's
+//! `serve.rs`) the device the trainer's tensors live on, while the window, the evaluator and
+//! all drawing stay local. No protocol of our own: burn's client, through a counting relay.
 //!
 //! The token is read from `LATENT_ATLAS_TOKEN`, or from the file named by
 //! `LATENT_ATLAS_TOKEN_FILE` (the server also takes `--token-file`).
