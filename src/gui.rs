@@ -1,5 +1,7 @@
-//! Opening the window, with a renderer that suits the machine.
+//! Opening the window, with a renderer that suits the machine, and the desktop's side of its
+//! file dialogs and dropped files ([`DesktopShell`]).
 
+use crate::app::shell::{Answer, DialogPurpose, Picked, Shell, dropped_name, upload_of};
 use crate::app::{LatentAtlasApp, StartOptions};
 use crate::backend::BackendChoice;
 
@@ -67,7 +69,49 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
     eframe::run_native(
         "latent-atlas",
         options,
-        Box::new(move |cc| Ok(Box::new(LatentAtlasApp::new(cc, start)))),
+        Box::new(move |cc| {
+            Ok(Box::new(
+                LatentAtlasApp::new(cc, start).with_shell(Box::new(DesktopShell)),
+            ))
+        }),
     )
     .map_err(|e| anyhow::anyhow!("cannot open the window: {e}"))
+}
+
+/// The desktops' file dialogs (rfd's: the portal or zenity on Linux, the system's own on macOS
+/// and Windows), each on a thread of its own, and dropped files read on one.
+pub struct DesktopShell;
+
+impl Shell for DesktopShell {
+    fn pick(&self, purpose: DialogPurpose, answer: Answer) {
+        // A thread that cannot start drops `answer`: the app then says the dialog could not
+        // open.
+        let _ = std::thread::Builder::new()
+            .name("file-dialog".into())
+            .spawn(move || {
+                let dialog = rfd::FileDialog::new();
+                let picked = match purpose {
+                    DialogPurpose::Dataset => dialog
+                        .set_title("Dataset folder (IDX files or images)")
+                        .pick_folder(),
+                    DialogPurpose::ExportDir => dialog.set_title("Export folder").pick_folder(),
+                    DialogPurpose::SaveRun => {
+                        dialog.set_title("Save the run into a folder").pick_folder()
+                    }
+                    DialogPurpose::LoadRun => {
+                        dialog.set_title("Load a saved run folder").pick_folder()
+                    }
+                };
+                answer(picked.map(Picked::Path));
+            });
+    }
+
+    fn read_dropped(&self, files: Vec<egui::DroppedFileHandle>, answer: Answer) {
+        let _ = std::thread::Builder::new()
+            .name("dropped-files".into())
+            .spawn(move || {
+                let read = files.iter().map(|f| (dropped_name(f), f.bytes())).collect();
+                answer(Some(upload_of(read)));
+            });
+    }
 }

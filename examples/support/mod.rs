@@ -47,6 +47,7 @@ pub fn harness_with(
                     arch,
                 },
             )
+            .with_shell(Box::new(latent_atlas::gui::DesktopShell))
         })
 }
 

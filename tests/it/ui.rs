@@ -212,7 +212,7 @@ fn a_saved_run_loads_back_with_its_curves() {
     step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() < rows).unwrap();
     h.state_mut()
         .handle(latent_atlas::app::action::Action::LoadRun(Some(
-            dir.path().to_owned(),
+            dir.path().to_owned().into(),
         )));
     step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() >= rows).unwrap();
     assert!(h.state().state.main.curves.total.len() >= rows.min(4000));
@@ -233,8 +233,13 @@ fn a_saved_run_loads_back_with_its_curves() {
     let zips = tempfile::tempdir().unwrap();
     let zip = zips.path().join("my-run.zip");
     std::fs::write(&zip, latent_atlas::archive::write(&entries).unwrap()).unwrap();
-    assert!(latent_atlas::train::checkpoint::is_saved_run(&zip));
-    assert!(!latent_atlas::train::checkpoint::is_saved_run(zips.path()));
+    use latent_atlas::data::files::Source;
+    assert!(latent_atlas::train::checkpoint::is_saved_run(
+        &Source::Disk(zip.clone())
+    ));
+    assert!(!latent_atlas::train::checkpoint::is_saved_run(
+        &Source::Disk(zips.path().to_owned())
+    ));
     h.state_mut().handle(Action::Reset);
     step_until(&mut h, WAIT, |a| a.state.main.train_rows.len() < rows).unwrap();
     h.input_mut().dropped_files = vec![std::sync::Arc::new(Dropped(zip.clone()))];

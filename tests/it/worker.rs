@@ -321,15 +321,19 @@ fn a_run_saves_as_files_where_there_is_no_folder() {
     };
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["model.bpk", "model.safetensors", "config.json"]);
-    // They load back as a run: a zip of them, in memory.
-    let upload = latent_atlas::data::files::keep_upload(vec![(
+    // They load back as a run: a zip of them, in memory, passed as a value.
+    use latent_atlas::data::files::{Source, Upload};
+    let upload = Upload::new(vec![(
         "run.zip".into(),
         latent_atlas::archive::write(&files).unwrap(),
     )]);
-    let path = std::path::Path::new(&upload);
-    assert!(latent_atlas::train::checkpoint::is_saved_run(path));
-    let info = latent_atlas::train::checkpoint::read_info(path).unwrap();
-    assert_eq!(info.config.model, config().model);
+    let source = Source::Upload(Arc::new(upload));
+    assert!(latent_atlas::train::checkpoint::is_saved_run(&source));
+    let run = latent_atlas::train::checkpoint::RunFiles::of(&source).unwrap();
+    assert_eq!(run.info().unwrap().config.model, config().model);
+    // The worker loads it from the value.
+    assert!(worker.send(Command::Load(source)));
+    wait_for(&worker, 60, |e| matches!(e, Event::Ready { .. }));
 }
 
 #[test]

@@ -10,7 +10,78 @@ mod page {
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::*;
 
+    use eframe::App as _;
+    use latent_atlas_app::shell::{Answer, DialogPurpose, Shell, dropped_name, upload_of};
     use latent_atlas_app::{LatentAtlasApp, StartOptions};
+
+    /// The explorer as the page runs it: eframe reaches it between frames for the handles
+    /// below (`as_any_mut`, which eframe asks of a page's app); every other call goes to the
+    /// explorer as it is.
+    struct Page(LatentAtlasApp);
+
+    impl eframe::App for Page {
+        fn logic(&mut self, ctx: &egui::Context, frame: &mut eframe::Frame) {
+            self.0.logic(ctx, frame);
+        }
+
+        fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+            self.0.ui(ui, frame);
+        }
+
+        fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+            Some(&mut *self)
+        }
+
+        fn save(&mut self, storage: &mut dyn eframe::Storage) {
+            self.0.save(storage);
+        }
+
+        fn on_exit(&mut self, gl: Option<&eframe::glow::Context>) {
+            self.0.on_exit(gl);
+        }
+    }
+
+    /// The page's file picker (rfd's, awaited) and dropped files, read as the browser reads
+    /// them: asynchronously, each arriving as an upload held in memory.
+    struct PageShell;
+
+    impl Shell for PageShell {
+        fn pick(&self, purpose: DialogPurpose, answer: Answer) {
+            wasm_bindgen_futures::spawn_local(async move {
+                let dialog = rfd::AsyncFileDialog::new();
+                let picked = match purpose {
+                    DialogPurpose::LoadRun => dialog
+                        .set_title("A saved run: the .zip that Save run downloaded")
+                        .add_filter("saved run", &["zip"])
+                        .pick_file()
+                        .await
+                        .map(|one| vec![one]),
+                    _ => dialog
+                        .set_title(
+                            "Dataset: a .npz, a .zip of images or IDX files, or the files themselves",
+                        )
+                        .pick_files()
+                        .await,
+                };
+                let mut files = Vec::new();
+                for handle in picked.unwrap_or_default() {
+                    files.push((handle.file_name(), Ok(handle.read().await)));
+                }
+                // Nothing picked: the dialog was cancelled.
+                answer((!files.is_empty()).then(|| upload_of(files)));
+            });
+        }
+
+        fn read_dropped(&self, files: Vec<egui::DroppedFileHandle>, answer: Answer) {
+            wasm_bindgen_futures::spawn_local(async move {
+                let mut read = Vec::new();
+                for f in &files {
+                    read.push((dropped_name(f), f.bytes_async().await));
+                }
+                answer(Some(upload_of(read)));
+            });
+        }
+    }
 
     /// Starts the explorer on the canvas with id `canvas_id`; training begins at once on the
     /// built-in MNIST (or the remembered settings).
@@ -32,7 +103,10 @@ mod page {
             .start(
                 canvas,
                 eframe::WebOptions::default(),
-                Box::new(move |cc| Ok(Box::new(LatentAtlasApp::new(cc, start)))),
+                Box::new(move |cc| {
+                    let app = LatentAtlasApp::new(cc, start).with_shell(Box::new(PageShell));
+                    Ok(Box::new(Page(app)))
+                }),
             )
             .await?;
         RUNNER.with(|r| *r.borrow_mut() = Some(runner.clone()));
@@ -50,15 +124,15 @@ mod page {
     /// panic.
     fn with_app<R>(f: impl FnOnce(&mut LatentAtlasApp) -> R) -> Option<R> {
         let runner = RUNNER.with(|r| r.borrow().clone())?;
-        let mut app = runner.app_mut::<LatentAtlasApp>()?;
-        Some(f(&mut app))
+        let mut page = runner.app_mut::<Page>()?;
+        Some(f(&mut page.0))
     }
 
     /// Training's turns between frames, from a timer: at once again while it trains (the
     /// browser still draws and reads input between two turns), every 50 ms while idle.
     fn train_between_frames(runner: std::rc::Rc<eframe::WebRunner>) {
-        let running = match runner.app_mut::<LatentAtlasApp>() {
-            Some(mut app) => app.train_slice(latent_atlas_app::TRAINING_SLICE),
+        let running = match runner.app_mut::<Page>() {
+            Some(mut page) => page.0.train_slice(latent_atlas_app::TRAINING_SLICE),
             // A frame holds the app, or the app has stopped after a panic.
             None if runner.has_panicked() => return,
             None => false,

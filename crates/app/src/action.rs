@@ -25,8 +25,9 @@ pub enum Action {
     ChooseExportDir,
     /// Save the run (checkpoint, config, metrics) into a folder chosen with a dialog, or the given one.
     SaveRun(Option<PathBuf>),
-    /// Load a saved run from a folder chosen with a dialog, or the given one.
-    LoadRun(Option<PathBuf>),
+    /// Load a saved run chosen with a dialog, or the given one (a folder or a `.zip` of one, on
+    /// disk or uploaded).
+    LoadRun(Option<latent_atlas_core::data::files::Source>),
     /// Export one view as PNG into the export folder.
     Export(View),
     /// Export every view, the metrics and the latent CSV into the export folder.

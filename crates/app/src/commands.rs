@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::action::Action;
-use super::dialogs::DialogPurpose;
+use super::shell::DialogPurpose;
 use super::{LatentAtlasApp, TRAINING_REPAINT, exporter};
 use latent_atlas_core::train::ModelKind;
 use latent_atlas_core::worker::{Command, Worker};
@@ -123,9 +123,9 @@ impl LatentAtlasApp {
                 self.send(Command::Save(dir.clone()));
                 self.start_export(exporter::ExportJob::All, dir);
             }
-            Action::LoadRun(Some(dir)) => {
+            Action::LoadRun(Some(source)) => {
                 // The curves come back from the run's metrics.csv once its model is ready.
-                self.pending_history = latent_atlas_core::train::checkpoint::RunFiles::open(&dir)
+                self.pending_history = latent_atlas_core::train::checkpoint::RunFiles::of(&source)
                     .ok()
                     .and_then(|files| files.read("metrics.csv").ok())
                     .map(|bytes| {
@@ -133,7 +133,7 @@ impl LatentAtlasApp {
                             &bytes,
                         ))
                     });
-                self.send(Command::Load(dir));
+                self.send(Command::Load(source));
             }
             Action::Export(view) => {
                 let dir = self.state.settings.export_dir.clone();

@@ -1,15 +1,14 @@
-//! Carries out the export actions on their own thread ([`ExportTask`]), from a copy of the
-//! state, so the window keeps drawing. The files are written by [`latent_atlas_view::export::folder`], the
+//! Carries out the export actions beside the frame loop ([`ExportTask`]: on a thread, or a few
+//! steps a frame in a browser), from a copy of the state, so the window keeps drawing. The files are written by [`latent_atlas_view::export::folder`], the
 //! same writer `train` uses.
 
 use std::path::PathBuf;
-#[cfg(not(target_arch = "wasm32"))]
-use std::thread::JoinHandle;
 
 use image::RgbaImage;
 
 use super::action::View;
 use super::state::AppState;
+use latent_atlas_core::platform::{self, Runner, Step as WorkStep, Work};
 use latent_atlas_core::train::Snapshot;
 use latent_atlas_view::export::folder;
 pub use latent_atlas_view::export::folder::Progress;
@@ -163,81 +162,104 @@ impl Step {
     }
 }
 
-/// An export running on its own thread, from a copy of the state (in a browser, where there
-/// are no threads, one that ran to the end when it was started and became downloads).
+/// An export under way, from a copy of the state, through the platform's
+/// [`Runner`]: on a thread of its own on the desktops, into the chosen folder; in a browser a
+/// few steps a frame ([`ExportTask::try_finish`]), its files then offered as one download
+/// (several as a zip).
 pub struct ExportTask {
     title: String,
     progress: Progress,
-    #[cfg(not(target_arch = "wasm32"))]
-    handle: Option<JoinHandle<anyhow::Result<String>>>,
-    #[cfg(target_arch = "wasm32")]
-    web: Option<Box<WebExport>>,
+    runner: Runner<anyhow::Result<String>>,
 }
 
-/// An export in a page: the steps left, and what they wrote so far.
-#[cfg(target_arch = "wasm32")]
-struct WebExport {
+/// How long a frame may spend on an export's steps where it has no thread (at least one step
+/// a frame).
+const EXPORT_SLICE: web_time::Duration = web_time::Duration::from_millis(30);
+
+/// An export as steps ([`Work`]): the steps left, and what they wrote so far.
+struct Exporting {
     job: ExportJob,
     state: AppState,
     steps: std::collections::VecDeque<Step>,
-    sink: folder::Memory,
+    /// Where the files go: a folder, or memory for a download.
+    sink: Destination,
     made: Made,
+    progress: Progress,
 }
 
-/// How long a page's frame may spend on an export's steps (at least one step a frame).
-#[cfg(target_arch = "wasm32")]
-const WEB_EXPORT_SLICE: web_time::Duration = web_time::Duration::from_millis(30);
+/// Where an export's files go.
+enum Destination {
+    Folder(folder::Folder),
+    /// Kept in memory, then offered as one download (a browser's export).
+    Download(folder::Memory),
+}
+
+impl Work for Exporting {
+    type Output = anyhow::Result<String>;
+
+    fn step(&mut self, _wait: bool) -> WorkStep<Self::Output> {
+        let Some(step) = self.steps.pop_front() else {
+            return WorkStep::Done(self.finish());
+        };
+        let sink: &mut dyn folder::Sink = match &mut self.sink {
+            Destination::Folder(f) => f,
+            Destination::Download(m) => m,
+        };
+        if let Err(e) = step.run(&self.state, sink, &mut self.made) {
+            return WorkStep::Done(Err(e));
+        }
+        self.progress.tick();
+        WorkStep::Worked
+    }
+}
+
+impl Exporting {
+    /// The notice once every step is done (a download is offered first).
+    fn finish(&mut self) -> anyhow::Result<String> {
+        let notice = self.job.notice(std::mem::take(&mut self.made.written))?;
+        Ok(match (&self.sink, &self.job) {
+            (Destination::Download(memory), _) => {
+                let name = platform::offer_download(&memory.0, self.job.bundle_name())?;
+                format!("{notice}; downloading {name}")
+            }
+            (Destination::Folder(dir), ExportJob::All) => {
+                format!("{notice} into {}", dir.0.display())
+            }
+            _ => notice,
+        })
+    }
+}
 
 impl ExportTask {
-    /// Starts `job` into `dir` on a thread named `export`.
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Starts `job`: into `dir` on a thread named `export` where there is a file system, else
+    /// as a download once its steps are done.
     pub fn spawn(
         job: ExportJob,
         state: AppState,
         dir: PathBuf,
         progress: Progress,
     ) -> anyhow::Result<Self> {
+        let steps: std::collections::VecDeque<Step> = job.steps(&state).into();
+        progress.start(steps.len());
         let title = job.title();
-        let p = progress.clone();
-        let handle = std::thread::Builder::new()
-            .name("export".into())
-            .spawn(move || {
-                let notice = job.run(&state, &mut folder::Folder(dir.clone()), &p)?;
-                Ok(match job {
-                    ExportJob::All => format!("{notice} into {}", dir.display()),
-                    _ => notice,
-                })
-            })
+        let sink = match platform::HAS_FILES {
+            true => Destination::Folder(folder::Folder(dir)),
+            false => Destination::Download(folder::Memory::default()),
+        };
+        let work = Exporting {
+            job,
+            state,
+            steps,
+            sink,
+            made: Made::default(),
+            progress: progress.clone(),
+        };
+        let runner = Runner::start("export", work)
             .map_err(|e| anyhow::anyhow!("cannot start the export: {e}"))?;
         Ok(Self {
             title,
             progress,
-            handle: Some(handle),
-        })
-    }
-
-    /// Prepares `job`: its steps run a few at a time, each frame (see
-    /// [`ExportTask::try_finish`]), and its files are then offered as one download (several as
-    /// a zip).
-    #[cfg(target_arch = "wasm32")]
-    pub fn spawn(
-        job: ExportJob,
-        state: AppState,
-        _dir: PathBuf,
-        progress: Progress,
-    ) -> anyhow::Result<Self> {
-        let steps: std::collections::VecDeque<Step> = job.steps(&state).into();
-        progress.start(steps.len());
-        Ok(Self {
-            title: job.title(),
-            progress,
-            web: Some(Box::new(WebExport {
-                job,
-                state,
-                steps,
-                sink: folder::Memory::default(),
-                made: Made::default(),
-            })),
+            runner,
         })
     }
 
@@ -246,47 +268,16 @@ impl ExportTask {
         (self.title.clone(), self.progress.share())
     }
 
-    /// The outcome, once the export has finished (`None` while it runs).
-    #[cfg(not(target_arch = "wasm32"))]
+    /// The outcome, once the export has finished (`None` while it runs). Where the export has
+    /// no thread, this runs its next steps first, for a slice of the frame.
     pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
-        if !self.handle.as_ref()?.is_finished() {
-            return None;
-        }
-        let handle = self.handle.take()?;
+        self.runner.turn(EXPORT_SLICE);
+        let outcome = self.runner.try_take()?;
         Some(
-            handle.join().unwrap_or_else(|_| {
-                Err(anyhow::anyhow!("the export stopped with an internal error"))
-            }),
+            outcome
+                .map_err(anyhow::Error::msg)
+                .and_then(|notice| notice),
         )
-    }
-
-    /// Runs the next steps, for a slice of the frame; the outcome once the last is done and
-    /// its files are offered as a download (`None` while steps remain).
-    #[cfg(target_arch = "wasm32")]
-    pub fn try_finish(&mut self) -> Option<anyhow::Result<String>> {
-        let web = self.web.as_mut()?;
-        let start = web_time::Instant::now();
-        while let Some(step) = web.steps.pop_front() {
-            if let Err(e) = step.run(&web.state, &mut web.sink, &mut web.made) {
-                self.web = None;
-                return Some(Err(e));
-            }
-            self.progress.tick();
-            if start.elapsed() > WEB_EXPORT_SLICE {
-                break;
-            }
-        }
-        if !web.steps.is_empty() {
-            return None;
-        }
-        let web = self.web.take()?;
-        let WebExport {
-            job, sink, made, ..
-        } = *web;
-        Some(job.notice(made.written).and_then(|notice| {
-            let name = latent_atlas_core::platform::offer_download(&sink.0, job.bundle_name())?;
-            Ok(format!("{notice}; downloading {name}"))
-        }))
     }
 }
 

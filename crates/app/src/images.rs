@@ -13,7 +13,7 @@ pub fn grid(images: &[Vec<f32>], width: usize, height: usize, cols: usize) -> Co
         let (x0, y0) = (1 + (i % cols) * (width + 1), 1 + (i / cols) * (height + 1));
         for y in 0..height {
             for x in 0..width {
-                let [r, g, b] = latent_atlas_core::data::rgb_at(img, width, height, x, y);
+                let [r, g, b] = latent_atlas_core::colour::rgb_at(img, width, height, x, y);
                 pixels[(y0 + y) * w + x0 + x] = Color32::from_rgb(r, g, b);
             }
         }

@@ -2,9 +2,11 @@
 //!
 //! The shell is split by job: [`state`] is the plain-data state (no egui); `events` folds the
 //! workers' events into it each frame, within a time budget; [`panels`] draw it and return
-//! [`action::Action`]s, which `commands` carries out after drawing; `dialogs` runs file
-//! dialogs on their own threads and `shortcuts` reads the keyboard; [`exporter`] writes files
-//! on a thread of its own. Nothing here blocks the frame loop.
+//! [`action::Action`]s, which `commands` carries out after drawing; `dialogs` opens file
+//! dialogs through the platform's [`shell::Shell`] and `shortcuts` reads the keyboard;
+//! [`exporter`] writes files through the platform's runner. Nothing here blocks the frame loop,
+//! and nothing here asks which platform it runs on: the launchers (the desktop's, the page's)
+//! hand it what differs.
 
 pub mod action;
 mod commands;
@@ -13,6 +15,7 @@ mod events;
 pub mod exporter;
 pub mod images;
 pub mod panels;
+pub mod shell;
 pub mod shortcuts;
 pub mod state;
 
@@ -20,10 +23,10 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use web_time::Duration;
 
-use dialogs::DialogPurpose;
 use images::CachedTexture;
 use panels::controls::ControlsDraft;
 use panels::plane::PlaneView;
+use shell::DialogPurpose;
 use state::{AppState, Settings, Tab};
 
 use latent_atlas_core::backend::BackendChoice;
@@ -114,7 +117,9 @@ pub struct LatentAtlasApp {
     worker_backend: BackendChoice,
     start_when_ready: bool,
     views: Views,
-    dialog: Option<(DialogPurpose, Receiver<Option<dialogs::Picked>>)>,
+    dialog: Option<(DialogPurpose, Receiver<Option<shell::Picked>>)>,
+    /// The platform's file dialogs and dropped files.
+    shell: Box<dyn shell::Shell>,
     ctx: egui::Context,
     /// The export running on its own thread, if any.
     export: Option<exporter::ExportTask>,
@@ -171,6 +176,7 @@ impl LatentAtlasApp {
                 draft: ControlsDraft::default(),
             },
             dialog: None,
+            shell: Box::new(shell::NoShell),
             ctx: cc.egui_ctx.clone(),
             export: None,
             frames: FrameCost::default(),
@@ -179,6 +185,13 @@ impl LatentAtlasApp {
         };
         app.spawn_worker();
         app
+    }
+
+    /// The same app with the platform's file dialogs and dropped files: the desktop
+    /// launcher's, or the page's (without one, dialogs say they are not available).
+    pub fn with_shell(mut self, shell: Box<dyn shell::Shell>) -> Self {
+        self.shell = shell;
+        self
     }
 
     /// Turns the workers that have no thread of their own (in a browser) for about `budget`;
@@ -356,11 +369,6 @@ impl eframe::App for LatentAtlasApp {
             self.handle(action);
         }
         self.frames.last_end = Some(web_time::Instant::now());
-    }
-
-    #[cfg(target_arch = "wasm32")]
-    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
-        Some(&mut *self)
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

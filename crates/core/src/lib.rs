@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod backend;
 pub mod codec;
+pub mod colour;
 pub mod data;
 pub mod evaluator;
 pub mod explore;

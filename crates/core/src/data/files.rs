@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a path names in a [`FileSource`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,57 +133,76 @@ impl Memory {
 /// What a dataset value starts with when it names an upload (`upload:digits.zip`).
 pub const UPLOAD_PREFIX: &str = "upload:";
 
-/// Files handed over to this process (the browser's uploads), kept for loading by name.
+/// Files handed over in memory (a browser's uploads, several files dropped at once): a value,
+/// passed (as an `Arc`) to whatever loads from it; nothing keeps it but its holders. One file
+/// is loaded as itself (a `.npz`, `.npy` or `.zip`); several as a folder (IDX pairs, or
+/// images).
 #[derive(Debug)]
 pub struct Upload {
+    /// Its name: the one file's, or the first's and how many more.
+    pub name: String,
     /// The files.
     pub files: Memory,
     /// What to load among them: a single file, or the root as a folder.
     pub path: PathBuf,
 }
 
-/// The uploads held: the latest few, so that a page does not keep every dataset it was given.
-static UPLOADS: std::sync::Mutex<Vec<(String, std::sync::Arc<Upload>)>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// How many uploads are held at once.
-const UPLOADS_KEPT: usize = 2;
-
-/// Keeps `files` (name, bytes; names may hold folders, `/`-separated) for loading and returns
-/// the dataset value that names them (`upload:` and a name). One file is loaded as itself (a
-/// `.npz`, `.npy` or `.zip`); several as a folder (IDX pairs, or images).
-pub fn keep_upload(files: Vec<(String, Vec<u8>)>) -> String {
-    let name = match files.as_slice() {
-        [(only, _)] => only.clone(),
-        [(first, _), rest @ ..] => format!("{first} and {} more", rest.len()),
-        [] => "no files".to_owned(),
-    };
-    let upload = match files.len() {
-        1 => Upload {
+impl Upload {
+    /// The upload of `files` (name, bytes; names may hold folders, `/`-separated).
+    pub fn new(files: Vec<(String, Vec<u8>)>) -> Self {
+        let name = match files.as_slice() {
+            [(only, _)] => only.clone(),
+            [(first, _), rest @ ..] => format!("{first} and {} more", rest.len()),
+            [] => "no files".to_owned(),
+        };
+        let root = match files.len() {
+            1 => "",
+            _ => name.as_str(),
+        };
+        Self {
             path: PathBuf::from(&name),
-            files: Memory::new("", files),
-        },
-        _ => Upload {
-            path: PathBuf::from(&name),
-            files: Memory::new(&name, files),
-        },
-    };
-    let mut held = UPLOADS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    held.retain(|(n, _)| *n != name);
-    held.push((name.clone(), std::sync::Arc::new(upload)));
-    let excess = held.len().saturating_sub(UPLOADS_KEPT);
-    held.drain(..excess);
-    format!("{UPLOAD_PREFIX}{name}")
+            files: Memory::new(root, files),
+            name,
+        }
+    }
+
+    /// The dataset value that names it in configs and messages (`upload:` and its name).
+    pub fn value(&self) -> String {
+        format!("{UPLOAD_PREFIX}{}", self.name)
+    }
 }
 
-/// The upload kept under `name`, while it is held.
-pub fn upload(name: &str) -> Option<std::sync::Arc<Upload>> {
-    let held = UPLOADS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    held.iter().find(|(n, _)| n == name).map(|(_, u)| u.clone())
+/// Two uploads are the same only when they are one value: comparing their bytes would cost a
+/// pass over them each time two configs are compared.
+impl PartialEq for Upload {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+/// Where a dataset or a saved run is read from: a path on disk, or files held in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Source {
+    /// A folder or a file on disk.
+    Disk(PathBuf),
+    /// Files held in memory.
+    Upload(Arc<Upload>),
+}
+
+impl Source {
+    /// What messages and configs call it: the path, or the upload's value.
+    pub fn name(&self) -> String {
+        match self {
+            Source::Disk(path) => path.display().to_string(),
+            Source::Upload(upload) => upload.value(),
+        }
+    }
+}
+
+impl From<PathBuf> for Source {
+    fn from(path: PathBuf) -> Self {
+        Source::Disk(path)
+    }
 }
 
 impl FileSource for Memory {
@@ -307,32 +327,35 @@ mod tests {
     }
 
     #[test]
-    fn uploads_load_by_name_as_files_or_as_a_folder() {
-        // MNIST's own gzip IDX files, uploaded as four files: read as a folder of pairs.
+    fn uploads_load_as_files_or_as_a_folder() {
+        use crate::data::DatasetSpec;
+        // MNIST's own gzip IDX files, uploaded as two files: read as a folder of pairs.
         let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/data/mnist");
         let idx: Vec<(String, Vec<u8>)> =
             ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
                 .iter()
                 .map(|n| (n.to_string(), std::fs::read(mnist.join(n)).unwrap()))
                 .collect();
-        let value = keep_upload(idx);
-        assert_eq!(value, "upload:t10k-images-idx3-ubyte.gz and 1 more");
-        let spec = crate::data::DatasetSpec::parse(&value);
-        let data = spec.load(0).unwrap();
+        let upload = Arc::new(Upload::new(idx));
+        assert_eq!(
+            upload.value(),
+            "upload:t10k-images-idx3-ubyte.gz and 1 more"
+        );
+        let data = DatasetSpec::Upload(upload.clone()).load(0).unwrap();
         assert_eq!(data.train.len() + data.test.len(), 10_000);
         assert_eq!(data.class_names.len(), 10);
         // A zip uploaded as one file.
-        let value = keep_upload(vec![(
+        let zip = Upload::new(vec![(
             "pets.zip".into(),
             crate::archive::write(&pets()).unwrap(),
         )]);
-        let zipped = crate::data::DatasetSpec::parse(&value).load(0).unwrap();
+        let zipped = DatasetSpec::Upload(Arc::new(zip)).load(0).unwrap();
         assert_eq!(zipped.class_names, ["cats", "dogs"]);
         // A damaged zip is refused, naming the file.
         let mut bytes = crate::archive::write(&pets()).unwrap();
         bytes.truncate(bytes.len() - 30);
-        let value = keep_upload(vec![("broken.zip".into(), bytes)]);
-        let err = crate::data::DatasetSpec::parse(&value)
+        let broken = Upload::new(vec![("broken.zip".into(), bytes)]);
+        let err = DatasetSpec::Upload(Arc::new(broken))
             .load(0)
             .unwrap_err()
             .to_string();
@@ -340,9 +363,12 @@ mod tests {
             err.contains("broken.zip") && err.contains("not a readable zip"),
             "{err}"
         );
-        // Only the latest two uploads are held (the only test that keeps any); an older one
-        // says so.
-        let err = spec.load(0).unwrap_err().to_string();
-        assert!(err.contains("upload them again"), "{err}");
+        // An upload equals only itself.
+        let again = Upload::new(vec![(
+            "pets.zip".into(),
+            crate::archive::write(&pets()).unwrap(),
+        )]);
+        assert_eq!(upload, upload.clone());
+        assert_ne!(*upload, again);
     }
 }

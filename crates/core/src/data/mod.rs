@@ -13,8 +13,6 @@ pub mod shapes;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::rng::Rng;
 
 /// A failure to read a dataset. Every variant names the file (or folder) and the problem.
@@ -106,32 +104,6 @@ pub enum DataError {
         /// What was missing.
         reason: String,
     },
-}
-
-/// The colour of pixel `(x, y)` of an image of values in `[0, 1]`: one per pixel (grey) or
-/// three (RGB, interleaved), told apart by the slice's length. Missing values read as black.
-pub fn rgb_at(img: &[f32], width: usize, height: usize, x: usize, y: usize) -> [u8; 3] {
-    let byte =
-        |i: usize| (img.get(i).copied().unwrap_or(0.0).clamp(0.0, 1.0) * 255.0).round() as u8;
-    let at = y * width + x;
-    if img.len() >= 3 * width * height && width * height > 0 {
-        [byte(3 * at), byte(3 * at + 1), byte(3 * at + 2)]
-    } else {
-        let v = byte(at);
-        [v, v, v]
-    }
-}
-
-#[cfg(test)]
-#[test]
-fn rgb_at_reads_grey_and_colour_by_length() {
-    let grey = [0.0, 1.0, 0.5, 2.0];
-    assert_eq!(rgb_at(&grey, 2, 2, 1, 0), [255, 255, 255]);
-    assert_eq!(rgb_at(&grey, 2, 2, 0, 1), [128, 128, 128]);
-    assert_eq!(rgb_at(&grey, 2, 2, 1, 1), [255, 255, 255], "clamped");
-    let colour: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
-    assert_eq!(rgb_at(&colour, 2, 2, 1, 1), [209, 232, 255]);
-    assert_eq!(rgb_at(&[], 2, 2, 1, 1), [0, 0, 0]);
 }
 
 /// A known generative factor of a dataset's images.
@@ -270,24 +242,20 @@ impl Dataset {
     }
 }
 
-/// Which dataset to load: a built-in one, a path, or files uploaded into this process.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Which dataset to load: a built-in one, a path, or files held in memory.
+#[derive(Clone, Debug, PartialEq)]
 pub enum DatasetSpec {
     /// A dataset embedded in the program.
     Builtin(builtin::Builtin),
     /// A directory of IDX files or an image folder, or a `.npz`, `.npy` or `.zip` file.
     Path(PathBuf),
-    /// Files handed over by [`files::keep_upload`] (the browser's uploads), by their name.
-    Upload(String),
+    /// Files handed over in memory (the browser's uploads, several dropped files).
+    Upload(std::sync::Arc<files::Upload>),
 }
 
 impl DatasetSpec {
-    /// Reads a command-line value: a built-in name (`mnist`, `fashion-mnist`), an upload's
-    /// `upload:` name, or a path.
+    /// Reads a command-line value: a built-in name (`mnist`, `fashion-mnist`) or a path.
     pub fn parse(value: &str) -> Self {
-        if let Some(name) = value.strip_prefix(files::UPLOAD_PREFIX) {
-            return DatasetSpec::Upload(name.to_owned());
-        }
         match builtin::Builtin::from_name(value) {
             Some(b) => DatasetSpec::Builtin(b),
             None => DatasetSpec::Path(PathBuf::from(value)),
@@ -312,13 +280,7 @@ impl DatasetSpec {
             }),
             DatasetSpec::Builtin(b) => b.load(seed),
             DatasetSpec::Path(path) => load_path_sized(path, seed, size),
-            DatasetSpec::Upload(name) => {
-                let upload = files::upload(name).ok_or_else(|| DataError::NoData {
-                    path: PathBuf::from(name),
-                    reason: "these uploaded files are no longer held (a new page keeps none); upload them again".into(),
-                })?;
-                load_from(&upload.files, &upload.path, seed, size)
-            }
+            DatasetSpec::Upload(upload) => load_from(&upload.files, &upload.path, seed, size),
         }
     }
 }
@@ -328,7 +290,7 @@ impl std::fmt::Display for DatasetSpec {
         match self {
             DatasetSpec::Builtin(b) => f.write_str(b.name()),
             DatasetSpec::Path(p) => write!(f, "{}", p.display()),
-            DatasetSpec::Upload(name) => write!(f, "{}{name}", files::UPLOAD_PREFIX),
+            DatasetSpec::Upload(upload) => f.write_str(&upload.value()),
         }
     }
 }

@@ -99,7 +99,7 @@ impl Factors {
 
     /// The colour at full coverage.
     pub fn rgb(&self) -> [f32; 3] {
-        hue_rgb(self.hue)
+        crate::colour::hue_rgb(self.hue)
     }
 }
 
@@ -120,22 +120,6 @@ fn inside(shape: u8, u: f32, v: f32) -> bool {
             let a = x * x + y * y - 1.0;
             a * a * a <= x * x * y * y * y
         }
-    }
-}
-
-/// The full-saturation, full-value colour of hue `h` (in turns; any real number), channels
-/// in [0, 1]. The plane's colour wheel for circular factors uses it too.
-pub fn hue_rgb(h: f32) -> [f32; 3] {
-    let h6 = h.rem_euclid(1.0) * 6.0;
-    let sector = (h6.floor() as usize).min(5);
-    let f = h6 - sector as f32;
-    match sector {
-        0 => [1.0, f, 0.0],
-        1 => [1.0 - f, 1.0, 0.0],
-        2 => [0.0, 1.0, f],
-        3 => [0.0, 1.0 - f, 1.0],
-        4 => [f, 0.0, 1.0],
-        _ => [1.0, 0.0, 1.0 - f],
     }
 }
 

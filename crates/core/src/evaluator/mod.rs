@@ -130,26 +130,13 @@ impl Evaluator {
         progress: &mut dyn FnMut(f32),
     ) -> anyhow::Result<Self> {
         require_labels(data)?;
-        let dir = cache_dir();
-        let path = dir.as_ref().map(|d| d.join(dataset_key(data)));
-        // A cache that is damaged or made for images of another size is trained again.
-        let cached = path
-            .as_ref()
-            .and_then(|p| read_cache(p).ok())
-            .filter(|c| takes(c, data));
-        let classifier = match cached {
-            Some(c) => c,
-            None => {
-                let c = train_classifier(data, device, progress);
-                // A cache that cannot be written only costs a retraining next time.
-                if let (Some(dir), Some(path)) = (&dir, &path) {
-                    let _ = std::fs::create_dir_all(dir).map(|_| write_cache(path, &c));
-                }
-                c
-            }
-        };
+        if let Some(kept) = Keeping::Cache.kept(data) {
+            progress(1.0);
+            return Ok(kept);
+        }
+        let classifier = train_classifier(data, device, progress);
         progress(1.0);
-        Ok(Self::new(classifier, data, path))
+        Ok(Keeping::Cache.keep(data, classifier))
     }
 
     /// A newly trained evaluator of `data`, on `device`, neither read from nor written to the
@@ -227,6 +214,52 @@ impl Mlp {
 }
 
 /// Trains the classifier with Adam on the training split.
+/// Where a trained classifier is kept between runs, so that scoring can start at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keeping {
+    /// A file in the platform's cache folder ([`cache_dir`]; nowhere in a browser).
+    Cache,
+    /// The page's storage (a browser's; nowhere on the desktops).
+    Page,
+}
+
+impl Keeping {
+    /// The evaluator kept for `data`, if one is there, whole, and made for images of its size
+    /// (a damaged one is trained again).
+    pub fn kept(self, data: &Dataset) -> Option<Evaluator> {
+        match self {
+            Keeping::Cache => {
+                let path = cache_dir()?.join(dataset_key(data));
+                let classifier = read_cache(&path).ok().filter(|c| takes(c, data))?;
+                Some(Evaluator::new(classifier, data, Some(path)))
+            }
+            Keeping::Page => {
+                let classifier = kept_in_page(data)?;
+                Some(Evaluator::new(classifier, data, None))
+            }
+        }
+    }
+
+    /// Keeps `classifier`, trained on `data`, and wraps it as its evaluator. A classifier
+    /// that cannot be kept only costs a retraining next time.
+    pub fn keep(self, data: &Dataset, classifier: Classifier) -> Evaluator {
+        match self {
+            Keeping::Cache => {
+                let path = cache_dir().map(|dir| {
+                    let path = dir.join(dataset_key(data));
+                    let _ = std::fs::create_dir_all(&dir).map(|_| write_cache(&path, &classifier));
+                    path
+                });
+                Evaluator::new(classifier, data, path)
+            }
+            Keeping::Page => {
+                keep_in_page(data, &classifier);
+                Evaluator::new(classifier, data, None)
+            }
+        }
+    }
+}
+
 fn train_classifier(data: &Dataset, device: &Device, progress: &mut dyn FnMut(f32)) -> Classifier {
     let mut training = ClassifierTraining::new(data, device);
     loop {

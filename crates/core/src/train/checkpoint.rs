@@ -9,7 +9,7 @@ use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use super::TrainConfig;
-use crate::data::files::{FileSource, Memory};
+use crate::data::files::{FileSource, Memory, Source};
 use crate::fsio::atomic_write;
 use crate::model::{ImageShape, Model};
 
@@ -203,16 +203,16 @@ pub enum RunFiles {
 }
 
 impl RunFiles {
-    /// Finds the run at `path`: a folder, a `.zip` file, or an upload's name (`upload:` and
-    /// the name, as [`crate::data::files::keep_upload`] gives it).
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let text = path.to_string_lossy();
-        if let Some(name) = text.strip_prefix(crate::data::files::UPLOAD_PREFIX) {
-            let upload = crate::data::files::upload(name).ok_or_else(|| {
-                anyhow::anyhow!("{name}: the uploaded run is no longer held; upload it again")
-            })?;
-            return Self::within(upload.files.clone(), &upload.path);
+    /// Finds the run in `source`: a folder or a `.zip` file on disk, or an upload of either.
+    pub fn of(source: &Source) -> anyhow::Result<Self> {
+        match source {
+            Source::Disk(path) => Self::open(path),
+            Source::Upload(upload) => Self::within(upload.files.clone(), &upload.path),
         }
+    }
+
+    /// Finds the run at `path` on disk: a folder, or a `.zip` file.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_file() => {
                 let bytes =
@@ -259,6 +259,13 @@ impl RunFiles {
             Err(_) => files.lone_folder(),
         };
         Ok(RunFiles::Memory(files, dir))
+    }
+
+    /// Where the run is, as messages name it.
+    pub fn name(&self) -> String {
+        match self {
+            RunFiles::Folder(dir) | RunFiles::Memory(_, dir) => dir.display().to_string(),
+        }
     }
 
     /// Where the file `name` of the run is, as messages name it.
@@ -335,10 +342,10 @@ impl RunFiles {
     }
 }
 
-/// Whether `path` (a folder, a `.zip`, or an upload's name) holds a saved run rather than a
-/// dataset: a `config.json` that reads as a run description, at its top or in its one top
-/// folder. Only that file is read (a zip's other entries are not inflated).
-pub fn is_saved_run(path: &Path) -> bool {
+/// Whether `source` (a folder, a `.zip`, or an upload of either) holds a saved run rather
+/// than a dataset: a `config.json` that reads as a run description, at its top or in its one
+/// top folder. Only that file is read (a zip's other entries are not inflated).
+pub fn is_saved_run(source: &Source) -> bool {
     let describes_run = |bytes: &[u8]| serde_json::from_slice::<RunInfo>(bytes).is_ok();
     let zip_holds_run = |bytes: &[u8]| {
         crate::archive::read_entries(bytes, |name| {
@@ -347,24 +354,24 @@ pub fn is_saved_run(path: &Path) -> bool {
         .is_ok_and(|entries| entries.iter().any(|(_, b)| describes_run(b)))
     };
     let is_zip = |p: &Path| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip"));
-    let text = path.to_string_lossy();
-    if let Some(name) = text.strip_prefix(crate::data::files::UPLOAD_PREFIX) {
-        let Some(upload) = crate::data::files::upload(name) else {
-            return false;
-        };
-        let files = &upload.files;
-        return match files.entry(&upload.path) {
-            Ok(crate::data::files::Entry::File(_)) => {
-                is_zip(&upload.path) && files.read(&upload.path).is_ok_and(|b| zip_holds_run(&b))
-            }
-            _ => [
-                upload.path.join(CONFIG_FILE),
-                files.lone_folder().join(CONFIG_FILE),
-            ]
-            .iter()
-            .any(|p| files.read(p).is_ok_and(|b| describes_run(&b))),
-        };
-    }
+    let path = match source {
+        Source::Disk(path) => path,
+        Source::Upload(upload) => {
+            let files = &upload.files;
+            return match files.entry(&upload.path) {
+                Ok(crate::data::files::Entry::File(_)) => {
+                    is_zip(&upload.path)
+                        && files.read(&upload.path).is_ok_and(|b| zip_holds_run(&b))
+                }
+                _ => [
+                    upload.path.join(CONFIG_FILE),
+                    files.lone_folder().join(CONFIG_FILE),
+                ]
+                .iter()
+                .any(|p| files.read(p).is_ok_and(|b| describes_run(&b))),
+            };
+        }
+    };
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() => {
             std::fs::read(path.join(CONFIG_FILE)).is_ok_and(|b| describes_run(&b))
@@ -374,12 +381,12 @@ pub fn is_saved_run(path: &Path) -> bool {
     }
 }
 
-/// Reads `config.json` from a run folder (or a `.zip` of one, or an upload).
+/// Reads `config.json` from a run folder (or a `.zip` of one).
 pub fn read_info(dir: &Path) -> anyhow::Result<RunInfo> {
     RunFiles::open(dir)?.info()
 }
 
-/// Loads the weights of a run folder (or a `.zip` of one, or an upload) into a model of the
+/// Loads the weights of a run folder (or a `.zip` of one) into a model of the
 /// family and shape its config describes (`classes` sizes the CVAE's class means).
 pub fn load_model(
     dir: &Path,

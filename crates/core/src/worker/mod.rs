@@ -1,23 +1,30 @@
-//! The training thread. It owns the model; the UI (or the command line) talks to it with plain
+//! The training loop, on a thread of its own (or turned between a page's frames). It owns the model; the UI (or the command line) talks to it with plain
 //! data: [`Command`]s in, [`Event`]s out over bounded channels, and heavy [`Snapshot`]s through a
 //! latest-value [`Slot`] so a slow reader always gets the newest and never a queue of stale ones.
 //! After each send the worker calls an injected waker (the GUI passes `request_repaint`).
 
+mod driver;
+mod evaluations;
 mod outbox;
+mod pacing;
 mod scorer;
 mod slot;
-mod thread;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::thread::JoinHandle;
 
 pub use slot::Slot;
 
 use crate::backend::BackendChoice;
 use crate::evaluator::Scores;
 use crate::train::{HyperParams, Snapshot, StepMetrics, TestMetrics, TrainConfig};
+
+/// Runs `f`, turning a panic into an error message.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|p| crate::platform::panic_message(p.as_ref()))
+}
 
 /// Called by the worker after every event it sends (e.g. to request a repaint).
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -106,9 +113,9 @@ pub enum Command {
     /// The run's checkpoint files (as [`Command::Save`] writes them), sent back as
     /// [`Event::RunFiles`]: where there is no folder to save into, as in a browser.
     SaveFiles,
-    /// Replace the model by a saved run's (its dataset is loaded if it differs): a folder, a
-    /// `.zip` of one, or an upload's name. On failure the current model stays.
-    Load(PathBuf),
+    /// Replace the model by a saved run's (its dataset is loaded if it differs): a folder or a
+    /// `.zip` of one, on disk or uploaded. On failure the current model stays.
+    Load(crate::data::files::Source),
     /// Score the current model's samples with the dataset's evaluator (trained the first
     /// time, in the background). Also done after every epoch.
     Score,
@@ -198,19 +205,23 @@ pub enum Event {
 }
 
 /// A handle on the training loop: on its own thread, or (where there are no threads, as in a
-/// browser) turned by the consumer with [`Worker::tick`]. Dropping it stops the loop.
+/// browser) turned by the consumer with [`Worker::tick`]; either way through one
+/// [`Runner`](crate::platform::Runner). Dropping it stops the loop.
 pub struct Worker {
     commands: SyncSender<Command>,
     events: Option<Receiver<Event>>,
     snapshots: Arc<Slot<Snapshot>>,
-    thread: Option<JoinHandle<()>>,
-    inline: Option<Inline>,
+    runner: crate::platform::Runner<()>,
 }
 
-/// A loop turned by its consumer.
-enum Inline {
-    /// Not started: the model is built on the first tick, so the caller's frame is not held up.
-    Pending(
+/// The training loop's thread.
+const NAME: &str = "latent-atlas-trainer";
+
+/// The training loop as [`Work`](crate::platform::Work): the model is built at the first step
+/// (so a page's first frame is not held up), then each step is a turn of the driver.
+struct Training {
+    /// What the first step builds the driver from.
+    pending: Option<
         Box<(
             TrainConfig,
             BackendChoice,
@@ -218,9 +229,40 @@ enum Inline {
             Receiver<Command>,
             outbox::Outbox,
         )>,
-    ),
-    Driving(Box<thread::Driver>),
-    Over,
+    >,
+    driver: Option<Box<driver::Driver>>,
+}
+
+impl crate::platform::Work for Training {
+    type Output = ();
+
+    fn step(&mut self, wait: bool) -> crate::platform::Step<()> {
+        use crate::platform::Step;
+        if let Some(args) = self.pending.take() {
+            let (config, backend, options, commands, out) = *args;
+            return match driver::Driver::start(config, backend, options, commands, out) {
+                Some(driver) => {
+                    self.driver = Some(Box::new(driver));
+                    Step::Worked
+                }
+                None => Step::Done(()),
+            };
+        }
+        let Some(driver) = &mut self.driver else {
+            return Step::Done(());
+        };
+        match driver.turn(wait) {
+            driver::Turn::Worked => Step::Worked,
+            driver::Turn::Idle => Step::Idle,
+            driver::Turn::Over => Step::Done(()),
+        }
+    }
+
+    /// On its thread, the loop runs inside the compute pool (see
+    /// [`crate::backend::on_compute_pool`]).
+    fn run(self) {
+        crate::backend::on_compute_pool(move || crate::platform::run_steps(self))
+    }
 }
 
 impl Worker {
@@ -234,93 +276,72 @@ impl Worker {
         Self::spawn_with(config, backend, Options::window(), waker)
     }
 
-    /// Starts the thread with the given pacing (where there are no threads, the loop the
-    /// caller turns: [`Worker::inline`]).
+    /// Starts the loop with the given pacing: on a thread named `latent-atlas-trainer`, or,
+    /// where there are no threads, as the loop the caller turns ([`Worker::inline`]).
     pub fn spawn_with(
         config: TrainConfig,
         backend: BackendChoice,
         options: Options,
         waker: Waker,
     ) -> std::io::Result<Self> {
-        if !crate::platform::HAS_THREADS {
-            return Ok(Self::inline(config, backend, options, waker));
-        }
-        let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
-        let (event_tx, events) = std::sync::mpsc::sync_channel(EVENT_CAPACITY);
-        let snapshots = Arc::new(Slot::default());
-        let outbox = outbox::Outbox::new(event_tx, snapshots.clone(), waker);
-        let handle = std::thread::Builder::new()
-            .name("latent-atlas-trainer".into())
-            .spawn(move || {
-                crate::backend::on_compute_pool(move || {
-                    thread::run(config, backend, options, command_rx, outbox)
-                })
-            })?;
-        Ok(Self {
-            commands,
-            events: Some(events),
-            snapshots,
-            thread: Some(handle),
-            inline: None,
-        })
+        Self::with_runner(
+            config,
+            backend,
+            options,
+            waker,
+            !crate::platform::HAS_THREADS,
+        )
     }
 
-    /// The same loop without a thread: nothing happens until the caller turns it with
-    /// [`Worker::tick`] (the browser's frame loop does, a slice of each frame).
+    /// The same loop without a thread, on any platform: nothing happens until the caller turns
+    /// it with [`Worker::tick`] (the browser's frame loop does, a slice of each frame).
     pub fn inline(
         config: TrainConfig,
         backend: BackendChoice,
         options: Options,
         waker: Waker,
     ) -> Self {
+        Self::with_runner(config, backend, options, waker, true)
+            .unwrap_or_else(|_| unreachable!("a loop without a thread starts no thread"))
+    }
+
+    fn with_runner(
+        config: TrainConfig,
+        backend: BackendChoice,
+        options: Options,
+        waker: Waker,
+        turned: bool,
+    ) -> std::io::Result<Self> {
         let (commands, command_rx) = std::sync::mpsc::sync_channel(COMMAND_CAPACITY);
         let (event_tx, events) = std::sync::mpsc::sync_channel(EVENT_CAPACITY);
         let snapshots = Arc::new(Slot::default());
-        let outbox = outbox::Outbox::new(event_tx, snapshots.clone(), waker).never_waiting();
-        Self {
+        let mut outbox = outbox::Outbox::new(event_tx, snapshots.clone(), waker);
+        // A loop turned by its consumer must never wait for room in the queue it drains.
+        if turned {
+            outbox = outbox.never_waiting();
+        }
+        let work = Training {
+            pending: Some(Box::new((config, backend, options, command_rx, outbox))),
+            driver: None,
+        };
+        Ok(Self {
             commands,
             events: Some(events),
             snapshots,
-            thread: None,
-            inline: Some(Inline::Pending(Box::new((
-                config, backend, options, command_rx, outbox,
-            )))),
-        }
+            runner: match turned {
+                true => crate::platform::Runner::turned(NAME, work),
+                false => crate::platform::Runner::start(NAME, work)?,
+            },
+        })
     }
 
-    /// Turns an inline loop for about `budget`: commands, then training steps, until the
-    /// budget is spent or nothing is left to do (a step is never cut short, so one slow step
-    /// can overrun it). The first tick builds the model. Returns whether it is training, so
-    /// the caller knows to come back soon. A worker on its own thread ignores it.
+    /// Turns a loop without a thread for about `budget`: commands, then training steps, until
+    /// the budget is spent or nothing is left to do (a step is never cut short, so one slow
+    /// step can overrun it). The first tick builds the model. Returns whether there is more to
+    /// do at once (training, or side work under way), so the caller knows to come back soon. A
+    /// worker on its own thread ignores it.
     pub fn tick(&mut self, budget: std::time::Duration) -> bool {
-        let Some(inline) = &mut self.inline else {
-            return false;
-        };
-        let start = web_time::Instant::now();
-        if matches!(inline, Inline::Pending(_)) {
-            let Inline::Pending(args) = std::mem::replace(inline, Inline::Over) else {
-                unreachable!("matched above")
-            };
-            let (config, backend, options, commands, out) = *args;
-            if let Some(driver) = thread::Driver::start(config, backend, options, commands, out) {
-                *inline = Inline::Driving(Box::new(driver));
-            }
-            return true;
-        }
-        let Inline::Driving(driver) = inline else {
-            return false;
-        };
-        while start.elapsed() < budget {
-            match driver.turn(false) {
-                thread::Turn::Worked => {}
-                thread::Turn::Idle => break,
-                thread::Turn::Over => {
-                    *inline = Inline::Over;
-                    return false;
-                }
-            }
-        }
-        driver.is_running()
+        self.runner.turn(budget)
     }
 
     /// Sends a command; `false` if the worker is gone or its queue is full.
@@ -341,7 +362,7 @@ impl Worker {
     /// Waits up to `timeout` for the next event (a thread's worker only: an inline one would
     /// wait for itself, so it gets no more than [`Worker::try_recv`]).
     pub fn recv_timeout(&self, timeout: std::time::Duration) -> Option<Event> {
-        if self.inline.is_some() {
+        if !self.runner.on_thread() {
             return self.try_recv();
         }
         self.events.as_ref()?.recv_timeout(timeout).ok()
@@ -359,10 +380,7 @@ impl Worker {
 
     /// Whether the loop is still going.
     pub fn is_alive(&self) -> bool {
-        match &self.inline {
-            Some(inline) => !matches!(inline, Inline::Over),
-            None => self.thread.as_ref().is_some_and(|t| !t.is_finished()),
-        }
+        !self.runner.is_finished()
     }
 
     /// Stops the thread and waits for it (at most one training step).
@@ -370,10 +388,7 @@ impl Worker {
         // Dropping the receiver first unblocks a worker waiting on a full event queue.
         self.events = None;
         let _ = self.commands.try_send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        self.inline = self.inline.take().map(|_| Inline::Over);
+        let _ = self.runner.join();
     }
 }
 

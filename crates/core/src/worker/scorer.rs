@@ -1,15 +1,18 @@
-//! The evaluator's own thread: it loads (or, the first time for a dataset, trains) the
-//! evaluator classifier without holding up training, then scores each snapshot it is handed,
-//! newest first, and reports through the worker's events.
+//! The evaluator's work beside training: it loads (or, the first time for a dataset, trains,
+//! a batch a step) the evaluator classifier without holding up training, then scores each
+//! snapshot it is handed, newest first, and reports through the worker's events. It runs
+//! through the platform's [`Runner`]: on a thread of its own at low priority, or turned by the
+//! driver between training steps (a browser page's pacing).
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use web_time::{Duration, Instant};
 
 use super::Event;
 use super::outbox::Outbox;
 use crate::data::Dataset;
-use crate::evaluator::{Evaluator, score};
+use crate::evaluator::{ClassifierTraining, Evaluator, Keeping, score};
+use crate::platform::{Runner, Step, Work};
 use crate::train::Snapshot;
 
 /// Generated samples per score.
@@ -17,35 +20,18 @@ pub const SCORE_SAMPLES: usize = 1000;
 /// Temperature of scored samples.
 pub const SCORE_TEMPERATURE: f32 = 1.0;
 
-/// A handle on the scoring thread; it ends when the handle is dropped. Where there are no
-/// threads (a browser page), the same work done a step at a time by [`Scorer::step`].
+/// The scorer's thread (and its pool's).
+const NAME: &str = "latent-atlas-evaluator";
+
+/// A handle on the scorer; its work ends when the handle is dropped.
 pub struct Scorer {
     data: Arc<Dataset>,
     requests: SyncSender<Snapshot>,
     every: bool,
-    inline: Option<Box<Inline>>,
+    runner: Runner<()>,
 }
 
-/// The scorer's work without a thread.
-struct Inline {
-    job: ScoreJob,
-    stage: Stage,
-    /// The newest snapshot waiting to be scored.
-    pending: Option<Snapshot>,
-    /// When progress was last reported.
-    reported: Instant,
-}
-
-enum Stage {
-    /// The classifier trains, a batch a step.
-    Training(Box<crate::evaluator::ClassifierTraining>),
-    /// It scores.
-    Ready(Box<Evaluator>),
-    /// It could not be trained (said once).
-    Failed,
-}
-
-/// What the scoring thread does with each snapshot.
+/// What the scorer does with each snapshot.
 #[derive(Clone, Copy, Debug)]
 pub struct ScoreJob {
     /// Seed of the samples' noise.
@@ -59,109 +45,49 @@ pub struct ScoreJob {
 }
 
 impl Scorer {
-    /// Starts the thread for `data`, scoring as `job` says.
-    pub fn spawn(data: Arc<Dataset>, job: ScoreJob, out: Outbox) -> Self {
-        let (requests, rx) = std::sync::mpsc::sync_channel(4);
-        let (thread_data, thread_out) = (data.clone(), out.clone());
-        let spawned = std::thread::Builder::new()
-            .name("latent-atlas-evaluator".into())
-            .spawn(move || run(thread_data, job, rx, thread_out));
-        if let Err(e) = spawned {
-            // Without the thread, requests are dropped; say why once.
-            out.send(Event::Failed(format!(
-                "cannot start the evaluator thread: {e}"
-            )));
-        }
-        Self {
-            data,
+    /// Starts the scorer for `data`: on a thread of its own, with the evaluator kept in the
+    /// cache folder; or, when `turned` (or no thread can be had), as work the driver turns
+    /// ([`Scorer::turn`]), with the evaluator kept in the page's storage.
+    pub fn start(data: Arc<Dataset>, job: ScoreJob, turned: bool, out: &Outbox) -> Self {
+        let (requests, receive) = std::sync::mpsc::sync_channel(4);
+        let work = |requests, stage, keeping| Scoring {
+            data: data.clone(),
+            job,
             requests,
-            every: job.every,
-            inline: None,
-        }
-    }
-
-    /// The scorer without a thread: nothing happens but in [`Scorer::step`]. The evaluator
-    /// is the one the page kept in the browser's storage for this dataset, or is trained
-    /// afresh, a batch a step, and then kept there.
-    pub fn inline(data: Arc<Dataset>, job: ScoreJob, out: &Outbox) -> Self {
-        let (requests, _) = std::sync::mpsc::sync_channel(1);
-        let kept = data
-            .is_labelled()
-            .then(|| crate::evaluator::kept_in_page(&data));
-        let stage = match kept {
-            Some(Some(classifier)) => {
-                let evaluator = Evaluator::new(classifier, &data, None);
-                out.send(Event::EvaluatorReady(evaluator.test_accuracy));
-                Stage::Ready(Box::new(evaluator))
-            }
-            Some(None) => Stage::Training(Box::new(crate::evaluator::ClassifierTraining::new(
-                &data,
-                &burn::tensor::Device::flex(),
-            ))),
-            None => {
-                out.send(Event::ScoringFailed(format!(
-                    "evaluator: {} has no class labels, so no evaluator can be trained on it",
-                    data.name
-                )));
-                Stage::Failed
-            }
+            stage,
+            pending: None,
+            keeping,
+            out: out.clone(),
+            reported: Instant::now(),
+        };
+        let runner = match turned {
+            true => Runner::turned(NAME, work(receive, Stage::Start, Keeping::Page)),
+            false => Runner::start(NAME, work(receive, Stage::Start, Keeping::Cache))
+                .unwrap_or_else(|e| {
+                    // Without the thread, requests are dropped; say why once.
+                    out.send(Event::ScoringFailed(format!(
+                        "cannot start the evaluator's thread: {e}"
+                    )));
+                    let (_, none) = std::sync::mpsc::sync_channel(1);
+                    Runner::turned(NAME, work(none, Stage::Failed, Keeping::Cache))
+                }),
         };
         Self {
             data,
             requests,
             every: job.every,
-            inline: Some(Box::new(Inline {
-                job,
-                stage,
-                pending: None,
-                reported: Instant::now(),
-            })),
+            runner,
         }
     }
 
-    /// Whether [`Scorer::step`] has work: the evaluator to train, or a snapshot to score.
-    pub fn has_work(&self) -> bool {
-        self.inline.as_ref().is_some_and(|i| match i.stage {
-            Stage::Training(_) => true,
-            Stage::Ready(_) => i.pending.is_some(),
-            Stage::Failed => false,
-        })
+    /// Whether [`Scorer::turn`] has work: the evaluator to train, or a snapshot to score.
+    pub fn wants_turn(&self) -> bool {
+        self.runner.wants_turn()
     }
 
-    /// One step of an inline scorer's work: a batch of the evaluator's training, or the score
-    /// of the snapshot waiting. `false` when the events' consumer is gone.
-    pub fn step(&mut self, out: &Outbox) -> bool {
-        let Some(inline) = &mut self.inline else {
-            return true;
-        };
-        match &mut inline.stage {
-            Stage::Training(training) => {
-                let Some(classifier) = training.step(&self.data) else {
-                    if inline.reported.elapsed() > Duration::from_millis(250) {
-                        inline.reported = Instant::now();
-                        return out.send(Event::EvaluatorProgress(training.share()));
-                    }
-                    return true;
-                };
-                // Kept for the page's next load (a full or refused storage only costs this
-                // training again).
-                crate::evaluator::keep_in_page(&self.data, &classifier);
-                let evaluator = Evaluator::new(classifier, &self.data, None);
-                let accuracy = evaluator.test_accuracy;
-                inline.stage = Stage::Ready(Box::new(evaluator));
-                out.send(Event::EvaluatorReady(accuracy))
-            }
-            Stage::Ready(evaluator) => match inline.pending.take() {
-                Some(snapshot) => {
-                    let job = inline.job;
-                    let scores =
-                        score(evaluator, &snapshot, job.samples, job.temperature, job.seed);
-                    out.send(Event::Scored(scores))
-                }
-                None => true,
-            },
-            Stage::Failed => true,
-        }
+    /// Turns a scorer without a thread for about `budget`.
+    pub fn turn(&mut self, budget: Duration) {
+        self.runner.turn(budget);
     }
 
     /// The dataset it scores against.
@@ -170,14 +96,9 @@ impl Scorer {
     }
 
     /// Queues a snapshot. When the queue is full the request is dropped (a newer one follows),
-    /// unless every request is scored: then it waits for room.
+    /// unless every request is scored by a scorer on its own thread: then it waits for room.
     pub fn submit(&mut self, snapshot: Snapshot) {
-        if let Some(inline) = &mut self.inline {
-            // Only the newest matters.
-            inline.pending = Some(snapshot);
-            return;
-        }
-        if self.every {
+        if self.every && self.runner.on_thread() {
             // An error means the thread has ended (its failure was reported).
             let _ = self.requests.send(snapshot);
             return;
@@ -185,54 +106,128 @@ impl Scorer {
         match self.requests.try_send(snapshot) {
             Ok(()) | Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {}
         }
+        self.runner.poke();
     }
 }
 
-/// Runs the evaluator's work in a pool of its own: one thread at low priority (nice 10). On a
-/// two-core laptop the first-time training of the evaluator would otherwise take a core and the
-/// shared thread pool from the model being watched; this way it takes about a tenth of one.
-fn run(data: Arc<Dataset>, job: ScoreJob, requests: Receiver<Snapshot>, out: Outbox) {
-    match crate::backend::background_pool("latent-atlas-evaluator-pool") {
-        Some(pool) => pool.install(|| evaluate(data, job, requests, out)),
-        None => evaluate(data, job, requests, out),
+/// The scorer as [`Work`].
+struct Scoring {
+    data: Arc<Dataset>,
+    job: ScoreJob,
+    requests: Receiver<Snapshot>,
+    stage: Stage,
+    /// The newest request taken from the queue while the evaluator trains (unless every
+    /// request is scored), so that the queue never fills with stale ones.
+    pending: Option<Snapshot>,
+    keeping: Keeping,
+    out: Outbox,
+    /// When progress was last reported.
+    reported: Instant,
+}
+
+enum Stage {
+    /// The evaluator is looked for where it is kept.
+    Start,
+    /// The classifier trains, a batch a step.
+    Training(Box<ClassifierTraining>),
+    /// It scores.
+    Ready(Box<Evaluator>),
+    /// It could not be trained (said once).
+    Failed,
+}
+
+impl Work for Scoring {
+    type Output = ();
+
+    fn step(&mut self, wait: bool) -> Step<()> {
+        let sent = match &mut self.stage {
+            Stage::Start => self.start(),
+            Stage::Training(training) => {
+                if !self.job.every {
+                    while let Ok(newer) = self.requests.try_recv() {
+                        self.pending = Some(newer);
+                    }
+                }
+                match training.step(&self.data) {
+                    None if self.reported.elapsed() > Duration::from_millis(250) => {
+                        self.reported = Instant::now();
+                        self.out.send(Event::EvaluatorProgress(training.share()))
+                    }
+                    None => true,
+                    Some(classifier) => {
+                        let evaluator = self.keeping.keep(&self.data, classifier);
+                        let accuracy = evaluator.test_accuracy;
+                        self.stage = Stage::Ready(Box::new(evaluator));
+                        self.out.send(Event::EvaluatorReady(accuracy))
+                    }
+                }
+            }
+            Stage::Ready(evaluator) => {
+                let next = match self.pending.take() {
+                    Some(snapshot) => Ok(snapshot),
+                    None if wait => self.requests.recv().map_err(|_| TryRecvError::Disconnected),
+                    None => self.requests.try_recv(),
+                };
+                let mut snapshot = match next {
+                    Ok(snapshot) => snapshot,
+                    Err(TryRecvError::Empty) => return Step::Idle,
+                    Err(TryRecvError::Disconnected) => return Step::Done(()),
+                };
+                // Unless every request is scored, only the newest matters.
+                while !self.job.every
+                    && let Ok(newer) = self.requests.try_recv()
+                {
+                    snapshot = newer;
+                }
+                let job = self.job;
+                let scores = score(evaluator, &snapshot, job.samples, job.temperature, job.seed);
+                self.out.send(Event::Scored(scores))
+            }
+            // Requests are dropped: the failure was said.
+            Stage::Failed if wait => return Step::Done(()),
+            Stage::Failed => return Step::Idle,
+        };
+        match sent {
+            true => Step::Worked,
+            false => Step::Done(()),
+        }
+    }
+
+    /// On its thread the scorer runs in a pool of one thread at low priority (nice 10). On a
+    /// two-core laptop the first-time training of the evaluator would otherwise take a core
+    /// and the shared thread pool from the model being watched; this way it takes about a
+    /// tenth of one.
+    fn run(self) {
+        match crate::backend::background_pool("latent-atlas-evaluator-pool") {
+            Some(pool) => pool.install(move || crate::platform::run_steps(self)),
+            None => crate::platform::run_steps(self),
+        }
     }
 }
 
-fn evaluate(data: Arc<Dataset>, job: ScoreJob, requests: Receiver<Snapshot>, out: Outbox) {
-    let mut last = Instant::now();
-    let mut progress = |p: f32| {
-        if last.elapsed() > Duration::from_millis(250) {
-            last = Instant::now();
-            out.send(Event::EvaluatorProgress(p));
+impl Scoring {
+    /// The evaluator where it is kept, else its training begun; `false` when the consumer is
+    /// gone.
+    fn start(&mut self) -> bool {
+        if !self.data.is_labelled() {
+            self.stage = Stage::Failed;
+            return self.out.send(Event::ScoringFailed(format!(
+                "evaluator: {} has no class labels, so no evaluator can be trained on it",
+                self.data.name
+            )));
         }
-    };
-    let device = burn::tensor::Device::flex();
-    let evaluator = match Evaluator::for_dataset(&data, &device, &mut progress) {
-        Ok(e) => e,
-        Err(e) => {
-            out.send(Event::ScoringFailed(format!("evaluator: {e:#}")));
-            return;
-        }
-    };
-    if !out.send(Event::EvaluatorReady(evaluator.test_accuracy)) {
-        return;
-    }
-    while let Ok(mut snapshot) = requests.recv() {
-        // Unless every request is scored, only the newest matters.
-        while !job.every
-            && let Ok(newer) = requests.try_recv()
-        {
-            snapshot = newer;
-        }
-        let scores = score(
-            &evaluator,
-            &snapshot,
-            job.samples,
-            job.temperature,
-            job.seed,
-        );
-        if !out.send(Event::Scored(scores)) {
-            return;
+        match self.keeping.kept(&self.data) {
+            Some(evaluator) => {
+                let accuracy = evaluator.test_accuracy;
+                self.stage = Stage::Ready(Box::new(evaluator));
+                self.out.send(Event::EvaluatorReady(accuracy))
+            }
+            None => {
+                let device = burn::tensor::Device::flex();
+                let training = ClassifierTraining::new(&self.data, &device);
+                self.stage = Stage::Training(Box::new(training));
+                true
+            }
         }
     }
 }

@@ -109,7 +109,7 @@ impl Canvas {
             let row = (((y as f32 + 0.5 - p0[1]) / h * height as f32) as usize).min(height - 1);
             for x in p0[0].round() as i32..p1[0].round() as i32 {
                 let col = (((x as f32 + 0.5 - p0[0]) / w * width as f32) as usize).min(width - 1);
-                let [r, g, b] = latent_atlas_core::data::rgb_at(pixels, width, height, col, row);
+                let [r, g, b] = latent_atlas_core::colour::rgb_at(pixels, width, height, col, row);
                 self.blend(x, y, [r, g, b, 255], alpha);
             }
         }
@@ -234,7 +234,7 @@ impl Canvas {
         let s = scale.max(1) as i32;
         for row in 0..height {
             for col in 0..width {
-                let [r, g, b] = latent_atlas_core::data::rgb_at(pixels, width, height, col, row);
+                let [r, g, b] = latent_atlas_core::colour::rgb_at(pixels, width, height, col, row);
                 self.fill_rect(x + col as i32 * s, y + row as i32 * s, s, s, [r, g, b, 255]);
             }
         }

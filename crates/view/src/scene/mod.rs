@@ -85,7 +85,7 @@ impl<'a> Paint<'a> {
             FactorKind::Categorical(_) => class_color(v.round().max(0.0) as u8),
             FactorKind::Circular(period) => {
                 let byte = |c: f32| (c * 255.0).round() as u8;
-                let [r, g, b] = latent_atlas_core::data::shapes::hue_rgb(v / period);
+                let [r, g, b] = latent_atlas_core::colour::hue_rgb(v / period);
                 [byte(r), byte(g), byte(b), 255]
             }
             FactorKind::Linear => {

@@ -230,20 +230,29 @@ impl Trainer {
         Ok(Self::with_model(config, data, device, model, 0, 0))
     }
 
-    /// Resumes from a saved run (a folder, a `.zip` of one, or an upload: see
+    /// Resumes from a saved run on disk (a folder, or a `.zip` of one: see
     /// [`checkpoint::RunFiles::open`]): weights and step counters; the optimiser starts fresh.
     pub fn from_checkpoint(
         dir: &std::path::Path,
         data: Arc<Dataset>,
         device: Device,
     ) -> anyhow::Result<Self> {
-        let files = checkpoint::RunFiles::open(dir)?;
+        Self::from_run(&checkpoint::RunFiles::open(dir)?, data, device)
+    }
+
+    /// [`Trainer::from_checkpoint`] from a run's files wherever they are (on disk, or in
+    /// memory: see [`checkpoint::RunFiles::of`]).
+    pub fn from_run(
+        files: &checkpoint::RunFiles,
+        data: Arc<Dataset>,
+        device: Device,
+    ) -> anyhow::Result<Self> {
         let info = files.info()?;
         if info.input_dim != data.dim() || info.shape() != data.train.shape() {
             let shape = data.train.shape();
             anyhow::bail!(
                 "{}: the model expects {}x{} images with {} channels but {} has {}x{} with {}",
-                dir.display(),
+                files.name(),
                 info.width,
                 info.height,
                 info.shape().channels,
@@ -309,6 +318,12 @@ impl Trainer {
     /// The run's settings.
     pub fn config(&self) -> &TrainConfig {
         &self.config
+    }
+
+    /// Carries the files the dataset was read from in the config (a loaded run's config
+    /// names its upload but cannot hold it), so that a later reset on it finds them.
+    pub fn set_upload(&mut self, upload: Option<Arc<crate::data::files::Upload>>) {
+        self.config.upload = upload;
     }
 
     /// The dataset.

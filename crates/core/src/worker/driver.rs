@@ -1,35 +1,23 @@
-//! The worker thread's loop: commands between steps, events after them.
+//! The training loop's driver: commands between steps, events after them. A thread turns it
+//! in a loop, or a page's frames a slice at a time (see [`super::Worker`]).
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use web_time::{Duration, Instant};
 
+use super::evaluations::Evaluations;
 use super::outbox::Outbox;
+use super::pacing::{Readback, SnapshotPacer, Throughput};
 use super::scorer::{ScoreJob, Scorer};
-use super::{Command, Event, Options, RunState};
+use super::{Command, Event, Options, RunState, guarded};
 use crate::backend::{Backend, BackendChoice};
-use crate::data::{Dataset, DatasetSpec};
-use crate::train::{TestMetrics, TrainConfig, Trainer};
+use crate::data::Dataset;
+use crate::train::{TrainConfig, Trainer};
 
 /// Steps between snapshots while training.
 pub const SNAPSHOT_EVERY: u64 = 25;
 /// How long an idle worker waits for a command before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
-
-/// A panic's message, for the user.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// Runs `f`, turning a panic into an error message.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
-}
 
 struct Session {
     trainer: Trainer,
@@ -39,7 +27,7 @@ struct Session {
     state: RunState,
     throughput: Throughput,
     /// End-of-epoch test evaluations, run beside training at low priority.
-    background: Background,
+    background: Evaluations,
     /// When the last snapshot was taken and what it cost.
     pacer: std::cell::Cell<SnapshotPacer>,
     options: Options,
@@ -58,127 +46,6 @@ struct Session {
     readback: Readback,
 }
 
-/// Spaces snapshots so that taking them costs at most a thirtieth of training time: at least
-/// [`SNAPSHOT_EVERY`] steps apart, and at least 29 times the last one's duration.
-#[derive(Clone, Copy, Debug)]
-struct SnapshotPacer {
-    last: Instant,
-    cost: Duration,
-}
-
-impl Default for SnapshotPacer {
-    fn default() -> Self {
-        Self {
-            last: Instant::now(),
-            cost: Duration::ZERO,
-        }
-    }
-}
-
-impl SnapshotPacer {
-    fn due(&self) -> bool {
-        self.last.elapsed() >= self.cost * 29
-    }
-}
-
-/// One thread at low priority (nice 10) for work that may lag behind training: the end-of-epoch
-/// test evaluation. Only the newest evaluation waits: one still queued when the next epoch ends
-/// is replaced by it (the curve then skips an epoch rather than fall behind). A result for a
-/// model that has since been replaced (reset, load) is dropped.
-struct Background {
-    pool: Option<rayon::ThreadPool>,
-    /// Without a pool and where training comes first (a browser page): the evaluation under
-    /// way, a chunk at a time between training steps ([`Session::evaluation_step`]).
-    sliced: Option<Box<crate::train::EvaluationSteps>>,
-    /// Whether evaluations without a pool are sliced (else they run whole, at once).
-    slice: bool,
-    /// Whether the last turn was side work (it alternates with training calls).
-    evaluated_last: bool,
-    /// How long the last training call took: a side turn takes as long, so that side work
-    /// gets half of the time while it has any.
-    last_training: Duration,
-    /// Bumped whenever the trainer is replaced.
-    generation: Arc<std::sync::atomic::AtomicU64>,
-    /// The evaluation waiting for the thread, with its generation.
-    pending: Arc<std::sync::Mutex<Option<(crate::train::Evaluation, u64)>>>,
-}
-
-impl Background {
-    /// Evaluations on a low-priority thread, or on the caller's: whole (`inline`), or in
-    /// chunks (`slice`, or when no thread can be had).
-    fn new(inline: bool, slice: bool) -> Self {
-        let pool = match inline || slice {
-            true => None,
-            false => crate::backend::background_pool("latent-atlas-evaluation"),
-        };
-        Self {
-            slice: !inline && pool.is_none(),
-            sliced: None,
-            evaluated_last: false,
-            last_training: Duration::ZERO,
-            pool,
-            generation: Arc::default(),
-            pending: Arc::default(),
-        }
-    }
-
-    fn replaced(&mut self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.sliced = None;
-    }
-
-    /// Evaluates `job` and reports it as [`Event::Tested`]; inline when there is no pool
-    /// (sliced: begun, and carried on between training steps; a newer job replaces it).
-    fn evaluate(&mut self, job: crate::train::Evaluation, out: &Outbox) -> bool {
-        let Some(pool) = &self.pool else {
-            if self.slice {
-                self.sliced = Some(Box::new(crate::train::EvaluationSteps::new(
-                    job, true, SLICE_ROWS, SLICE_ROWS,
-                )));
-                return true;
-            }
-            return report_evaluation(guarded(|| job.run(true)), out);
-        };
-        let generation = self.generation.clone();
-        let started = generation.load(std::sync::atomic::Ordering::SeqCst);
-        let replaced = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace((job, started))
-            .is_some();
-        if replaced {
-            // A task is already queued; it will take this newer job.
-            return true;
-        }
-        let (pending, out) = (self.pending.clone(), out.clone());
-        pool.spawn(move || {
-            let Some((job, started)) = pending.lock().unwrap_or_else(|p| p.into_inner()).take()
-            else {
-                return;
-            };
-            let result = guarded(|| job.run(true));
-            if generation.load(std::sync::atomic::Ordering::SeqCst) == started {
-                report_evaluation(result, &out);
-            }
-        });
-        true
-    }
-}
-
-/// Test images (or, in the importance sampling, images times samples) per chunk of a sliced
-/// evaluation: a few milliseconds of a browser's time each.
-const SLICE_ROWS: usize = 100;
-
-/// Sends an evaluation's result, or why it failed.
-fn report_evaluation(result: Result<TestMetrics, String>, out: &Outbox) -> bool {
-    match result {
-        Ok(test) => out.send(Event::Tested(test)),
-        Err(e) => out.send(Event::Failed(format!("evaluation failed: {e}"))),
-    }
-}
-
 /// Loads the dataset and builds the trainer, or says why not.
 fn build(
     config: &TrainConfig,
@@ -188,8 +55,9 @@ fn build(
     let data = match data {
         Some(d) => d,
         None => Arc::new(
-            DatasetSpec::parse(&config.dataset)
-                .load_sized(config.seed, config.image_size)
+            config
+                .dataset_spec()
+                .and_then(|spec| spec.load_sized(config.seed, config.image_size))
                 .map_err(|e| e.to_string())?,
         ),
     };
@@ -255,7 +123,7 @@ impl Driver {
             backend,
             state: RunState::Idle,
             throughput: Throughput::default(),
-            background: Background::new(options.evaluate_inline, options.slice_evaluations),
+            background: Evaluations::new(options.evaluate_inline, options.slice_evaluations, &out),
             pacer: Default::default(),
             options,
             readback,
@@ -292,15 +160,15 @@ impl Driver {
         // Side work without a thread (a sliced evaluation, an inline scorer's) takes turns with
         // training, and goes on alone while idle.
         let session = &self.session;
-        let side_work = session.background.sliced.is_some()
-            || session.scorer.as_ref().is_some_and(Scorer::has_work);
-        let side_turn = side_work && (!running || !session.background.evaluated_last);
+        let side_work = session.background.wants_turn()
+            || session.scorer.as_ref().is_some_and(Scorer::wants_turn);
+        let side_turn = side_work && (!running || !session.background.side_last);
         let alive = match command {
             Some(Command::Shutdown) => return Turn::Over,
             Some(c) => self.session.handle(c, &self.out),
             None if side_turn => self.session.side_step(&self.out),
             None if running => {
-                self.session.background.evaluated_last = false;
+                self.session.background.side_last = false;
                 self.session.train_one(&self.out)
             }
             None => return Turn::Idle,
@@ -310,25 +178,6 @@ impl Driver {
             false => Turn::Over,
         }
     }
-
-    /// Whether it is training.
-    pub fn is_running(&self) -> bool {
-        self.session.state == RunState::Running
-    }
-}
-
-/// The thread's body.
-pub fn run(
-    config: TrainConfig,
-    choice: BackendChoice,
-    options: Options,
-    commands: Receiver<Command>,
-    out: Outbox,
-) {
-    let Some(mut driver) = Driver::start(config, choice, options, commands, out) else {
-        return;
-    };
-    while driver.turn(true) != Turn::Over {}
 }
 
 impl Session {
@@ -392,8 +241,7 @@ impl Session {
         let slice = self.options.slice_evaluations;
         let scorer = match &mut self.scorer {
             Some(s) if Arc::ptr_eq(s.data(), &data) => s,
-            _ if slice => self.scorer.insert(Scorer::inline(data, job, out)),
-            _ => self.scorer.insert(Scorer::spawn(data, job, out.clone())),
+            _ => self.scorer.insert(Scorer::start(data, job, slice, out)),
         };
         match guarded(|| self.trainer.snapshot(false)) {
             Ok(s) => {
@@ -503,19 +351,26 @@ impl Session {
                     Err(panic) => out.send(Event::Failed(format!("saving failed: {panic}"))),
                 }
             }
-            Command::Load(dir) => {
-                let result = crate::train::checkpoint::read_info(&dir).and_then(|info| {
+            Command::Load(source) => {
+                let files = crate::train::checkpoint::RunFiles::of(&source);
+                let result = files.and_then(|files| {
+                    let info = files.info()?;
                     let now = self.trainer.config();
                     let same = info.config.dataset == now.dataset
                         && info.config.image_size == now.image_size;
                     let data = match same {
                         true => self.trainer.data().clone(),
+                        // A run trained on an upload names it; only the one held now is there.
                         false => Arc::new(
-                            DatasetSpec::parse(&info.config.dataset)
+                            info.config
+                                .dataset_spec()?
                                 .load_sized(info.config.seed, info.config.image_size)?,
                         ),
                     };
-                    Trainer::from_checkpoint(&dir, data, self.backend.device.clone())
+                    let upload = now.upload.clone().filter(|_| same);
+                    let mut trainer = Trainer::from_run(&files, data, self.backend.device.clone())?;
+                    trainer.set_upload(upload);
+                    Ok(trainer)
                 });
                 match result {
                     Ok(mut t) => {
@@ -529,8 +384,10 @@ impl Session {
                 }
             }
             Command::Reset(config) => {
-                let same_data = config.dataset == self.trainer.config().dataset
-                    && config.seed == self.trainer.config().seed;
+                let now = self.trainer.config();
+                let same_data = config.dataset == now.dataset
+                    && config.seed == now.seed
+                    && (config.upload == now.upload || config.upload.is_none());
                 let data = same_data.then(|| self.trainer.data().clone());
                 match build(&config, &self.backend, data) {
                     Ok(t) => {
@@ -660,43 +517,25 @@ impl Session {
 
     /// Writes the checkpoint into `dir` and says so, or why not.
     /// Side work done without a thread, for as long as the last training call took (at least
-    /// one step): chunks of a sliced evaluation, then steps of an inline scorer.
+    /// one step): the evaluation under way, else the scorer's work. A panic in the scorer's
+    /// ends scoring, with why; training goes on.
     fn side_step(&mut self, out: &Outbox) -> bool {
-        self.background.evaluated_last = true;
-        let until = Instant::now() + self.background.last_training;
-        loop {
-            if !self.side_work_step(out) {
-                return false;
-            }
-            let more = self.background.sliced.is_some()
-                || self.scorer.as_ref().is_some_and(Scorer::has_work);
-            if !more || Instant::now() >= until {
-                return true;
+        let budget = self.background.last_training;
+        self.background.side_last = true;
+        if self.background.wants_turn() {
+            self.background.turn(budget);
+            return true;
+        }
+        let Some(scorer) = &mut self.scorer else {
+            return true;
+        };
+        match guarded(|| scorer.turn(budget)) {
+            Ok(()) => true,
+            Err(e) => {
+                self.scorer = None;
+                out.send(Event::ScoringFailed(format!("evaluator: {e}")))
             }
         }
-    }
-
-    /// One chunk of a sliced evaluation, else one step of an inline scorer.
-    fn side_work_step(&mut self, out: &Outbox) -> bool {
-        let Some(steps) = &mut self.background.sliced else {
-            return match &mut self.scorer {
-                Some(scorer) => match guarded(|| scorer.step(out)) {
-                    Ok(alive) => alive,
-                    Err(e) => {
-                        self.scorer = None;
-                        out.send(Event::ScoringFailed(format!("evaluator: {e}")))
-                    }
-                },
-                None => true,
-            };
-        };
-        let result = match guarded(|| steps.step()) {
-            Ok(None) => return true,
-            Ok(Some(metrics)) => Ok(metrics),
-            Err(e) => Err(e),
-        };
-        self.background.sliced = None;
-        report_evaluation(result, out)
     }
 
     fn save(&mut self, dir: std::path::PathBuf, out: &Outbox) -> bool {
@@ -789,134 +628,5 @@ impl Session {
             return self.publish_snapshot(out);
         }
         true
-    }
-}
-
-/// How many steps share one readback. On the local CPU, one each (a readback costs nothing
-/// there, and a bad loss is then caught before it reaches the weights). On a far device (a
-/// remote server, a GPU) each readback is a round trip, so steps are batched until one round
-/// trip is under 5% of their time: `k >= 19 rtt / c` for a step computing in `c`.
-#[derive(Clone, Copy, Debug)]
-struct Readback {
-    /// The round trip of a one-value readback (`None`: steps read back one by one).
-    round_trip: Option<Duration>,
-    /// Steps per readback now.
-    steps: usize,
-}
-
-/// The most steps one readback may cover.
-const MAX_STEPS_PER_READBACK: usize = 64;
-
-impl Readback {
-    /// One step per readback.
-    fn each_step() -> Self {
-        Self {
-            round_trip: None,
-            steps: 1,
-        }
-    }
-
-    /// Per step on the local CPU; on a far device (one that keeps the images), measured, or per
-    /// step when even the measurement fails.
-    fn for_backend(backend: &Backend) -> Self {
-        match backend.images_on_device {
-            true => guarded(|| Self::measured(&backend.device)).unwrap_or(Self::each_step()),
-            false => Self::each_step(),
-        }
-    }
-
-    /// For a far `device`: its round trip measured (the fastest of five one-value reads).
-    fn measured(device: &burn::tensor::Device) -> Self {
-        let round_trip = (0..5)
-            .map(|_| {
-                let t = Instant::now();
-                let _ = crate::data::batch::to_vec(burn::tensor::Tensor::<1>::zeros([1], device));
-                t.elapsed()
-            })
-            .min();
-        Self {
-            round_trip,
-            steps: 1,
-        }
-    }
-
-    /// Chooses the next batch of steps from the last: `elapsed` for `done` steps.
-    fn observe(&mut self, elapsed: Duration, done: usize) {
-        let Some(rtt) = self.round_trip else { return };
-        if done == 0 {
-            return;
-        }
-        let per_step = elapsed.as_secs_f64() / done as f64;
-        let compute = (per_step - rtt.as_secs_f64() / done as f64).max(1e-6);
-        let k = (19.0 * rtt.as_secs_f64() / compute).ceil();
-        self.steps = (k as usize).clamp(1, MAX_STEPS_PER_READBACK);
-    }
-}
-
-/// Samples per second over the last few seconds.
-#[derive(Default)]
-struct Throughput {
-    window: std::collections::VecDeque<(Instant, usize)>,
-}
-
-impl Throughput {
-    fn record(&mut self, samples: usize) -> f32 {
-        let now = Instant::now();
-        self.window.push_back((now, samples));
-        while self.window.len() > 2 && now.duration_since(self.window[0].0) > Duration::from_secs(3)
-        {
-            self.window.pop_front();
-        }
-        let span = now.duration_since(self.window[0].0).as_secs_f32();
-        let count: usize = self.window.iter().skip(1).map(|w| w.1).sum();
-        if span > 0.0 { count as f32 / span } else { 0.0 }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn steps_per_readback_keep_the_round_trip_under_five_percent() {
-        let mut r = Readback {
-            round_trip: Some(Duration::from_millis(2)),
-            steps: 1,
-        };
-        // One step of 10 ms computing plus the 2 ms round trip.
-        r.observe(Duration::from_millis(12), 1);
-        assert_eq!(r.steps, 4, "19 x 2 / 10 = 3.8");
-        // Four steps: 40 ms computing, one 2 ms trip, 4.8% of the time.
-        let rtt = 2.0;
-        let total = 4.0 * 10.0 + rtt;
-        assert!(rtt / total < 0.05);
-        r.observe(Duration::from_millis(42), 4);
-        assert_eq!(r.steps, 4, "the same steps again");
-        // A slow link with fast steps is capped.
-        r.round_trip = Some(Duration::from_millis(100));
-        r.observe(Duration::from_millis(101), 1);
-        assert_eq!(r.steps, MAX_STEPS_PER_READBACK);
-        let mut local = Readback::each_step();
-        local.observe(Duration::from_millis(12), 1);
-        assert_eq!(local.steps, 1, "the local CPU reads every step");
-    }
-
-    #[test]
-    fn snapshots_wait_for_29_times_their_cost() {
-        let cost = Duration::from_millis(10);
-        let recent = SnapshotPacer {
-            last: Instant::now() - Duration::from_millis(100),
-            cost,
-        };
-        assert!(!recent.due(), "after 10 times the cost");
-        let old = SnapshotPacer {
-            last: Instant::now() - Duration::from_millis(300),
-            cost,
-        };
-        assert!(old.due(), "after 30 times the cost");
-        assert!(
-            SnapshotPacer::default().due(),
-            "the first snapshot has no cost to wait for"
-        );
     }
 }

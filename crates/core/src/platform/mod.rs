@@ -3,15 +3,24 @@
 //! have all of them; a browser tab (`wasm32`) has one thread and no files, so each answer
 //! there is the one the core can do without: no threads (the caller turns the training loop
 //! itself), no cache, no memory figure. Time comes from `web_time`, which is std's clock on
-//! the desktops and the browser's on the web.
+//! the desktops and the browser's on the web. Long work runs through [`Runner`]: on a thread
+//! where there are threads, else a slice at a time between frames.
 
 use std::path::PathBuf;
+
+mod runner;
+
+pub use runner::{Runner, Step, Work, panic_message, run_steps};
 
 /// Whether this is the browser build.
 pub const IS_WEB: bool = cfg!(target_arch = "wasm32");
 
 /// Whether this platform can start threads.
 pub const HAS_THREADS: bool = !IS_WEB;
+
+/// Whether this platform has folders to read and write (else files arrive as uploads and
+/// leave as downloads: [`offer_download`]).
+pub const HAS_FILES: bool = !IS_WEB;
 
 /// How many threads work shared out by [`map_chunked`] may use.
 pub fn parallelism() -> usize {
@@ -157,6 +166,14 @@ pub fn download_bundle(
         [(name, bytes)] => Ok((name.clone(), bytes.clone())),
         _ => Ok((zip_name.to_owned(), crate::archive::write(files)?)),
     }
+}
+
+/// Offers `files` to the user as one download (see [`download_bundle`]); returns its name.
+/// Only a browser offers downloads: elsewhere this is an error, and files go to a folder.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn offer_download(files: &[(String, Vec<u8>)], zip_name: &str) -> anyhow::Result<String> {
+    let (name, _) = download_bundle(files, zip_name)?;
+    anyhow::bail!("{name}: downloads are offered only in a browser; choose a folder instead")
 }
 
 /// Offers `files` to the user as one download (see [`download_bundle`]); returns its name.
