@@ -217,19 +217,21 @@ pub struct Worker {
 /// The training loop's thread.
 const NAME: &str = "latent-atlas-trainer";
 
+/// What a driver starts from: the config, the device choice, the pacing, and where commands
+/// come from and events go.
+type DriverArgs = (
+    TrainConfig,
+    BackendChoice,
+    Options,
+    Receiver<Command>,
+    outbox::Outbox,
+);
+
 /// The training loop as [`Work`](crate::platform::Work): the model is built at the first step
 /// (so a page's first frame is not held up), then each step is a turn of the driver.
 struct Training {
     /// What the first step builds the driver from.
-    pending: Option<
-        Box<(
-            TrainConfig,
-            BackendChoice,
-            Options,
-            Receiver<Command>,
-            outbox::Outbox,
-        )>,
-    >,
+    pending: Option<Box<DriverArgs>>,
     driver: Option<Box<driver::Driver>>,
 }
 
