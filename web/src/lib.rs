@@ -10,7 +10,6 @@ mod page {
     use wasm_bindgen::JsCast;
     use wasm_bindgen::prelude::*;
 
-    use eframe::App as _;
     use latent_atlas_app::shell::{Answer, DialogPurpose, Shell, dropped_name, upload_of};
     use latent_atlas_app::{LatentAtlasApp, StartOptions};
 
