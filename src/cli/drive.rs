@@ -14,7 +14,7 @@ use crate::export::csv;
 use crate::export::folder::{self, ViewChoices};
 use crate::fsio::atomic_write;
 use crate::run::RunView;
-use crate::train::{TestMetrics, TrainConfig};
+use crate::train::{StepMetrics, TestMetrics, TrainConfig};
 use crate::worker::{Command, Event, Options, RunState, Worker};
 
 /// How `train` and `eval` name images of `channels` channels.
@@ -125,17 +125,13 @@ pub fn run_quietly(
     score_samples: usize,
 ) -> (RunView, anyhow::Result<()>) {
     let options = Options::headless(None, score_samples, 1.0);
-    let mut driver = Driver {
-        run: RunView::new(config.clone()),
-        out: None,
-        quiet: true,
-        bar: ProgressBar::hidden(),
-        evaluator_bar: None,
-        failure: None,
-        scoring: score_samples > 0,
-        iw_epoch: Default::default(),
-        written: None,
-    };
+    let mut driver = Driver::new(
+        RunView::new(config.clone()),
+        None,
+        ProgressBar::hidden(),
+        score_samples > 0,
+    );
+    driver.quiet = true;
     let result = match Worker::spawn_with(config, backend, options, Arc::new(|| {})) {
         Ok(worker) => driver.drive(&worker),
         Err(e) => Err(anyhow::anyhow!("cannot start the training thread: {e}")),
@@ -162,6 +158,10 @@ pub(super) struct Driver {
     iw_epoch: (f64, f64, usize),
     /// The step whose folder was last written.
     written: Option<u64>,
+    /// A resumed run's history (its metrics.csv), restored once its model is ready.
+    history: Option<(Vec<StepMetrics>, Vec<TestMetrics>)>,
+    /// Test rows restored from before the resume, which were scored then (or not at all).
+    tests_before: usize,
 }
 
 impl Driver {
@@ -178,7 +178,15 @@ impl Driver {
             scoring,
             iw_epoch: Default::default(),
             written: None,
+            history: None,
+            tests_before: 0,
         }
+    }
+
+    /// A resumed run's curves and test rows: they are kept (and written again) before the new
+    /// ones, so metrics.csv goes on from its last row.
+    pub(super) fn resume_history(&mut self, train: Vec<StepMetrics>, tests: Vec<TestMetrics>) {
+        self.history = Some((train, tests));
     }
 
     /// Clears the progress bars.
@@ -217,7 +225,12 @@ impl Driver {
             finished |= event == Event::State(RunState::Finished);
             let saved = matches!(event, Event::Saved(_));
             let scored = matches!(event, Event::Scored(_));
+            let ready = matches!(event, Event::Ready { .. });
             self.run.apply(event);
+            if ready && let Some((train, tests)) = self.history.take() {
+                self.tests_before = tests.len();
+                self.run.restore(train, tests);
+            }
             if let Some(why) = stop {
                 anyhow::bail!("{why}");
             }
@@ -236,7 +249,8 @@ impl Driver {
             // Evaluation and checkpoint come before `Finished`; only scores may follow it.
             // One score per epoch trained (fewer than configured when the schedule stopped early;
             // every epoch is evaluated before `Finished`).
-            let scores_due = self.scoring && self.run.scores.len() < self.run.tests.len();
+            let scores_due =
+                self.scoring && self.run.scores.len() + self.tests_before < self.run.tests.len();
             if finished && !scores_due {
                 if self.written != self.run.last_step.as_ref().map(|m| m.step) {
                     self.write()?;

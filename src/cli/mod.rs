@@ -13,8 +13,10 @@ use crate::data::{Dataset, DatasetSpec};
 use crate::model::adversarial::AliLoss;
 use crate::model::{Arch, Likelihood};
 use crate::run::RunView;
+use crate::train::schedule::LrSchedule;
 use crate::train::{
-    AdversarialParams, HyperParams, ModelKind, Schedule, TrainConfig, Trainer, checkpoint,
+    AdversarialParams, HiddenActivation, HyperParams, ModelKind, Schedule, TrainConfig, Trainer,
+    checkpoint,
 };
 use crate::worker::{Options, Worker};
 
@@ -79,6 +81,25 @@ pub enum LikelihoodArg {
     Logistic,
 }
 
+/// The dense hidden layers' activation on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ActivationArg {
+    /// `max(v, 0)`.
+    Relu,
+    /// `tanh v` (Burda et al.'s networks).
+    Tanh,
+}
+
+/// The learning rate's course on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LrScheduleArg {
+    /// The rate `--lr` throughout.
+    Constant,
+    /// Burda et al. (2016): stage i = 0..7 lasts 3^i epochs at 10^(-i/7) times `--lr`, 3,280
+    /// epochs in all (the default `--epochs` then; a smaller `--epochs` stops it early).
+    Burda,
+}
+
 /// `latent-atlas train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -110,15 +131,33 @@ pub struct TrainArgs {
     /// Hidden layer widths, comma-separated (the decoder mirrors them).
     #[arg(long, value_delimiter = ',', default_values_t = TrainConfig::default().hidden)]
     pub hidden: Vec<usize>,
-    /// Passes over the training split.
-    #[arg(long, default_value_t = TrainConfig::default().epochs)]
-    pub epochs: usize,
+    /// The activation after every dense hidden layer.
+    #[arg(long, value_enum, default_value = "relu")]
+    pub activation: ActivationArg,
+    /// Passes over the training split (with `--resume`, the total to reach; default: the
+    /// run's own; with `--lr-schedule burda`, its 3,280) [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Samples per step.
     #[arg(long, default_value_t = HyperParams::default().batch_size)]
     pub batch_size: usize,
     /// Adam's learning rate.
     #[arg(long, default_value_t = HyperParams::default().lr)]
     pub lr: f64,
+    /// The learning rate's course over the epochs.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub lr_schedule: LrScheduleArg,
+    /// Adam's epsilon, added to the root of the second moment (Burda et al.: 1e-4).
+    #[arg(long, default_value_t = TrainConfig::default().adam_epsilon)]
+    pub adam_epsilon: f32,
+    /// Start the dense decoder's output bias at the logit of each pixel's mean over the
+    /// training images (clipped to [0.001, 0.999]), as Burda et al.'s code does.
+    #[arg(long)]
+    pub mean_output_bias: bool,
+    /// Glorot's uniform initialisation and zero biases for the dense layers (Burda et al.'s),
+    /// instead of PyTorch's default.
+    #[arg(long)]
+    pub glorot_init: bool,
     /// Seed of every random choice.
     #[arg(long, default_value_t = TrainConfig::default().seed)]
     pub seed: u64,
@@ -227,9 +266,15 @@ pub struct TrainArgs {
     /// `latent-atlas serve` server; token from LATENT_ATLAS_TOKEN or LATENT_ATLAS_TOKEN_FILE).
     #[arg(long, default_value = "cpu")]
     pub backend: BackendChoice,
-    /// Output folder (created if missing).
-    #[arg(long)]
-    pub out: PathBuf,
+    /// Output folder (created if missing; with `--resume`, the run's folder unless given).
+    #[arg(long, required_unless_present = "resume")]
+    pub out: Option<PathBuf>,
+    /// Continue the run saved in this folder where it stopped: its weights, optimiser, random
+    /// streams, schedule and metrics.csv go on as if it had never stopped. Its settings are
+    /// the run's own; `--epochs` sets the total to reach, and `--backend` and the scoring
+    /// options apply. A run saved before this option existed continues with a fresh optimiser.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<PathBuf>,
 }
 
 impl TrainArgs {
@@ -244,6 +289,10 @@ impl TrainArgs {
                 .unwrap_or(TrainConfig::default().colour_offset),
             latent_dim: self.latent_dim,
             hidden: self.hidden.clone(),
+            activation: match self.activation {
+                ActivationArg::Relu => HiddenActivation::Relu,
+                ActivationArg::Tanh => HiddenActivation::Tanh,
+            },
             likelihood_from_data: self.likelihood.is_none(),
             likelihood: match self.likelihood.unwrap_or(LikelihoodArg::Bernoulli) {
                 LikelihoodArg::Bernoulli => Likelihood::Bernoulli,
@@ -263,7 +312,17 @@ impl TrainArgs {
                 class_mean_lr_scale: self.class_mean_lr_scale,
                 iw_samples: self.iw_samples,
             },
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(match self.lr_schedule {
+                LrScheduleArg::Burda => LrSchedule::BURDA_EPOCHS,
+                LrScheduleArg::Constant => TrainConfig::default().epochs,
+            }),
+            lr_schedule: match self.lr_schedule {
+                LrScheduleArg::Constant => LrSchedule::Constant,
+                LrScheduleArg::Burda => LrSchedule::Burda,
+            },
+            adam_epsilon: self.adam_epsilon,
+            mean_output_bias: self.mean_output_bias,
+            glorot_init: self.glorot_init,
             seed: self.seed,
             binarize: self.binarize,
             nll_samples: self.nll_samples,
@@ -414,15 +473,30 @@ fn select_backend(choice: BackendChoice) -> anyhow::Result<crate::backend::Backe
 /// checkpointed and scored); this loop folds its events into a [`RunView`] like the window
 /// does, shows progress, and writes the run folder after every epoch with the window's writer.
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    let config = args.config();
+    let (config, out) = match &args.resume {
+        Some(run) => {
+            let mut config = checkpoint::read_info(run)?.config;
+            config.epochs = args.epochs.unwrap_or(config.epochs);
+            (config, args.out.clone().unwrap_or_else(|| run.clone()))
+        }
+        None => {
+            let out = args
+                .out
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("--out is required"))?;
+            (args.config(), out)
+        }
+    };
     config.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.out.display()))?;
-    let options = Options::headless(
-        Some(args.out.clone()),
-        args.score_samples,
-        args.score_temperature,
-    );
+    std::fs::create_dir_all(&out).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    let options = Options {
+        resume: args.resume.clone(),
+        ..Options::headless(
+            Some(out.clone()),
+            args.score_samples,
+            args.score_temperature,
+        )
+    };
     let worker = Worker::spawn_with(
         config.clone(),
         args.backend.clone(),
@@ -432,17 +506,20 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot start the training thread: {e}"))?;
     let spinner = ProgressBar::new_spinner().with_message(format!("loading {}", config.dataset));
     spinner.enable_steady_tick(Duration::from_millis(100));
-    let mut driver = Driver::new(
-        RunView::new(config),
-        Some(args.out.clone()),
-        spinner,
-        args.score_samples > 0,
-    );
+    let run = RunView::new(config.clone());
+    let mut driver = Driver::new(run, Some(out.clone()), spinner, args.score_samples > 0);
+    if let Some(dir) = &args.resume {
+        // The curves so far: metrics.csv goes on from the run's last row.
+        if let Ok(text) = std::fs::read_to_string(dir.join("metrics.csv")) {
+            let (train, tests) = crate::export::csv::parse_metrics_csv(&text);
+            driver.resume_history(train, tests);
+        }
+    }
     let result = driver.drive(&worker);
     driver.finish();
     drop(worker);
     result?;
-    eprintln!("wrote {}", args.out.display());
+    eprintln!("wrote {}", out.display());
     Ok(())
 }
 

@@ -497,3 +497,93 @@ fn remembered_settings_killed_mid_write_always_read_back_whole() {
     }
     assert!(last_seed > 0, "no write ever completed");
 }
+
+#[test]
+fn a_run_stopped_after_an_epoch_and_resumed_ends_where_an_unbroken_run_ends() {
+    let data_dir = tempfile::tempdir().unwrap();
+    write_mnist_subset(data_dir.path(), 1200);
+    // Binarised batches and a validation schedule, so that every stream and state counts.
+    let common = [
+        "--binarize",
+        "--seed",
+        "3",
+        "--batch-size",
+        "64",
+        "--validation",
+        "200",
+        "--nll-samples",
+        "0",
+        "--score-samples",
+        "0",
+    ];
+    let with = |epochs: &'static str| [&common[..], &["--epochs", epochs]].concat();
+    let whole = tempfile::tempdir().unwrap();
+    train_ok(data_dir.path(), whole.path(), &with("2"));
+    let broken = tempfile::tempdir().unwrap();
+    train_ok(data_dir.path(), broken.path(), &with("1"));
+    let resumed = bin()
+        .args(["train", "--score-samples", "0", "--epochs", "2", "--resume"])
+        .arg(broken.path())
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let read = |dir: &Path| latent_atlas::train::checkpoint::read_info(dir).unwrap();
+    let (a, b) = (read(whole.path()), read(broken.path()));
+    assert_eq!((a.epoch, a.step), (2, b.step));
+    assert_eq!(b.epoch, 2);
+    // Bit for bit: the same weights (the files differ in their parameters' ids, which each
+    // process draws afresh), the same streams and schedule.
+    let weights = |dir: &Path| {
+        let data = std::sync::Arc::new(
+            latent_atlas::data::DatasetSpec::parse(data_dir.path().to_str().unwrap())
+                .load(3)
+                .unwrap(),
+        );
+        let trainer =
+            latent_atlas::train::Trainer::from_checkpoint(dir, data, burn::tensor::Device::flex())
+                .unwrap();
+        latent_atlas::train::safetensors::tensors(trainer.model())
+    };
+    let (wa, wb) = (weights(whole.path()), weights(broken.path()));
+    assert!(!wa.is_empty() && wa == wb, "the weights differ");
+    let (ra, rb) = (a.resume.clone().unwrap(), b.resume.clone().unwrap());
+    assert_eq!((ra.rng, ra.plateau), (rb.rng, rb.plateau));
+    // metrics.csv goes on: both epochs' test rows, and the training rows of both runs.
+    let rows = |dir: &Path| {
+        let text = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let tests: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("test,"))
+            .map(str::to_owned)
+            .collect();
+        (
+            text.lines().filter(|l| l.starts_with("train,")).count(),
+            tests,
+        )
+    };
+    let (train_a, tests_a) = rows(whole.path());
+    let (train_b, tests_b) = rows(broken.path());
+    assert_eq!(tests_a.len(), 2);
+    assert_eq!(tests_a, tests_b);
+    assert_eq!(train_a, train_b);
+
+    // A damaged optimiser file is refused, naming it.
+    let slot = b.weights.unwrap();
+    let optimizer = latent_atlas::train::checkpoint::optimizer_file(&slot);
+    std::fs::write(broken.path().join(optimizer), b"not an optimiser").unwrap();
+    let refused = bin()
+        .args(["train", "--epochs", "3", "--resume"])
+        .arg(broken.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(optimizer) && err.contains("fingerprint"),
+        "{err}"
+    );
+}

@@ -437,3 +437,93 @@ fn a_run_on_the_importance_weighted_bound_validates_that_bound() {
         "negative bound {bound} against negative ELBO {elbo}"
     );
 }
+
+#[test]
+fn a_run_saved_mid_epoch_goes_on_exactly_as_it_would_have() {
+    // Binarised batches draw from the stream too; the schedule's state rides along.
+    let config = TrainConfig {
+        binarize: true,
+        ..small_config()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = mnist();
+    let mut trainer = Trainer::new(config, data.clone(), Device::flex()).unwrap();
+    for _ in 0..7 {
+        trainer.step().unwrap();
+    }
+    trainer.save(dir.path(), "CPU (flex)").unwrap();
+    let mut resumed = Trainer::from_checkpoint(dir.path(), data, Device::flex()).unwrap();
+    for _ in 0..5 {
+        let (a, b) = (trainer.step().unwrap(), resumed.step().unwrap());
+        assert_eq!((a.step, a.total), (b.step, b.total), "the steps differ");
+    }
+    let weights = |t: &Trainer| latent_atlas::train::safetensors::tensors(t.model());
+    assert!(weights(&trainer) == weights(&resumed), "the weights differ");
+    // A run saved with weights only starts a fresh optimiser: its next step differs.
+    let plain = tempfile::tempdir().unwrap();
+    checkpoint::save(
+        plain.path(),
+        trainer.model(),
+        &trainer.run_info("CPU (flex)"),
+    )
+    .unwrap();
+    let mut fresh = Trainer::from_checkpoint(plain.path(), mnist(), Device::flex()).unwrap();
+    let (a, b) = (trainer.step().unwrap(), fresh.step().unwrap());
+    assert_eq!(a.step, b.step);
+    assert!(
+        weights(&trainer) != weights(&fresh),
+        "a fresh optimiser moves the weights otherwise"
+    );
+}
+
+#[test]
+fn burdas_protocol_starts_from_the_datas_mean_and_trains() {
+    use latent_atlas::fused::Activation;
+    use latent_atlas::train::HiddenActivation;
+    use latent_atlas::train::schedule::LrSchedule;
+    let config = TrainConfig {
+        activation: HiddenActivation::Tanh,
+        glorot_init: true,
+        mean_output_bias: true,
+        adam_epsilon: 1e-4,
+        lr_schedule: LrSchedule::Burda,
+        hidden: vec![200, 200],
+        latent_dim: 50,
+        binarize: true,
+        ..small_config()
+    };
+    let data = mnist();
+    let mut trainer = Trainer::new(config, data.clone(), Device::flex()).unwrap();
+    let decoder = trainer.model().decoder();
+    assert_eq!(decoder.act, Activation::Tanh);
+    // The output bias: the logit of each pixel's mean over all 60,000 training images,
+    // clipped to [0.001, 0.999].
+    let bias = latent_atlas::fused::to_vec(decoder.output.bias.as_ref().unwrap().val());
+    let n = data.train.len();
+    for pixel in [0, 350, 406, 783] {
+        let mean = (0..n)
+            .map(|i| f64::from(data.train.image(i)[pixel]) / 255.0)
+            .sum::<f64>()
+            / n as f64;
+        let m = mean.clamp(0.001, 0.999);
+        let want = (m / (1.0 - m)).ln() as f32;
+        assert!(
+            (bias[pixel] - want).abs() < 1e-4,
+            "pixel {pixel}: {} against {want}",
+            bias[pixel]
+        );
+    }
+    // Glorot's uniform draw, zero biases.
+    let first = &decoder.layers[0];
+    let bound = (6.0f32 / (50.0 + 200.0)).sqrt();
+    let w = latent_atlas::fused::to_vec(first.weight.val());
+    assert!(w.iter().all(|v| v.abs() <= bound) && w.iter().any(|v| v.abs() > bound / 2.0));
+    let b = latent_atlas::fused::to_vec(first.bias.as_ref().unwrap().val());
+    assert!(b.iter().all(|&v| v == 0.0));
+    // A decoder started at the mean begins near the data's own entropy, not at 784 ln 2.
+    let losses: Vec<f32> = (0..150).map(|_| trainer.step().unwrap().total).collect();
+    let first = losses[..10].iter().sum::<f32>() / 10.0;
+    let last = losses[140..].iter().sum::<f32>() / 10.0;
+    assert!(first < 300.0, "first {first}");
+    assert!(last < first, "loss did not fall: {first} -> {last}");
+}

@@ -654,6 +654,7 @@ mod tests {
                 height: 1,
                 up: None,
                 colour: None,
+                tanh: false,
             }),
             run: 1,
             family: latent_atlas_core::train::ModelKind::Vae,

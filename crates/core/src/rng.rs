@@ -3,7 +3,8 @@
 //! depend on a backend or a crate version.
 
 /// A seeded pseudo-random generator: xoshiro256++ seeded through SplitMix64.
-#[derive(Clone, Debug)]
+/// Serialisable, so that a saved run resumes its stream exactly where it stopped.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Rng {
     state: [u64; 4],
     /// A second standard normal from the last Box-Muller pair, not yet returned.

@@ -244,7 +244,7 @@ pub fn down(big: &[f32], p: &[f32], bias: Option<&[f32]>, g: &ConvGeom, slope: f
             gemm_serial(dst, Operand::matrix(rows, images * n, k), pm, true);
         });
         if slope != 1.0 {
-            math::activate(dst, 0, false, slope, 1.0, 0);
+            math::activate(dst, 0, math::Curve::Piecewise, slope, 1.0, 0);
         }
     };
     over_chunks(&mut out, chunk * sl, batch * sl * k >= PARALLEL_MACS, work);

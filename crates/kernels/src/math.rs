@@ -156,13 +156,30 @@ pub fn kept(i: u32, seed: u32, keep: f32) -> bool {
     u < keep
 }
 
+/// The shape of a dense layer's activation as the kernels take it: piecewise linear (with
+/// `slope` below zero: 0 for ReLU, 1 for none), the sigmoid, or tanh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Curve {
+    /// `v` above zero, `slope v` below.
+    Piecewise,
+    /// `1 / (1 + e^-v)`.
+    Sigmoid,
+    /// `tanh v`.
+    Tanh,
+}
+
 multiversion! {
-    /// A dense layer's epilogue in place: the activation (sigmoid, or slope below zero), then
-    /// dropout with keep probability `keep` (1: none) for elements numbered from `first`.
-    pub fn activate(out: &mut [f32], first: u32, sigmoid: bool, slope: f32, keep: f32, seed: u32) {
-        if sigmoid {
+    /// A dense layer's epilogue in place: the activation (`curve`, with `slope` below zero for
+    /// the piecewise one), then dropout with keep probability `keep` (1: none) for elements
+    /// numbered from `first`.
+    pub fn activate(out: &mut [f32], first: u32, curve: Curve, slope: f32, keep: f32, seed: u32) {
+        if curve == Curve::Sigmoid {
             for v in out.iter_mut() {
                 *v = self::sigmoid(*v);
+            }
+        } else if curve == Curve::Tanh {
+            for v in out.iter_mut() {
+                *v = v.tanh();
             }
         } else if slope != 1.0 {
             for v in out.iter_mut() {
@@ -182,12 +199,19 @@ multiversion! {
 multiversion! {
     /// The gradient through [`activate`] from its output `y`, in place on `g`: dropped
     /// elements (output exactly 0 after dropout) get none, kept ones `1 / keep` times the
-    /// activation's derivative (`y (1 - y)` for the sigmoid, 1 or `slope` by the sign of `y`).
-    pub fn activation_grad(g: &mut [f32], y: &[f32], sigmoid: bool, slope: f32, keep: f32) {
-        if sigmoid {
-            // Dropout after a sigmoid is not offered (its zeros would be ambiguous).
+    /// activation's derivative (`y (1 - y)` for the sigmoid, `1 - y^2` for tanh, 1 or `slope`
+    /// by the sign of `y`).
+    pub fn activation_grad(g: &mut [f32], y: &[f32], curve: Curve, slope: f32, keep: f32) {
+        // Dropout after a sigmoid or tanh is not offered (its zeros would be ambiguous).
+        if curve == Curve::Sigmoid {
             for (g, &y) in g.iter_mut().zip(y) {
                 *g *= y * (1.0 - y);
+            }
+            return;
+        }
+        if curve == Curve::Tanh {
+            for (g, &y) in g.iter_mut().zip(y) {
+                *g *= 1.0 - y * y;
             }
             return;
         }

@@ -55,8 +55,9 @@ impl Dense {
     }
 }
 
-/// A decoder MLP (ReLU between layers, a sigmoid at the end) that maps a latent point to
-/// pixel intensities in `[0, 1]`; for the f-VAE the point first goes back through the flow.
+/// A decoder MLP (ReLU between layers, or tanh with `tanh`; a sigmoid at the end) that maps a
+/// latent point to pixel intensities in `[0, 1]`; for the f-VAE the point first goes back
+/// through the flow.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlainDecoder {
     /// The layers, first to last.
@@ -75,6 +76,10 @@ pub struct PlainDecoder {
     /// pixel after the transposed convolutions.
     #[serde(default)]
     pub colour: Option<Dense>,
+    /// tanh between the dense layers instead of ReLU (the layer before transposed
+    /// convolutions keeps its ReLU).
+    #[serde(default)]
+    pub tanh: bool,
 }
 
 /// A transposed convolution with a 4 x 4 kernel, stride 2 and padding 1: it doubles each side.
@@ -292,7 +297,9 @@ impl PlainDecoder {
                 colour.forward(&a, &mut offset);
             }
             layer.forward(&a, &mut b);
-            if i + 1 < self.layers.len() || self.up.is_some() {
+            if i + 1 < self.layers.len() && self.tanh {
+                b.iter_mut().for_each(|v| *v = v.tanh());
+            } else if i + 1 < self.layers.len() || self.up.is_some() {
                 b.iter_mut().for_each(|v| *v = v.max(0.0));
             }
             std::mem::swap(&mut a, &mut b);
@@ -322,7 +329,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decodes_through_relu_and_sigmoid() {
+    fn decodes_through_relu_or_tanh_and_sigmoid() {
         let dec = PlainDecoder {
             layers: vec![
                 Dense {
@@ -343,12 +350,19 @@ mod tests {
             width: 1,
             height: 1,
             up: None,
+            tanh: false,
         };
         // h = relu([1*1 + 2*1, -1*1 + 0 + 0.5]) = [3, 0]; out = sigmoid(3 + 0 - 1) = sigmoid(2)
+        let sigmoid = |v: f32| 1.0 / (1.0 + (-v).exp());
         let y = dec.decode(&[1.0, 1.0]);
-        assert!((y[0] - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+        assert!((y[0] - sigmoid(2.0)).abs() < 1e-6);
         let many = dec.decode_many(&[1.0, 1.0, 0.0, 0.0, 1.0, 1.0]);
         assert_eq!(many.len(), 3);
         assert_eq!(many[0], many[2]);
+        // With tanh: h = tanh([3, -0.5]); out = sigmoid(tanh 3 + tanh(-0.5) - 1).
+        let tanh = PlainDecoder { tanh: true, ..dec };
+        let y = tanh.decode(&[1.0, 1.0]);
+        let want = sigmoid(3f32.tanh() + (-0.5f32).tanh() - 1.0);
+        assert!((y[0] - want).abs() < 1e-6, "{} against {want}", y[0]);
     }
 }

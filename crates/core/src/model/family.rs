@@ -261,6 +261,47 @@ impl Model {
         }
     }
 
+    /// The model with its decoder's output bias set to `bias` (one value per output), as
+    /// Burda et al.'s code starts it: the logit of each pixel's mean over the training images.
+    /// `None` when the decoder's output layer has no bias of that width (the convolutional
+    /// decoder's output layer feeds its transposed convolutions instead).
+    pub fn with_output_bias(self, bias: &[f32]) -> Option<Self> {
+        let decoder = self.decoder();
+        if decoder.up.is_some() {
+            return None;
+        }
+        let param = decoder.output.bias.as_ref()?;
+        if param.val().dims() != [bias.len()] {
+            return None;
+        }
+        struct SetBias<'a> {
+            id: burn::module::ParamId,
+            values: &'a [f32],
+        }
+        impl burn::module::ModuleMapper for SetBias<'_> {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                if param.id != self.id {
+                    return param;
+                }
+                let values = self.values.to_vec();
+                param.map(|t| {
+                    let grad = t.is_require_grad();
+                    let data = burn::tensor::TensorData::new(values, t.shape());
+                    let fresh = Tensor::<D>::from_data(data, &t.device());
+                    match grad {
+                        true => fresh.require_grad(),
+                        false => fresh,
+                    }
+                })
+            }
+        }
+        let mut mapper = SetBias {
+            id: param.id,
+            values: bias,
+        };
+        Some(self.map(&mut mapper))
+    }
+
     /// The loss terms of one batch. `onehot` is needed by the CVAE; `eps` holds standard
     /// normal draws `[batch, latent]`.
     pub fn terms(

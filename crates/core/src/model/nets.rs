@@ -1,7 +1,8 @@
 //! The MLPs around the latent space, as separate modules so that a family holds only what it
 //! uses: a [`GaussianEncoder`] (mean and log-variance heads) for the VAE family, a
 //! [`PointEncoder`] (one code per image) for the AE, the f-VAE's centre E(x), the AAE and ALI,
-//! and a [`Decoder`] (the GAN's generator) for all of them. ReLU after every hidden layer. With
+//! and a [`Decoder`] (the GAN's generator) for all of them. ReLU after every hidden layer (tanh
+//! where the config asks: Burda et al.'s networks), held by each net as a setting. With
 //! the convolutional architecture ([`super::conv`]) a stack of strided convolutions sits in front
 //! of an encoder's dense layers and a stack of transposed ones after a decoder's.
 
@@ -23,6 +24,9 @@ pub struct GaussianEncoder {
     pub mu: Linear,
     /// Head giving the posterior log-variance.
     pub logvar: Linear,
+    /// The hidden layers' activation (a setting, not saved with the weights).
+    #[module(skip)]
+    pub act: Activation,
 }
 
 impl GaussianEncoder {
@@ -31,7 +35,7 @@ impl GaussianEncoder {
     /// # Shapes
     ///   x `[batch, pixels]` -> (mu, logvar) `[batch, latent]`
     pub fn forward(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
-        let h = hidden(&self.layers, down(&self.conv, x));
+        let h = hidden(&self.layers, down(&self.conv, x), self.act);
         (
             linear(&self.mu, h.clone(), Activation::Identity),
             linear(&self.logvar, h, Activation::Identity),
@@ -48,6 +52,9 @@ pub struct PointEncoder {
     pub layers: Vec<Linear>,
     /// Head giving the code.
     pub code: Linear,
+    /// The hidden layers' activation (a setting, not saved with the weights).
+    #[module(skip)]
+    pub act: Activation,
 }
 
 impl PointEncoder {
@@ -58,7 +65,7 @@ impl PointEncoder {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         linear(
             &self.code,
-            hidden(&self.layers, down(&self.conv, x)),
+            hidden(&self.layers, down(&self.conv, x), self.act),
             Activation::Identity,
         )
     }
@@ -142,6 +149,9 @@ pub struct Decoder {
     /// layer; without it the convolutional decoder draws every shape of `shapes` in the
     /// mean grey (see docs/command-line.md, "Colour that shows").
     pub colour: Option<Linear>,
+    /// The hidden layers' activation (a setting, not saved with the weights).
+    #[module(skip)]
+    pub act: Activation,
 }
 
 impl Decoder {
@@ -157,14 +167,14 @@ impl Decoder {
     /// image in one fused pass.
     pub fn forward_with(&self, z: Tensor<2>, act: Activation) -> Tensor<2> {
         let h = match self.norms.is_empty() {
-            true => hidden(&self.layers, z),
+            true => hidden(&self.layers, z, self.act),
             false => self
                 .layers
                 .iter()
                 .zip(&self.norms)
                 .fold(z, |h, (layer, norm)| {
                     let y = linear(layer, h, Activation::Identity);
-                    crate::fused::batch_norm(norm, y, Activation::Relu)
+                    crate::fused::batch_norm(norm, y, self.act)
                 }),
         };
         match &self.up {
@@ -181,13 +191,7 @@ impl Decoder {
                     logits = (logits.reshape([batch, pixels, channels]) + offset.unsqueeze_dim(1))
                         .reshape([batch, pixels * channels]);
                 }
-                use burn::tensor::activation as a;
-                match act {
-                    Activation::Identity => logits,
-                    Activation::Relu => a::relu(logits),
-                    Activation::LeakyRelu(slope) => a::leaky_relu(logits, slope.into()),
-                    Activation::Sigmoid => a::sigmoid(logits),
-                }
+                act.apply(logits)
             }
         }
     }
@@ -206,17 +210,16 @@ fn down(conv: &Option<ConvDown>, x: Tensor<2>) -> Tensor<2> {
     }
 }
 
-fn hidden(layers: &[Linear], x: Tensor<2>) -> Tensor<2> {
-    layers
-        .iter()
-        .fold(x, |h, layer| linear(layer, h, Activation::Relu))
+fn hidden(layers: &[Linear], x: Tensor<2>, act: Activation) -> Tensor<2> {
+    layers.iter().fold(x, |h, layer| linear(layer, h, act))
 }
 
 /// The layers of a model's networks for images of `input_dim` pixels, hidden widths `hidden`
 /// (the decoder mirrors them) and a `latent_dim`-dimensional latent space, initialised in one
 /// order (encoder layers, decoder layers, `heads` encoder heads, the output layer) so a seed
 /// gives the same weights to every family that shares a layer. PyTorch's default
-/// initialisation: U(-k, k), k = 1/sqrt(fan_in).
+/// initialisation: U(-k, k), k = 1/sqrt(fan_in); or with `glorot`, Glorot and Bengio's
+/// U(-a, a), a = sqrt(6 / (fan_in + fan_out)), and zero biases.
 ///
 /// With `conv` (the convolutional architecture for images of that shape) the encoder starts
 /// with the plan's strided convolutions and keeps one dense layer of the last hidden width; the
@@ -231,6 +234,8 @@ pub(super) struct Nets {
     pub heads: Vec<Linear>,
     /// The decoder.
     pub decoder: Decoder,
+    /// The hidden layers' activation.
+    pub act: Activation,
 }
 
 #[allow(clippy::too_many_arguments)] // each a setting of the networks, all read here once
@@ -242,9 +247,28 @@ pub(super) fn layers(
     conv: Option<ImageShape>,
     colour_offset: bool,
     decoder_norms: bool,
+    tanh: bool,
+    glorot: bool,
     device: &Device,
 ) -> Nets {
-    let layer = |a: usize, b: usize| LinearConfig::new(a, b).init(device);
+    let act = match tanh {
+        true => Activation::Tanh,
+        false => Activation::Relu,
+    };
+    let layer = |a: usize, b: usize| match glorot {
+        // Glorot and Bengio's uniform draw for the weights, zero biases (Burda et al.).
+        true => {
+            let weights = LinearConfig::new(a, b)
+                .with_bias(false)
+                .with_initializer(burn::nn::Initializer::XavierUniform { gain: 1.0 })
+                .init(device);
+            Linear {
+                bias: Some(burn::module::Param::from_tensor(Tensor::zeros([b], device))),
+                ..weights
+            }
+        }
+        false => LinearConfig::new(a, b).init(device),
+    };
     let plan = conv.map(ConvPlan::new);
     let conv_hidden: Vec<usize>;
     let (features, hidden, image_out) = match &plan {
@@ -294,11 +318,13 @@ pub(super) fn layers(
         output,
         up,
         colour,
+        act,
     };
     Nets {
         conv: encoder_conv,
         encoder,
         heads,
         decoder,
+        act,
     }
 }

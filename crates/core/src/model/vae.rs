@@ -72,6 +72,13 @@ pub struct VaeConfig {
     /// The convolutional decoder's colour offset for colour images ([`super::nets::Decoder`]).
     #[config(default = false)]
     pub colour_offset: bool,
+    /// tanh after the dense hidden layers instead of ReLU.
+    #[config(default = false)]
+    pub tanh: bool,
+    /// Glorot's uniform initialisation and zero biases for the dense layers, instead of
+    /// PyTorch's.
+    #[config(default = false)]
+    pub glorot: bool,
 }
 
 impl VaeConfig {
@@ -90,6 +97,7 @@ impl VaeConfig {
             layers: nets.encoder,
             mu,
             logvar,
+            act: nets.act,
         };
         (encoder, nets.decoder)
     }
@@ -102,6 +110,7 @@ impl VaeConfig {
             conv: nets.conv,
             layers: nets.encoder,
             code,
+            act: nets.act,
         };
         (encoder, nets.decoder)
     }
@@ -129,6 +138,8 @@ impl VaeConfig {
             self.conv,
             self.colour_offset,
             decoder_norms,
+            self.tanh,
+            self.glorot,
             device,
         )
     }

@@ -57,6 +57,63 @@ pub struct RunInfo {
     /// FNV-1a 64 of that file's bytes, checked on loading (absent in older runs).
     #[serde(default)]
     pub weights_fnv64: Option<String>,
+    /// What continuing the run exactly needs besides its weights (absent in runs saved
+    /// without it, which continue with a fresh optimiser and stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeState>,
+}
+
+/// The training state a run resumes from, besides its weights: Adam's moments and step counts
+/// (in the slot's optimiser file, [`optimizer_file`]), the schedule's best weights (in
+/// [`best_file`]), and, in `config.json`, the random stream and the schedule's state.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResumeState {
+    /// FNV-1a 64 of the optimiser file.
+    pub optimizer_fnv64: String,
+    /// FNV-1a 64 of the best weights' file, when the validation schedule has a best.
+    #[serde(default)]
+    pub best_fnv64: Option<String>,
+    /// The host's random stream now (noise, binarisation).
+    pub rng: crate::rng::Rng,
+    /// The stream as it was when the current epoch began: it deals the epoch's order again.
+    pub epoch_rng: crate::rng::Rng,
+    /// Batches of the current epoch done.
+    pub batch_index: usize,
+    /// The validation schedule's state: best loss and epoch, patience left, decays.
+    pub plateau: super::schedule::Plateau,
+    /// The newest validation loss (finite only).
+    #[serde(default)]
+    pub validation_loss: Option<f32>,
+}
+
+/// A trainer's state as files and fields to save beside its weights ([`save_with`]).
+pub struct TrainingState {
+    /// The optimiser's state (burn's burnpack bytes).
+    pub optimizer: Vec<u8>,
+    /// The validation schedule's best weights so far (burnpack bytes), if any.
+    pub best: Option<Vec<u8>>,
+    /// The rest, for `config.json` (its fingerprints are filled in when written).
+    pub state: ResumeState,
+}
+
+/// The bytes of a run's training state: the optimiser's, and the schedule's best weights' if
+/// it has them.
+pub type StateBytes = (Vec<u8>, Option<Vec<u8>>);
+
+/// The optimiser's file that goes with the weights in `slot`.
+pub fn optimizer_file(slot: &str) -> &'static str {
+    match slot {
+        MODEL_FILE_ALT => "optimizer.alt.bpk",
+        _ => "optimizer.bpk",
+    }
+}
+
+/// The schedule's best weights' file that goes with the weights in `slot`.
+pub fn best_file(slot: &str) -> &'static str {
+    match slot {
+        MODEL_FILE_ALT => "best.alt.bpk",
+        _ => "best.bpk",
+    }
 }
 
 /// FNV-1a, 64 bits, as 16 hex digits: a cheap fingerprint that tells one save's weights from
@@ -141,6 +198,17 @@ pub fn run_files(
     info: &RunInfo,
     slot: &str,
 ) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    run_files_with(model, info, slot, None)
+}
+
+/// [`run_files`], with the training state to resume from (the optimiser and best weights in
+/// the slot's files, before `config.json`, which records the rest).
+pub fn run_files_with(
+    model: &Model,
+    info: &RunInfo,
+    slot: &str,
+    training: Option<&TrainingState>,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     // `valid()` first: it folds pending running-state updates (the BN-VAE's batch statistics)
     // into their values, which `into_record` alone would save one update late.
     let bytes = model
@@ -148,9 +216,22 @@ pub fn run_files(
         .into_record()
         .into_bytes()
         .map_err(|e| anyhow::anyhow!("{slot}: cannot serialise the model: {e:?}"))?;
+    let mut state_files = Vec::new();
+    let resume = training.map(|t| {
+        state_files.push((optimizer_file(slot).to_owned(), t.optimizer.clone()));
+        if let Some(best) = &t.best {
+            state_files.push((best_file(slot).to_owned(), best.clone()));
+        }
+        ResumeState {
+            optimizer_fnv64: fnv64(&t.optimizer),
+            best_fnv64: t.best.as_deref().map(fnv64),
+            ..t.state.clone()
+        }
+    });
     let info = RunInfo {
         weights: Some(slot.to_owned()),
         weights_fnv64: Some(fnv64(&bytes)),
+        resume,
         ..info.clone()
     };
     let meta = std::collections::BTreeMap::from([
@@ -158,17 +239,17 @@ pub fn run_files(
         ("config".to_owned(), serde_json::to_string(&info)?),
     ]);
     let tensors = super::safetensors::tensors(model);
-    Ok(vec![
-        (slot.to_owned(), bytes.to_vec()),
-        (
-            SAFETENSORS_FILE.to_owned(),
-            super::safetensors::encode(&tensors, &meta),
-        ),
-        (
-            CONFIG_FILE.to_owned(),
-            serde_json::to_string_pretty(&info)?.into_bytes(),
-        ),
-    ])
+    let mut files = vec![(slot.to_owned(), bytes.to_vec())];
+    files.extend(state_files);
+    files.push((
+        SAFETENSORS_FILE.to_owned(),
+        super::safetensors::encode(&tensors, &meta),
+    ));
+    files.push((
+        CONFIG_FILE.to_owned(),
+        serde_json::to_string_pretty(&info)?.into_bytes(),
+    ));
+    Ok(files)
 }
 
 /// Writes the weights and the run description into `dir`, so that a crash at any moment leaves
@@ -177,6 +258,16 @@ pub fn run_files(
 /// is `config.json` replaced (atomically), naming the new slot and its fingerprint. Every file
 /// is written to a temporary name and renamed.
 pub fn save(dir: &Path, model: &Model, info: &RunInfo) -> anyhow::Result<()> {
+    save_with(dir, model, info, None)
+}
+
+/// [`save`], with the training state to resume from ([`run_files_with`]).
+pub fn save_with(
+    dir: &Path,
+    model: &Model,
+    info: &RunInfo,
+    training: Option<&TrainingState>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     // The slot the folder's current description names is left alone.
     let current = read_info(dir)
@@ -186,7 +277,7 @@ pub fn save(dir: &Path, model: &Model, info: &RunInfo) -> anyhow::Result<()> {
         Some(MODEL_FILE) => MODEL_FILE_ALT,
         _ => MODEL_FILE,
     };
-    for (name, bytes) in run_files(model, info, slot)? {
+    for (name, bytes) in run_files_with(model, info, slot, training)? {
         atomic_write(&dir.join(name), &bytes)?;
     }
     Ok(())
@@ -293,6 +384,37 @@ impl RunFiles {
             .map_err(|e| anyhow::anyhow!("{}: not a run description: {e}", path.display()))?;
         info.check(&path)?;
         Ok(info)
+    }
+
+    /// The optimiser's bytes and the schedule's best weights' bytes that `info`'s resume state
+    /// names, each checked against its fingerprint (`None` for a run saved without them).
+    pub fn training_bytes(
+        &self,
+        info: &RunInfo,
+    ) -> anyhow::Result<Option<StateBytes>> {
+        let Some(resume) = &info.resume else {
+            return Ok(None);
+        };
+        let slot = info.weights.as_deref().unwrap_or(MODEL_FILE);
+        let read = |name: &str, expected: &str| -> anyhow::Result<Vec<u8>> {
+            let path = self.path(name);
+            let bytes = self
+                .read(name)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if fnv64(&bytes) != expected {
+                anyhow::bail!(
+                    "{}: not the training state {CONFIG_FILE} was saved with (its fingerprint differs: the file was changed or damaged)",
+                    path.display()
+                );
+            }
+            Ok(bytes)
+        };
+        let optimizer = read(optimizer_file(slot), &resume.optimizer_fnv64)?;
+        let best = match &resume.best_fnv64 {
+            Some(expected) => Some(read(best_file(slot), expected)?),
+            None => None,
+        };
+        Ok(Some((optimizer, best)))
     }
 
     /// Loads its weights into a model of the family and shape `info` describes (`classes`

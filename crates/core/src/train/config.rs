@@ -12,6 +12,17 @@ use crate::model::{
     Aae, Ae, Ali, Arch, BnVae, Cvae, FVae, Gan, ImageShape, Likelihood, Model, VaeConfig,
 };
 
+/// The activation after the networks' dense hidden layers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HiddenActivation {
+    /// `max(v, 0)`.
+    #[default]
+    Relu,
+    /// `tanh v`, as in Burda et al.'s networks.
+    Tanh,
+}
+
 /// Settings that may change while a run is going (applied at the next step).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -80,6 +91,20 @@ pub struct TrainConfig {
     pub model: ModelKind,
     /// The networks around the latent space: dense, or convolutional.
     pub arch: Arch,
+    /// The activation after the dense hidden layers (runs saved without it had ReLU).
+    pub activation: HiddenActivation,
+    /// The learning rate's course over the epochs (runs saved without it had a constant one).
+    pub lr_schedule: super::schedule::LrSchedule,
+    /// Adam's epsilon (added to the root of the second moment; PyTorch's 1e-8 by default,
+    /// Burda et al.'s 1e-4).
+    pub adam_epsilon: f32,
+    /// Glorot's uniform initialisation (and zero biases) for the dense layers, as Burda et
+    /// al. start theirs, instead of PyTorch's default.
+    pub glorot_init: bool,
+    /// Start the dense decoder's output bias at the logit of each pixel's mean over the
+    /// training images, clipped to [0.001, 0.999] (Burda et al.'s released code), instead of
+    /// PyTorch's random draw.
+    pub mean_output_bias: bool,
     /// The convolutional decoder's colour offset for colour images (one logit per channel
     /// for the whole image, from the last hidden layer). Runs saved without this setting had
     /// none.
@@ -139,6 +164,11 @@ impl Default for TrainConfig {
             image_size: 0,
             model: ModelKind::Vae,
             arch: Arch::Mlp,
+            activation: HiddenActivation::Relu,
+            lr_schedule: super::schedule::LrSchedule::Constant,
+            adam_epsilon: 1e-8,
+            mean_output_bias: false,
+            glorot_init: false,
             colour_offset: true,
             latent_dim: 2,
             hidden: vec![512, 256],
@@ -222,6 +252,8 @@ impl TrainConfig {
             .with_latent_dim(self.latent_dim)
             .with_conv(self.conv_shape(shape))
             .with_colour_offset(self.colour_offset)
+            .with_tanh(self.activation == HiddenActivation::Tanh)
+            .with_glorot(self.glorot_init)
     }
 
     /// The image shape the convolutions are built for (`None` for dense networks).
@@ -350,6 +382,12 @@ impl TrainConfig {
     /// Checks the settings, saying what is wrong in words.
     pub fn validate(&self) -> Result<(), String> {
         let h = &self.hyper;
+        if !(self.adam_epsilon > 0.0 && self.adam_epsilon <= 1.0) {
+            return Err(format!(
+                "Adam's epsilon must be in (0, 1], not {}",
+                self.adam_epsilon
+            ));
+        }
         if self.likelihood == Likelihood::GaussianTrained && !self.model.draws().trained_sigma {
             return Err(format!(
                 "the Gaussian with a trained sigma belongs to the f-VAE; the {} needs a Bernoulli or fixed Gaussian likelihood",

@@ -11,7 +11,7 @@ pub mod snapshot;
 pub mod trainer;
 
 pub use catalogue::{AdversarialParams, Draws, FamilyInfo, ModelKind, PosteriorShape};
-pub use config::{HyperParams, MAX_PROBE, TrainConfig};
+pub use config::{HiddenActivation, HyperParams, MAX_PROBE, TrainConfig};
 pub use metrics::{StepMetrics, TestMetrics};
 pub use schedule::Schedule;
 pub use snapshot::{ImportanceDraws, Snapshot};

@@ -75,6 +75,44 @@ impl Schedule {
     }
 }
 
+/// The learning rate's course over the epochs (besides the validation plateaus' decays).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// The configured rate throughout.
+    #[default]
+    Constant,
+    /// Burda et al. (2016), section 5: stage `i = 0..7` lasts `3^i` epochs at `10^(-i/7)`
+    /// times the configured rate (1e-3 there), 3,280 epochs in all; the last stage's rate
+    /// holds beyond them.
+    Burda,
+}
+
+impl LrSchedule {
+    /// The epochs of Burda et al.'s whole schedule.
+    pub const BURDA_EPOCHS: usize = 3280;
+
+    /// The stage of epoch `epoch` (counted from 0) in Burda et al.'s schedule.
+    pub fn burda_stage(epoch: usize) -> usize {
+        let mut end = 0;
+        for i in 0..8 {
+            end += 3usize.pow(i as u32);
+            if epoch < end {
+                return i;
+            }
+        }
+        7
+    }
+
+    /// The factor on the configured rate during epoch `epoch` (counted from 0).
+    pub fn factor(self, epoch: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Burda => 10f64.powf(-(Self::burda_stage(epoch) as f64) / 7.0),
+        }
+    }
+}
+
 /// What the schedule decided after an epoch's validation loss.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Verdict {
@@ -94,8 +132,9 @@ pub enum Verdict {
     },
 }
 
-/// The schedule's running state.
-#[derive(Clone, Debug, PartialEq)]
+/// The schedule's running state (saved with a run, so that a resumed run keeps its best
+/// loss, its patience left and its decays).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plateau {
     schedule: Schedule,
     /// The best validation loss and its epoch.
@@ -169,6 +208,29 @@ mod tests {
             lr_decay,
             max_decays,
         }
+    }
+
+    #[test]
+    fn burdas_schedule_lasts_3_to_the_i_epochs_per_stage() {
+        let s = LrSchedule::Burda;
+        let stages: Vec<usize> = (0..LrSchedule::BURDA_EPOCHS)
+            .map(LrSchedule::burda_stage)
+            .collect();
+        for i in 0..8 {
+            let len = stages.iter().filter(|&&st| st == i).count();
+            assert_eq!(len, 3usize.pow(i as u32), "stage {i}");
+        }
+        assert!(stages.windows(2).all(|w| w[0] <= w[1]), "stages only go up");
+        assert_eq!(s.factor(0), 1.0);
+        assert!((s.factor(1) - 10f64.powf(-1.0 / 7.0)).abs() < 1e-12);
+        assert!((s.factor(3) - 10f64.powf(-1.0 / 7.0)).abs() < 1e-12);
+        assert!((s.factor(4) - 10f64.powf(-2.0 / 7.0)).abs() < 1e-12);
+        assert!((s.factor(3279) - 0.1).abs() < 1e-12);
+        assert!(
+            (s.factor(10_000) - 0.1).abs() < 1e-12,
+            "the last rate holds"
+        );
+        assert_eq!(LrSchedule::Constant.factor(3000), 1.0);
     }
 
     #[test]

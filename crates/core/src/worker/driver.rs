@@ -52,6 +52,17 @@ fn build(
     backend: &Backend,
     data: Option<Arc<Dataset>>,
 ) -> Result<Trainer, String> {
+    build_from(config, backend, data, None)
+}
+
+/// [`build`], continuing the run saved in `resume` when there is one (its epochs set to the
+/// config's).
+fn build_from(
+    config: &TrainConfig,
+    backend: &Backend,
+    data: Option<Arc<Dataset>>,
+    resume: Option<&std::path::Path>,
+) -> Result<Trainer, String> {
     let data = match data {
         Some(d) => d,
         None => Arc::new(
@@ -62,9 +73,19 @@ fn build(
         ),
     };
     let device = backend.device.clone();
-    let config = config.clone();
-    let mut trainer =
-        guarded(move || Trainer::new(config, data, device))?.map_err(|e| e.to_string())?;
+    let mut trainer = match resume {
+        Some(dir) => {
+            let mut trainer = guarded(|| Trainer::from_checkpoint(dir, data, device))?
+                .map_err(|e| format!("{e:#}"))?;
+            trainer.set_epochs(config.epochs);
+            trainer.set_upload(config.upload.clone());
+            trainer
+        }
+        None => {
+            let config = config.clone();
+            guarded(move || Trainer::new(config, data, device))?.map_err(|e| e.to_string())?
+        }
+    };
     trainer.keep_images_on_device(backend.images_on_device);
     Ok(trainer)
 }
@@ -109,7 +130,7 @@ impl Driver {
         if let Some(notice) = &backend.notice {
             out.send(Event::Notice(notice.clone()));
         }
-        let trainer = match build(&config, &backend, None) {
+        let trainer = match build_from(&config, &backend, None, options.resume.as_deref()) {
             Ok(t) => t,
             Err(e) => {
                 out.send(Event::Failed(e));
@@ -341,10 +362,8 @@ impl Session {
             }
             Command::Save(dir) => self.save(dir, out),
             Command::SaveFiles => {
-                let info = self.trainer.run_info(&self.backend.description);
-                let model = self.trainer.model();
-                let slot = crate::train::checkpoint::MODEL_FILE;
-                match guarded(|| crate::train::checkpoint::run_files(model, &info, slot)) {
+                let (trainer, backend) = (&self.trainer, &self.backend.description);
+                match guarded(|| trainer.run_files(backend)) {
                     Ok(Ok(files)) => out.send(Event::RunFiles(files)),
                     Ok(Err(e)) => out.send(Event::Failed(format!("{e:#}"))),
                     Err(panic) if self.is_remote() => self.connection_lost(panic, out),
@@ -470,8 +489,8 @@ impl Session {
         let Some(dir) = self.recovery.as_ref().map(|d| d.path().to_owned()) else {
             return true;
         };
-        let info = self.trainer.run_info(&self.backend.description);
-        match guarded(|| crate::train::checkpoint::save(&dir, self.trainer.model(), &info)) {
+        let (trainer, backend) = (&self.trainer, &self.backend.description);
+        match guarded(|| trainer.save(&dir, backend)) {
             Ok(Ok(())) => {
                 self.kept = true;
                 true
@@ -539,9 +558,8 @@ impl Session {
     }
 
     fn save(&mut self, dir: std::path::PathBuf, out: &Outbox) -> bool {
-        let info = self.trainer.run_info(&self.backend.description);
-        let model = self.trainer.model();
-        match guarded(|| crate::train::checkpoint::save(&dir, model, &info)) {
+        let (trainer, backend) = (&self.trainer, &self.backend.description);
+        match guarded(|| trainer.save(&dir, backend)) {
             Ok(Ok(())) => {
                 if self.options.checkpoint_dir.as_ref() == Some(&dir) {
                     self.kept = true;

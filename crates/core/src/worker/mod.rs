@@ -56,6 +56,10 @@ pub struct Options {
     pub score_every_epoch: bool,
     /// Save a checkpoint into this folder at every epoch's end.
     pub checkpoint_dir: Option<PathBuf>,
+    /// Start from the run saved in this folder (its weights, and where it was saved with them
+    /// its optimiser, random streams and schedule) instead of a fresh model; the config's
+    /// epochs are the total to reach.
+    pub resume: Option<PathBuf>,
 }
 
 impl Options {
@@ -71,6 +75,7 @@ impl Options {
             score_temperature: scorer::SCORE_TEMPERATURE,
             score_every_epoch: false,
             checkpoint_dir: None,
+            resume: None,
         }
     }
 
@@ -84,6 +89,7 @@ impl Options {
             score_temperature,
             score_every_epoch: true,
             checkpoint_dir: dir,
+            resume: None,
         }
     }
 }

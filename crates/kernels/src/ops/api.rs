@@ -7,7 +7,7 @@ use burn::nn::conv::{Conv2d, ConvTranspose2d};
 use burn::nn::{BatchNorm, GroupNorm};
 use burn::tensor::Tensor;
 
-use super::{FusedOps, levers};
+use super::{Curve, FusedOps, levers};
 use crate::conv::ConvGeom;
 use crate::flex;
 
@@ -22,16 +22,19 @@ pub enum Activation {
     LeakyRelu(f32),
     /// `1 / (1 + e^-v)`.
     Sigmoid,
+    /// `tanh v` (Burda et al.'s hidden units).
+    Tanh,
 }
 
 impl Activation {
-    /// `(sigmoid, slope)` as the kernels take them.
-    fn code(self) -> (bool, f32) {
+    /// `(curve, slope)` as the kernels take them.
+    fn code(self) -> (Curve, f32) {
         match self {
-            Activation::Identity => (false, 1.0),
-            Activation::Relu => (false, 0.0),
-            Activation::LeakyRelu(slope) => (false, slope),
-            Activation::Sigmoid => (true, 1.0),
+            Activation::Identity => (Curve::Piecewise, 1.0),
+            Activation::Relu => (Curve::Piecewise, 0.0),
+            Activation::LeakyRelu(slope) => (Curve::Piecewise, slope),
+            Activation::Sigmoid => (Curve::Sigmoid, 1.0),
+            Activation::Tanh => (Curve::Tanh, 1.0),
         }
     }
 
@@ -42,6 +45,7 @@ impl Activation {
             Activation::Relu => burn::tensor::activation::relu(y),
             Activation::LeakyRelu(slope) => burn::tensor::activation::leaky_relu(y, slope as f64),
             Activation::Sigmoid => burn::tensor::activation::sigmoid(y),
+            Activation::Tanh => burn::tensor::activation::tanh(y),
         }
     }
 }
@@ -143,7 +147,7 @@ pub fn batch_norm(norm: &BatchNorm, x: Tensor<2>, act: Activation) -> Tensor<2> 
         Activation::Identity => Some(1.0),
         Activation::Relu => Some(0.0),
         Activation::LeakyRelu(slope) => Some(slope),
-        Activation::Sigmoid => None,
+        Activation::Sigmoid | Activation::Tanh => None,
     };
     let [rows, features] = x.dims();
     let fusable = training && rows > 0 && features > 0 && levers().batch_norm && flex::on_flex(&x);
@@ -210,15 +214,17 @@ pub fn dense_with(
 ) -> Tensor<2> {
     let dropout =
         dropout.filter(|d| d.training.is_enabled() && x.device().is_autodiff() && d.prob > 0.0);
-    // Dropout after a sigmoid would make the backward's zeros ambiguous: composed instead.
-    let fusable = !(act == Activation::Sigmoid && dropout.is_some());
+    // Dropout after a sigmoid or tanh would make the backward's zeros ambiguous: composed
+    // instead.
+    let smooth = matches!(act, Activation::Sigmoid | Activation::Tanh);
+    let fusable = !(smooth && dropout.is_some());
     if let Some(bias) = &bias
         && fusable
         && levers().linear
         && flex::on_flex(&x)
         && flex::on_flex(&weight)
     {
-        let (sigmoid, slope) = act.code();
+        let (curve, slope) = act.code();
         let (keep, seed) = match dropout {
             Some(d) => ((1.0 - d.prob) as f32, dropout_seed(&x.device())),
             None => (1.0, 0),
@@ -227,7 +233,7 @@ pub fn dense_with(
             x.into_dispatch(),
             weight.into_dispatch(),
             bias.clone().into_dispatch(),
-            sigmoid,
+            curve,
             slope,
             keep,
             seed,

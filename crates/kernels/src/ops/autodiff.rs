@@ -9,7 +9,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, TensorMetadata};
 
-use super::FusedOps;
+use super::{Curve, FusedOps};
 use crate::conv::ConvGeom;
 
 /// Three of a kind.
@@ -90,7 +90,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        sigmoid: bool,
+        curve: Curve,
         slope: f32,
         keep: f32,
         seed: u32,
@@ -99,12 +99,12 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
         struct Linear;
 
         impl<B: FusedOps> Backward<B, 3> for Linear {
-            /// The input, the weight, the output and the activation (sigmoid, slope, keep).
+            /// The input, the weight, the output and the activation (curve, slope, keep).
             type State = (
                 FloatTensor<B>,
                 FloatTensor<B>,
                 FloatTensor<B>,
-                (bool, f32, f32),
+                (Curve, f32, f32),
             );
 
             fn backward(
@@ -115,8 +115,8 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
             ) {
                 let [node_x, node_w, node_b] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
-                let (x, w, y, (sigmoid, slope, keep)) = ops.state;
-                let g = B::activation_backward(y, grad, sigmoid, slope, keep);
+                let (x, w, y, (curve, slope, keep)) = ops.state;
+                let g = B::activation_backward(y, grad, curve, slope, keep);
                 if let Some(node) = node_b {
                     let outputs = g.shape()[1];
                     let sums = B::float_sum_dim(g.clone(), 0);
@@ -141,12 +141,12 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                     x.primitive().clone(),
                     weight.primitive().clone(),
                     bias.into_primitive(),
-                    sigmoid,
+                    curve,
                     slope,
                     keep,
                     seed,
                 );
-                let act = (sigmoid, slope, keep);
+                let act = (curve, slope, keep);
                 prep.finish(
                     (x.into_primitive(), weight.into_primitive(), y.clone(), act),
                     y,
@@ -156,7 +156,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
-                sigmoid,
+                curve,
                 slope,
                 keep,
                 seed,
@@ -167,14 +167,14 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
     fn activation_backward(
         y: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        sigmoid: bool,
+        curve: Curve,
         slope: f32,
         keep: f32,
     ) -> FloatTensor<Self> {
         <FloatTensor<Self>>::new(B::activation_backward(
             y.into_primitive(),
             grad.into_primitive(),
-            sigmoid,
+            curve,
             slope,
             keep,
         ))
@@ -224,7 +224,7 @@ impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
                 let [node_x, node_w, node_b] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (x, w, y, geom, slope) = ops.state;
-                let g = B::activation_backward(y, grad, false, slope, 1.0);
+                let g = B::activation_backward(y, grad, Curve::Piecewise, slope, 1.0);
                 if let Some(node) = node_b {
                     grads.register::<B>(node.id, channel_sums::<B>(g.clone(), geom.small[2]));
                 }

@@ -24,6 +24,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, backend_extension};
 
 use crate::conv::ConvGeom;
+pub use crate::math::Curve;
 
 /// The extension's kernels.
 #[backend_extension(Flex, Autodiff)]
@@ -41,14 +42,14 @@ pub trait FusedOps: Backend {
     ) -> FloatTensor<Self>;
 
     /// A dense layer `drop(act(x w + b))`, `x` `[rows, in]`, `w` `[in, out]`, `b` `[out]`:
-    /// `act` is the sigmoid when `sigmoid` is set, otherwise `v` for `v > 0` and `slope v`
+    /// `act` is the sigmoid or tanh by `curve`, otherwise `v` for `v > 0` and `slope v`
     /// elsewhere (0: ReLU, 1: none, 0.2: leaky ReLU); `drop` keeps each output with
     /// probability `keep`, scaled by `1 / keep`, from a hash of `seed` and its position.
     fn dense(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
-        sigmoid: bool,
+        curve: Curve,
         slope: f32,
         keep: f32,
         seed: u32,
@@ -58,7 +59,7 @@ pub trait FusedOps: Backend {
     fn activation_backward(
         y: FloatTensor<Self>,
         grad: FloatTensor<Self>,
-        sigmoid: bool,
+        curve: Curve,
         slope: f32,
         keep: f32,
     ) -> FloatTensor<Self>;

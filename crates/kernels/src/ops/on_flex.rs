@@ -6,7 +6,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
 
-use super::FusedOps;
+use super::{Curve, FusedOps};
 use crate::conv::{self, ConvGeom};
 use crate::gemm::{Operand, gemm_new, rows_cols};
 use crate::{flex, math};
@@ -71,7 +71,7 @@ impl FusedOps for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
-        sigmoid: bool,
+        curve: Curve,
         slope: f32,
         keep: f32,
         seed: u32,
@@ -86,7 +86,7 @@ impl FusedOps for Flex {
         // Each band of rows starts as the bias, takes the product onto it and applies the
         // activation while it is in cache: one parallel pass in all.
         let act = move |chunk: &mut [f32], first: usize| {
-            math::activate(chunk, first as u32, sigmoid, slope, keep, seed);
+            math::activate(chunk, first as u32, curve, slope, keep, seed);
         };
         let out = gemm_new(
             Operand::of(&x, false),
@@ -100,11 +100,11 @@ impl FusedOps for Flex {
     fn activation_backward(
         y: FlexTensor,
         grad: FlexTensor,
-        sigmoid: bool,
+        curve: Curve,
         slope: f32,
         keep: f32,
     ) -> FlexTensor {
-        if !sigmoid && slope == 1.0 && keep == 1.0 {
+        if curve == Curve::Piecewise && slope == 1.0 && keep == 1.0 {
             return grad;
         }
         let y = contiguous(y);
@@ -114,7 +114,7 @@ impl FusedOps for Flex {
         math::activation_grad(
             grad.storage_mut::<f32>(),
             y.storage::<f32>(),
-            sigmoid,
+            curve,
             slope,
             keep,
         );

@@ -84,6 +84,7 @@ fn dense_layer_matches_burns_linear_for_every_activation() {
             Activation::Relu,
             Activation::LeakyRelu(0.2),
             Activation::Sigmoid,
+            Activation::Tanh,
         ] {
             let device = Device::flex().autodiff();
             let (layer, x) = layer_and_input(&device, rows);

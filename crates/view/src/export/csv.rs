@@ -211,6 +211,15 @@ pub fn parse_metrics_csv(text: &str) -> (Vec<StepMetrics>, Vec<TestMetrics>) {
                 let (Some(reconstruction), Some(kl)) = (f("reconstruction"), f("kl")) else {
                     continue;
                 };
+                // The file holds the count of active units, not each dimension's activity: a
+                // stand-in with that many active dimensions first gives the same count back.
+                let mean_activity = match get("active_units").parse::<usize>() {
+                    Ok(active) => {
+                        let d = dims.len().max(active);
+                        (0..d).map(|i| if i < active { 1.0 } else { 0.0 }).collect()
+                    }
+                    Err(_) => Vec::new(),
+                };
                 test.push(TestMetrics {
                     step,
                     epoch,
@@ -222,8 +231,7 @@ pub fn parse_metrics_csv(text: &str) -> (Vec<StepMetrics>, Vec<TestMetrics>) {
                     nll_images: 0,
                     kl_per_dim: dims,
                     hole_share: f("hole_share"),
-                    // The file holds the count of active units, not each dimension's activity.
-                    mean_activity: Vec::new(),
+                    mean_activity,
                     validation: f("validation"),
                 });
             }

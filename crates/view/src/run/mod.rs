@@ -419,6 +419,7 @@ mod bounded_tests {
                 height: 28,
                 up: None,
                 colour: None,
+                tanh: false,
             }),
             view: Default::default(),
             coverage: None,

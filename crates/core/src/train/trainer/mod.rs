@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor};
 use super::checkpoint::{self, RunInfo};
 use super::schedule::{Plateau, Verdict};
 use super::snapshot::Probe;
-use super::{HyperParams, ModelKind, StepMetrics, TrainConfig};
+use super::{HyperParams, StepMetrics, TrainConfig};
 use crate::data::Dataset;
 use crate::data::batch::{DeviceImages, EpochOrder, pixels, to_tensor, to_vec};
 use crate::fused::FusedAdam;
@@ -129,6 +129,8 @@ pub struct Trainer {
     classes: usize,
     optim: ModuleOptimizer,
     rng: Rng,
+    /// The stream as it was when the current epoch began (it dealt the epoch's order).
+    epoch_rng: Rng,
     order: EpochOrder,
     batch_index: usize,
     step: u64,
@@ -200,13 +202,35 @@ fn epoch_order(config: &TrainConfig, data: &Dataset, rng: &mut Rng) -> EpochOrde
         .whole_batches(config.model.draws().batch_statistics)
 }
 
-fn new_optimizer(kind: ModelKind) -> ModuleOptimizer {
-    if kind.draws().adversarial {
+/// The logit of each pixel's mean over the first `n` images of `set`, clipped to
+/// [0.001, 0.999] first (Burda et al.'s released code starts the decoder's output bias there).
+fn mean_pixel_logits(set: &crate::data::ImageSet, n: usize) -> Vec<f32> {
+    let (n, dim) = (n.clamp(1, set.len().max(1)), set.dim());
+    let mut sums = vec![0f64; dim];
+    for i in 0..n.min(set.len()) {
+        for (s, &p) in sums.iter_mut().zip(set.image(i)) {
+            *s += f64::from(p) / 255.0;
+        }
+    }
+    sums.iter()
+        .map(|s| {
+            let m = (s / n as f64).clamp(0.001, 0.999);
+            (m / (1.0 - m)).ln() as f32
+        })
+        .collect()
+}
+
+fn new_optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    let adam = FusedAdam {
+        epsilon: config.adam_epsilon,
+        ..FusedAdam::default()
+    };
+    if config.model.draws().adversarial {
         // beta1 = 0.5, as adversarial training usually takes it (DCGAN).
-        FusedAdam::default().with_beta_1(0.5).init()
+        adam.with_beta_1(0.5).init()
     } else {
-        // PyTorch's defaults, as the reference peer uses them.
-        FusedAdam::default().init()
+        // PyTorch's defaults (epsilon as configured), as the reference peer uses them.
+        adam.init()
     }
 }
 
@@ -227,11 +251,26 @@ impl Trainer {
             crate::backend::initialise_now(&model);
             model
         };
+        let model = match config.mean_output_bias {
+            true => {
+                let bias = mean_pixel_logits(&data.train, training_len(&config, &data));
+                model.with_output_bias(&bias).ok_or_else(|| {
+                    TrainError::Config(
+                        "the decoder's output bias from the data's mean needs the dense decoder (--arch mlp)"
+                            .into(),
+                    )
+                })?
+            }
+            false => model,
+        };
         Ok(Self::with_model(config, data, device, model, 0, 0))
     }
 
     /// Resumes from a saved run on disk (a folder, or a `.zip` of one: see
-    /// [`checkpoint::RunFiles::open`]): weights and step counters; the optimiser starts fresh.
+    /// [`checkpoint::RunFiles::open`]): the weights and the step counters, and where the run
+    /// was saved with its training state, the optimiser, the random streams, the place in the
+    /// epoch and the schedule, so that it goes on exactly as it would have (a run saved
+    /// without them starts a fresh optimiser).
     pub fn from_checkpoint(
         dir: &std::path::Path,
         data: Arc<Dataset>,
@@ -264,14 +303,19 @@ impl Trainer {
         }
         let device = device.autodiff();
         let model = files.load_model(&info, class_count(&data), &device)?;
-        Ok(Self::with_model(
-            info.config,
+        let resume = info.resume.clone();
+        let mut trainer = Self::with_model(
+            info.config.clone(),
             data,
             device,
             model,
             info.step,
             info.epoch,
-        ))
+        );
+        if let Some(resume) = &resume {
+            trainer.restore(files, &info, resume)?;
+        }
+        Ok(trainer)
     }
 
     fn with_model(
@@ -284,10 +328,11 @@ impl Trainer {
     ) -> Self {
         let classes = class_count(&data);
         let mut rng = Rng::new(config.seed.wrapping_mul(0x9E37_79B9).wrapping_add(17));
+        let epoch_rng = rng.clone();
         let order = epoch_order(&config, &data, &mut rng);
         let probe = Arc::new(make_probe(&data, config.probe_size, config.seed));
         let prior_probe = Rng::new(config.seed ^ 0x9A10).normals(probe.len() * config.latent_dim);
-        let optim = new_optimizer(config.model);
+        let optim = new_optimizer(&config);
         static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Self {
@@ -307,6 +352,7 @@ impl Trainer {
             run,
             optim,
             rng,
+            epoch_rng,
             order,
             batch_index: 0,
             step,
@@ -545,7 +591,7 @@ impl Trainer {
         let grads = GradientsParams::from_grads(grads, &self.model);
         // The optimiser consumes the model; a panic inside it leaves the last good copy in place.
         let model = std::mem::replace(&mut self.model, self.last_good.0.clone());
-        let lr = hyper.lr * self.plateau.lr_scale;
+        let lr = hyper.lr * self.plateau.lr_scale * self.config.lr_schedule.factor(self.epoch);
         let mut model = self.optim.step(lr, model, grads);
         if let Some(means) = means {
             model = self
@@ -594,6 +640,7 @@ impl Trainer {
         if self.batch_index >= self.order.batch_count() {
             self.epoch += 1;
             self.batch_index = 0;
+            self.epoch_rng = self.rng.clone();
             self.order = epoch_order(&self.config, &self.data, &mut self.rng);
             if self.config.schedule.is_on() {
                 self.follow_schedule();
@@ -662,7 +709,7 @@ impl Trainer {
         let failed = self.step + 1;
         self.model = model;
         self.step = restored_step;
-        self.optim = new_optimizer(self.config.model);
+        self.optim = new_optimizer(&self.config);
         (failed, restored_step)
     }
 
@@ -671,7 +718,7 @@ impl Trainer {
         let (model, step) = self.last_good.clone();
         self.model = model;
         self.step = step;
-        self.optim = new_optimizer(self.config.model);
+        self.optim = new_optimizer(&self.config);
         step
     }
 
@@ -693,7 +740,118 @@ impl Trainer {
             backend: backend.to_owned(),
             weights: None,
             weights_fnv64: None,
+            resume: None,
         }
+    }
+
+    /// Everything besides the weights that continuing this run exactly needs: the optimiser's
+    /// moments and step counts, the schedule's best weights, the random streams, the place in
+    /// the epoch and the schedule's state (saved by [`checkpoint::save_with`]).
+    pub fn training_state(&self) -> anyhow::Result<checkpoint::TrainingState> {
+        let optimizer = self
+            .optim
+            .into_bytes()
+            .map_err(|e| anyhow::anyhow!("cannot serialise the optimiser: {e:?}"))?
+            .to_vec();
+        let best = match &self.best_model {
+            Some(best) => Some(
+                best.valid()
+                    .into_record()
+                    .into_bytes()
+                    .map_err(|e| anyhow::anyhow!("cannot serialise the best weights: {e:?}"))?
+                    .to_vec(),
+            ),
+            None => None,
+        };
+        Ok(checkpoint::TrainingState {
+            optimizer,
+            best,
+            state: checkpoint::ResumeState {
+                optimizer_fnv64: String::new(),
+                best_fnv64: None,
+                rng: self.rng.clone(),
+                epoch_rng: self.epoch_rng.clone(),
+                batch_index: self.batch_index,
+                plateau: self.plateau.clone(),
+                validation_loss: self.validation_loss.filter(|v| v.is_finite()),
+            },
+        })
+    }
+
+    /// Saves the weights and the training state into `dir` (see [`checkpoint::save_with`]),
+    /// so that the run continues from here exactly.
+    pub fn save(&self, dir: &std::path::Path, backend: &str) -> anyhow::Result<()> {
+        let state = self.training_state()?;
+        checkpoint::save_with(dir, &self.model, &self.run_info(backend), Some(&state))
+    }
+
+    /// The run's files as a save writes them, with its training state (where there is no
+    /// folder to save into, as in a browser).
+    pub fn run_files(&self, backend: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let state = self.training_state()?;
+        let slot = checkpoint::MODEL_FILE;
+        checkpoint::run_files_with(&self.model, &self.run_info(backend), slot, Some(&state))
+    }
+
+    /// Puts back the training state a run was saved with (see [`Self::training_state`]).
+    fn restore(
+        &mut self,
+        files: &checkpoint::RunFiles,
+        info: &RunInfo,
+        resume: &checkpoint::ResumeState,
+    ) -> anyhow::Result<()> {
+        let Some((optimizer, best)) = files.training_bytes(info)? else {
+            return Ok(());
+        };
+        let name = |f: &str| files.path(f).display().to_string();
+        let slot = info.weights.as_deref().unwrap_or(checkpoint::MODEL_FILE);
+        let record = std::panic::catch_unwind(|| {
+            burn::optim::OptimizerRecord::from_bytes(burn::tensor::Bytes::from_bytes_vec(optimizer))
+        })
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{}: the optimiser could not be parsed",
+                name(checkpoint::optimizer_file(slot))
+            )
+        })?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not an optimiser file: {e:?}",
+                name(checkpoint::optimizer_file(slot))
+            )
+        })?;
+        self.optim = new_optimizer(&self.config).load_record(record);
+        if let Some(bytes) = best {
+            let file = name(checkpoint::best_file(slot));
+            let record = checkpoint::parse_record(bytes)
+                .map_err(|e| anyhow::anyhow!("{file}: not a model file: {e}"))?;
+            let fresh = self.model.clone();
+            let best = checkpoint::load_record(fresh, record)
+                .map_err(|e| anyhow::anyhow!("{file}: does not fit the model: {e}"))?;
+            self.best_model = Some(best);
+        }
+        self.rng = resume.rng.clone();
+        self.epoch_rng = resume.epoch_rng.clone();
+        self.order = epoch_order(&self.config, &self.data, &mut self.epoch_rng.clone());
+        if resume.batch_index >= self.order.batch_count() {
+            anyhow::bail!(
+                "{}: resume: batch {} of an epoch of {} batches",
+                name(checkpoint::CONFIG_FILE),
+                resume.batch_index,
+                self.order.batch_count()
+            );
+        }
+        let scale = resume.plateau.lr_scale;
+        if !(scale > 0.0 && scale <= 1.0) {
+            anyhow::bail!(
+                "{}: resume: the learning rate's factor must be in (0, 1], not {scale}",
+                name(checkpoint::CONFIG_FILE)
+            );
+        }
+        self.batch_index = resume.batch_index;
+        self.plateau = resume.plateau.clone();
+        self.validation_loss = resume.validation_loss;
+        Ok(())
     }
 }
 

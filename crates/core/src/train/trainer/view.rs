@@ -174,6 +174,7 @@ pub fn plain_decoder(model: &Model, width: usize, height: usize) -> PlainDecoder
         height,
         up: model.decoder().up.as_ref().map(plain_up),
         colour: decoder.colour.as_ref().map(Dense::of),
+        tanh: decoder.act == crate::fused::Activation::Tanh,
     }
 }
 
