@@ -388,10 +388,7 @@ impl RunFiles {
 
     /// The optimiser's bytes and the schedule's best weights' bytes that `info`'s resume state
     /// names, each checked against its fingerprint (`None` for a run saved without them).
-    pub fn training_bytes(
-        &self,
-        info: &RunInfo,
-    ) -> anyhow::Result<Option<StateBytes>> {
+    pub fn training_bytes(&self, info: &RunInfo) -> anyhow::Result<Option<StateBytes>> {
         let Some(resume) = &info.resume else {
             return Ok(None);
         };
