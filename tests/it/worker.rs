@@ -320,7 +320,15 @@ fn a_run_saves_as_files_where_there_is_no_folder() {
         unreachable!()
     };
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["model.bpk", "model.safetensors", "config.json"]);
+    assert_eq!(
+        names,
+        [
+            "model.bpk",
+            "optimizer.bpk",
+            "model.safetensors",
+            "config.json"
+        ]
+    );
     // They load back as a run: a zip of them, in memory, passed as a value.
     use latent_atlas::data::files::{Source, Upload};
     let upload = Upload::new(vec![(
