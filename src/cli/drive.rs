@@ -162,6 +162,8 @@ pub(super) struct Driver {
     history: Option<(Vec<StepMetrics>, Vec<TestMetrics>)>,
     /// Test rows restored from before the resume, which were scored then (or not at all).
     tests_before: usize,
+    /// A resumed run's scores.csv rows from before the resume, kept ahead of the new ones.
+    scores_before: Vec<String>,
 }
 
 impl Driver {
@@ -180,13 +182,39 @@ impl Driver {
             written: None,
             history: None,
             tests_before: 0,
+            scores_before: Vec::new(),
         }
+    }
+
+    /// scores.csv: the rows a resumed run had, then this run's.
+    fn scores_text(&self) -> String {
+        let text = csv::scores_csv(&self.run.scores);
+        if self.scores_before.is_empty() {
+            return text;
+        }
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        let mut out = String::from(header);
+        out.push('\n');
+        for row in self.scores_before.iter().map(String::as_str).chain(lines) {
+            out.push_str(row);
+            out.push('\n');
+        }
+        out
     }
 
     /// A resumed run's curves and test rows: they are kept (and written again) before the new
     /// ones, so metrics.csv goes on from its last row.
-    pub(super) fn resume_history(&mut self, train: Vec<StepMetrics>, tests: Vec<TestMetrics>) {
+    pub(super) fn resume_history(
+        &mut self,
+        train: Vec<StepMetrics>,
+        tests: Vec<TestMetrics>,
+        scores_csv: Option<String>,
+    ) {
         self.history = Some((train, tests));
+        self.scores_before = scores_csv
+            .map(|text| text.lines().skip(1).map(str::to_owned).collect())
+            .unwrap_or_default();
     }
 
     /// Clears the progress bars.
@@ -241,10 +269,7 @@ impl Driver {
                 }
                 self.write()?;
             } else if scored && let Some(out) = &self.out {
-                atomic_write(
-                    &out.join("scores.csv"),
-                    csv::scores_csv(&self.run.scores).as_bytes(),
-                )?;
+                atomic_write(&out.join("scores.csv"), self.scores_text().as_bytes())?;
             }
             // Evaluation and checkpoint come before `Finished`; only scores may follow it.
             // One score per epoch trained (fewer than configured when the schedule stopped early;

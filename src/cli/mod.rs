@@ -512,7 +512,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         // The curves so far: metrics.csv goes on from the run's last row.
         if let Ok(text) = std::fs::read_to_string(dir.join("metrics.csv")) {
             let (train, tests) = crate::export::csv::parse_metrics_csv(&text);
-            driver.resume_history(train, tests);
+            let scores = std::fs::read_to_string(dir.join("scores.csv")).ok();
+            driver.resume_history(train, tests, scores);
         }
     }
     let result = driver.drive(&worker);

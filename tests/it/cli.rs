@@ -570,6 +570,40 @@ fn a_run_stopped_after_an_epoch_and_resumed_ends_where_an_unbroken_run_ends() {
     assert_eq!(tests_a.len(), 2);
     assert_eq!(tests_a, tests_b);
     assert_eq!(train_a, train_b);
+    // A scored run keeps its earlier epochs' scores when it goes on.
+    let scored = tempfile::tempdir().unwrap();
+    let args = [
+        "--epochs",
+        "1",
+        "--score-samples",
+        "100",
+        "--nll-samples",
+        "0",
+    ];
+    train_ok(data_dir.path(), scored.path(), &args);
+    let resumed = bin()
+        .args([
+            "train",
+            "--score-samples",
+            "100",
+            "--epochs",
+            "2",
+            "--resume",
+        ])
+        .arg(scored.path())
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let scores = std::fs::read_to_string(scored.path().join("scores.csv")).unwrap();
+    assert_eq!(
+        scores.lines().count(),
+        3,
+        "a header and both epochs' rows: {scores}"
+    );
 
     // A damaged optimiser file is refused, naming it.
     let slot = b.weights.unwrap();
