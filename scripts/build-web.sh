@@ -6,8 +6,7 @@
 #
 # Needs, once: `rustup target add wasm32-unknown-unknown` and
 # `cargo install wasm-bindgen-cli --version <the version in Cargo.lock> --locked`
-# (this script names the version when it is missing). `wasm-opt` (Debian's binaryen) shrinks
-# the module when it is installed; without it the module is used as built.
+# (this script names the version when it is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,21 +24,21 @@ if ! command -v wasm-bindgen >/dev/null 2>&1 ||
   exit 1
 fi
 
-echo "build-web: compiling for wasm32 (release)" >&2
-cargo build --release --locked --target wasm32-unknown-unknown -p latent-atlas-web
+# The CPU page; FEATURES=webgpu adds training on WebGPU (burn's wgpu backend) with the CPU as
+# its fallback, still in progress (docs/web.md, "Training on WebGPU").
+features=${FEATURES-}
+echo "build-web: compiling for wasm32 (release; features: ${features:-none})" >&2
+cargo build --release --locked --target wasm32-unknown-unknown -p latent-atlas-web \
+  ${features:+--features "$features"}
 
 staging=$(mktemp -d)
 chmod 755 "$staging"
 trap 'rm -rf "$staging"' EXIT
-wasm-bindgen --target web --no-typescript --out-dir "$staging" \
+# The function names (about 9 MB) are left out: the page does not need them, and the goal for
+# the whole page is 25 MB gzipped. (Debian's wasm-opt 108 was tried too: its -O2 output of
+# the WebGPU build never started in Chromium 156.)
+wasm-bindgen --target web --no-typescript --remove-name-section --out-dir "$staging" \
   "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/latent_atlas_web.wasm"
-if command -v wasm-opt >/dev/null 2>&1; then
-  echo "build-web: optimising with $(wasm-opt --version)" >&2
-  wasm-opt -O2 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals \
-    "$staging/latent_atlas_web_bg.wasm" -o "$staging/opt.wasm"
-  mv "$staging/opt.wasm" "$staging/latent_atlas_web_bg.wasm"
-fi
 cp web/static/index.html "$staging/"
 
 # The new page replaces the old one whole.

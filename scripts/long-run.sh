@@ -7,7 +7,7 @@
 # with K = 5,000 on all 10,000 test images.
 #
 # Every epoch is saved, and the script resumes a run where it stopped: run it again after an
-# interruption. Usage: scripts/long-run.sh [OUT] (default reference-runs), EPOCHS=N to stop
+# interruption (the epoch under way when it stopped is trained again, from the same state). Usage: scripts/long-run.sh [OUT] (default reference-runs), EPOCHS=N to stop
 # early, RUNS="vae iwae" to choose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,11 @@ protocol=(--model vae --dataset mnist --binarize --latent-dim 50 --hidden 200,20
   --activation tanh --batch-size 20 --lr 0.001 --lr-schedule burda --adam-epsilon 1e-4
   --glorot-init --mean-output-bias --validation 0 --nll-samples 0 --score-samples 0)
 
+# The epochs of the published learning curve (README's d = 50 table): the run stops at each,
+# keeps that epoch's weights in $dir/at/epoch-N (a run folder `eval --run` reads), and goes on
+# from exactly where it stopped.
+marks=(46 74 160 364 500 1093 2000 3280)
+
 for run in $runs; do
   case $run in
     vae) extra=(--iw-samples 1) ;;
@@ -31,12 +36,23 @@ for run in $runs; do
   esac
   dir="$out/d50-$run"
   start=$SECONDS
-  if [ -f "$dir/config.json" ]; then
-    echo "long-run: resuming $dir" >&2
-    "$bin" train --resume "$dir" --epochs "$epochs" --backend "$backend" --score-samples 0
-  else
-    "$bin" train "${protocol[@]}" "${extra[@]}" --epochs "$epochs" --backend "$backend" --out "$dir"
-  fi
+  for mark in "${marks[@]}" "$epochs"; do
+    [ "$mark" -le "$epochs" ] || continue
+    if [ -f "$dir/config.json" ]; then
+      done_epochs=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["epoch"])' "$dir/config.json")
+      [ "$done_epochs" -lt "$mark" ] || continue
+      echo "long-run: $run from epoch $done_epochs to $mark" >&2
+      "$bin" train --resume "$dir" --epochs "$mark" --backend "$backend" --score-samples 0
+    else
+      echo "long-run: $run to epoch $mark" >&2
+      "$bin" train "${protocol[@]}" "${extra[@]}" --epochs "$mark" --backend "$backend" --out "$dir"
+    fi
+    keep="$dir/at/epoch-$mark"
+    mkdir -p "$keep"
+    # The weights file the description names (saves alternate between two).
+    weights=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("weights") or "model.bpk")' "$dir/config.json")
+    cp "$dir/config.json" "$dir/$weights" "$keep/"
+  done
   echo "long-run: $run trained in $((SECONDS - start)) s" >&2
   start=$SECONDS
   "$bin" eval --run "$dir" --nll-samples 5000 --nll-images 10000 --backend "$backend" |

@@ -297,6 +297,7 @@ impl Driver {
                 image: [width, height, channels],
                 classes,
                 config,
+                ..
             } => {
                 self.bar.finish_and_clear();
                 if self.scoring && *classes == 0 {

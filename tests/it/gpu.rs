@@ -616,3 +616,71 @@ fn gpu_without_vulkan_is_refused_at_once_with_what_to_install() {
         "{stderr}"
     );
 }
+
+/// Polls a device read until it is here, as a page's turns do (at most a minute).
+fn poll_until(mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a device read took over a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn gpu_asynchronous_reads_take_the_same_steps_and_the_cpu_copy_matches_the_model() {
+    // A page's WebGPU path on the desktop's wgpu: steps launched, their values polled for and
+    // settled; then every parameter read back as one copy on the CPU, which snapshots read.
+    watched(
+        "gpu_asynchronous_reads_take_the_same_steps_and_the_cpu_copy_matches_the_model",
+        |device| {
+            let data = small(Builtin::Mnist);
+            for kind in [ModelKind::Vae, ModelKind::BnVae, ModelKind::FVae] {
+                let c = config(kind, Arch::Mlp);
+                let mut sync = Trainer::new(c.clone(), data.clone(), device.clone()).unwrap();
+                let mut pending = Trainer::new(c, data.clone(), device.clone()).unwrap();
+                pending.set_async_reads(true);
+                assert!(!pending.copy_is_fresh(), "no copy yet");
+                let want: Vec<StepMetrics> = (0..2).flat_map(|_| sync.steps(4).unwrap()).collect();
+                let mut got = Vec::new();
+                while got.len() < want.len() {
+                    let launched = pending.launch(4).unwrap();
+                    let mut read = launched.read();
+                    poll_until(|| read.poll());
+                    let values = read.take().unwrap().unwrap();
+                    got.extend(pending.settle(launched, &values).unwrap());
+                }
+                for (a, b) in want.iter().zip(&got) {
+                    assert_eq!(a.step, b.step, "{kind:?}");
+                    assert!(
+                        relative(a.total, b.total) < 1e-4,
+                        "{kind:?} step {}: {} read at once vs {} read later",
+                        a.step,
+                        a.total,
+                        b.total
+                    );
+                    assert_eq!(a.extra.len(), b.extra.len(), "{kind:?}: {:?}", b.extra);
+                }
+                let mut copy = pending.start_copy();
+                poll_until(|| copy.poll());
+                pending.install_copy(copy).unwrap();
+                assert!(pending.copy_is_fresh());
+                let (sa, sb) = (sync.snapshot(false), pending.snapshot(false));
+                let worst = largest_difference(&sa.mu, &sb.mu);
+                assert!(
+                    worst < 1e-3,
+                    "{kind:?}: the copy's posteriors differ by {worst}"
+                );
+                let (da, db) = (
+                    sa.decoder.decode(&[0.4, -0.8]),
+                    sb.decoder.decode(&[0.4, -0.8]),
+                );
+                let worst = largest_difference(&da, &db);
+                assert!(worst < 1e-3, "{kind:?}: the copy decodes {worst} apart");
+            }
+            assert_runtime_quiet();
+        },
+    );
+}

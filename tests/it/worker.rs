@@ -412,3 +412,75 @@ fn a_sliced_evaluation_and_scorer_take_turns_with_training() {
     );
     worker.shutdown();
 }
+
+#[test]
+fn the_pages_asynchronous_path_trains_tests_snapshots_and_saves_from_a_cpu_copy() {
+    // WebGPU's pacing in a page, on the CPU: steps launched and settled apart, every read of
+    // the model (snapshots, the epoch's evaluation, saves, importance draws) from a CPU copy
+    // made fresh first, and the driver turned in slices.
+    let config = TrainConfig {
+        nll_samples: 20,
+        nll_images: 100,
+        ..config()
+    };
+    let options = Options {
+        slice_evaluations: true,
+        score_samples: 0,
+        async_reads: true,
+        ..Options::window()
+    };
+    let mut worker = Worker::inline(config, BackendChoice::Cpu, options, Arc::new(|| {}));
+    let slice = Duration::from_millis(20);
+    tick_until(&mut worker, slice, 60, |e| matches!(e, Event::Ready { .. }));
+    tick_until(&mut worker, slice, 30, |e| {
+        matches!(e, Event::SnapshotReady { step: 0 })
+    });
+    assert!(worker.send(Command::Start));
+    // Steps arrive in order, numbered from 1, with falling losses over the first epoch.
+    let (mut steps, mut first, mut last) = (Vec::new(), None, None);
+    tick_until(&mut worker, slice, 180, |e| {
+        if let Event::Progress { metrics, .. } = e {
+            steps.push(metrics.step);
+            first.get_or_insert(metrics.total);
+            last = Some(metrics.total);
+            return metrics.epoch >= 2;
+        }
+        false
+    });
+    assert_eq!(steps[0], 1);
+    assert!(
+        steps.windows(2).all(|w| w[1] == w[0] + 1),
+        "steps out of order"
+    );
+    let (first, last) = (first.unwrap(), last.unwrap());
+    assert!(last < first * 0.9, "loss {first} -> {last}");
+    // The first epoch's test metrics and a snapshot from the copy of its model.
+    let tested = tick_until(&mut worker, slice, 120, |e| matches!(e, Event::Tested(_)));
+    let Event::Tested(t) = tested else {
+        unreachable!()
+    };
+    assert!(
+        t.epoch >= 1 && t.neg_elbo.is_some_and(f32::is_finite),
+        "{t:?}"
+    );
+    tick_until(
+        &mut worker,
+        slice,
+        30,
+        |e| matches!(e, Event::SnapshotReady { step } if *step > 0),
+    );
+    let snapshot = worker.take_snapshot().expect("a snapshot");
+    assert!(snapshot.mu.iter().all(|v| v.is_finite()) && snapshot.step > 0);
+    // A save while training: the weights of the copy, made fresh for it.
+    assert!(worker.send(Command::SaveFiles));
+    let saved = tick_until(&mut worker, slice, 60, |e| matches!(e, Event::RunFiles(_)));
+    let Event::RunFiles(files) = saved else {
+        unreachable!()
+    };
+    assert!(files.iter().any(|(n, b)| n == "model.bpk" && !b.is_empty()));
+    // Importance draws, from the copy.
+    assert!(worker.send(Command::Draws { probe: 0, k: 8 }));
+    let drawn = tick_until(&mut worker, slice, 60, |e| matches!(e, Event::Draws(_)));
+    assert!(matches!(drawn, Event::Draws(Some(_))), "{drawn:?}");
+    worker.shutdown();
+}

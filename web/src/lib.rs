@@ -1,5 +1,6 @@
 //! Latent Atlas in a browser tab: the same explorer, started on a page's canvas. The page
-//! calls `start(canvasId)` once (the address may ask for `?dataset=`, `?probes=` and `?fresh`),
+//! calls `start(canvasId)` once (the address may ask for `?dataset=`, `?probes=`, `?backend=`
+//! and `?fresh`),
 //! may poll `latentAtlasStatus()` for the run's progress as JSON, and may start over with
 //! another family with `latentAtlasFamily(name)` (a test's or a page script's handles on it).
 //! Everything else is the app's own code; this crate only adds what a page needs to start it
@@ -97,6 +98,7 @@ mod page {
             .dyn_into::<web_sys::HtmlCanvasElement>()
             .map_err(|_| JsValue::from_str(&format!("{canvas_id} is not a canvas")))?;
         let start = StartOptions::from_query(&search);
+        open_gpu(&start).await;
         let runner = std::rc::Rc::new(eframe::WebRunner::new());
         runner
             .start(
@@ -111,6 +113,72 @@ mod page {
         RUNNER.with(|r| *r.borrow_mut() = Some(runner.clone()));
         train_between_frames(runner);
         Ok(())
+    }
+
+    /// How long the browser's GPU may take to open and answer a first computation before the
+    /// page trains on its CPU instead.
+    #[cfg(feature = "webgpu")]
+    const GPU_OPEN_LIMIT_MS: i32 = 30_000;
+
+    /// Opens the browser's GPU (WebGPU) for training, before the explorer starts: unless the
+    /// address asks for the CPU, and for at most [`GPU_OPEN_LIMIT_MS`]. Where it fails, `auto`
+    /// trains on the CPU and says why.
+    #[cfg(feature = "webgpu")]
+    async fn open_gpu(start: &StartOptions) {
+        use latent_atlas_core::backend::{self, BackendChoice};
+        if start.backend == Some(BackendChoice::Cpu) {
+            backend::refuse_webgpu("the address asks for the CPU (?backend=cpu)".into());
+            return;
+        }
+        let opened = first_of(
+            backend::open_webgpu(|| sleep_ms(1)),
+            sleep_ms(GPU_OPEN_LIMIT_MS),
+        )
+        .await;
+        match opened {
+            Some(Ok(adapter)) => log::info!("training device: {adapter}"),
+            Some(Err(why)) => log::warn!("WebGPU: {why}"),
+            None => backend::refuse_webgpu(format!(
+                "the browser's GPU did not open within {} s",
+                GPU_OPEN_LIMIT_MS / 1000
+            )),
+        }
+    }
+
+    /// A page built without WebGPU trains on its CPU.
+    #[cfg(not(feature = "webgpu"))]
+    async fn open_gpu(_start: &StartOptions) {}
+
+    /// A future that ends after `ms` milliseconds (the browser's timer: it hands control back).
+    #[cfg(feature = "webgpu")]
+    async fn sleep_ms(ms: i32) {
+        let promise = js_sys::Promise::new(&mut |resolve, _| {
+            if let Some(window) = web_sys::window() {
+                let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+            }
+        });
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+    }
+
+    /// `work`'s outcome, or `None` when `deadline` ends first.
+    #[cfg(feature = "webgpu")]
+    async fn first_of<T>(
+        work: impl std::future::Future<Output = T>,
+        deadline: impl std::future::Future<Output = ()>,
+    ) -> Option<T> {
+        use std::task::Poll;
+        let mut work = std::pin::pin!(work);
+        let mut deadline = std::pin::pin!(deadline);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(v) = work.as_mut().poll(cx) {
+                return Poll::Ready(Some(v));
+            }
+            match deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     thread_local! {

@@ -5,7 +5,13 @@
 // and drop a dataset and then the saved run on the page. Prints the figures it measured as
 // `web_*` lines.
 //
+// `--backend cpu` (the default) opens the page with `?backend=cpu`; `--backend webgpu` opens it
+// as it is, in a Chromium whose WebGPU runs on SwiftShader (a software adapter), and checks that
+// the page trains there: its first steps from the CPU run's saved run (`--cpu-run`, written by
+// a `--backend cpu` run before) agree with the CPU page's, and a conv model trains on it.
+//
 //   node web/test/browser-test.mjs [--dist web/dist] [--out web/test/out] [--seconds 60]
+//     [--backend cpu|webgpu] [--cpu-run web/test/out/cpu]
 import { chromium } from "playwright-core";
 import http from "node:http";
 import fs from "node:fs";
@@ -23,6 +29,14 @@ const out = path.resolve(args.out ?? "web/test/out");
 // The repository's root (this script is web/test/browser-test.mjs).
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 const seconds = Number(args.seconds ?? 60);
+const backend = args.backend ?? "cpu";
+if (!["cpu", "webgpu"].includes(backend)) throw new Error(`--backend ${backend}: cpu or webgpu`);
+const gpu = backend === "webgpu";
+// What every address the test opens asks for.
+const ask = gpu ? "" : "backend=cpu";
+const query = (more) => "?" + [ask, more].filter(Boolean).join("&");
+// The CPU run's saved run and first losses after loading it, for the WebGPU run to compare.
+const cpuRun = path.resolve(args["cpu-run"] ?? path.join(out, "..", "cpu"));
 const browserPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 fs.mkdirSync(out, { recursive: true });
 
@@ -50,9 +64,13 @@ const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 const browser = await chromium.launch({
   executablePath: browserPath,
   args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--no-sandbox", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+    // WebGPU on SwiftShader, Chromium's software Vulkan: a GPU adapter on a machine without one.
+    ...(gpu
+      ? ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader", "--enable-features=Vulkan"]
+      : ["--disable-gpu"]),
   ],
 });
 const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
@@ -76,14 +94,25 @@ const until = async (done, limit) => {
 
 try {
   const loaded = Date.now();
-  await page.goto(url);
-  const first = await until((s) => s.family !== undefined, 30);
+  await page.goto(url + query());
+  const first = await until((s) => s.family !== undefined, 60);
   const firstFrame = (Date.now() - loaded) / 1000;
   check(first && first.family !== undefined, `first frame drawn (${firstFrame.toFixed(1)} s after load)`);
   console.log(`web_first_frame_s ${firstFrame.toFixed(2)}`);
+  const named = await until((s) => s.backend, 60);
+  const wanted = gpu ? /^WebGPU/ : /^CPU/;
+  check(wanted.test(named?.backend ?? ""),
+    `trains on ${named?.backend} (asked for ${named?.backend_asked}; ${named?.backend_notice ?? "no fallback"})`);
+  if (gpu) {
+    const adapter = await page.evaluate(async () => {
+      const a = await navigator.gpu?.requestAdapter();
+      return a ? { fallback: a.info?.isFallbackAdapter, vendor: a.info?.vendor, arch: a.info?.architecture } : null;
+    });
+    console.log(`web_webgpu_adapter ${JSON.stringify(adapter)}`);
+  }
 
   const early = await until((s) => s.step >= 30 && s.loss_recent_mean != null, seconds);
-  const trained = await until((s) => s.step > 200, seconds);
+  const trained = await until((s) => s.step > 200 && s.loss_recent_mean != null, seconds);
   const at = (Date.now() - loaded) / 1000;
   check(trained && trained.step > 200, `step ${trained?.step} within ${at.toFixed(0)} s of load`);
   check(/mnist/i.test(trained?.dataset ?? "") && trained?.family === "VAE",
@@ -93,7 +122,7 @@ try {
     `${trained?.loss_recent_mean?.toFixed(1)} at step ${trained?.step})`);
   await sleep(3000);
   const steady = await status();
-  console.log(`web_samples_per_sec ${steady.samples_per_sec.toFixed(0)}`);
+  console.log(`web_samples_per_sec ${steady.samples_per_sec.toFixed(0)} (${backend})`);
   const fps = await page.evaluate(() => new Promise((ok) => {
     let frames = 0;
     const start = performance.now();
@@ -221,6 +250,41 @@ try {
   check(restored && !/t10k/.test(restored.dataset ?? "") && !restored.error,
     `the dropped run zip loads the run (${restored?.dataset}, step ${restored?.step}, error ${restored?.error ?? "none"})`);
 
+  // The first steps from one saved run: the CPU run keeps its zip and its first losses after
+  // loading it; the WebGPU run loads the same zip and must take the same steps.
+  if (!gpu) {
+    const firsts = await until((s) => s.first_losses?.length >= 8, 60);
+    fs.mkdirSync(cpuRun, { recursive: true });
+    fs.writeFileSync(path.join(cpuRun, "run.zip"), runZip);
+    fs.writeFileSync(path.join(cpuRun, "first-losses.json"), JSON.stringify(firsts?.first_losses ?? []));
+    check(firsts?.first_losses?.length >= 8, `the first losses after loading the run are kept for the WebGPU run (${cpuRun})`);
+  } else if (fs.existsSync(path.join(cpuRun, "run.zip"))) {
+    const cpu = JSON.parse(fs.readFileSync(path.join(cpuRun, "first-losses.json"), "utf8"));
+    await drop([{ name: "latent-atlas-run.zip", bytes: fs.readFileSync(path.join(cpuRun, "run.zip")) }]);
+    const firsts = await until((s) => s.first_losses?.length >= 8 && s.first_losses[0][0] === cpu[0]?.[0], 120);
+    const ours = firsts?.first_losses ?? [];
+    // The desktop's GPU tests' tolerance (tests/it/gpu.rs, STEP_TOLERANCE).
+    const worst = Math.max(...cpu.slice(0, 8).map(([step, loss], i) =>
+      ours[i]?.[0] === step ? Math.abs(ours[i][1] - loss) / Math.abs(loss) : Infinity));
+    console.log(`web_first_losses cpu ${JSON.stringify(cpu.slice(0, 8))} webgpu ${JSON.stringify(ours.slice(0, 8))}`);
+    check(cpu.length >= 8 && worst < 0.01,
+      `from the CPU page's saved run, the first 8 steps on WebGPU agree with the CPU page's (largest relative difference ${worst.toExponential(2)})`);
+  } else {
+    check(false, `no CPU run to compare with in ${cpuRun} (run --backend cpu first)`);
+  }
+
+  // Damaged input: a file that is not what its name says is refused with its name, and the
+  // model trains on; an unknown family is an error, not a crash.
+  const before = await status();
+  await drop([{ name: "broken.npz", bytes: Buffer.from("PK\x03\x04 not a zip archive at all") }]);
+  const refused = await until((s) => /broken\.npz/.test(s.error ?? ""), 30);
+  const goesOn = await until((s) => s.step > (refused?.step ?? before.step) + 5, 60);
+  check(refused && goesOn, `a damaged file dropped on the page is refused by name (${refused?.error}), and training goes on (step ${goesOn?.step})`);
+  const unknown = await page.evaluate(() => {
+    try { window.latentAtlasFamily("no-such-family"); return "accepted"; } catch (e) { return String(e); }
+  });
+  check(/no-such-family|unknown/i.test(unknown), `an unknown family is refused (${unknown})`);
+
   // Settings live in the browser's storage: a reload comes back with the family chosen last;
   // `?fresh` ignores them.
   await page.evaluate(() => window.latentAtlasFamily("cvae"));
@@ -242,9 +306,27 @@ try {
   console.log(`web_evaluator_kept_s ${((Date.now() - reloaded) / 1000).toFixed(0)} (after a reload, from the browser's storage)`);
   check(kept?.evaluator?.[1] > 0.9 && !trainedAgain,
     `after a reload the evaluator comes from the browser's storage (accuracy ${kept?.evaluator?.[1]?.toFixed(3)}, trained again: ${trainedAgain})`);
-  await page.goto(`${url}?fresh`);
+  await page.goto(url + query("fresh"));
   const fresh = await until((s) => s.family !== undefined && s.step > 0, 60);
   check(fresh?.family === "VAE", `?fresh starts from the defaults (${fresh?.family})`);
+
+  // A conv model on this backend.
+  await page.goto(url + query("fresh&arch=conv"));
+  const conv = await until((s) => s.step > 20 && s.loss_recent_mean != null, 120);
+  check(conv?.step > 20 && wanted.test(conv?.backend ?? ""),
+    `a conv VAE trains on ${conv?.backend} (step ${conv?.step}, loss ${conv?.loss_recent_mean?.toFixed(1)}, ${conv?.samples_per_sec?.toFixed(0)} samples/s)`);
+  console.log(`web_conv_samples_per_sec ${conv?.samples_per_sec?.toFixed(0)} (${backend})`);
+
+  // Settings from storage that are damaged, and an address with absurd values: the page
+  // starts from the defaults.
+  await page.evaluate(() => {
+    for (const key of Object.keys(localStorage)) localStorage.setItem(key, "(((garbage");
+  });
+  await page.goto(url + query("probes=99999999999&dataset=..%2F..%2Fetc&arch=rnn"));
+  const damaged = await until((s) => s.family !== undefined && (s.step > 0 || s.error), 90);
+  // An address naming a dataset that is not there gets a clear error and the defaults.
+  check(damaged?.family === "VAE" && (damaged.step > 0 || /etc/.test(damaged.error ?? "")),
+    `damaged stored settings and absurd address values start from the defaults (${damaged?.family}, ${damaged?.dataset}, step ${damaged?.step}, error ${damaged?.error ?? "none"})`);
 } catch (e) {
   check(false, `the test ran to its end: ${e.stack ?? e}`);
 } finally {

@@ -53,8 +53,8 @@ pub struct StartOptions {
 impl StartOptions {
     /// What a page's address asks for (`?dataset=fashion-mnist&probes=500&fresh`): training
     /// starts at once; `dataset` names the dataset, `probes` the posteriors drawn (100 to
-    /// 10,000), and `fresh` ignores remembered settings. Unknown keys and bad values are
-    /// ignored.
+    /// 10,000), `backend` the device (`cpu`, `gpu` or `auto`), `arch` the networks (`mlp` or
+    /// `conv`), and `fresh` ignores remembered settings. Unknown keys and bad values are ignored.
     pub fn from_query(query: &str) -> Self {
         let mut start = StartOptions {
             autostart: true,
@@ -68,12 +68,29 @@ impl StartOptions {
                     start.probe_size = value.parse().ok().filter(|n| (100..=10_000).contains(n))
                 }
                 "fresh" => start.fresh = true,
+                "arch" => {
+                    start.arch = latent_atlas_core::model::Arch::ALL
+                        .into_iter()
+                        .find(|a| format!("{a:?}").eq_ignore_ascii_case(value))
+                }
+                // The page's devices: its CPU, the browser's GPU, or the GPU when there is one.
+                "backend" => {
+                    start.backend = value
+                        .parse::<BackendChoice>()
+                        .ok()
+                        .filter(|b| PAGE_BACKENDS.contains(b))
+                }
                 _ => {}
             }
         }
         start
     }
 }
+
+/// The devices a page offers: its CPU, the browser's GPU (WebGPU), or the GPU when there is
+/// one and the CPU otherwise.
+pub const PAGE_BACKENDS: [BackendChoice; 3] =
+    [BackendChoice::Cpu, BackendChoice::Gpu, BackendChoice::Auto];
 
 /// How often training's news repaints the window (about 30 frames a second): curves and
 /// the plane move smoothly, and the UI thread leaves most of a core to training. Input still
@@ -391,8 +408,22 @@ mod tests {
 
     #[test]
     fn a_pages_address_gives_its_start_options() {
-        let start = StartOptions::from_query("?dataset=fashion-mnist&probes=800&fresh&x=1");
+        let start = StartOptions::from_query(
+            "?dataset=fashion-mnist&probes=800&fresh&x=1&backend=gpu&arch=conv",
+        );
         assert!(start.autostart && start.fresh);
+        assert_eq!(start.backend, Some(BackendChoice::Gpu));
+        assert_eq!(start.arch, Some(latent_atlas_core::model::Arch::Conv));
+        // A page offers no remote server and no other CPU backend; unknown ones are ignored.
+        for bad in [
+            "backend=remote:ws://x:1",
+            "backend=ndarray",
+            "backend=warp",
+            "arch=rnn",
+        ] {
+            let start = StartOptions::from_query(bad);
+            assert_eq!((start.backend, start.arch), (None, None), "{bad}");
+        }
         assert_eq!(start.dataset.as_deref(), Some("fashion-mnist"));
         assert_eq!(start.probe_size, Some(800));
         // Bad values and empty ones are ignored.

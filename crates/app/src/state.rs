@@ -114,11 +114,20 @@ pub struct Settings {
     pub show_draws: bool,
 }
 
+/// The device a fresh start trains on: the CPU, except in a page built with WebGPU, which
+/// takes the browser's GPU when it offers one (and the CPU otherwise).
+fn default_backend() -> BackendChoice {
+    match latent_atlas_core::platform::IS_WEB && latent_atlas_core::backend::HAS_GPU {
+        true => BackendChoice::Auto,
+        false => BackendChoice::Cpu,
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             config: TrainConfig::explorer(),
-            backend: BackendChoice::Cpu,
+            backend: default_backend(),
             temperature: 1.0,
             tab: Tab::Curves,
             show_ellipses: true,
@@ -578,6 +587,10 @@ impl AppState {
                 latent_atlas_view::run::EvaluatorStatus::Ready(a) => Some((1.0, Some(a))),
             },
             scored: run.scores.last().map(|s| (s.step, s.entropy)),
+            backend: run.backend.clone(),
+            backend_asked: self.settings.backend.to_string(),
+            backend_notice: run.backend_notice.clone(),
+            first_losses: run.first_losses.clone(),
         }
     }
 }
@@ -611,6 +624,14 @@ pub struct Status {
     pub evaluator: Option<(f32, Option<f32>)>,
     /// The newest score of the samples: its step and their class entropy (nats).
     pub scored: Option<(u64, f32)>,
+    /// The device that trains, as the status bar names it ("CPU (flex)", "WebGPU: ...").
+    pub backend: String,
+    /// The device asked for (`cpu`, `gpu`, `auto`).
+    pub backend_asked: String,
+    /// Why the device that trains is not the one asked for, if it is not.
+    pub backend_notice: Option<String>,
+    /// The first steps' losses since the model was ready, as (step, loss).
+    pub first_losses: Vec<(u64, f32)>,
 }
 
 #[cfg(test)]

@@ -93,6 +93,10 @@ pub struct Backend {
     /// Whether trainers keep the training images on the device (a GPU or a remote server,
     /// where each upload crosses a bus or a network).
     pub images_on_device: bool,
+    /// Whether its reads are asynchronous (WebGPU in a page: a read completes only after the
+    /// page hands control back to the browser), so that training never waits on one: steps
+    /// are launched and settled apart, and everything that reads the model reads a CPU copy.
+    pub reads_async: bool,
 }
 
 /// Why no device could be had.
@@ -112,6 +116,10 @@ pub enum BackendError {
     Remote(String),
 }
 
+/// Whether this build has a GPU backend (burn's wgpu: Vulkan, Metal or DirectX 12 on the
+/// desktops, WebGPU in a page).
+pub const HAS_GPU: bool = cfg!(feature = "wgpu");
+
 /// The default CPU backend, chosen by measurement (see docs/measured.md: flex vs ndarray).
 pub const DEFAULT_CPU: BackendChoice = BackendChoice::Flex;
 
@@ -126,6 +134,7 @@ impl BackendChoice {
                     description: c.description,
                     notice: None,
                     images_on_device: true,
+                    reads_async: false,
                 })
                 .map_err(BackendError::Remote),
             #[cfg(all(not(target_arch = "wasm32"), not(feature = "remote")))]
@@ -160,6 +169,22 @@ impl BackendChoice {
             }
         }
     }
+}
+
+/// Opens the browser's WebGPU device for `gpu` and `auto` (a page awaits this before training
+/// starts: opening a device is asynchronous there); its description, or why not.
+#[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
+pub async fn open_webgpu<S: std::future::Future<Output = ()>>(
+    sleep: impl Fn() -> S,
+) -> Result<String, String> {
+    gpu::open(sleep).await
+}
+
+/// Records that the page will not train on WebGPU, and why (`?backend=cpu`, no answer in time):
+/// `gpu` then says so and `auto` takes the CPU with that notice.
+#[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
+pub fn refuse_webgpu(why: String) {
+    gpu::refuse(why)
 }
 
 /// Whether `--backend gpu` (and `serve --device gpu`) may take a software adapter when no
@@ -360,6 +385,7 @@ fn cpu(device: Device, name: &str) -> Backend {
         description: format!("CPU ({name})"),
         notice: None,
         images_on_device: false,
+        reads_async: false,
     }
 }
 
@@ -383,6 +409,7 @@ mod cuda {
                 description: "GPU: CUDA device 0".into(),
                 notice: None,
                 images_on_device: true,
+                reads_async: false,
             }),
             Ok(_) => Err(BackendError::NoGpu(
                 "the CUDA device computed a wrong value".into(),
@@ -497,7 +524,7 @@ pub fn choose_adapter(
 /// given up on (the first kernels compile in that time; a software adapter takes seconds).
 pub const GPU_OPEN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
-#[cfg(feature = "gpu")]
+#[cfg(all(feature = "wgpu", not(target_arch = "wasm32")))]
 mod gpu {
     use super::{AdapterKind, AdapterSummary, Backend, BackendError, GraphicsApi};
     use burn::tensor::wgpu::{WgpuBackend, wgpu};
@@ -659,18 +686,144 @@ mod gpu {
                     "training on a software GPU adapter (LATENT_ATLAS_SOFTWARE_GPU=1): for testing the GPU path, far slower than the CPU backend".into(),
                 ),
                 images_on_device: true,
+            reads_async: false,
             },
             _ => Backend {
                 device,
                 description: format!("GPU: {name} ({:?})", best.api),
                 notice: None,
                 images_on_device: true,
+            reads_async: false,
             },
         })
     }
 }
 
-#[cfg(not(feature = "gpu"))]
+/// WebGPU in a page: the browser's adapter, opened once before training starts (opening is
+/// asynchronous there, see [`open_webgpu`]); `gpu` and `auto` then take it.
+#[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
+mod gpu {
+    use super::{Backend, BackendError};
+    use burn::tensor::wgpu::wgpu;
+    use burn::tensor::{Device, Tensor};
+
+    /// The page's WebGPU device, or why there is none (`None`: not asked for).
+    static OPENED: std::sync::Mutex<Option<Result<Backend, String>>> = std::sync::Mutex::new(None);
+
+    pub fn select(_allow_software: bool) -> Result<Backend, BackendError> {
+        match &*OPENED.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(backend)) => Ok(backend.clone()),
+            Some(Err(why)) => Err(BackendError::NoGpu(why.clone())),
+            None => Err(BackendError::NoGpu(
+                "WebGPU was not opened (the page was asked for ?backend=cpu)".into(),
+            )),
+        }
+    }
+
+    pub fn hardware_adapter() -> Result<String, String> {
+        select(true)
+            .map(|b| b.description)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Notes that WebGPU is not to be used, and why (a page's `?backend=cpu`, a deadline).
+    pub fn refuse(why: String) {
+        *OPENED.lock().unwrap_or_else(|p| p.into_inner()) = Some(Err(why));
+    }
+
+    /// Opens the browser's WebGPU adapter for training, checks it with one small computation
+    /// read back asynchronously (looking again after each `sleep`, which hands control back to
+    /// the browser), and keeps it for [`select`]; says why not otherwise.
+    pub async fn open<S: std::future::Future<Output = ()>>(
+        sleep: impl Fn() -> S,
+    ) -> Result<String, String> {
+        let opened = try_open(sleep).await;
+        let answer = opened
+            .as_ref()
+            .map(|b| b.description.clone())
+            .map_err(Clone::clone);
+        *OPENED.lock().unwrap_or_else(|p| p.into_inner()) = Some(opened);
+        answer
+    }
+
+    async fn try_open<S: std::future::Future<Output = ()>>(
+        sleep: impl Fn() -> S,
+    ) -> Result<Backend, String> {
+        // The runtime's settings come from code in a page (no files, no environment): kernels
+        // are not timed against each other (each candidate would run ten times per new shape).
+        {
+            use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
+            let mut config = CubeClRuntimeConfig::default();
+            config.autotune.level = cubecl_runtime::config::autotune::AutotuneLevel::Minimal;
+            let _ = CubeClRuntimeConfig::try_set(config);
+        }
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup_async()
+            .await
+            .map_err(|e| format!("the browser offered no WebGPU device: {e}"))?;
+        let info = setup.adapter.get_info();
+        let name = [info.vendor.to_string(), info.name.clone()]
+            .into_iter()
+            .filter(|s| !s.is_empty() && s != "0")
+            .collect::<Vec<_>>()
+            .join(" ");
+        let name = if name.is_empty() {
+            "adapter".to_owned()
+        } else {
+            name
+        };
+        // Without timestamp queries burn's runtime cannot time kernels in a browser, and
+        // panics at the first one.
+        if !setup
+            .adapter
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+        {
+            return Err(format!(
+                "the WebGPU adapter ({name}) has no timestamp queries, which training on it needs"
+            ));
+        }
+        // An error the device reports later is logged, not raised as a panic (which would end
+        // the page).
+        setup.device.on_uncaptured_error(std::sync::Arc::new(|e| {
+            log::error!("WebGPU: {e}");
+        }));
+        let mut read = crate::platform::PendingRead::of(Tensor::<1>::ones([2], &device) * 2.0);
+        while !read.poll() {
+            if read.waited() > super::GPU_OPEN_DEADLINE {
+                return Err(format!(
+                    "the WebGPU adapter ({name}) did not answer a first computation within {} s",
+                    super::GPU_OPEN_DEADLINE.as_secs()
+                ));
+            }
+            sleep().await;
+        }
+        let values = read
+            .take()
+            .unwrap_or_else(|| Err("read twice".into()))
+            .map_err(|e| format!("the WebGPU adapter ({name}) failed a first computation: {e}"))?;
+        if values != [2.0, 2.0] {
+            return Err(format!(
+                "the WebGPU adapter ({name}) computed 1 * 2 as {values:?}"
+            ));
+        }
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        Ok(Backend {
+            device,
+            description: match software {
+                true => format!("WebGPU: {name} (software adapter)"),
+                false => format!("WebGPU: {name}"),
+            },
+            notice: software.then(|| {
+                format!("training on WebGPU through a software adapter ({name}): the browser has no GPU for this page; ?backend=cpu may be faster")
+            }),
+            images_on_device: true,
+            reads_async: true,
+        })
+    }
+}
+
+#[cfg(not(feature = "wgpu"))]
 mod gpu {
     use super::{Backend, BackendError};
 

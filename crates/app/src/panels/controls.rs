@@ -51,11 +51,20 @@ fn backend_ui(
     egui::ComboBox::from_label("Backend")
         .selected_text(backend.to_string())
         .show_ui(ui, |ui| {
-            for b in [BackendChoice::Cpu, BackendChoice::Gpu, BackendChoice::Auto] {
+            for b in crate::PAGE_BACKENDS {
                 let label = b.to_string();
                 ui.selectable_value(backend, b, label);
             }
+        })
+        .response
+        .on_hover_text(match latent_atlas_core::platform::IS_WEB {
+            true => "cpu: this page's CPU; gpu: the browser's GPU (WebGPU); auto: the GPU when the browser offers one (applies on Reset)",
+            false => "cpu: burn's flex; gpu: a GPU through wgpu; auto: a hardware GPU when there is one (applies on Reset)",
         });
+    // A page reaches no server.
+    if latent_atlas_core::platform::IS_WEB {
+        return;
+    }
     let url = draft.remote_url.get_or_insert_with(|| match &*backend {
         BackendChoice::Remote(url) => url.clone(),
         _ => String::new(),
@@ -373,16 +382,13 @@ fn model_section(
         )
         .on_hover_text("Test samples whose posteriors the plane draws (takes effect on Reset)")
     });
-    // The browser trains on its CPU: no device to choose, no server to reach.
-    if !latent_atlas_core::platform::IS_WEB {
-        backend_ui(
-            ui,
-            &mut state.settings.backend,
-            &mut state.errors,
-            draft,
-            actions,
-        );
-    }
+    backend_ui(
+        ui,
+        &mut state.settings.backend,
+        &mut state.errors,
+        draft,
+        actions,
+    );
     ui.label(egui::RichText::new("Changes above apply on Reset.").weak());
     let current = state.compare.as_ref().map(|c| c.family());
     egui::ComboBox::from_label("Compare with")

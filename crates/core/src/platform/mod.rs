@@ -8,8 +8,10 @@
 
 use std::path::PathBuf;
 
+mod read;
 mod runner;
 
+pub use read::PendingRead;
 pub use runner::{Runner, Step, Work, panic_message, run_steps};
 
 /// Whether this is the browser build.

@@ -14,6 +14,9 @@ pub enum Step<T> {
     Worked,
     /// Nothing to do until something arrives (a command, a request).
     Idle,
+    /// Waiting on the device (a read under way): the holder should hand control back (a
+    /// page's reads complete only then) and turn it again soon.
+    Waiting,
     /// The work is over, with its outcome.
     Done(T),
 }
@@ -41,8 +44,11 @@ pub trait Work: Send + 'static {
 /// Turns `work` until it is done, letting it wait when idle.
 pub fn run_steps<W: Work>(mut work: W) -> W::Output {
     loop {
-        if let Step::Done(out) = work.step(true) {
-            return out;
+        match work.step(true) {
+            Step::Done(out) => return out,
+            // A thread waiting on a device read looks again a moment later.
+            Step::Waiting => std::thread::sleep(Duration::from_micros(200)),
+            Step::Worked | Step::Idle => {}
         }
     }
 }
@@ -130,6 +136,10 @@ impl<T: Send + 'static> Runner<T> {
                     *busy = false;
                     return false;
                 }
+                Step::Waiting => {
+                    *busy = true;
+                    return true;
+                }
                 Step::Done(out) => {
                     self.state = State::Finished(out);
                     return false;
@@ -178,6 +188,26 @@ impl<T: Send + 'static> Runner<T> {
             return None;
         }
         self.take()
+    }
+
+    /// [`Runner::join`], waiting at most `deadline` for work on a thread: past it the thread
+    /// is left to end by itself (whatever it holds stays with it), and the answer says so.
+    pub fn join_within(&mut self, deadline: Duration) -> Option<Result<T, String>> {
+        if let State::Thread(handle) = &self.state {
+            let start = Instant::now();
+            while !handle.is_finished() {
+                if start.elapsed() >= deadline {
+                    self.state = State::Taken;
+                    return Some(Err(format!(
+                        "{} did not stop within {} s; it was left to end by itself",
+                        self.name,
+                        deadline.as_secs_f32()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.join()
     }
 
     fn take(&mut self) -> Option<Result<T, String>> {
@@ -275,6 +305,30 @@ mod tests {
             e.contains("the export") && e.contains("deliberately"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_thread_that_does_not_stop_is_left_after_the_deadline() {
+        let (send, numbers) = channel::<u64>();
+        let mut runner = Runner::start("the stuck work", Sum { numbers, total: 0 }).unwrap();
+        let start = Instant::now();
+        let e = runner
+            .join_within(Duration::from_millis(100))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            e.contains("the stuck work") && e.contains("did not stop"),
+            "{e}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(runner.is_finished() && runner.join().is_none());
+        // Work that ends in time gives its outcome.
+        drop(send);
+        let (send, numbers) = channel();
+        let mut runner = Runner::start("sum", Sum { numbers, total: 0 }).unwrap();
+        send.send(7).unwrap();
+        send.send(0).unwrap();
+        assert_eq!(runner.join_within(Duration::from_secs(30)), Some(Ok(7)));
     }
 
     #[test]

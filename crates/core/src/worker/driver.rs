@@ -12,12 +12,37 @@ use super::scorer::{ScoreJob, Scorer};
 use super::{Command, Event, Options, RunState, guarded};
 use crate::backend::{Backend, BackendChoice};
 use crate::data::Dataset;
+use crate::platform::PendingRead;
+use crate::train::trainer::{Launched, PendingCopy};
 use crate::train::{TrainConfig, Trainer};
 
 /// Steps between snapshots while training.
 pub const SNAPSHOT_EVERY: u64 = 25;
 /// How long an idle worker waits for a command before looking again.
 const IDLE_WAIT: Duration = Duration::from_millis(200);
+/// How long an asynchronous read may take before the device counts as lost: a page's first
+/// steps on a new device compile every kernel, in software on a software adapter.
+pub const READ_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Steps launched on a device whose reads are asynchronous, with their read under way.
+struct InFlight {
+    launched: Launched,
+    read: PendingRead,
+    started: Instant,
+    /// The epochs done before the launch.
+    epoch_before: usize,
+}
+
+/// What waits for the CPU copy of the model (where reads are asynchronous, everything that
+/// reads the model reads the copy, made fresh first).
+enum Deferred {
+    /// The end of an epoch: the schedule, the evaluation, the snapshot, the save, the score.
+    EpochEnd,
+    /// A snapshot while training.
+    Snapshot,
+    /// A command that reads the model.
+    Command(Command),
+}
 
 struct Session {
     trainer: Trainer,
@@ -44,6 +69,12 @@ struct Session {
     lost: bool,
     /// How many steps share one readback.
     readback: Readback,
+    /// Steps whose read is under way (asynchronous reads only).
+    in_flight: Option<InFlight>,
+    /// A copy of the model on its way to the CPU (asynchronous reads only).
+    copy: Option<PendingCopy>,
+    /// What runs once that copy is here.
+    deferred: Vec<Deferred>,
 }
 
 /// Loads the dataset and builds the trainer, or says why not.
@@ -87,6 +118,7 @@ fn build_from(
         }
     };
     trainer.keep_images_on_device(backend.images_on_device);
+    trainer.set_async_reads(backend.reads_async);
     Ok(trainer)
 }
 
@@ -97,6 +129,8 @@ pub enum Turn {
     Worked,
     /// Nothing to do: no command waiting and not training.
     Idle,
+    /// Waiting on the device (a read under way): hand control back and come again soon.
+    Waiting,
     /// The loop is over (shut down, or the consumer is gone).
     Over,
 }
@@ -121,7 +155,10 @@ impl Driver {
         out: Outbox,
     ) -> Option<Self> {
         let backend = match choice.select() {
-            Ok(b) => b,
+            Ok(b) => Backend {
+                reads_async: b.reads_async || options.async_reads,
+                ..b
+            },
             Err(e) => {
                 out.send(Event::Failed(e.to_string()));
                 return None;
@@ -152,6 +189,9 @@ impl Driver {
             recovery: None,
             kept: false,
             lost: false,
+            in_flight: None,
+            copy: None,
+            deferred: Vec::new(),
         };
         session.announce(&out).then_some(Self {
             session,
@@ -165,7 +205,8 @@ impl Driver {
     /// otherwise returns at once.
     pub fn turn(&mut self, wait: bool) -> Turn {
         let running = self.session.state == RunState::Running;
-        let command = if running || !wait {
+        let pending = self.session.in_flight.is_some() || self.session.copy.is_some();
+        let command = if running || !wait || pending {
             match self.commands.try_recv() {
                 Ok(c) => Some(c),
                 Err(std::sync::mpsc::TryRecvError::Empty) => None,
@@ -187,6 +228,7 @@ impl Driver {
         let alive = match command {
             Some(Command::Shutdown) => return Turn::Over,
             Some(c) => self.session.handle(c, &self.out),
+            None if pending => return self.session.poll_reads(&self.out),
             None if side_turn => self.session.side_step(&self.out),
             None if running => {
                 self.session.background.side_last = false;
@@ -219,6 +261,7 @@ impl Session {
         }
         out.send(Event::Ready {
             backend: self.backend.description.clone(),
+            backend_notice: self.backend.notice.clone(),
             dataset: data.name.clone(),
             train_len: data.train.len(),
             test_len: data.test.len(),
@@ -232,7 +275,7 @@ impl Session {
                 false => 0,
             },
             config: Box::new(self.trainer.config().clone()),
-        }) && self.publish_snapshot(out)
+        }) && self.snapshot_when_fresh(out)
             && self.set_state(RunState::Idle, out)
     }
 
@@ -293,6 +336,17 @@ impl Session {
     }
 
     fn handle(&mut self, command: Command, out: &Outbox) -> bool {
+        let reads_model = matches!(
+            command,
+            Command::Snapshot
+                | Command::Score
+                | Command::Draws { .. }
+                | Command::Save(_)
+                | Command::SaveFiles
+        );
+        if reads_model && !self.trainer.copy_is_fresh() {
+            return self.defer(Deferred::Command(command), out);
+        }
         if self.lost {
             match &command {
                 // The model lives in the lost session.
@@ -394,7 +448,9 @@ impl Session {
                 match result {
                     Ok(mut t) => {
                         t.keep_images_on_device(self.backend.images_on_device);
+                        t.set_async_reads(self.backend.reads_async);
                         self.trainer = t;
+                        self.forget_reads();
                         self.forget_kept();
                         self.background.replaced();
                         self.announce(out)
@@ -411,6 +467,7 @@ impl Session {
                 match build(&config, &self.backend, data) {
                     Ok(t) => {
                         self.trainer = t;
+                        self.forget_reads();
                         self.forget_kept();
                         self.background.replaced();
                         self.announce(out)
@@ -518,6 +575,7 @@ impl Session {
         };
         // Kept weights stay valid: the new trainer starts from them.
         trainer.keep_images_on_device(backend.images_on_device);
+        trainer.set_async_reads(backend.reads_async);
         let notice = format!(
             "connected again to {}; continuing from step {} (epoch {})",
             backend.description,
@@ -530,6 +588,7 @@ impl Session {
         self.readback = Readback::for_backend(&backend);
         self.backend = backend;
         self.background.replaced();
+        self.forget_reads();
         self.lost = false;
         Ok(notice)
     }
@@ -573,11 +632,176 @@ impl Session {
     }
 
     fn train_one(&mut self, out: &Outbox) -> bool {
+        if self.trainer.reads_async() {
+            return self.launch(out);
+        }
         let trainer = &mut self.trainer;
         let epoch_before = trainer.epochs_done();
         let k = self.readback.steps;
         let started = Instant::now();
         let result = guarded(|| trainer.steps(k));
+        self.after_steps(result, started, epoch_before, out)
+    }
+
+    /// Where reads are asynchronous: queues the next steps on the device and starts reading
+    /// their values ([`Self::poll_reads`] settles them).
+    fn launch(&mut self, out: &Outbox) -> bool {
+        let trainer = &mut self.trainer;
+        let epoch_before = trainer.epochs_done();
+        let k = self.readback.steps;
+        let started = Instant::now();
+        match guarded(|| trainer.launch(k).map(|l| (l.read(), l))) {
+            Ok(Ok((read, launched))) => {
+                self.in_flight = Some(InFlight {
+                    launched,
+                    read,
+                    started,
+                    epoch_before,
+                });
+                true
+            }
+            result => {
+                let result = result.map(|r| r.map(|_| Vec::new()));
+                self.after_steps(result, started, epoch_before, out)
+            }
+        }
+    }
+
+    /// Looks at the reads under way (asynchronous reads only): settles the steps whose values
+    /// are here, or installs the copy of the model and runs what waited for it. A read that
+    /// takes longer than [`READ_DEADLINE`] counts as a lost device: the model goes back to its
+    /// last good copy, and training pauses with why.
+    fn poll_reads(&mut self, out: &Outbox) -> Turn {
+        let alive = |a: bool| if a { Turn::Worked } else { Turn::Over };
+        if let Some(f) = &mut self.in_flight {
+            if !f.read.poll() {
+                if f.read.waited() < READ_DEADLINE {
+                    return Turn::Waiting;
+                }
+                self.in_flight = None;
+                return alive(self.device_silent("a training step", out));
+            }
+            let Some(InFlight {
+                launched,
+                mut read,
+                started,
+                epoch_before,
+            }) = self.in_flight.take()
+            else {
+                return Turn::Worked;
+            };
+            let trainer = &mut self.trainer;
+            let result = match read.take() {
+                Some(Ok(values)) => guarded(|| trainer.settle(launched, &values)),
+                Some(Err(e)) => Err(format!("reading the step's values failed: {e}")),
+                None => Err("the step's values were read twice".into()),
+            };
+            return alive(self.after_steps(result, started, epoch_before, out));
+        }
+        if let Some(copy) = &mut self.copy {
+            if !copy.poll() {
+                if copy.waited() < READ_DEADLINE {
+                    return Turn::Waiting;
+                }
+                self.copy = None;
+                return alive(self.device_silent("a copy of the model", out));
+            }
+            let Some(copy) = self.copy.take() else {
+                return Turn::Worked;
+            };
+            let trainer = &mut self.trainer;
+            return match guarded(|| trainer.install_copy(copy)) {
+                Ok(Ok(())) => alive(self.run_deferred(out)),
+                Ok(Err(e)) | Err(e) => {
+                    self.deferred.clear();
+                    alive(
+                        out.send(Event::Failed(format!("copying the model failed: {e}")))
+                            && self.set_state(RunState::Paused, out),
+                    )
+                }
+            };
+        }
+        Turn::Idle
+    }
+
+    /// A read did not come back within [`READ_DEADLINE`]: the model goes back to its last
+    /// good copy, what waited is dropped, and training pauses with why.
+    fn device_silent(&mut self, what: &str, out: &Outbox) -> bool {
+        self.deferred.clear();
+        let step = self.trainer.recover();
+        out.send(Event::Failed(format!(
+            "{} did not answer {what} within {} s: the model was rolled back to step {step}; \
+             Resume tries again, and the CPU backend is in the Backend menu",
+            self.backend.description,
+            READ_DEADLINE.as_secs()
+        ))) && self.set_state(RunState::Paused, out)
+    }
+
+    /// Runs what waited for the copy of the model, in order; what a step of it asks to wait
+    /// for a fresh copy again (the schedule put other weights back) waits with the rest.
+    fn run_deferred(&mut self, out: &Outbox) -> bool {
+        let mut waiting = std::mem::take(&mut self.deferred).into_iter();
+        while let Some(next) = waiting.next() {
+            let alive = match next {
+                Deferred::EpochEnd => self.epoch_end(out),
+                Deferred::Snapshot => self.publish_snapshot(out),
+                Deferred::Command(c) => self.handle(c, out),
+            };
+            if !alive {
+                return false;
+            }
+            if self.copy.is_some() {
+                self.deferred.extend(waiting);
+                return true;
+            }
+        }
+        true
+    }
+
+    /// Puts `what` off until the copy of the model is fresh, starting the copy if none is on
+    /// its way.
+    fn defer(&mut self, what: Deferred, out: &Outbox) -> bool {
+        self.deferred.push(what);
+        if self.copy.is_some() {
+            return true;
+        }
+        let trainer = &self.trainer;
+        match guarded(|| trainer.start_copy()) {
+            Ok(copy) => {
+                self.copy = Some(copy);
+                true
+            }
+            Err(e) => {
+                self.deferred.clear();
+                out.send(Event::Failed(format!("copying the model failed: {e}")))
+            }
+        }
+    }
+
+    /// A snapshot now, or once the copy of the model is fresh.
+    fn snapshot_when_fresh(&mut self, out: &Outbox) -> bool {
+        match self.trainer.copy_is_fresh() {
+            true => self.publish_snapshot(out),
+            false => self.defer(Deferred::Snapshot, out),
+        }
+    }
+
+    /// Another trainer: reads under way were the old one's.
+    fn forget_reads(&mut self) {
+        self.in_flight = None;
+        self.copy = None;
+        self.deferred.clear();
+    }
+
+    /// What follows a training call: progress events, and at an epoch's end the evaluation,
+    /// the snapshot, the save and the score; a failed call pauses training with why.
+    fn after_steps(
+        &mut self,
+        result: Result<Result<Vec<crate::train::StepMetrics>, crate::train::TrainError>, String>,
+        started: Instant,
+        epoch_before: usize,
+        out: &Outbox,
+    ) -> bool {
         self.background.last_training = started.elapsed();
         let metrics = match result {
             Ok(Ok(m)) => m,
@@ -609,41 +833,56 @@ impl Session {
             }
         }
         if self.trainer.epochs_done() > epoch_before {
-            if let Some(notice) = self.trainer.take_notice()
-                && !out.send(Event::Notice(notice))
-            {
-                return false;
-            }
-            // The test evaluation runs beside training; its result follows when ready.
-            let job = match guarded(|| self.trainer.evaluation()) {
-                Ok(job) => job,
-                Err(e) => return out.send(Event::Failed(format!("evaluation failed: {e}"))),
+            return match self.trainer.copy_is_fresh() {
+                true => self.epoch_end(out),
+                false => self.defer(Deferred::EpochEnd, out),
             };
-            if !self.background.evaluate(job, out) {
-                return false;
-            }
-            if !self.publish_snapshot(out) {
-                return false;
-            }
-            if let Some(dir) = self.options.checkpoint_dir.clone()
-                && !self.save(dir, out)
-            {
-                return false;
-            }
-            if !self.keep_recovery(out) {
-                return false;
-            }
-            if self.lost {
-                return true;
-            }
-            if !self.request_score(false, out) {
-                return false;
-            }
-            if self.trainer.is_finished() {
-                return self.set_state(RunState::Finished, out);
-            }
         } else if !self.options.epoch_snapshots_only && snapshot_step && self.pacer.get().due() {
-            return self.publish_snapshot(out);
+            return self.snapshot_when_fresh(out);
+        }
+        true
+    }
+
+    /// An epoch's end: the schedule (where reads are asynchronous), the schedule's notice, the
+    /// test evaluation beside training, a snapshot, the checkpoint, the remote run's recovery
+    /// copy and the score; the run's end when it was the last epoch.
+    fn epoch_end(&mut self, out: &Outbox) -> bool {
+        if self.trainer.follow_due_schedule() {
+            // The schedule put other weights back: everything below reads a fresh copy.
+            return self.defer(Deferred::EpochEnd, out);
+        }
+        if let Some(notice) = self.trainer.take_notice()
+            && !out.send(Event::Notice(notice))
+        {
+            return false;
+        }
+        // The test evaluation runs beside training; its result follows when ready.
+        let job = match guarded(|| self.trainer.evaluation()) {
+            Ok(job) => job,
+            Err(e) => return out.send(Event::Failed(format!("evaluation failed: {e}"))),
+        };
+        if !self.background.evaluate(job, out) {
+            return false;
+        }
+        if !self.publish_snapshot(out) {
+            return false;
+        }
+        if let Some(dir) = self.options.checkpoint_dir.clone()
+            && !self.save(dir, out)
+        {
+            return false;
+        }
+        if !self.keep_recovery(out) {
+            return false;
+        }
+        if self.lost {
+            return true;
+        }
+        if !self.request_score(false, out) {
+            return false;
+        }
+        if self.trainer.is_finished() {
+            return self.set_state(RunState::Finished, out);
         }
         true
     }

@@ -60,6 +60,10 @@ pub struct Options {
     /// its optimiser, random streams and schedule) instead of a fresh model; the config's
     /// epochs are the total to reach.
     pub resume: Option<PathBuf>,
+    /// Treat the device's reads as asynchronous even where they are not, as WebGPU's are in a
+    /// page (launched steps, a CPU copy of the model for everything that reads it): the page's
+    /// path, run where a test can watch it.
+    pub async_reads: bool,
 }
 
 impl Options {
@@ -76,6 +80,7 @@ impl Options {
             score_every_epoch: false,
             checkpoint_dir: None,
             resume: None,
+            async_reads: false,
         }
     }
 
@@ -90,6 +95,7 @@ impl Options {
             score_every_epoch: true,
             checkpoint_dir: dir,
             resume: None,
+            async_reads: false,
         }
     }
 }
@@ -159,6 +165,8 @@ pub enum Event {
     Ready {
         /// The backend's description.
         backend: String,
+        /// Why it is not the backend asked for, if it is not (a fallback).
+        backend_notice: Option<String>,
         /// The dataset's name.
         dataset: String,
         /// Training samples.
@@ -262,6 +270,7 @@ impl crate::platform::Work for Training {
         match driver.turn(wait) {
             driver::Turn::Worked => Step::Worked,
             driver::Turn::Idle => Step::Idle,
+            driver::Turn::Waiting => Step::Waiting,
             driver::Turn::Over => Step::Done(()),
         }
     }
@@ -391,14 +400,21 @@ impl Worker {
         !self.runner.is_finished()
     }
 
-    /// Stops the thread and waits for it (at most one training step).
+    /// Stops the thread and waits for it: one training step, and at most
+    /// [`SHUTDOWN_DEADLINE`] (a device that stopped answering is left behind, with a warning).
     pub fn shutdown(&mut self) {
         // Dropping the receiver first unblocks a worker waiting on a full event queue.
         self.events = None;
         let _ = self.commands.try_send(Command::Shutdown);
-        let _ = self.runner.join();
+        if let Some(Err(e)) = self.runner.join_within(SHUTDOWN_DEADLINE) {
+            log::warn!("{e}");
+        }
     }
 }
+
+/// How long [`Worker::shutdown`] waits for the training thread: longer than any one step or
+/// inline evaluation chunk takes.
+pub const SHUTDOWN_DEADLINE: web_time::Duration = web_time::Duration::from_secs(30);
 
 impl Drop for Worker {
     fn drop(&mut self) {

@@ -41,6 +41,10 @@ pub(super) struct Readback {
     pub steps: usize,
 }
 
+/// Steps per readback where reads are asynchronous: each read costs at least one hand-back to
+/// the browser.
+const ASYNC_STEPS: usize = 16;
+
 /// The most steps one readback may cover.
 const MAX_STEPS_PER_READBACK: usize = 64;
 
@@ -56,6 +60,13 @@ impl Readback {
     /// Per step on the local CPU; on a far device (one that keeps the images), measured, or per
     /// step when even the measurement fails.
     pub(super) fn for_backend(backend: &Backend) -> Self {
+        if backend.reads_async {
+            // No round trip can be timed without waiting on it: a fixed number of steps.
+            return Self {
+                round_trip: None,
+                steps: ASYNC_STEPS,
+            };
+        }
         match backend.images_on_device {
             true => guarded(|| Self::measured(&backend.device)).unwrap_or(Self::each_step()),
             false => Self::each_step(),

@@ -101,6 +101,8 @@ pub struct RunView {
     pub state: Option<RunState>,
     /// Backend description.
     pub backend: String,
+    /// Why the backend is not the one asked for, if it is not (a fallback to the CPU).
+    pub backend_notice: Option<String>,
     /// Dataset name and sizes, once ready.
     pub dataset: Option<(String, usize, usize)>,
     /// Loss curves.
@@ -123,7 +125,13 @@ pub struct RunView {
     pub evaluator: EvaluatorStatus,
     /// The newest failure reported for this run.
     pub last_error: Option<String>,
+    /// The first steps' losses since the model was ready (step, objective), up to
+    /// [`FIRST_STEPS_KEPT`]: what a test compares between two devices from one saved run.
+    pub first_losses: Vec<(u64, f32)>,
 }
+
+/// How many first steps' losses a run keeps (see [`RunView::first_losses`]).
+pub const FIRST_STEPS_KEPT: usize = 16;
 
 impl RunView {
     /// A run asked for with `config`, before its model is ready.
@@ -139,6 +147,7 @@ impl RunView {
         match event {
             Event::Ready {
                 backend,
+                backend_notice,
                 dataset,
                 train_len,
                 test_len,
@@ -148,6 +157,7 @@ impl RunView {
                 *self = Self {
                     config: *config,
                     backend,
+                    backend_notice,
                     dataset: Some((dataset, train_len, test_len)),
                     state: self.state,
                     evaluator: self.evaluator,
@@ -158,6 +168,9 @@ impl RunView {
                 metrics,
                 samples_per_sec,
             } => {
+                if self.first_losses.len() < FIRST_STEPS_KEPT {
+                    self.first_losses.push((metrics.step, metrics.total));
+                }
                 self.push_step(metrics);
                 self.samples_per_sec = samples_per_sec;
             }

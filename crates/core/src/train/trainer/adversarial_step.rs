@@ -30,6 +30,13 @@ impl Trainer {
     /// images). Only the discriminator's parameters move in the first, only the generator's
     /// (and encoder's) in the second. Values are read back once, at the end.
     pub(super) fn adversarial_step(&mut self) -> Result<StepMetrics, TrainError> {
+        let stats = self.adversarial_launch()?;
+        self.adversarial_settle(&to_vec(stats))
+    }
+
+    /// An adversarial step's updates, and its statistics still on the device (read them and
+    /// hand them to [`Self::adversarial_settle`]).
+    pub(super) fn adversarial_launch(&mut self) -> Result<Tensor<1>, TrainError> {
         // The discriminator's dropout draws from the device's shared random stream.
         let _rng = crate::backend::device_rng_lock(&self.device);
         let adv = self.config.adversarial.clone();
@@ -104,7 +111,12 @@ impl Trainer {
             extra_first,
             code_scale,
         ]);
-        let stats = to_vec(Tensor::cat(readback, 0));
+        Ok(Tensor::cat(readback, 0))
+    }
+
+    /// The step launched by [`Self::adversarial_launch`], once its statistics are read: checks
+    /// them (rolling back a diverged or non-finite step), counts the step and says what it did.
+    pub(super) fn adversarial_settle(&mut self, stats: &[f32]) -> Result<StepMetrics, TrainError> {
         let [
             d_loss,
             real_acc,
@@ -116,7 +128,10 @@ impl Trainer {
             code_scale,
         ] = stats[..]
         else {
-            unreachable!("eight values were read back")
+            return Err(TrainError::Config(format!(
+                "an adversarial step read back {} values instead of eight",
+                stats.len()
+            )));
         };
         if self.config.model.draws().encoder && code_scale > CODE_RUNAWAY {
             let (step, restored_step) = self.restore_last_good();

@@ -5,9 +5,11 @@
 
 mod adversarial_step;
 mod evaluation;
+mod in_flight;
 mod view;
 
 pub use evaluation::{Evaluation, EvaluationSteps};
+pub use in_flight::{Launched, PendingCopy};
 use view::make_probe;
 pub use view::{plain_decoder, plain_flow, probe_coverage};
 
@@ -154,6 +156,18 @@ pub struct Trainer {
     validation_loss: Option<f32>,
     /// What the schedule did at the last epoch's end, for the user.
     notice: Option<String>,
+    /// Whether the device's reads are asynchronous (WebGPU in a page): steps are then
+    /// launched and settled apart ([`Trainer::launch`]), and everything that reads the model
+    /// (snapshots, evaluations, saves) reads a CPU copy of it instead ([`Trainer::start_copy`]).
+    reads_async: bool,
+    /// The CPU copy of the model that reads go to where reads are asynchronous.
+    mirror: Option<in_flight::Mirror>,
+    /// How many times the model was put back or replaced other than by a step (a roll-back, the
+    /// schedule's best weights): with the step, what a CPU copy is checked against.
+    resets: u64,
+    /// An epoch ended while reads are asynchronous: the schedule runs on the CPU copy of its
+    /// model once that is here ([`Trainer::follow_due_schedule`]).
+    schedule_due: bool,
 }
 
 /// Number of classes a dataset's labels need (at least its class names).
@@ -343,6 +357,10 @@ impl Trainer {
             best_model: None,
             validation_loss: None,
             notice: None,
+            reads_async: false,
+            mirror: None,
+            resets: 0,
+            schedule_due: false,
             config,
             data,
             device,
@@ -448,60 +466,6 @@ impl Trainer {
             .concat(),
             ..metrics
         })
-    }
-
-    /// Up to `k` optimisation steps (fewer before an epoch's last step, which is read on its
-    /// own) with one readback for all of them: where each readback is a round trip (a remote
-    /// server, a GPU), this keeps the link from pacing training. The updates go ahead before their losses are seen, so a
-    /// non-finite one rolls back to the last copy whose every step was read as finite, and the
-    /// family's own values are read for the last step only. `k <= 1`, and the adversarial
-    /// families, take one [`Self::step`].
-    pub fn steps(&mut self, k: usize) -> Result<Vec<StepMetrics>, TrainError> {
-        if k <= 1 || self.config.model.draws().adversarial {
-            return self.step().map(|m| vec![m]);
-        }
-        let first_step = self.step + 1;
-        let mut pending = Vec::with_capacity(k);
-        for _ in 0..k {
-            // An epoch's last step is read on its own, before the epoch's end runs the schedule
-            // on its model.
-            if self.batch_index + 1 >= self.order.batch_count() {
-                if pending.is_empty() {
-                    return self.step().map(|m| vec![m]);
-                }
-                break;
-            }
-            let (loss, stats) = self.likelihood_terms()?;
-            self.update(loss);
-            let (epoch, progress) = self.advance(false);
-            pending.push((stats, self.step, epoch, progress));
-        }
-        let all = pending.iter().map(|(p, ..)| p.stats.clone()).collect();
-        let values = to_vec(Tensor::cat(all, 0));
-        let mut metrics = Vec::with_capacity(pending.len());
-        let mut at = 0;
-        for (stats, step, epoch, progress) in &pending {
-            let m = stats.metrics(&values[at..at + stats.len()], *step, *epoch, *progress);
-            at += stats.len();
-            if !m.total.is_finite() {
-                let (_, restored_step) = self.restore_last_good();
-                return Err(TrainError::NonFinite {
-                    step: *step,
-                    value: m.total,
-                    restored_step,
-                });
-            }
-            metrics.push(m);
-        }
-        // Every step read back was finite: the model may be kept to roll back to.
-        if (first_step..=self.step).any(|s| s.is_multiple_of(KEEP_GOOD_EVERY)) {
-            self.last_good = (self.model.clone(), self.step);
-        }
-        if let Some(last) = metrics.last_mut() {
-            last.extra
-                .extend(family_extras(&self.model, self.config.likelihood));
-        }
-        Ok(metrics)
     }
 
     /// A likelihood family's loss on the next batch, and its statistics still on the device.
@@ -643,7 +607,10 @@ impl Trainer {
             self.epoch_rng = self.rng.clone();
             self.order = epoch_order(&self.config, &self.data, &mut self.rng);
             if self.config.schedule.is_on() {
-                self.follow_schedule();
+                match self.reads_async {
+                    true => self.schedule_due = true,
+                    false => self.follow_schedule(),
+                }
             }
         }
         if keep_good && self.step.is_multiple_of(KEEP_GOOD_EVERY) {
@@ -671,6 +638,7 @@ impl Trainer {
             Verdict::Stop { best_epoch } => {
                 if let Some(best) = self.best_model.take() {
                     self.model = best;
+                    self.resets += 1;
                     self.last_good = (self.model.clone(), self.step);
                 }
                 format!(
@@ -708,6 +676,7 @@ impl Trainer {
         let (model, restored_step) = self.last_good.clone();
         let failed = self.step + 1;
         self.model = model;
+        self.resets += 1;
         self.step = restored_step;
         self.optim = new_optimizer(&self.config);
         (failed, restored_step)
@@ -717,13 +686,18 @@ impl Trainer {
     pub fn recover(&mut self) -> u64 {
         let (model, step) = self.last_good.clone();
         self.model = model;
+        self.resets += 1;
         self.step = step;
         self.optim = new_optimizer(&self.config);
         step
     }
 
-    /// The inference copy of the model (no autodiff) and its device.
+    /// The inference copy of the model (no autodiff) and its device: where reads are
+    /// asynchronous, the CPU copy (see [`Trainer::start_copy`]).
     fn inference(&self) -> (Model, Device) {
+        if let Some(mirror) = self.mirror.as_ref().filter(|_| self.reads_async) {
+            return (mirror.model.clone(), Device::flex());
+        }
         (self.model.valid(), self.device.clone().without_autodiff())
     }
 
@@ -781,16 +755,35 @@ impl Trainer {
     /// Saves the weights and the training state into `dir` (see [`checkpoint::save_with`]),
     /// so that the run continues from here exactly.
     pub fn save(&self, dir: &std::path::Path, backend: &str) -> anyhow::Result<()> {
-        let state = self.training_state()?;
-        checkpoint::save_with(dir, &self.model, &self.run_info(backend), Some(&state))
+        let state = self.saved_state()?;
+        let model = self.saved_model();
+        checkpoint::save_with(dir, &model, &self.run_info(backend), state.as_ref())
+    }
+
+    /// The training state a save keeps: none where the device's reads are asynchronous (the
+    /// optimiser's moments stay on the device; such a run resumes with a fresh optimiser).
+    fn saved_state(&self) -> anyhow::Result<Option<checkpoint::TrainingState>> {
+        match self.reads_async {
+            true => Ok(None),
+            false => self.training_state().map(Some),
+        }
+    }
+
+    /// The weights a save writes: the model, or its CPU copy where reads are asynchronous.
+    fn saved_model(&self) -> Model {
+        match self.reads_async {
+            true => self.inference().0,
+            false => self.model.clone(),
+        }
     }
 
     /// The run's files as a save writes them, with its training state (where there is no
     /// folder to save into, as in a browser).
     pub fn run_files(&self, backend: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
-        let state = self.training_state()?;
+        let state = self.saved_state()?;
         let slot = checkpoint::MODEL_FILE;
-        checkpoint::run_files_with(&self.model, &self.run_info(backend), slot, Some(&state))
+        let model = self.saved_model();
+        checkpoint::run_files_with(&model, &self.run_info(backend), slot, state.as_ref())
     }
 
     /// Puts back the training state a run was saved with (see [`Self::training_state`]).
