@@ -56,17 +56,6 @@ impl PendingRead {
     pub fn waited(&self) -> Duration {
         self.started.elapsed()
     }
-
-    /// Polls until the values are here: for a caller with a thread of its own, which may wait
-    /// (never in a page, whose reads complete only after it returns).
-    pub fn wait(mut self) -> Result<Vec<f32>, String> {
-        loop {
-            if self.poll() {
-                return self.take().unwrap_or_else(|| Err("read twice".into()));
-            }
-            std::thread::yield_now();
-        }
-    }
 }
 
 #[cfg(test)]
