@@ -473,6 +473,23 @@ fn files_dropped_on_the_window_become_the_dataset() {
             .contains("t10k"),
         "the uploaded dataset stays"
     );
+    // ... and the settings still name it: a reset after the refusal trains on it again.
+    assert_eq!(
+        h.state().state.settings.config.dataset,
+        "upload:t10k-images-idx3-ubyte.gz and 1 more"
+    );
+    h.state_mut().request_family("cvae").unwrap();
+    step_until(&mut h, WAIT, |a| {
+        a.state.main.family() == latent_atlas::train::ModelKind::Cvae
+            && a.state.main.snapshot.as_ref().is_some_and(|s| s.step > 0)
+    })
+    .unwrap();
+    let main = &h.state().state.main;
+    assert!(
+        main.dataset.as_ref().unwrap().0.contains("t10k"),
+        "{:?}",
+        main.dataset
+    );
     // Several files, one of them unreadable: refused by its name, nothing else changes.
     h.input_mut().dropped_files = vec![
         std::sync::Arc::new(Dropped(dir.join(files[0]))),

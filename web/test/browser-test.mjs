@@ -247,8 +247,13 @@ try {
   // as a dataset; training goes on from it.
   await drop([{ name: "latent-atlas-run.zip", bytes: runZip }]);
   const restored = await until((s) => /mnist/i.test(s.dataset ?? "") && !/t10k/.test(s.dataset) && s.step > 0, 60);
-  check(restored && !/t10k/.test(restored.dataset ?? "") && !restored.error,
+  check(restored && !/t10k/.test(restored.dataset ?? "") && restored.step > 0 && !restored.error,
     `the dropped run zip loads the run (${restored?.dataset}, step ${restored?.step}, error ${restored?.error ?? "none"})`);
+  // A loaded run waits, as in the window; Space trains on from it.
+  await page.keyboard.press("Space");
+  const resumed = await until((s) => s.state === "running" && s.step > (restored?.step ?? 0), 60);
+  check(resumed?.state === "running" && resumed.step > (restored?.step ?? 0),
+    `Space trains on from the loaded run (${resumed?.state}, step ${restored?.step} to ${resumed?.step})`);
 
   // The first steps from one saved run: the CPU run keeps its zip and its first losses after
   // loading it; the WebGPU run loads the same zip and must take the same steps.
@@ -261,6 +266,8 @@ try {
   } else if (fs.existsSync(path.join(cpuRun, "run.zip"))) {
     const cpu = JSON.parse(fs.readFileSync(path.join(cpuRun, "first-losses.json"), "utf8"));
     await drop([{ name: "latent-atlas-run.zip", bytes: fs.readFileSync(path.join(cpuRun, "run.zip")) }]);
+    await until((s) => s.state !== "running", 60);
+    await page.keyboard.press("Space");
     const firsts = await until((s) => s.first_losses?.length >= 8 && s.first_losses[0][0] === cpu[0]?.[0], 120);
     const ours = firsts?.first_losses ?? [];
     // The desktop's GPU tests' tolerance (tests/it/gpu.rs, STEP_TOLERANCE).
@@ -279,7 +286,7 @@ try {
   await drop([{ name: "broken.npz", bytes: Buffer.from("PK\x03\x04 not a zip archive at all") }]);
   const refused = await until((s) => /broken\.npz/.test(s.error ?? ""), 30);
   const goesOn = await until((s) => s.step > (refused?.step ?? before.step) + 5, 60);
-  check(refused && goesOn, `a damaged file dropped on the page is refused by name (${refused?.error}), and training goes on (step ${goesOn?.step})`);
+  check(/broken\.npz/.test(refused?.error ?? "") && goesOn?.step > (refused?.step ?? before.step) + 5, `a damaged file dropped on the page is refused by name (${refused?.error}), and training goes on (step ${goesOn?.step})`);
   const unknown = await page.evaluate(() => {
     try { window.latentAtlasFamily("no-such-family"); return "accepted"; } catch (e) { return String(e); }
   });

@@ -91,6 +91,9 @@ impl LatentAtlasApp {
     /// the upload itself).
     fn use_dataset(&mut self, source: Source) {
         let config = &mut self.state.settings.config;
+        // The dataset trained on now, kept until the new one is ready (see `dataset_before`).
+        self.dataset_before
+            .get_or_insert_with(|| (config.dataset.clone(), config.upload.clone()));
         config.dataset = source.name();
         config.upload = match source {
             Source::Upload(upload) => Some(upload),

@@ -30,6 +30,18 @@ impl LatentAtlasApp {
                 // A new run: the plane fits its first snapshot.
                 self.views.plane.reset = true;
             }
+            if ready {
+                self.dataset_before = None;
+            }
+            // A refused dataset leaves the settings naming the one still trained on.
+            if failed
+                && self.start_when_ready
+                && let Some((dataset, upload)) = self.dataset_before.take()
+            {
+                self.views.draft.dataset_path = dataset.clone();
+                let config = &mut self.state.settings.config;
+                (config.dataset, config.upload) = (dataset, upload);
+            }
             if ready && std::mem::take(&mut self.start_when_ready) {
                 worker.send(Command::Start);
             }

@@ -144,6 +144,13 @@ pub struct LatentAtlasApp {
     frames: FrameCost,
     /// Families a page script asked for, taken up at the next frame.
     family_requests: Vec<latent_atlas_core::train::ModelKind>,
+    /// The dataset (and its upload) trained on before a new one was asked for: put back in
+    /// the settings if the new one is refused, so that the next reset does not ask for it
+    /// again.
+    dataset_before: Option<(
+        String,
+        Option<std::sync::Arc<latent_atlas_core::data::files::Upload>>,
+    )>,
     /// Curves of a run being loaded, restored once its model is ready.
     pending_history: Option<(
         Vec<latent_atlas_core::train::StepMetrics>,
@@ -198,6 +205,7 @@ impl LatentAtlasApp {
             export: None,
             frames: FrameCost::default(),
             family_requests: Vec::new(),
+            dataset_before: None,
             pending_history: None,
         };
         app.spawn_worker();
