@@ -473,13 +473,39 @@ fn gpu_checkpoints_move_from_the_gpu_to_the_cpu_and_back() {
             cpu.step().unwrap();
             let back = tempfile::tempdir().unwrap();
             checkpoint::save(back.path(), cpu.model(), &cpu.run_info("CPU (flex)")).unwrap();
-            let again = Trainer::from_checkpoint(back.path(), data, device).unwrap();
+            let gpu_device = device.clone();
+            let again = Trainer::from_checkpoint(back.path(), data.clone(), device).unwrap();
             assert_eq!(again.step_count(), 4);
             let (a, b) = (cpu.evaluate(false), again.evaluate(false));
             let (a, b) = (a.neg_elbo.unwrap(), b.neg_elbo.unwrap());
             assert!(
                 relative(a, b) < 1e-3,
                 "test negative ELBO CPU {a} vs GPU {b}"
+            );
+            // With the optimiser's state: a run saved on the GPU goes on on the CPU (its state
+            // is reloaded on the CPU whatever burn's default device is), and one saved on the
+            // CPU goes on on the GPU (the state moves to the weights' device at the first
+            // step), taking the same steps as the run it came from.
+            let full = tempfile::tempdir().unwrap();
+            gpu.save(full.path(), "GPU").unwrap();
+            let mut on_cpu =
+                Trainer::from_checkpoint(full.path(), data.clone(), Device::flex()).unwrap();
+            assert_same_steps(
+                "resumed on the CPU",
+                &mut on_cpu,
+                &mut gpu,
+                3,
+                STEP_TOLERANCE,
+            );
+            let full = tempfile::tempdir().unwrap();
+            on_cpu.save(full.path(), "CPU (flex)").unwrap();
+            let mut on_gpu = Trainer::from_checkpoint(full.path(), data, gpu_device).unwrap();
+            assert_same_steps(
+                "resumed on the GPU",
+                &mut on_cpu,
+                &mut on_gpu,
+                3,
+                STEP_TOLERANCE,
             );
             assert_runtime_quiet();
         },

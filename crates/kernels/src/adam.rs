@@ -7,12 +7,15 @@
 //! moments and the weights in place, in parallel chunks. On any other backend, or for a tensor
 //! that is not plain contiguous `f32`, it computes the same update from tensor operations.
 //!
-//! The state is burn's own [`AdamState`], so it records, reloads and moves between devices as
-//! burn's Adam state does.
+//! The state is burn's own [`AdamState`], so it records and moves between devices as burn's
+//! Adam state does; only a reloaded state lands on the CPU first ([`FusedAdamState`]).
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::optim::{AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer};
+use burn::optim::{
+    AdamState, AdaptiveMomentumState, LearningRate, ModuleOptimizer, Optimizer, RecordState,
+    StateSink, StateSource,
+};
 use burn::tensor::{Device, Tensor};
 
 use super::flex;
@@ -130,8 +133,27 @@ fn step_composed<const D: usize>(
     (param, m, v)
 }
 
+/// [`FusedAdam`]'s state for one parameter: burn's [`AdamState`], recorded under the same
+/// names, but reloaded onto the CPU (flex) whatever burn's default device is. burn's
+/// `ModuleOptimizer::load_record` builds every state on its default device (the GPU when
+/// wgpu is compiled in), which would open a GPU on a machine that trains on its CPU (and
+/// fails where it has none, or, in a page, before WebGPU is opened); from the CPU the state
+/// moves to its parameter's device at the first step ([`Optimizer::to_device`]).
+#[derive(Clone)]
+pub struct FusedAdamState<const D: usize>(pub AdamState<D>);
+
+impl<const D: usize> RecordState for FusedAdamState<D> {
+    fn state_flatten(&self, prefix: &str, out: &mut StateSink) {
+        self.0.state_flatten(prefix, out);
+    }
+
+    fn state_unflatten(prefix: &str, src: &mut StateSource, _device: &Device) -> Option<Self> {
+        AdamState::state_unflatten(prefix, src, &Device::flex()).map(Self)
+    }
+}
+
 impl Optimizer for FusedAdam {
-    type State<const D: usize> = AdamState<D>;
+    type State<const D: usize> = FusedAdamState<D>;
 
     fn step<const D: usize>(
         &self,
@@ -141,7 +163,7 @@ impl Optimizer for FusedAdam {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let (time, m, v) = match state {
-            Some(state) => (
+            Some(FusedAdamState(state)) => (
                 state.momentum.time + 1,
                 state.momentum.moment_1,
                 state.momentum.moment_2,
@@ -161,11 +183,11 @@ impl Optimizer for FusedAdam {
             step_composed(tensor, grad, m, v, s)
         };
         let momentum = AdaptiveMomentumState::new(time, m, v);
-        (param, Some(AdamState::new(momentum)))
+        (param, Some(FusedAdamState(AdamState::new(momentum))))
     }
 
     fn to_device<const D: usize>(mut state: Self::State<D>, device: &Device) -> Self::State<D> {
-        let m = &mut state.momentum;
+        let m = &mut state.0.momentum;
         if &m.moment_1.device() != device {
             m.moment_1 = m.moment_1.clone().to_device(device);
             m.moment_2 = m.moment_2.clone().to_device(device);
