@@ -75,6 +75,10 @@ struct Session {
     copy: Option<PendingCopy>,
     /// What runs once that copy is here.
     deferred: Vec<Deferred>,
+    /// Reads no longer wanted (another model, a device that took too long), kept until they
+    /// complete: dropping a read under way frees its staging buffer while the browser still
+    /// maps it, and the next submission that reuses the buffer is refused.
+    abandoned: Vec<PendingRead>,
 }
 
 /// Loads the dataset and builds the trainer, or says why not.
@@ -192,6 +196,7 @@ impl Driver {
             in_flight: None,
             copy: None,
             deferred: Vec::new(),
+            abandoned: Vec::new(),
         };
         session.announce(&out).then_some(Self {
             session,
@@ -205,6 +210,7 @@ impl Driver {
     /// otherwise returns at once.
     pub fn turn(&mut self, wait: bool) -> Turn {
         let running = self.session.state == RunState::Running;
+        self.session.abandoned.retain_mut(|read| !read.poll());
         let pending = self.session.in_flight.is_some() || self.session.copy.is_some();
         let command = if running || !wait || pending {
             match self.commands.try_recv() {
@@ -678,7 +684,7 @@ impl Session {
                 if f.read.waited() < READ_DEADLINE {
                     return Turn::Waiting;
                 }
-                self.in_flight = None;
+                self.abandon_reads();
                 return alive(self.device_silent("a training step", out));
             }
             let Some(InFlight {
@@ -703,7 +709,7 @@ impl Session {
                 if copy.waited() < READ_DEADLINE {
                     return Turn::Waiting;
                 }
-                self.copy = None;
+                self.abandon_reads();
                 return alive(self.device_silent("a copy of the model", out));
             }
             let Some(copy) = self.copy.take() else {
@@ -788,9 +794,17 @@ impl Session {
 
     /// Another trainer: reads under way were the old one's.
     fn forget_reads(&mut self) {
-        self.in_flight = None;
-        self.copy = None;
+        self.abandon_reads();
         self.deferred.clear();
+    }
+
+    /// Drops the reads under way from the session, keeping them (see
+    /// [`Session::abandoned`]) until they complete.
+    fn abandon_reads(&mut self) {
+        let reads = self.in_flight.take().map(|f| f.read);
+        let copy = self.copy.take().map(PendingCopy::into_read);
+        self.abandoned.extend(reads.into_iter().chain(copy));
+        self.abandoned.retain_mut(|read| !read.poll());
     }
 
     /// What follows a training call: progress events, and at an epoch's end the evaluation,

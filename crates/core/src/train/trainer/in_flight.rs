@@ -196,6 +196,11 @@ impl PendingCopy {
     pub fn waited(&self) -> web_time::Duration {
         self.read.waited()
     }
+
+    /// The read under way, when the copy is no longer wanted.
+    pub fn into_read(self) -> PendingRead {
+        self.read
+    }
 }
 
 /// The parameters in the order modules visit and map them: each one's shape, and all their
