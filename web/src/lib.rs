@@ -87,10 +87,16 @@ mod page {
     /// built-in MNIST (or the remembered settings).
     #[wasm_bindgen]
     pub async fn start(canvas_id: String) -> Result<(), JsValue> {
-        eframe::WebLogger::init(log::LevelFilter::Warn).ok();
         let search = web_sys::window()
             .and_then(|w| w.location().search().ok())
             .unwrap_or_default();
+        // `?log=info` (or `debug`) writes more to the browser's console: the device's pace.
+        let level = match () {
+            _ if search.contains("log=debug") => log::LevelFilter::Debug,
+            _ if search.contains("log=info") => log::LevelFilter::Info,
+            _ => log::LevelFilter::Warn,
+        };
+        eframe::WebLogger::init(level).ok();
         let canvas = web_sys::window()
             .and_then(|w| w.document())
             .and_then(|d| d.get_element_by_id(&canvas_id))

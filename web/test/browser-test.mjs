@@ -33,7 +33,7 @@ const backend = args.backend ?? "cpu";
 if (!["cpu", "webgpu"].includes(backend)) throw new Error(`--backend ${backend}: cpu or webgpu`);
 const gpu = backend === "webgpu";
 // What every address the test opens asks for.
-const ask = gpu ? "" : "backend=cpu";
+const ask = gpu ? "log=info" : "backend=cpu";
 const query = (more) => "?" + [ask, more].filter(Boolean).join("&");
 // The CPU run's saved run and first losses after loading it, for the WebGPU run to compare.
 const cpuRun = path.resolve(args["cpu-run"] ?? path.join(out, "..", "cpu"));

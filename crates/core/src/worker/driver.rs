@@ -658,6 +658,11 @@ impl Session {
         let started = Instant::now();
         match guarded(|| trainer.launch(k).map(|l| (l.read(), l))) {
             Ok(Ok((read, launched))) => {
+                log::info!(
+                    "{} steps launched in {:.0} ms",
+                    launched.len(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
                 self.in_flight = Some(InFlight {
                     launched,
                     read,
@@ -696,6 +701,11 @@ impl Session {
             else {
                 return Turn::Worked;
             };
+            log::info!(
+                "{} steps launched and read back in {:.0} ms",
+                launched.len(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
             let trainer = &mut self.trainer;
             let result = match read.take() {
                 Some(Ok(values)) => guarded(|| trainer.settle(launched, &values)),
@@ -715,6 +725,10 @@ impl Session {
             let Some(copy) = self.copy.take() else {
                 return Turn::Worked;
             };
+            log::info!(
+                "a copy of the model read back in {:.0} ms",
+                copy.waited().as_secs_f64() * 1e3
+            );
             let trainer = &mut self.trainer;
             return match guarded(|| trainer.install_copy(copy)) {
                 Ok(Ok(())) => alive(self.run_deferred(out)),
