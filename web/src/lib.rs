@@ -91,10 +91,12 @@ mod page {
             .and_then(|w| w.location().search().ok())
             .unwrap_or_default();
         // `?log=info` (or `debug`) writes more to the browser's console: the device's pace.
-        let level = match () {
-            _ if search.contains("log=debug") => log::LevelFilter::Debug,
-            _ if search.contains("log=info") => log::LevelFilter::Info,
-            _ => log::LevelFilter::Warn,
+        let level = if search.contains("log=debug") {
+            log::LevelFilter::Debug
+        } else if search.contains("log=info") {
+            log::LevelFilter::Info
+        } else {
+            log::LevelFilter::Warn
         };
         eframe::WebLogger::init(level).ok();
         let canvas = web_sys::window()
