@@ -37,7 +37,10 @@ trap 'rm -rf "$staging"' EXIT
 # The function names (about 9 MB) are left out: the page does not need them, and the goal for
 # the whole page is 25 MB gzipped. (Debian's wasm-opt 108 was tried too: its -O2 output of
 # the WebGPU build never started in Chromium 156.)
-wasm-bindgen --target web --no-typescript --remove-name-section --out-dir "$staging" \
+# NAMES=1 keeps them, for a profile of the page (Chromium's profiler then names each function).
+names=--remove-name-section
+[ "${NAMES-}" = 1 ] && names=
+wasm-bindgen --target web --no-typescript $names --out-dir "$staging" \
   "${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/release/latent_atlas_web.wasm"
 cp web/static/index.html "$staging/"
 

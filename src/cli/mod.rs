@@ -532,7 +532,7 @@ fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         info.config.image_size,
     )?;
     let backend = select_backend(args.backend.clone())?;
-    let mut trainer = Trainer::from_checkpoint(&args.run, data, backend.device)?;
+    let mut trainer = Trainer::weights_of(&args.run, data, backend.device)?;
     let mut config = trainer.config().clone();
     config.nll_samples = args.nll_samples.unwrap_or(config.nll_samples);
     config.nll_images = args.nll_images.unwrap_or(config.nll_images);

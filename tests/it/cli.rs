@@ -129,6 +129,35 @@ fn train_writes_every_file_and_eval_reloads_it() {
         String::from_utf8_lossy(&eval.stderr)
     );
     assert!(String::from_utf8_lossy(&eval.stdout).contains("negative ELBO"));
+
+    // The description and the weights alone (no optimiser: what `scripts/long-run.sh` keeps
+    // at the published epochs) evaluate to the same figures.
+    let kept = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(out.path().join("config.json")).unwrap();
+    assert!(
+        config.contains("\"resume\""),
+        "the run keeps its training state"
+    );
+    let info: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let weights = info["weights"].as_str().unwrap_or("model.bpk");
+    for file in ["config.json", weights] {
+        std::fs::copy(out.path().join(file), kept.path().join(file)).unwrap();
+    }
+    let again = bin()
+        .arg("eval")
+        .arg("--run")
+        .arg(kept.path())
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        String::from_utf8_lossy(&eval.stdout)
+    );
 }
 
 #[test]

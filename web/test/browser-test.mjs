@@ -77,6 +77,10 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 const logs = [];
 page.on("console", (m) => logs.push(`[${m.type()}] ${m.text()}`));
 page.on("pageerror", (e) => logs.push(`[pageerror] ${e.message}`));
+// A tab that dies (its renderer crashed, or the browser closed it) says so in the log.
+page.on("crash", () => logs.push("[crash] the page's renderer crashed"));
+page.on("close", () => logs.push("[close] the page was closed"));
+browser.on("disconnected", () => logs.push("[disconnected] the browser went away"));
 
 const status = async () =>
   page.evaluate(() => (window.latentAtlasStatus ? window.latentAtlasStatus() : null));

@@ -300,6 +300,27 @@ impl Trainer {
         data: Arc<Dataset>,
         device: Device,
     ) -> anyhow::Result<Self> {
+        Self::from_run_with(files, data, device, true)
+    }
+
+    /// A saved run's weights alone, to evaluate them: the training state `config.json` names
+    /// (the optimiser, the schedule's best weights) is neither read nor needed, so a folder
+    /// that keeps only the description and the weights (`scripts/long-run.sh`'s
+    /// `at/epoch-N`) evaluates.
+    pub fn weights_of(
+        dir: &std::path::Path,
+        data: Arc<Dataset>,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        Self::from_run_with(&checkpoint::RunFiles::open(dir)?, data, device, false)
+    }
+
+    fn from_run_with(
+        files: &checkpoint::RunFiles,
+        data: Arc<Dataset>,
+        device: Device,
+        training_state: bool,
+    ) -> anyhow::Result<Self> {
         let info = files.info()?;
         if info.input_dim != data.dim() || info.shape() != data.train.shape() {
             let shape = data.train.shape();
@@ -326,7 +347,7 @@ impl Trainer {
             info.step,
             info.epoch,
         );
-        if let Some(resume) = &resume {
+        if let Some(resume) = resume.as_ref().filter(|_| training_state) {
             trainer.restore(files, &info, resume)?;
         }
         Ok(trainer)
