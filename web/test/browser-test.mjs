@@ -6,8 +6,8 @@
 // `web_*` lines.
 //
 // `--backend cpu` (the default) opens the page with `?backend=cpu`; `--backend webgpu` opens it
-// as it is, in a Chromium whose WebGPU runs on SwiftShader (a software adapter), and checks that
-// the page trains there: its first steps from the CPU run's saved run (`--cpu-run`, written by
+// with `?backend=gpu` in a Chromium whose WebGPU runs on SwiftShader (a software adapter, which
+// the page as it is, `auto`, passes over for its CPU), and checks that the page trains there: its first steps from the CPU run's saved run (`--cpu-run`, written by
 // a `--backend cpu` run before) agree with the CPU page's, and a conv model trains on it.
 //
 //   node web/test/browser-test.mjs [--dist web/dist] [--out web/test/out] [--seconds 60]
@@ -33,7 +33,7 @@ const backend = args.backend ?? "cpu";
 if (!["cpu", "webgpu"].includes(backend)) throw new Error(`--backend ${backend}: cpu or webgpu`);
 const gpu = backend === "webgpu";
 // What every address the test opens asks for.
-const ask = gpu ? "log=info" : "backend=cpu";
+const ask = gpu ? "backend=gpu&log=info" : "backend=cpu";
 const query = (more) => "?" + [ask, more].filter(Boolean).join("&");
 // The CPU run's saved run and first losses after loading it, for the WebGPU run to compare.
 const cpuRun = path.resolve(args["cpu-run"] ?? path.join(out, "..", "cpu"));
@@ -97,6 +97,14 @@ const until = async (done, limit) => {
 };
 
 try {
+  if (gpu) {
+    // The page as a visitor opens it (`auto`), where the browser's only WebGPU adapter is a
+    // software one: it trains on the CPU, faster there, and says why.
+    await page.goto(url + "?fresh");
+    const auto = await until((s) => s.backend, 60);
+    check(/^CPU/.test(auto?.backend ?? "") && /software/.test(auto?.backend_notice ?? ""),
+      `auto on a software adapter trains on ${auto?.backend} (${auto?.backend_notice})`);
+  }
   const loaded = Date.now();
   await page.goto(url + query());
   const first = await until((s) => s.family !== undefined, 60);

@@ -148,7 +148,10 @@ impl BackendChoice {
             BackendChoice::Ndarray => Ok(cpu(Device::ndarray(), "ndarray")),
             #[cfg(not(feature = "ndarray"))]
             BackendChoice::Ndarray => Err(BackendError::NotBuilt("ndarray")),
-            BackendChoice::Gpu => gpu::select(software_gpu_allowed()),
+            // A page's `?backend=gpu` takes whatever WebGPU adapter the browser offers.
+            BackendChoice::Gpu => {
+                gpu::select(software_gpu_allowed() || cfg!(target_arch = "wasm32"))
+            }
             #[cfg(feature = "cuda")]
             BackendChoice::Cuda => cuda::select(),
             #[cfg(not(feature = "cuda"))]
@@ -707,11 +710,23 @@ mod gpu {
     use burn::tensor::wgpu::wgpu;
     use burn::tensor::{Device, Tensor};
 
+    /// How a software adapter's description ends.
+    const SOFTWARE: &str = "software adapter";
+
     /// The page's WebGPU device, or why there is none (`None`: not asked for).
     static OPENED: std::sync::Mutex<Option<Result<Backend, String>>> = std::sync::Mutex::new(None);
 
-    pub fn select(_allow_software: bool) -> Result<Backend, BackendError> {
+    /// The opened device; a software adapter (SwiftShader, a browser's fallback where there
+    /// is no GPU) only where `allow_software` (the page's `?backend=gpu`): `auto` trains on
+    /// the CPU there, as on the desktop, since software compute trains far slower.
+    pub fn select(allow_software: bool) -> Result<Backend, BackendError> {
         match &*OPENED.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Ok(backend)) if !allow_software && backend.description.contains(SOFTWARE) => {
+                Err(BackendError::NoGpu(format!(
+                    "the browser's only WebGPU adapter is a software one ({}), slower than the page's CPU (?backend=gpu trains on it)",
+                    backend.description
+                )))
+            }
             Some(Ok(backend)) => Ok(backend.clone()),
             Some(Err(why)) => Err(BackendError::NoGpu(why.clone())),
             None => Err(BackendError::NoGpu(
@@ -811,7 +826,7 @@ mod gpu {
         Ok(Backend {
             device,
             description: match software {
-                true => format!("WebGPU: {name} (software adapter)"),
+                true => format!("WebGPU: {name} ({SOFTWARE})"),
                 false => format!("WebGPU: {name}"),
             },
             notice: software.then(|| {
