@@ -117,17 +117,16 @@ fn train_writes_every_file_and_eval_reloads_it() {
     let curves = String::from_utf8(read("curves.svg")).unwrap();
     assert!(curves.contains("id=\"total\"") && curves.contains("</svg>"));
 
-    let eval = bin()
-        .arg("eval")
-        .arg("--run")
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        eval.status.success(),
-        "{}",
-        String::from_utf8_lossy(&eval.stderr)
-    );
+    let eval_of = |run: &Path| {
+        let eval = bin().arg("eval").arg("--run").arg(run).output().unwrap();
+        assert!(
+            eval.status.success(),
+            "{}",
+            String::from_utf8_lossy(&eval.stderr)
+        );
+        eval
+    };
+    let eval = eval_of(out.path());
     assert!(String::from_utf8_lossy(&eval.stdout).contains("negative ELBO"));
 
     // The description and the weights alone (no optimiser: what `scripts/long-run.sh` keeps
@@ -143,17 +142,7 @@ fn train_writes_every_file_and_eval_reloads_it() {
     for file in ["config.json", weights] {
         std::fs::copy(out.path().join(file), kept.path().join(file)).unwrap();
     }
-    let again = bin()
-        .arg("eval")
-        .arg("--run")
-        .arg(kept.path())
-        .output()
-        .unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let again = eval_of(kept.path());
     assert_eq!(
         String::from_utf8_lossy(&again.stdout),
         String::from_utf8_lossy(&eval.stdout)
