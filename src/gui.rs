@@ -65,6 +65,8 @@ pub fn run(args: GuiArgs) -> anyhow::Result<()> {
         fresh: args.fresh,
         probe_size: args.probe_size.map(|n| n as usize),
         arch: None,
+        // The desktop's GPU runtime reads CUBECL_DEBUG_OPTION=profile instead.
+        profile_kernels: false,
     };
     eframe::run_native(
         "latent-atlas",

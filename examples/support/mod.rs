@@ -45,6 +45,7 @@ pub fn harness_with(
                     fresh: true,
                     probe_size,
                     arch,
+                    profile_kernels: false,
                 },
             )
             .with_shell(Box::new(latent_atlas::gui::DesktopShell))

@@ -710,3 +710,70 @@ fn gpu_asynchronous_reads_take_the_same_steps_and_the_cpu_copy_matches_the_model
         },
     );
 }
+
+/// The dense layers' product on a software adapter (`latent_atlas_kernels::gpu`): its values and
+/// both gradients against burn's product on the same device, for every pair of transposes and
+/// shapes that fill its 4x4 blocks, leave them ragged, or are a single element.
+#[test]
+fn gpu_blocked_product_and_its_gradients_match_burns() {
+    watched(
+        "gpu_blocked_product_and_its_gradients_match_burns",
+        |device| {
+            use burn::tensor::{Tensor, TensorData};
+            use latent_atlas_kernels::gpu::{matmul, on_cube};
+            let device = device.autodiff();
+            let uneven = |rows: usize, cols: usize, seed: usize| {
+                let v: Vec<f32> = (0..rows * cols)
+                    .map(|i| (((i + seed) * 37 % 101) as f32 / 50.0 - 1.0) * 0.3)
+                    .collect();
+                Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), &device).require_grad()
+            };
+            let values = |t: Tensor<2>| latent_atlas_kernels::to_vec(t);
+            let worst = |a: &[f32], b: &[f32]| {
+                assert_eq!(a.len(), b.len());
+                let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                a.iter()
+                    .zip(b)
+                    .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+                    / scale
+            };
+            for (m, k, n) in [
+                (1, 1, 1),
+                (7, 5, 9),
+                (8, 2, 4),
+                (33, 100, 20),
+                (100, 50, 130),
+            ] {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    stage(format!("{m}x{k} by {k}x{n}, transposes {ta} {tb}"));
+                    let a = if ta { uneven(k, m, 1) } else { uneven(m, k, 1) };
+                    let b = if tb { uneven(n, k, 2) } else { uneven(k, n, 2) };
+                assert!(on_cube(&a) && on_cube(&b), "the product is taken on this device");
+                    let ours = matmul(a.clone(), b.clone(), ta, tb);
+                    let op = |t: Tensor<2>, flag: bool| if flag { t.transpose() } else { t };
+                    let burns = op(a.clone(), ta).matmul(op(b.clone(), tb));
+                    assert_eq!(ours.dims(), [m, n]);
+                    let case = format!("{m}x{k} by {k}x{n}, transposes {ta} {tb}");
+                    assert!(
+                        worst(&values(ours.clone()), &values(burns.clone())) < 1e-5,
+                        "{case}: values"
+                    );
+                    // An upstream gradient that is not all ones, so a transposed gradient shows.
+                    let w = uneven(m, n, 3).detach();
+                    let (g1, g2) = (
+                        (ours * w.clone()).sum().backward(),
+                        (burns * w).sum().backward(),
+                    );
+                    for (name, t) in [("a", &a), ("b", &b)] {
+                        let (x, y) = (t.grad(&g1).expect("grad"), t.grad(&g2).expect("grad"));
+                        assert!(
+                            worst(&values(x), &values(y)) < 1e-5,
+                            "{case}: gradient of {name}"
+                        );
+                    }
+                }
+            }
+            assert_runtime_quiet();
+        },
+    );
+}

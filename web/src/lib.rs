@@ -156,7 +156,7 @@ mod page {
             return;
         }
         let opened = first_of(
-            backend::open_webgpu(|| sleep_ms(1)),
+            backend::open_webgpu(|| sleep_ms(1), start.profile_kernels),
             sleep_ms(GPU_OPEN_LIMIT_MS),
         )
         .await;

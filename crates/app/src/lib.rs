@@ -48,13 +48,15 @@ pub struct StartOptions {
     pub probe_size: Option<usize>,
     /// Use these networks instead of the remembered ones.
     pub arch: Option<latent_atlas_core::model::Arch>,
+    /// Log every GPU kernel's time to the console (a page's `?profile`, a diagnostic).
+    pub profile_kernels: bool,
 }
 
 impl StartOptions {
     /// What a page's address asks for (`?dataset=fashion-mnist&probes=500&fresh`): training
     /// starts at once; `dataset` names the dataset, `probes` the posteriors drawn (100 to
     /// 10,000), `backend` the device (`cpu`, `gpu` or `auto`), `arch` the networks (`mlp` or
-    /// `conv`), and `fresh` ignores remembered settings. Unknown keys and bad values are ignored.
+    /// `conv`), `fresh` ignores remembered settings, and `profile` logs each GPU kernel's time. Unknown keys and bad values are ignored.
     pub fn from_query(query: &str) -> Self {
         let mut start = StartOptions {
             autostart: true,
@@ -68,6 +70,7 @@ impl StartOptions {
                     start.probe_size = value.parse().ok().filter(|n| (100..=10_000).contains(n))
                 }
                 "fresh" => start.fresh = true,
+                "profile" => start.profile_kernels = true,
                 "arch" => {
                     start.arch = latent_atlas_core::model::Arch::ALL
                         .into_iter()

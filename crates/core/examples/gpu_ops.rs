@@ -43,6 +43,29 @@ fn main() {
     time("matmul (100x784)^T @ 100x512", &|| {
         x.clone().transpose().matmul(g1.clone())
     });
+    // The dense layers' product on a software adapter (`latent_atlas_kernels::gpu`).
+    use latent_atlas_kernels::gpu::matmul;
+    println!(
+        "takes the blocked kernel: {}",
+        latent_atlas_kernels::gpu::on_cube(&x)
+    );
+    let ours = matmul(x.clone(), w1.clone(), false, false);
+    let burns = x.clone().matmul(w1.clone());
+    let diff = (ours - burns.clone()).abs().max().into_scalar::<f32>();
+    let size = burns.abs().max().into_scalar::<f32>();
+    println!("blocked against burn's product: largest difference {diff:e} (largest value {size})");
+    time("blocked 100x784 @ 784x512", &|| {
+        matmul(x.clone(), w1.clone(), false, false)
+    });
+    time("blocked 100x512 @ 512x256", &|| {
+        matmul(h1.clone(), w2.clone(), false, false)
+    });
+    time("blocked 100x512 @ (784x512)^T", &|| {
+        matmul(g1.clone(), w1.clone(), false, true)
+    });
+    time("blocked (100x784)^T @ 100x512", &|| {
+        matmul(x.clone(), g1.clone(), true, false)
+    });
     time("add 100x784", &|| x.clone() + 1.0);
     time("add 100x512", &|| h1.clone() + 1.0);
     time("add 784x512", &|| w1.clone() + 1.0);

@@ -179,8 +179,9 @@ impl BackendChoice {
 #[cfg(all(feature = "wgpu", target_arch = "wasm32"))]
 pub async fn open_webgpu<S: std::future::Future<Output = ()>>(
     sleep: impl Fn() -> S,
+    profile: bool,
 ) -> Result<String, String> {
-    gpu::open(sleep).await
+    gpu::open(sleep, profile).await
 }
 
 /// Records that the page will not train on WebGPU, and why (`?backend=cpu`, no answer in time):
@@ -678,6 +679,8 @@ mod gpu {
             ))
         })?
         .map_err(|e| BackendError::NoGpu(format!("{name} could not be opened: {e}")))?;
+        // A CPU behind the adapter: dense layers take the product shaped for it.
+        latent_atlas_kernels::gpu::set_software_adapter(best.kind == AdapterKind::Software);
         Ok(match best.kind {
             AdapterKind::Software => Backend {
                 device,
@@ -751,8 +754,9 @@ mod gpu {
     /// the browser), and keeps it for [`select`]; says why not otherwise.
     pub async fn open<S: std::future::Future<Output = ()>>(
         sleep: impl Fn() -> S,
+        profile: bool,
     ) -> Result<String, String> {
-        let opened = try_open(sleep).await;
+        let opened = try_open(sleep, profile).await;
         let answer = opened
             .as_ref()
             .map(|b| b.description.clone())
@@ -763,13 +767,20 @@ mod gpu {
 
     async fn try_open<S: std::future::Future<Output = ()>>(
         sleep: impl Fn() -> S,
+        profile: bool,
     ) -> Result<Backend, String> {
         // The runtime's settings come from code in a page (no files, no environment): kernels
         // are not timed against each other (each candidate would run ten times per new shape).
+        // With `profile` (the page's `?profile`) every kernel's time goes to the console.
         {
             use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
             let mut config = CubeClRuntimeConfig::default();
             config.autotune.level = cubecl_runtime::config::autotune::AutotuneLevel::Minimal;
+            if profile {
+                use cubecl_runtime::config::profiling::ProfilingLogLevel;
+                config.profiling.logger.level = ProfilingLogLevel::Basic;
+                config.profiling.logger.log = Some(Default::default());
+            }
             let _ = CubeClRuntimeConfig::try_set(config);
         }
         let (device, setup) = Device::wgpu_options()
@@ -823,6 +834,8 @@ mod gpu {
             ));
         }
         let software = info.device_type == wgpu::DeviceType::Cpu;
+        // A CPU behind the adapter: dense layers take the product shaped for it.
+        latent_atlas_kernels::gpu::set_software_adapter(software);
         Ok(Backend {
             device,
             description: match software {

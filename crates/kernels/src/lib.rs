@@ -16,6 +16,8 @@ mod adam;
 mod conv;
 mod flex;
 mod gemm;
+#[cfg(feature = "wgpu")]
+pub mod gpu;
 mod math;
 mod ops;
 

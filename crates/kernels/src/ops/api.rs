@@ -240,7 +240,11 @@ pub fn dense_with(
         );
         return Tensor::from_dispatch(out);
     }
-    let y = act.apply(burn::tensor::module::linear(x, weight, bias));
+    #[cfg(feature = "wgpu")]
+    let product = crate::gpu::dense_product(&x, &weight, bias.as_ref());
+    #[cfg(not(feature = "wgpu"))]
+    let product = None;
+    let y = act.apply(product.unwrap_or_else(|| burn::tensor::module::linear(x, weight, bias)));
     match dropout {
         Some(d) => d.forward(y),
         None => y,
