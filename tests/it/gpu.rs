@@ -748,7 +748,10 @@ fn gpu_blocked_product_and_its_gradients_match_burns() {
                     stage(format!("{m}x{k} by {k}x{n}, transposes {ta} {tb}"));
                     let a = if ta { uneven(k, m, 1) } else { uneven(m, k, 1) };
                     let b = if tb { uneven(n, k, 2) } else { uneven(k, n, 2) };
-                assert!(on_cube(&a) && on_cube(&b), "the product is taken on this device");
+                    assert!(
+                        on_cube(&a) && on_cube(&b),
+                        "the product is taken on this device"
+                    );
                     let ours = matmul(a.clone(), b.clone(), ta, tb);
                     let op = |t: Tensor<2>, flag: bool| if flag { t.transpose() } else { t };
                     let burns = op(a.clone(), ta).matmul(op(b.clone(), tb));
