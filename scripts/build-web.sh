@@ -24,9 +24,10 @@ if ! command -v wasm-bindgen >/dev/null 2>&1 ||
   exit 1
 fi
 
-# The CPU page; FEATURES=webgpu adds training on WebGPU (burn's wgpu backend) with the CPU as
-# its fallback, still in progress (docs/web.md, "Training on WebGPU").
-features=${FEATURES-}
+# The page trains on WebGPU (burn's wgpu backend) where the browser has a hardware adapter,
+# and on its CPU otherwise (docs/web.md, "Training on WebGPU"). FEATURES= (empty) builds the
+# CPU page alone, a few megabytes smaller.
+features=${FEATURES-webgpu}
 echo "build-web: compiling for wasm32 (release; features: ${features:-none})" >&2
 cargo build --release --locked --target wasm32-unknown-unknown -p latent-atlas-web \
   ${features:+--features "$features"}

@@ -160,11 +160,20 @@ try {
     };
     requestAnimationFrame(watch);
   });
-  const tested = await until((s) => s.tested?.[0] >= 1, 120);
+  // (On SwiftShader an epoch of 469 steps takes minutes.)
+  const tested = await until((s) => s.tested?.[0] >= 1, gpu ? 360 : 120);
   const longest = await page.evaluate(() => window.latentAtlasLongestFrame);
   console.log(`web_longest_frame_ms ${longest.toFixed(0)} (over the first epoch's end and its test evaluation)`);
-  check(tested && longest < 1000,
-    `the first epoch's test evaluation (negative ELBO ${tested?.tested?.[1]?.toFixed(1)}) never stalls the page a second (longest frame ${longest.toFixed(0)} ms)`);
+  if (gpu) {
+    // The evaluation runs on the CPU copy of the model, in the same slices as the CPU page's
+    // (checked there). Here SwiftShader's compute holds both cores, and the page's thread
+    // stalls seconds while training alone (docs/web.md): the frames are reported, not checked.
+    check(tested?.tested?.[0] >= 1,
+      `the first epoch's test evaluation arrives on WebGPU (negative ELBO ${tested?.tested?.[1]?.toFixed(1)}; longest frame ${longest.toFixed(0)} ms, training on a software adapter)`);
+  } else {
+    check(tested && longest < 1000,
+      `the first epoch's test evaluation (negative ELBO ${tested?.tested?.[1]?.toFixed(1)}) never stalls the page a second (longest frame ${longest.toFixed(0)} ms)`);
+  }
 
   // The epoch's end also asked the evaluator for a score: its classifier trains a batch at a
   // time beside the VAE (the first time: then it is kept in the browser's storage), then
@@ -331,9 +340,10 @@ try {
   const fresh = await until((s) => s.family !== undefined && s.step > 0, 60);
   check(fresh?.family === "VAE", `?fresh starts from the defaults (${fresh?.family})`);
 
-  // A conv model on this backend.
+  // A conv model on this backend. On SwiftShader its steps take seconds each (burn's direct
+  // convolution kernels; docs/web.md), and its first compile their kernels.
   await page.goto(url + query("fresh&arch=conv"));
-  const conv = await until((s) => s.step > 20 && s.loss_recent_mean != null, 120);
+  const conv = await until((s) => s.step > 20 && s.loss_recent_mean != null, gpu ? 240 : 120);
   check(conv?.step > 20 && wanted.test(conv?.backend ?? ""),
     `a conv VAE trains on ${conv?.backend} (step ${conv?.step}, loss ${conv?.loss_recent_mean?.toFixed(1)}, ${conv?.samples_per_sec?.toFixed(0)} samples/s)`);
   console.log(`web_conv_samples_per_sec ${conv?.samples_per_sec?.toFixed(0)} (${backend})`);

@@ -402,6 +402,12 @@ pub fn kept_in_page(data: &Dataset) -> Option<Classifier> {
         .filter(|c| takes(c, data))
 }
 
+/// Whether the browser's storage holds an evaluator for `data` (not yet read whole: one that
+/// turns out damaged is trained again).
+pub fn is_kept_in_page(data: &Dataset) -> bool {
+    crate::platform::stored_text(&page_key(data)).is_some()
+}
+
 /// Whether a kept classifier takes `data`'s images (one made for another size is trained
 /// again).
 fn takes(c: &Classifier, data: &Dataset) -> bool {

@@ -24,6 +24,11 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// steps on a new device compile every kernel, in software on a software adapter.
 pub const READ_DEADLINE: Duration = Duration::from_secs(120);
 
+/// The longest turn of side work while a read is under way (asynchronous reads only): the
+/// page's thread is free while the device computes, and side work fills that time in turns
+/// short enough to keep the page drawing.
+const SIDE_TURN_WHILE_WAITING: Duration = Duration::from_millis(40);
+
 /// Steps launched on a device whose reads are asynchronous, with their read under way.
 struct InFlight {
     launched: Launched,
@@ -226,7 +231,7 @@ impl Driver {
             }
         };
         // Side work without a thread (a sliced evaluation, an inline scorer's) takes turns with
-        // training, and goes on alone while idle.
+        // training, goes on alone while idle, and fills the wait for a device's read.
         let session = &self.session;
         let side_work = session.background.wants_turn()
             || session.scorer.as_ref().is_some_and(Scorer::wants_turn);
@@ -234,7 +239,11 @@ impl Driver {
         let alive = match command {
             Some(Command::Shutdown) => return Turn::Over,
             Some(c) => self.session.handle(c, &self.out),
-            None if pending => return self.session.poll_reads(&self.out),
+            None if pending => match self.session.poll_reads(&self.out) {
+                // The device computes: side work takes the page's idle time meanwhile.
+                Turn::Waiting if side_work => self.session.side_step(&self.out),
+                turn => return turn,
+            },
             None if side_turn => self.session.side_step(&self.out),
             None if running => {
                 self.session.background.side_last = false;
@@ -283,21 +292,50 @@ impl Session {
             config: Box::new(self.trainer.config().clone()),
         }) && self.snapshot_when_fresh(out)
             && self.set_state(RunState::Idle, out)
+            && self.load_kept_evaluator(out)
+    }
+
+    /// What the scorer does with each model it is handed.
+    fn score_job(&self) -> ScoreJob {
+        let o = &self.options;
+        ScoreJob {
+            seed: self.trainer.config().seed,
+            samples: o.score_samples,
+            temperature: o.score_temperature,
+            every: o.score_every_epoch,
+        }
+    }
+
+    /// Where the scorer has no thread (a page), an evaluator kept in the page's storage for
+    /// this dataset is loaded at once, so that it is ready before the first epoch ends (on a
+    /// slow device, minutes away). One not kept is trained when the first score is asked, as
+    /// before: its training would take time from the first epoch's.
+    fn load_kept_evaluator(&mut self, out: &Outbox) -> bool {
+        let data = self.trainer.data().clone();
+        let started = self
+            .scorer
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s.data(), &data));
+        if !self.options.slice_evaluations
+            || self.options.score_samples == 0
+            || started
+            || !data.is_labelled()
+            || !crate::evaluator::is_kept_in_page(&data)
+        {
+            return true;
+        }
+        // Its first turn finds the evaluator and says it is ready.
+        self.scorer = Some(Scorer::start(data, self.score_job(), true, out));
+        true
     }
 
     /// Hands the current model to the scorer (started for this dataset if needed). Unless the
     /// user asked (`asked`), a dataset without labels is passed over silently.
     fn request_score(&mut self, asked: bool, out: &Outbox) -> bool {
-        let o = &self.options;
-        if o.score_samples == 0 {
+        if self.options.score_samples == 0 {
             return true;
         }
-        let job = ScoreJob {
-            seed: self.trainer.config().seed,
-            samples: o.score_samples,
-            temperature: o.score_temperature,
-            every: o.score_every_epoch,
-        };
+        let job = self.score_job();
         let data = self.trainer.data().clone();
         if !data.is_labelled() && !asked {
             return true;
@@ -601,10 +639,16 @@ impl Session {
 
     /// Writes the checkpoint into `dir` and says so, or why not.
     /// Side work done without a thread, for as long as the last training call took (at least
-    /// one step): the evaluation under way, else the scorer's work. A panic in the scorer's
+    /// one step; where reads are asynchronous at most [`SIDE_TURN_WHILE_WAITING`], also while
+    /// the device computes): the evaluation under way, else the scorer's work. A panic in the scorer's
     /// ends scoring, with why; training goes on.
     fn side_step(&mut self, out: &Outbox) -> bool {
-        let budget = self.background.last_training;
+        let budget = match self.trainer.reads_async() {
+            // A training call there only launches steps; the wait for their values, the
+            // device's time, is not the page's.
+            true => self.background.last_training.min(SIDE_TURN_WHILE_WAITING),
+            false => self.background.last_training,
+        };
         self.background.side_last = true;
         if self.background.wants_turn() {
             self.background.turn(budget);
