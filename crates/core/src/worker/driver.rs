@@ -637,11 +637,10 @@ impl Session {
         Ok(notice)
     }
 
-    /// Writes the checkpoint into `dir` and says so, or why not.
     /// Side work done without a thread, for as long as the last training call took (at least
     /// one step; where reads are asynchronous at most [`SIDE_TURN_WHILE_WAITING`], also while
-    /// the device computes): the evaluation under way, else the scorer's work. A panic in the scorer's
-    /// ends scoring, with why; training goes on.
+    /// the device computes): the evaluation under way, else the scorer's work. A panic in the
+    /// scorer's ends scoring, with why; training goes on.
     fn side_step(&mut self, out: &Outbox) -> bool {
         let budget = match self.trainer.reads_async() {
             // A training call there only launches steps; the wait for their values, the
@@ -666,6 +665,7 @@ impl Session {
         }
     }
 
+    /// Writes the checkpoint into `dir` and says so, or why not.
     fn save(&mut self, dir: std::path::PathBuf, out: &Outbox) -> bool {
         let (trainer, backend) = (&self.trainer, &self.backend.description);
         match guarded(|| trainer.save(&dir, backend)) {
