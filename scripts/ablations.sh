@@ -20,10 +20,9 @@ images=${IMAGES:-10000}
 bin=${BIN:-target/release/latent-atlas}
 [ -x "$bin" ] || cargo build --release --locked
 
-# The full protocol: the same flags as scripts/long-run.sh's VAE.
-full=(--model vae --dataset mnist --binarize --latent-dim 50 --hidden 200,200 --iw-samples 1
-  --activation tanh --batch-size 20 --lr 0.001 --lr-schedule burda --adam-epsilon 1e-4
-  --glorot-init --mean-output-bias --validation 0 --nll-samples 0 --score-samples 0)
+# The full protocol: the flags of scripts/long-run.sh's VAE.
+source scripts/burda-protocol.sh
+full=("${burda_protocol[@]}" --iw-samples 1)
 
 # name | what changes (flags to drop, then flags to add)
 variants=(
@@ -46,7 +45,10 @@ for v in "${variants[@]}"; do
   if [ ! -f "$dir/eval.txt" ]; then
     # The full protocol's flags with this variant's pair of words taken out and its own added.
     args=" ${full[*]} "
-    [ -z "$drop" ] || args=${args/ $drop / }
+    if [ -n "$drop" ]; then
+      [[ "$args" == *" $drop "* ]] || { echo "ablations: $name drops '$drop', not in the protocol" >&2; exit 1; }
+      args=${args/ $drop / }
+    fi
     rm -rf "$dir"
     start=$SECONDS
     # shellcheck disable=SC2086 # the flags are words

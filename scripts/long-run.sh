@@ -19,9 +19,7 @@ runs=${RUNS:-vae iwae}
 bin=${BIN:-target/release/latent-atlas}
 [ -x "$bin" ] || cargo build --release --locked
 
-protocol=(--model vae --dataset mnist --binarize --latent-dim 50 --hidden 200,200
-  --activation tanh --batch-size 20 --lr 0.001 --lr-schedule burda --adam-epsilon 1e-4
-  --glorot-init --mean-output-bias --validation 0 --nll-samples 0 --score-samples 0)
+source scripts/burda-protocol.sh
 
 # The epochs of the published learning curve (README's d = 50 table): the run stops at each,
 # keeps that epoch's weights in $dir/at/epoch-N (a run folder `eval --run` reads), and goes on
@@ -45,7 +43,7 @@ for run in $runs; do
       "$bin" train --resume "$dir" --epochs "$mark" --backend "$backend" --score-samples 0
     else
       echo "long-run: $run to epoch $mark" >&2
-      "$bin" train "${protocol[@]}" "${extra[@]}" --epochs "$mark" --backend "$backend" --out "$dir"
+      "$bin" train "${burda_protocol[@]}" "${extra[@]}" --epochs "$mark" --backend "$backend" --out "$dir"
     fi
     keep="$dir/at/epoch-$mark"
     mkdir -p "$keep"
